@@ -1,0 +1,97 @@
+"""What every check kind shares: its YAML section, the values it produces, and the plug-in interface.
+
+A check kind is one module that defines a ``Spec`` (its keys in a check file, a pydantic model with
+``kind`` as the discriminator), the metrics it produces, and ``evaluate``, a function of the window's
+rows and the reference. It knows nothing of rules, alerts or storage: those only see
+:class:`MetricValue` rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Callable, Literal
+
+from pydantic import Field, HttpUrl
+
+from monitor.config.types import ConditionText, Duration, Name, StrictModel
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from monitor.sources.reference import Reference
+
+Severity = Literal["info", "warning", "critical"]
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+
+
+class RuleSpec(StrictModel):
+    when: ConditionText
+    severity: Severity = "warning"
+    for_: Duration | None = Field(None, alias="for", description="how long the condition must hold; the check's `for` otherwise")
+
+
+class Links(StrictModel):
+    runbook: HttpUrl | None = None
+    dashboard: HttpUrl | None = None
+
+
+class CheckSpec(StrictModel):
+    """Keys every check has; each kind adds its own."""
+
+    name: Name
+    kind: str
+    every: Duration
+    window: Duration
+    min_rows: int = Field(30, ge=1, description="fewer rows in the window than this is insufficient_data")
+    for_: Duration = Field(timedelta(0), alias="for")
+    alert: list[RuleSpec] = []
+    links: Links = Links()
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One number a check produced; ``feature`` is empty for a data-set level value."""
+
+    metric: str
+    value: float
+    feature: str = ""
+
+
+Outcome = Literal["ok", "insufficient_data", "error"]
+
+
+@dataclass
+class Evaluation:
+    """What a check found in one window. Whether that is a breach is for the rules to say."""
+
+    outcome: Outcome
+    sample_size: int
+    values: list[MetricValue] = field(default_factory=list)
+    evidence: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @classmethod
+    def insufficient(cls, sample_size: int, needed: int) -> "Evaluation":
+        return cls("insufficient_data", sample_size, error=f"{sample_size} rows in the window, {needed} needed")
+
+    @classmethod
+    def failed(cls, reason: str, sample_size: int = 0) -> "Evaluation":
+        return cls("error", sample_size, error=reason)
+
+
+@dataclass(frozen=True)
+class CheckKind:
+    """A plug-in: the ``kind`` it answers to, its spec, its metrics and its evaluation."""
+
+    kind: str
+    spec: type[CheckSpec]
+    dataset_metrics: frozenset[str]
+    feature_metrics: frozenset[str]
+    evaluate: Callable[["CheckSpec", "pd.DataFrame", "Reference | None", list[str]], Evaluation]
+    needs_reference: bool = False
+    required_roles: tuple[str, ...] = ()
+
+    @property
+    def metrics(self) -> frozenset[str]:
+        return self.dataset_metrics | self.feature_metrics

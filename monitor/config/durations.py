@@ -1,0 +1,40 @@
+"""Durations as people write them in check files: ``30s``, ``15m``, ``1h``, ``7d``, ``1h30m``, ``250ms``."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
+
+
+def parse_duration(text: object) -> timedelta:
+    """Read a duration; raise ``ValueError`` with what to write instead."""
+    if isinstance(text, timedelta):
+        return text
+    if isinstance(text, bool) or not isinstance(text, (str, int)):
+        raise ValueError("expected a duration such as 30s, 15m, 1h or 7d")
+    if isinstance(text, int) or text.strip().isdigit():
+        raise ValueError(f"duration {text!r} has no unit: write for example {text}s or {text}m")
+    compact = text.strip().replace(" ", "")
+    if not _WHOLE.match(compact):
+        raise ValueError(f"bad duration {text!r}: write a number and a unit (ms, s, m, h, d, w), for example 30s, 15m, 1h, 7d")
+    seconds = sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(compact))
+    if seconds <= 0:
+        raise ValueError(f"duration {text!r} must be longer than zero")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(delta: timedelta) -> str:
+    """The shortest readable form: 90 seconds is ``1m30s``."""
+    seconds = int(round(delta.total_seconds()))
+    if seconds == 0:
+        return f"{int(delta.total_seconds() * 1000)}ms"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)

@@ -1,0 +1,283 @@
+"""Reading the daemon config and the check files into typed models, or into precise errors.
+
+Three passes, each reporting every problem it finds rather than the first:
+1. YAML into data that remembers positions, with ``${VAR}`` filled in (:mod:`.document`);
+2. the data into pydantic models: shape and types, unknown keys with a suggestion;
+3. what only a whole file can tell: unknown metrics in ``when``, unknown owners, duplicate names,
+   a check kind the source cannot feed.
+Relative paths in a check file (``source.path``, ``reference.path``) are taken from the directory of
+the daemon config, or the current directory when there is none.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ValidationError
+
+from monitor.checks import CHECKS
+from monitor.config.document import Document, read_document
+from monitor.config.errors import ConfigError, ConfigIssue
+from monitor.config.models import DaemonConfig, ModelConfig
+
+CHECK_FILE_PATTERNS = ("*.yaml", "*.yml")
+
+
+def suggest(word: str, choices: typing.Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for a near miss, else nothing."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def load_config(path: str | Path | None, environ: Mapping[str, str] | None = None) -> DaemonConfig:
+    """The daemon config at ``path``, or the defaults when ``path`` is None."""
+    if path is None:
+        return DaemonConfig()
+    doc = _read(Path(path), environ)
+    config = _validate(doc, DaemonConfig)
+    if config is not None:
+        for i, route in enumerate(config.routes):
+            for j, owner in enumerate(route.also):
+                if owner not in config.owners:
+                    doc.issues.append(doc.issue(("routes", i, "also", j), f"unknown owner {owner!r}{suggest(owner, config.owners)}"))
+    if doc.issues:
+        raise ConfigError(doc.issues)
+    return config
+
+
+def load_model_file(path: str | Path, config: DaemonConfig | None = None, *, base_dir: Path | None = None,
+                    environ: Mapping[str, str] | None = None) -> ModelConfig:
+    """One check file, validated against the daemon config's owners when one is given."""
+    doc = _read(Path(path), environ)
+    model = _validate(doc, ModelConfig)
+    if model is not None:
+        doc.issues.extend(_semantic_issues(doc, model, config))
+    if doc.issues:
+        raise ConfigError(doc.issues)
+    return _resolve_paths(model, base_dir or Path.cwd())
+
+
+@dataclass
+class CheckFiles:
+    """Every model of a checks directory that loaded, and the problems of those that did not."""
+
+    models: dict[str, ModelConfig] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+    issues: list[ConfigIssue] = field(default_factory=list)
+
+
+def check_file_paths(directory: Path) -> list[Path]:
+    return sorted({p for pattern in CHECK_FILE_PATTERNS for p in directory.glob(pattern)})
+
+
+def load_check_files(paths: list[Path], config: DaemonConfig | None, *, base_dir: Path | None = None,
+                     environ: Mapping[str, str] | None = None) -> CheckFiles:
+    out = CheckFiles()
+    for path in paths:
+        try:
+            model = load_model_file(path, config, base_dir=base_dir, environ=environ)
+        except ConfigError as exc:
+            out.issues.extend(exc.issues)
+            continue
+        if model.model in out.models:
+            out.issues.append(ConfigIssue(str(path), 1, 1, "model",
+                                          f"model {model.model!r} is already defined in {out.files[model.model]}: one file per model"))
+            continue
+        out.models[model.model] = model
+        out.files[model.model] = path
+    return out
+
+
+def _read(path: Path, environ: Mapping[str, str] | None) -> Document:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(str(path), 1, 1, "", f"cannot read file: {exc.strerror}")]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigIssue(str(path), 1, 1, "", "file is not UTF-8 text")]) from exc
+    return read_document(str(path), text, environ)
+
+
+def _validate(doc: Document, model_cls: type[BaseModel]) -> Any:
+    if doc.data is None:  # a YAML syntax error, already reported
+        return None
+    if not isinstance(doc.data, dict):
+        doc.issues.append(doc.issue((), "expected a mapping of keys at the top of the file"))
+        return None
+    try:
+        return model_cls.model_validate(doc.data)
+    except ValidationError as exc:
+        for error in exc.errors(include_input=False, include_url=False):
+            doc.issues.append(_issue_from_pydantic(doc, model_cls, error))
+        return None
+
+
+def _issue_from_pydantic(doc: Document, model_cls: type[BaseModel], error: Mapping[str, Any]) -> ConfigIssue:
+    path, annotation = _data_path(model_cls, tuple(error["loc"]), doc.data)
+    kind, message = error["type"], error["msg"]
+    if kind == "extra_forbidden":
+        parent = _annotation_at(model_cls, path[:-1], doc.data)
+        known = _field_names(parent)
+        return doc.issue(path, f"unknown key {path[-1]!r}{suggest(path[-1], known)}; allowed: {', '.join(sorted(known))}", key=True)
+    if kind == "missing":
+        return doc.issue(path, "required key is missing")
+    if kind == "union_tag_invalid":
+        expected = error.get("ctx", {}).get("expected_tags", "")
+        tags = [t.strip(" '") for t in str(expected).split(",")]
+        found = _get(doc.data, path + ("kind",))
+        return doc.issue(path + ("kind",), f"unknown kind {found!r}{suggest(found, tags)}; expected one of {', '.join(tags)}")
+    if kind == "union_tag_not_found":
+        return doc.issue(path, "required key 'kind' is missing")
+    if kind == "literal_error":
+        value = _get(doc.data, path)
+        expected = str(error.get("ctx", {}).get("expected", ""))
+        choices = [c.strip(" '") for c in expected.replace(" or ", ",").split(",")]
+        return doc.issue(path, f"{value!r} is not allowed{suggest(value, choices)}; expected one of {expected}")
+    if kind in ("value_error", "assertion_error"):
+        message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    elif kind == "string_pattern_mismatch":
+        message = _pattern_hint(annotation) or message
+    else:
+        got = _get(doc.data, path)
+        if got is not _MISSING:
+            message = f"{message}, got {_describe(got)}"
+    return doc.issue(path, message)
+
+
+def _pattern_hint(annotation: Any) -> str | None:
+    for meta in getattr(annotation, "__metadata__", ()):
+        description = getattr(meta, "description", None)
+        if description:
+            return f"use only {description}"
+    return "use only letters, digits and '_' (a name that must be safe to quote in SQL)"
+
+
+_MISSING = object()
+
+
+def _get(data: Any, path: tuple) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return data
+
+
+def _describe(value: Any) -> str:
+    names = {dict: "a mapping", list: "a list", str: "text", bool: "true/false", int: "a number", float: "a number", type(None): "nothing"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _unwrap(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
+
+
+def _union_members(annotation: Any) -> tuple:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        return typing.get_args(annotation)
+    return ()
+
+
+def _field_names(annotation: Any) -> set[str]:
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return {f.alias or name for name, f in annotation.model_fields.items()}
+    return set()
+
+
+def _step(annotation: Any, part: Any, data: Any) -> tuple[Any, bool]:
+    """The annotation one step down ``part``; the flag says ``part`` was a union tag, not a key."""
+    annotation = _unwrap(annotation)
+    members = _union_members(annotation)
+    if members:
+        for member in members:
+            member = _unwrap(member)
+            if isinstance(member, type) and issubclass(member, BaseModel):
+                kind_field = member.model_fields.get("kind")
+                if kind_field is not None and part in typing.get_args(kind_field.annotation):
+                    return member, True
+        models = [m for m in members if isinstance(_unwrap(m), type) and issubclass(_unwrap(m), BaseModel)]
+        return (_step(models[0], part, data)[0] if models else None), False
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        return typing.get_args(annotation)[0], False
+    if origin is dict:
+        return typing.get_args(annotation)[1], False
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        for name, f in annotation.model_fields.items():
+            if part in (name, f.alias):
+                return f.annotation if not f.metadata else typing.Annotated[(f.annotation, *f.metadata)], False
+    return None, False
+
+
+def _data_path(model_cls: type[BaseModel], loc: tuple, data: Any) -> tuple[tuple, Any]:
+    """pydantic's ``loc`` as a path into the YAML data (union tags dropped), and the annotation there."""
+    path: tuple = ()
+    annotation: Any = model_cls
+    for part in loc:
+        annotation, was_tag = _step(annotation, part, _get(data, path))
+        if not was_tag:
+            path += (part,)
+    return path, annotation
+
+
+def _annotation_at(model_cls: type[BaseModel], path: tuple, data: Any) -> Any:
+    """The model that holds the value at ``path``: a union is resolved by the ``kind`` written there."""
+    annotation: Any = model_cls
+    for depth, part in enumerate(path):
+        annotation, _ = _step(annotation, part, data)
+        if _union_members(_unwrap(annotation)):
+            tagged, was_tag = _step(annotation, _get(data, path[: depth + 1] + ("kind",)), data)
+            if was_tag:
+                annotation = tagged
+    return annotation
+
+
+def _semantic_issues(doc: Document, model: ModelConfig, config: DaemonConfig | None) -> list[ConfigIssue]:
+    issues = []
+    if config is not None and model.owner not in config.owners:
+        known = ", ".join(sorted(config.owners)) or "none are configured"
+        issues.append(doc.issue(("owner",), f"unknown owner {model.owner!r}{suggest(model.owner, config.owners)}; owners in the config: {known}"))
+    roles = model.source.roles()
+    seen: dict[str, int] = {}
+    for i, check in enumerate(model.checks):
+        kind = CHECKS[check.kind]
+        if check.name in seen:
+            issues.append(doc.issue(("checks", i, "name"), f"duplicate check name {check.name!r} (also checks[{seen[check.name]}])"))
+        seen.setdefault(check.name, i)
+        if kind.needs_reference and model.reference is None:
+            issues.append(doc.issue(("checks", i, "kind"), f"a {check.kind} check needs a reference data set: add reference.path"))
+        for role in kind.required_roles:
+            if role not in roles:
+                key = role.lstrip("@").removesuffix("_ms")
+                issues.append(doc.issue(("checks", i, "kind"), f"a {check.kind} check needs the source's {key} column: add source.{key}"))
+        for j, feature in enumerate(getattr(check, "features", None) or []):
+            if feature not in model.source.features:
+                issues.append(doc.issue(("checks", i, "features", j),
+                                        f"{feature!r} is not a feature of the source{suggest(feature, model.source.features)}"))
+        for j, rule in enumerate(check.alert):
+            metric = rule.when.metric
+            if metric not in kind.metrics:
+                issues.append(doc.issue(("checks", i, "alert", j, "when"),
+                                        f"unknown metric {metric!r}{suggest(metric, kind.metrics)}; "
+                                        f"a {check.kind} check has {', '.join(sorted(kind.metrics))}"))
+    return issues
+
+
+def _resolve_paths(model: ModelConfig, base_dir: Path) -> ModelConfig:
+    update: dict[str, Any] = {}
+    source_path = getattr(model.source, "path", None)
+    if source_path and not Path(source_path).is_absolute():
+        update["source"] = model.source.model_copy(update={"path": str(base_dir / source_path)})
+    if model.reference and not Path(model.reference.path).is_absolute():
+        update["reference"] = model.reference.model_copy(update={"path": str(base_dir / model.reference.path)})
+    return model.model_copy(update=update) if update else model

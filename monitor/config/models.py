@@ -1,0 +1,71 @@
+"""The typed shape of the daemon config and of a model's check file.
+
+Nothing past the loader reads raw YAML: the daemon, the CLI and the checks all take these models.
+Check and source sections are the plug-ins' own specs, joined here by their ``kind``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Union
+
+from pydantic import Field, SecretStr
+
+from monitor.checks import CHECKS
+from monitor.config.types import Name, StrictModel
+from monitor.sources import SOURCES
+from monitor.sources.reference import ReferenceSpec
+
+CheckSpecs = Annotated[Union[tuple(kind.spec for kind in CHECKS.values())], Field(discriminator="kind")]  # type: ignore[misc]
+SourceSpecs = Annotated[Union[tuple(kind.spec for kind in SOURCES.values())], Field(discriminator="kind")]  # type: ignore[misc]
+
+
+class DatabaseConfig(StrictModel):
+    url: str = Field("sqlite:///monitor.db", description="SQLAlchemy URL: embedded SQLite by default, PostgreSQL in production")
+
+
+class ServerConfig(StrictModel):
+    listen: str = Field("127.0.0.1:8321", pattern=r"^[^:\s]*:\d{1,5}$")
+    token: SecretStr = SecretStr("")
+
+
+class SlackConfig(StrictModel):
+    token: SecretStr = Field(SecretStr(""), description="bot token; empty sends alerts to the console instead")
+    base_url: str = "https://slack.com/api/"
+
+
+class NotifiersConfig(StrictModel):
+    slack: SlackConfig = SlackConfig()
+
+
+class Owner(StrictModel):
+    slack: str | None = Field(None, description="the channel, for example '#fraud-alerts'")
+    mention: list[str] = []
+    webhook: SecretStr | None = Field(None, description="reserved for the pager webhook receiver (see docs/configuration.md)")
+
+
+class Route(StrictModel):
+    match: dict[str, str] = Field(description="labels an alert must have, e.g. {severity: critical}")
+    also: list[Name] = Field(min_length=1, description="owners whose receivers are told too")
+
+
+class DaemonConfig(StrictModel):
+    database: DatabaseConfig = DatabaseConfig()
+    server: ServerConfig = ServerConfig()
+    checks_dir: str = "checks"
+    notifiers: NotifiersConfig = NotifiersConfig()
+    owners: dict[Name, Owner] = {}
+    routes: list[Route] = []
+
+
+class ModelConfig(StrictModel):
+    model: Name
+    owner: Name
+    source: SourceSpecs
+    reference: ReferenceSpec | None = None
+    checks: list[CheckSpecs] = Field(min_length=1)
+
+    def check(self, name: str):
+        for check in self.checks:
+            if check.name == name:
+                return check
+        raise KeyError(name)

@@ -1,0 +1,170 @@
+"""One evaluation of one check, end to end: read the window, compute, apply the rules, record.
+
+The run, its metric values, the alert episodes it moves and the notifications those moves owe are
+written in one transaction, so the database never holds a state change without its deliveries (or
+the other way round). Delivery itself is the outbox's business.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from monitor.alerting.episodes import OpenEpisode, advance
+from monitor.alerting.routing import receivers_for
+from monitor.alerting.rules import Observation, observe
+from monitor.checks import CHECKS
+from monitor.checks.base import CheckSpec, Evaluation
+from monitor.clock import Clock
+from monitor.config.durations import format_duration
+from monitor.config.models import DaemonConfig, ModelConfig
+from monitor.notifiers.message import TOP_FEATURES, AlertMessage
+from monitor.sources import SourceError, open_source
+from monitor.sources.reference import load_reference
+from monitor.storage.tables import OPEN_STATES, Alert, CheckRun, Metric, Notification
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Change:
+    """An alert whose state changed in this run, and the notification it owes (if any)."""
+
+    alert_id: int
+    rule: str
+    feature: str
+    state: str
+    value: float
+    notify: str | None
+
+
+@dataclass
+class RunResult:
+    model: str
+    check: str
+    outcome: str                     # ok, breach, insufficient_data or error
+    evaluation: Evaluation
+    window_start: datetime
+    window_end: datetime
+    observations: list[Observation] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    run_id: int | None = None
+    duration_s: float = 0.0
+
+    @property
+    def notifications_owed(self) -> int:
+        return sum(1 for c in self.changes if c.notify)
+
+
+class Evaluator:
+    def __init__(self, engine: Engine, config: DaemonConfig, clock: Clock) -> None:
+        self.engine = engine
+        self.config = config
+        self.clock = clock
+        self._sources: dict[tuple[str, int], object] = {}
+
+    def run(self, model: ModelConfig, check: CheckSpec, *, dry_run: bool = False) -> RunResult:
+        began = time.perf_counter()
+        started = self.clock.now()
+        window_start, window_end = started - check.window, started
+        evaluation = self._evaluate(model, check, window_start, window_end)
+        observations = observe(check.alert, evaluation.values, check.for_) if evaluation.outcome == "ok" else []
+        outcome = "breach" if any(o.breached for o in observations) else evaluation.outcome
+        result = RunResult(model.model, check.name, outcome, evaluation, window_start, window_end, observations)
+        with Session(self.engine) as session:
+            self._record(session, model, check, result, started)
+            if dry_run:
+                session.rollback()
+                result.run_id = None
+            else:
+                session.commit()
+        result.duration_s = time.perf_counter() - began
+        return result
+
+    # -- computing ------------------------------------------------------------------------------
+    def _source(self, model: ModelConfig):
+        key = (model.model, hash(model.source.model_dump_json()))
+        if key not in self._sources:
+            self._sources[key] = open_source(model.source)
+        return self._sources[key]
+
+    def _evaluate(self, model: ModelConfig, check: CheckSpec, start: datetime, end: datetime) -> Evaluation:
+        kind = CHECKS[check.kind]
+        try:
+            frame = self._source(model).read(start, end)
+            reference = load_reference(model.reference.path, model.source.features) if kind.needs_reference else None
+            return kind.evaluate(check, frame, reference, model.source.features)
+        except SourceError as exc:
+            return Evaluation.failed(str(exc))
+        except Exception as exc:  # a failing check is an `error` run with its reason, never a dead daemon
+            log.exception("check %s/%s failed", model.model, check.name)
+            return Evaluation.failed(f"{type(exc).__name__}: {exc}")
+
+    # -- recording ------------------------------------------------------------------------------
+    def _record(self, session: Session, model: ModelConfig, check: CheckSpec, result: RunResult, started: datetime) -> None:
+        evaluation, now = result.evaluation, self.clock.now()
+        run = CheckRun(model=model.model, check=check.name, kind=check.kind, started=started, finished=now,
+                       window_start=result.window_start, window_end=result.window_end, outcome=result.outcome,
+                       sample_size=evaluation.sample_size, error=evaluation.error, evidence=evaluation.evidence or None)
+        session.add(run)
+        session.flush()
+        result.run_id = run.id
+        session.add_all(Metric(time=now, model=model.model, check=check.name, metric=v.metric, feature=v.feature,
+                               value=v.value, window_start=result.window_start, window_end=result.window_end,
+                               sample_size=evaluation.sample_size, run_id=run.id) for v in evaluation.values)
+        if not result.observations:
+            return
+        open_alerts = {(a.rule, a.feature): a for a in session.scalars(
+            sa.select(Alert).where(Alert.model == model.model, Alert.check == check.name, Alert.state.in_(OPEN_STATES)))}
+        for observation in result.observations:
+            alert = open_alerts.get(observation.key)
+            episode = OpenEpisode(alert.state, alert.started) if alert else None
+            step = advance(episode, observation.breached, now, observation.hold)
+            if step is None:
+                continue
+            if alert is None:
+                alert = Alert(model=model.model, check=check.name, rule=observation.rule.when.text,
+                              feature=observation.feature, severity=observation.rule.severity, started=now,
+                              threshold=observation.rule.when.threshold, owner=model.owner)
+                session.add(alert)
+            changed = alert.state != step.state
+            alert.state, alert.last_value, alert.updated = step.state, observation.value, now
+            if step.notify == "firing":
+                alert.fired = now
+            if not step.is_open:
+                alert.resolved = now
+            session.flush()
+            if step.notify:
+                message = self._message(model, check, alert, observation, result, step.notify)
+                alert.summary = message.subject
+                self._enqueue(session, alert, message, now)
+            if changed or step.notify:
+                result.changes.append(Change(alert.id, alert.rule, alert.feature, alert.state, observation.value, step.notify))
+
+    def _message(self, model: ModelConfig, check: CheckSpec, alert: Alert, observation: Observation,
+                 result: RunResult, event: str) -> AlertMessage:
+        features = result.evaluation.evidence.get("features", [])
+        drifted = [{k: f[k] for k in ("feature", "score", "method", "threshold")} for f in features if f.get("drifted")]
+        owner = self.config.owners.get(model.owner)
+        iso = lambda t: t.isoformat() if t else None  # noqa: E731
+        return AlertMessage(
+            alert_id=alert.id, event=event, model=model.model, check=check.name, kind=check.kind, owner=model.owner,
+            severity=alert.severity, rule=alert.rule, metric=observation.rule.when.metric, value=observation.value,
+            threshold=alert.threshold, started=iso(alert.started), fired=iso(alert.fired), resolved=iso(alert.resolved),
+            window=format_duration(check.window), window_start=iso(result.window_start), window_end=iso(result.window_end),
+            sample_size=result.evaluation.sample_size, feature=alert.feature,
+            mentions=list(owner.mention) if owner else [], top_features=drifted[:TOP_FEATURES],
+            links={name: str(url) for name, url in check.links.model_dump().items() if url},
+        )
+
+    def _enqueue(self, session: Session, alert: Alert, message: AlertMessage, now: datetime) -> None:
+        labels = {"severity": alert.severity, "model": alert.model, "check": alert.check, "owner": alert.owner}
+        for receiver in receivers_for(alert.owner, labels, self.config):
+            session.add(Notification(alert_id=alert.id, event=message.event, receiver=receiver, status="pending",
+                                     attempts=0, created=now, time=now, next_attempt=now, payload=message.to_dict()))

@@ -1,0 +1,120 @@
+"""Receiver ``slack``: one message per alert episode in the owner's channel, updated in place.
+
+Sent with slack-sdk's WebClient. Its retry handlers wait out short rate limits (HTTP 429 with
+Retry-After), connection resets and server errors inside one attempt; what still fails is returned
+to the outbox with ``retry`` set, and the outbox tries again later with backoff.
+
+Each message carries its delivery key in Slack message metadata. After a crash between "sending" and
+"sent", :meth:`SlackNotifier.find` looks for that key in the channel's recent history, so a message
+that did go out is not posted a second time (needs the ``channels:history`` and ``channels:read``
+scopes; without them an in-doubt delivery is sent again).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from threading import Lock
+
+from monitor.notifiers.base import Delivery, Posted
+from monitor.notifiers.message import AlertMessage
+
+log = logging.getLogger(__name__)
+
+METADATA_EVENT = "monitor_alert"
+# Errors that go away by themselves; anything else (invalid_auth, channel_not_found, ...) needs a person.
+_TRANSIENT = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+
+
+class SlackNotifier:
+    def __init__(self, token: str, base_url: str = "https://slack.com/api/", *, rate_limit_retries: int = 2,
+                 timeout: float = 10.0) -> None:
+        from slack_sdk import WebClient
+        from slack_sdk.http_retry.builtin_handlers import (
+            ConnectionErrorRetryHandler,
+            RateLimitErrorRetryHandler,
+            ServerErrorRetryHandler,
+        )
+
+        if not base_url.endswith("/"):
+            base_url += "/"
+        self.client = WebClient(token=token, base_url=base_url, timeout=int(timeout), retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            RateLimitErrorRetryHandler(max_retry_count=rate_limit_retries),
+            ServerErrorRetryHandler(max_retry_count=2),
+        ])
+        self._channel_ids: dict[str, str] = {}
+        self._lock = Lock()
+
+    def send(self, target: str, message: AlertMessage, key: str, previous: Posted | None) -> Delivery:
+        from slack_sdk.errors import SlackApiError, SlackClientError
+
+        text, blocks = message.text(), message.slack_blocks()
+        try:
+            if previous is not None and previous.message_id and previous.channel_id:
+                response = self.client.chat_update(channel=previous.channel_id, ts=previous.message_id, text=text, blocks=blocks)
+            else:
+                response = self.client.chat_postMessage(
+                    channel=target, text=text, blocks=blocks, unfurl_links=False,
+                    metadata={"event_type": METADATA_EVENT, "event_payload": {"key": key}},
+                )
+        except SlackApiError as exc:
+            return _failure(exc.response)
+        except (SlackClientError, OSError) as exc:
+            return Delivery.failed(f"slack unreachable: {type(exc).__name__}: {exc}", retry=True)
+        return Delivery.sent(response.get("ts"), response.get("channel"))
+
+    def find(self, target: str, key: str, since: datetime) -> Posted | None:
+        from slack_sdk.errors import SlackApiError, SlackClientError
+
+        try:
+            channel = self._channel_id(target)
+            if channel is None:
+                return None
+            cursor = None
+            while True:
+                page = self.client.conversations_history(channel=channel, oldest=f"{since.timestamp() - 60:.6f}",
+                                                         include_all_metadata=True, limit=200, cursor=cursor)
+                for item in page.get("messages", []):
+                    metadata = item.get("metadata") or {}
+                    if metadata.get("event_type") == METADATA_EVENT and metadata.get("event_payload", {}).get("key") == key:
+                        return Posted(item.get("ts"), channel)
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    return None
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            log.warning("cannot look up slack history for %s (%s): an in-doubt message will be sent again", target, exc)
+            return None
+
+    def _channel_id(self, target: str) -> str | None:
+        if not target.startswith("#"):
+            return target  # already an ID such as C0123
+        name = target[1:]
+        with self._lock:
+            if name in self._channel_ids:
+                return self._channel_ids[name]
+        cursor = None
+        while True:
+            page = self.client.conversations_list(limit=1000, cursor=cursor, types="public_channel,private_channel")
+            for channel in page.get("channels", []):
+                with self._lock:
+                    self._channel_ids[channel["name"]] = channel["id"]
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        return self._channel_ids.get(name)
+
+
+def _failure(response) -> Delivery:
+    error = response.get("error") if hasattr(response, "get") else None
+    status = response.status_code
+    retry_after = None
+    for name, value in (response.headers or {}).items():
+        if name.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list) else value
+            try:
+                retry_after = float(raw)
+            except (TypeError, ValueError):
+                retry_after = None
+    transient = status == 429 or status >= 500 or error in _TRANSIENT
+    return Delivery.failed(f"slack answered HTTP {status}: {error or 'no error code'}", retry=transient, retry_after=retry_after)

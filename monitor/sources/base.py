@@ -1,0 +1,88 @@
+"""What every source shares: the column roles it maps, the plug-in interface, and the frame it returns.
+
+A source reads the rows of one time window into a pandas DataFrame. Feature columns keep their own
+names; the other roles are renamed to the reserved names below (a feature may not start with '@'),
+so a check asks for ``frame[LATENCY]`` whatever the column was called at the source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Callable, Protocol
+
+from pydantic import Field
+
+from monitor.config.types import Identifier, StrictModel
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ID = "@id"
+TS = "@ts"
+PREDICTION = "@prediction"
+LATENCY = "@latency_ms"
+LABEL = "@label"
+VERSION = "@model_version"
+
+
+class SourceSpec(StrictModel):
+    """The column mapping every source kind has; each kind adds where to read from."""
+
+    kind: str
+    timestamp: Identifier
+    id: Identifier
+    features: list[Identifier] = Field(min_length=1)
+    prediction: Identifier | None = None
+    latency: Identifier | None = None
+    label: Identifier | None = None
+    model_version: Identifier | None = None
+
+    def roles(self) -> dict[str, str]:
+        """Reserved role name -> column name at the source, for the roles this model declares."""
+        mapping = {ID: self.id, TS: self.timestamp, PREDICTION: self.prediction, LATENCY: self.latency,
+                   LABEL: self.label, VERSION: self.model_version}
+        return {role: column for role, column in mapping.items() if column}
+
+    def columns(self) -> list[str]:
+        """Every column to read, each once, in a stable order."""
+        return list(dict.fromkeys([*self.roles().values(), *self.features]))
+
+    def to_frame(self, raw: "pd.DataFrame") -> "pd.DataFrame":
+        """Rename a frame read at the source into the roles checks use, timestamps in UTC."""
+        import pandas as pd
+
+        out = pd.DataFrame(index=raw.index)
+        for role, column in self.roles().items():
+            out[role] = raw[column]
+        for feature in self.features:
+            out[feature] = raw[feature]
+        out[TS] = to_utc(out[TS])
+        return out.reset_index(drop=True)
+
+
+def to_utc(column: "pd.Series") -> "pd.Series":
+    """Timestamps as UTC; naive ones are taken to be UTC already."""
+    import pandas as pd
+
+    stamps = pd.to_datetime(column, utc=False, errors="coerce", format="mixed") if column.dtype == object else column
+    stamps = pd.to_datetime(stamps, errors="coerce")
+    if getattr(stamps.dt, "tz", None) is None:
+        return stamps.dt.tz_localize("UTC")
+    return stamps.dt.tz_convert("UTC")
+
+
+class SourceError(Exception):
+    """A source that cannot be read now (missing column, unreadable file, database down): the reason."""
+
+
+class Source(Protocol):
+    def read(self, start: datetime, end: datetime) -> "pd.DataFrame":
+        """Rows with ``start <= timestamp < end``, in the role layout above; raises SourceError."""
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    kind: str
+    spec: type[SourceSpec]
+    open: Callable[[SourceSpec], Source]

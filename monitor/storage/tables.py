@@ -1,0 +1,132 @@
+"""The tables dashboards read and the daemon keeps its state in. See docs/database.md for each column.
+
+They change only through Alembic revisions (alembic/versions); this module mirrors the head revision
+for the daemon's queries, and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+OPEN_STATES = ("pending", "firing")
+
+
+class UtcDateTime(TypeDecorator):
+    """Timestamps are stored in UTC and always come back timezone-aware, on SQLite as on PostgreSQL."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class CheckRun(Base):
+    __tablename__ = "check_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    model: Mapped[str] = mapped_column(sa.String(100))
+    check: Mapped[str] = mapped_column(sa.String(100))
+    kind: Mapped[str] = mapped_column(sa.String(40))
+    started: Mapped[datetime] = mapped_column(UtcDateTime)
+    finished: Mapped[datetime] = mapped_column(UtcDateTime)
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime)
+    window_end: Mapped[datetime] = mapped_column(UtcDateTime)
+    outcome: Mapped[str] = mapped_column(sa.String(20))
+    sample_size: Mapped[int] = mapped_column(sa.Integer, default=0)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    evidence: Mapped[dict | None] = mapped_column(sa.JSON)
+
+    __table_args__ = (sa.Index("ix_check_runs_model_check_started", "model", "check", "started"),)
+
+
+class Metric(Base):
+    __tablename__ = "metrics"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    time: Mapped[datetime] = mapped_column(UtcDateTime)
+    model: Mapped[str] = mapped_column(sa.String(100))
+    check: Mapped[str] = mapped_column(sa.String(100))
+    metric: Mapped[str] = mapped_column(sa.String(100))
+    feature: Mapped[str] = mapped_column(sa.String(200), default="")
+    value: Mapped[float] = mapped_column(sa.Float)
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime)
+    window_end: Mapped[datetime] = mapped_column(UtcDateTime)
+    sample_size: Mapped[int] = mapped_column(sa.Integer)
+    run_id: Mapped[int | None] = mapped_column(BigId, sa.ForeignKey("check_runs.id", ondelete="SET NULL"))
+
+    __table_args__ = (sa.Index("ix_metrics_model_metric_time", "model", "metric", "time"),)
+
+
+class Alert(Base):
+    """One episode of one rule (and feature): opened when the condition first holds, closed when it stops."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    model: Mapped[str] = mapped_column(sa.String(100))
+    check: Mapped[str] = mapped_column(sa.String(100))
+    rule: Mapped[str] = mapped_column(sa.String(200))
+    feature: Mapped[str] = mapped_column(sa.String(200), default="")
+    severity: Mapped[str] = mapped_column(sa.String(20))
+    state: Mapped[str] = mapped_column(sa.String(20))
+    started: Mapped[datetime] = mapped_column(UtcDateTime)
+    fired: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolved: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_value: Mapped[float | None] = mapped_column(sa.Float)
+    threshold: Mapped[float] = mapped_column(sa.Float)
+    owner: Mapped[str] = mapped_column(sa.String(100))
+    summary: Mapped[str] = mapped_column(sa.Text, default="")
+    updated: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        sa.Index("ix_alerts_model_state", "model", "state"),
+        # At most one open episode per rule and feature: the database, not the code, guarantees it.
+        sa.Index("uq_alerts_open_episode", "model", "check", "rule", "feature", unique=True,
+                 sqlite_where=sa.text("state IN ('pending', 'firing')"),
+                 postgresql_where=sa.text("state IN ('pending', 'firing')")),
+    )
+
+
+class Notification(Base):
+    """One message to one receiver about one state change of an episode, and what became of it."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("alerts.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(sa.String(20))
+    receiver: Mapped[str] = mapped_column(sa.String(200))
+    status: Mapped[str] = mapped_column(sa.String(20))
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created: Mapped[datetime] = mapped_column(UtcDateTime)
+    time: Mapped[datetime] = mapped_column(UtcDateTime)
+    next_attempt: Mapped[datetime] = mapped_column(UtcDateTime)
+    message_id: Mapped[str | None] = mapped_column(sa.String(100))
+    channel_id: Mapped[str | None] = mapped_column(sa.String(100))
+    payload: Mapped[dict] = mapped_column(sa.JSON)
+
+    __table_args__ = (sa.Index("ix_notifications_status_next", "status", "next_attempt"),
+                      sa.Index("ix_notifications_alert", "alert_id"))
