@@ -56,12 +56,18 @@ class Outbox:
         self._wake.set()
 
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:
-        self.recover()
-        while not stop.is_set():
+        """Deliver until ``stop`` is set, then once more, so what the last evaluations owe goes out."""
+        recovered = False
+        while True:
             try:
+                if not recovered:
+                    self.recover()
+                    recovered = True
                 self.deliver_due()
             except sa.exc.SQLAlchemyError as exc:  # the database is down: keep the loop, try next tick
                 log.error("outbox cannot reach the database: %s", exc)
+            if stop.is_set():
+                return
             self._wake.wait(interval)
             self._wake.clear()
 

@@ -1,0 +1,151 @@
+"""What each ``monitor`` sub-command does; argument parsing is in :mod:`monitor.cli`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from monitor.config import ConfigError
+from monitor.daemon.project import Project, default_config_path
+
+
+def _project(args: argparse.Namespace, files: list[Path] | None = None) -> Project | None:
+    path = args.config or default_config_path()
+    try:
+        return Project.load(path, files)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
+def validate(args: argparse.Namespace) -> int:
+    project = _project(args, args.files or None)
+    if project is None:
+        return 1
+    if project.checks.issues:
+        for issue in project.checks.issues:
+            print(issue, file=sys.stderr)
+        return 1
+    models = project.checks.models
+    checks = sum(len(m.checks) for m in models.values())
+    print(f"ok: {len(models)} model(s), {checks} check(s) valid" + (f" ({project.config_path})" if project.config_path else ""))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from monitor.daemon.service import Daemon
+
+    project = _project(args)
+    if project is None:
+        return 1
+    if not project.checks.models and not project.checks.issues:
+        print(f"no check files in {project.checks_dir}: add one (see checks/ in the repository for examples)", file=sys.stderr)
+        return 1
+    return Daemon(project).run_forever()
+
+
+def check(args: argparse.Namespace) -> int:
+    from monitor.daemon.service import Daemon, describe
+
+    model_name, _, check_name = args.target.partition("/")
+    project = _project(args)
+    if project is None:
+        return 1
+    model = project.checks.models.get(model_name)
+    if model is None:
+        for issue in project.checks.issues:
+            print(issue, file=sys.stderr)
+        known = ", ".join(sorted(project.checks.models)) or "none"
+        print(f"unknown model {model_name!r}; models: {known}", file=sys.stderr)
+        return 1
+    try:
+        spec = model.check(check_name)
+    except KeyError:
+        print(f"unknown check {check_name!r} of {model_name}; checks: {', '.join(c.name for c in model.checks)}", file=sys.stderr)
+        return 1
+    daemon = Daemon(project)
+    from monitor.storage import db
+
+    db.upgrade(daemon.engine)
+    result = daemon.evaluator.run(model, spec, dry_run=args.dry_run)
+    _print_result(result)
+    if args.dry_run:
+        print("dry run: nothing stored, nobody notified")
+    else:
+        daemon.outbox.recover()
+        sent = daemon.outbox.deliver_due()
+        waiting = daemon.outbox.pending_count()
+        print(f"stored run #{result.run_id}; {sent} notification(s) delivered" + (f", {waiting} waiting to retry" if waiting else ""))
+    daemon.engine.dispose()
+    return 1 if result.outcome == "error" else 0
+
+
+def _print_result(result) -> None:
+    evaluation = result.evaluation
+    print(f"{result.model}/{result.check}: {result.outcome}  window {result.window_start:%Y-%m-%d %H:%M:%S} to "
+          f"{result.window_end:%H:%M:%S} UTC, {evaluation.sample_size} rows")
+    if evaluation.error:
+        print(f"  {evaluation.error}")
+    for value in evaluation.values:
+        if not value.feature:
+            print(f"  {value.metric:<16} {value.value:.6g}")
+    features = evaluation.evidence.get("features")
+    if features:
+        print(f"  {'feature':<24} {'method':<32} {'score':>12} {'threshold':>10}  drifted")
+        for f in features:
+            print(f"  {f['feature']:<24} {f['method']:<32} {f['score']:>12.4g} {f['threshold']:>10.4g}  {'YES' if f['drifted'] else 'no'}")
+    for o in result.observations:
+        print(f"  rule {o.rule.when.text!r}{' [' + o.feature + ']' if o.feature else ''}: {'BREACHED' if o.breached else 'ok'} at {o.value:.4g}")
+    for c in result.changes:
+        print(f"  alert #{c.alert_id} {c.rule}{' [' + c.feature + ']' if c.feature else ''} -> {c.state}"
+              + (f" (notify: {c.notify})" if c.notify else ""))
+
+
+def database(args: argparse.Namespace) -> int:
+    from monitor.storage import db
+
+    project = _project(args)
+    if project is None:
+        return 1
+    engine = db.create_engine(project.config.database.url)
+    safe_url = engine.url.render_as_string(hide_password=True)
+    if args.db_command == "upgrade":
+        db.upgrade(engine)
+        print(f"{safe_url}: at revision {db.current_revision(engine)} (head)")
+    else:
+        print(f"{safe_url}: at revision {db.current_revision(engine) or 'none (empty database)'}")
+    engine.dispose()
+    return 0
+
+
+def alerts(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+    from sqlalchemy.orm import Session
+
+    from monitor.storage import db
+    from monitor.storage.tables import OPEN_STATES, Alert
+
+    project = _project(args)
+    if project is None:
+        return 1
+    engine = db.create_engine(project.config.database.url)
+    db.upgrade(engine)
+    query = sa.select(Alert).order_by(Alert.started.desc()).limit(args.limit)
+    if not args.all:
+        query = query.where(Alert.state.in_(OPEN_STATES))
+    with Session(engine) as session:
+        rows = session.scalars(query).all()
+    if not rows:
+        print("no open alerts" if not args.all else "no alerts")
+    for a in rows:
+        target = f"{a.model}/{a.check}" + (f"[{a.feature}]" if a.feature else "")
+        print(f"#{a.id:<5} {a.state:<9} {a.severity:<8} {target:<40} {a.rule:<28} last {a.last_value:.4g}  since {a.started:%Y-%m-%d %H:%M} UTC")
+    engine.dispose()
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from monitor.demo import run_demo
+
+    return run_demo(args.dir)

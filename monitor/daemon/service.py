@@ -1,0 +1,121 @@
+"""The long-running daemon: every check on its schedule, the outbox delivering, until SIGTERM or SIGINT.
+
+Each check is an APScheduler interval job that first runs at start-up; a check never overlaps itself
+(``max_instances=1``) and runs it missed while the process was busy collapse into one (``coalesce``).
+On a stop signal no new evaluation starts, running ones finish (each writes in one transaction, so
+none is half-written), the outbox finishes the delivery in hand, and the process exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import timedelta
+
+from sqlalchemy.engine import Engine
+
+from monitor.checks.base import CheckSpec
+from monitor.clock import Clock, SystemClock
+from monitor.config.models import ModelConfig
+from monitor.daemon.evaluator import Evaluator, RunResult
+from monitor.daemon.project import Project
+from monitor.notifiers import build_notifiers
+from monitor.notifiers.outbox import Outbox
+from monitor.storage import db
+
+log = logging.getLogger("monitor.daemon")
+
+
+def describe(result: RunResult) -> str:
+    """The one log line of an evaluation."""
+    values = ", ".join(f"{v.metric}={v.value:.4g}" for v in result.evaluation.values if not v.feature)
+    line = f"{result.model}/{result.check}: {result.outcome}"
+    if values:
+        line += f" {values}"
+    line += f" ({result.evaluation.sample_size} rows, {result.duration_s:.2f}s)"
+    if result.evaluation.error:
+        line += f": {result.evaluation.error}"
+    for change in result.changes:
+        line += f"; {change.rule}{' [' + change.feature + ']' if change.feature else ''} -> {change.state}"
+    return line
+
+
+class Daemon:
+    def __init__(self, project: Project, *, clock: Clock | None = None, console=None, engine: Engine | None = None,
+                 workers: int = 4) -> None:
+        self.project = project
+        self.clock = clock or SystemClock()
+        self.engine = engine or db.create_engine(project.config.database.url)
+        self.evaluator = Evaluator(self.engine, project.config, self.clock)
+        self.outbox = Outbox(self.engine, build_notifiers(project.config, console), self.clock)
+        self.workers = workers
+        self._stop = threading.Event()
+        self._outbox_stop = threading.Event()
+        self._scheduler = None
+        self._outbox_thread: threading.Thread | None = None
+
+    def evaluate(self, model: ModelConfig, check: CheckSpec) -> RunResult:
+        result = self.evaluator.run(model, check)
+        (log.warning if result.outcome in ("breach", "error") else log.info)(describe(result))
+        if result.notifications_owed:
+            self.outbox.wake()
+        return result
+
+    def start(self) -> None:
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        for issue in self.project.checks.issues:
+            log.error("check file skipped: %s", issue)
+        db.upgrade(self.engine)
+        self._outbox_thread = threading.Thread(target=self.outbox.run, args=(self._outbox_stop,), name="outbox", daemon=True)
+        self._outbox_thread.start()
+        self._scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(self.workers)}, timezone="UTC")
+        now = self.clock.now()
+        count = 0
+        for model in self.project.checks.models.values():
+            for check in model.checks:
+                self._scheduler.add_job(
+                    self.evaluate, "interval", args=(model, check), seconds=check.every.total_seconds(),
+                    id=f"{model.model}/{check.name}", name=f"{model.model}/{check.name}",
+                    next_run_time=now + timedelta(milliseconds=50 * count),
+                    max_instances=1, coalesce=True, misfire_grace_time=max(1, int(check.every.total_seconds())),
+                )
+                count += 1
+        self._scheduler.start()
+        log.info("monitor started: %d checks of %d models, database %s", count, len(self.project.checks.models),
+                 self.engine.url.render_as_string(hide_password=True))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
+        # The outbox stops last, so the deliveries owed by the final evaluations go out before exit.
+        self._outbox_stop.set()
+        self.outbox.wake()
+        if self._outbox_thread is not None:
+            self._outbox_thread.join(timeout=30)
+        self.engine.dispose()
+        log.info("monitor stopped")
+
+    def request_stop(self, *_args) -> None:
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._stop.wait(timeout)
+
+    def run_forever(self) -> int:
+        """Start, block until SIGTERM or SIGINT, stop cleanly."""
+        previous = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self.start()
+            while not self._stop.wait(1.0):
+                pass
+            log.info("stop requested: finishing running checks")
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return 0
