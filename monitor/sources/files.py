@@ -2,17 +2,20 @@
 
 Only the declared columns are read. Parquet files are filtered on the timestamp column by pyarrow,
 which skips whole row groups outside the window using their statistics; CSV and JSON lines are read
-in chunks and filtered as they stream, so memory follows the window, not the file.
+in chunks and filtered as they stream, so memory follows the window, not the file. The time span of
+each file is remembered (keyed by its size and modification time), so a file wholly outside the
+window is not opened again: a directory that grows by a file a minute costs what the window holds.
 """
 
 from __future__ import annotations
 
 import glob
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from monitor.sources.base import SourceError, SourceKind, SourceSpec, TS
+from monitor.sources.base import TS, SourceError, SourceKind, SourceSpec, to_utc
 
 _CHUNK_ROWS = 200_000
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
@@ -26,16 +29,39 @@ class FilesSpec(SourceSpec):
 class FilesSource:
     def __init__(self, spec: FilesSpec) -> None:
         self.spec = spec
+        # path -> (mtime_ns, size, first timestamp, last timestamp) of files read before
+        self._spans: dict[str, tuple[int, int, datetime, datetime]] = {}
 
     def read(self, start: datetime, end: datetime):
         import pandas as pd
 
-        paths = sorted(glob.glob(self.spec.path))
-        frames = [self._read_file(Path(p), start, end) for p in paths if Path(p).suffix.lower() in FORMATS]
-        frames = [f for f in frames if len(f)]
+        frames = []
+        for path in sorted(glob.glob(self.spec.path)):
+            if Path(path).suffix.lower() not in FORMATS or self._outside(path, start, end):
+                continue
+            frame = self._read_file(Path(path), start, end)
+            if len(frame):
+                frames.append(frame)
         if not frames:
             return self.spec.to_frame(pd.DataFrame({c: pd.Series(dtype=object) for c in self.spec.columns()}))
         return pd.concat(frames, ignore_index=True)
+
+    def _outside(self, path: str, start: datetime, end: datetime) -> bool:
+        span = self._spans.get(path)
+        if span is None:
+            return False
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return True
+        if (stat.st_mtime_ns, stat.st_size) != span[:2]:
+            return False
+        return span[3] < start or span[2] >= end
+
+    def _remember(self, path: Path, stat: os.stat_result, timestamps) -> None:
+        stamps = timestamps.dropna()
+        if len(stamps):
+            self._spans[str(path)] = (stat.st_mtime_ns, stat.st_size, stamps.min().to_pydatetime(), stamps.max().to_pydatetime())
 
     def _read_file(self, path: Path, start: datetime, end: datetime):
         fmt = FORMATS[path.suffix.lower()]
@@ -52,8 +78,12 @@ class FilesSource:
         import pyarrow.dataset as ds
         import pyarrow.parquet as pq
 
+        stat = os.stat(path)
         names = set(pq.read_schema(path).names)
         self._require(path, names)
+        known = self._spans.get(str(path))
+        if known is None or known[:2] != (stat.st_mtime_ns, stat.st_size):
+            self._remember(path, stat, to_utc(pq.read_table(path, columns=[self.spec.timestamp]).column(0).to_pandas()))
         dataset = ds.dataset(str(path), format="parquet")
         field = ds.field(self.spec.timestamp)
         ts_type = dataset.schema.field(self.spec.timestamp).type
@@ -71,6 +101,7 @@ class FilesSource:
     def _read_text(self, path: Path, fmt: str, start: datetime, end: datetime):
         import pandas as pd
 
+        stat = os.stat(path)
         wanted = self.spec.columns()
         if fmt == "csv":
             header = pd.read_csv(path, nrows=0).columns
@@ -78,12 +109,16 @@ class FilesSource:
             chunks = pd.read_csv(path, usecols=wanted, chunksize=_CHUNK_ROWS)
         else:
             chunks = pd.read_json(path, lines=True, chunksize=_CHUNK_ROWS)
-        parts = []
+        parts, stamps = [], []
         for chunk in chunks:
             if fmt == "jsonl":
                 self._require(path, set(chunk.columns))
                 chunk = chunk[wanted]
-            parts.append(self._in_window(self.spec.to_frame(chunk), start, end))
+            frame = self.spec.to_frame(chunk)
+            stamps.append(frame[TS].agg(["min", "max"]))
+            parts.append(self._in_window(frame, start, end))
+        if stamps:
+            self._remember(path, stat, pd.concat(stamps))
         return pd.concat(parts, ignore_index=True) if parts else self.spec.to_frame(pd.DataFrame(columns=wanted))
 
     def _require(self, path: Path, names: set[str]) -> None:
