@@ -102,7 +102,7 @@ def _interpolate(text: str, path: tuple, doc: Document, env: Mapping[str, str]) 
         if match.group(0) == "$$":
             return "$"
         name, default = match.group(1), match.group(2)
-        if name in env:
+        if name in env and (env[name] or default is None):  # as in the shell: ':-' also replaces an empty value
             return env[name]
         if default is not None:
             return default

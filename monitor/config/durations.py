@@ -29,12 +29,12 @@ def parse_duration(text: object) -> timedelta:
 
 def format_duration(delta: timedelta) -> str:
     """The shortest readable form: 90 seconds is ``1m30s``."""
-    seconds = int(round(delta.total_seconds()))
-    if seconds == 0:
-        return f"{int(delta.total_seconds() * 1000)}ms"
+    seconds, millis = divmod(int(round(delta.total_seconds() * 1000)), 1000)
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         count, seconds = divmod(seconds, size)
         if count:
             parts.append(f"{count}{unit}")
+    if millis or not parts:  # 600ms is not 1s, nor 1500ms 2s
+        parts.append(f"{millis}ms")
     return "".join(parts)

@@ -215,7 +215,9 @@ def _step(annotation: Any, part: Any, data: Any) -> tuple[Any, bool]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         for name, f in annotation.model_fields.items():
             if part in (name, f.alias):
-                return f.annotation if not f.metadata else typing.Annotated[(f.annotation, *f.metadata)], False
+                # The field's own description (e.g. Name's) travels with it: _pattern_hint reads it.
+                extra = (*f.metadata, f) if f.description else tuple(f.metadata)
+                return (typing.Annotated[(f.annotation, *extra)] if extra else f.annotation), False
     return None, False
 
 

@@ -24,7 +24,7 @@ class DatabaseConfig(StrictModel):
 
 
 class ServerConfig(StrictModel):
-    listen: str = Field("127.0.0.1:8321", pattern=r"^[^:\s]*:\d{1,5}$")
+    listen: str = Field("127.0.0.1:8321", pattern=r"^[^:\s]*:\d{1,5}$", description="host:port, for example 127.0.0.1:8321")
     token: SecretStr = SecretStr("")
 
 

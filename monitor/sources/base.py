@@ -65,8 +65,11 @@ def to_utc(column: "pd.Series") -> "pd.Series":
     """Timestamps as UTC; naive ones are taken to be UTC already."""
     import pandas as pd
 
-    stamps = pd.to_datetime(column, utc=False, errors="coerce", format="mixed") if column.dtype == object else column
-    stamps = pd.to_datetime(stamps, errors="coerce")
+    if not pd.api.types.is_datetime64_any_dtype(column):
+        # Text or datetime objects may carry different offsets (a DST change within a file): each is
+        # converted on its own; with utc=False pandas turned all but the first offset into NaT.
+        return pd.to_datetime(column, utc=True, errors="coerce", format="mixed")
+    stamps = column
     if getattr(stamps.dt, "tz", None) is None:
         return stamps.dt.tz_localize("UTC")
     return stamps.dt.tz_convert("UTC")

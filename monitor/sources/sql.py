@@ -7,7 +7,7 @@ when the source is first read; SQLAlchemy quotes them. No user text is ever past
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from threading import Lock
 from typing import Literal
 
@@ -37,6 +37,7 @@ class SqlSource:
     def __init__(self, spec: SqlSpec) -> None:
         self.spec = spec
         self._query = None
+        self._aware = False  # whether the timestamp column is a timestamp *with* time zone
 
     def _build_query(self):
         import sqlalchemy as sa
@@ -44,12 +45,13 @@ class SqlSource:
         schema, _, name = self.spec.table.rpartition(".")
         engine = _engine(self.spec.url)
         try:
-            present = {c["name"] for c in sa.inspect(engine).get_columns(name, schema=schema or None)}
+            present = {c["name"]: c["type"] for c in sa.inspect(engine).get_columns(name, schema=schema or None)}
         except sa.exc.NoSuchTableError as exc:
             raise SourceError(f"table {self.spec.table} does not exist") from exc
         missing = [c for c in self.spec.columns() if c not in present]
         if missing:
             raise SourceError(f"table {self.spec.table}: missing column(s) {', '.join(missing)}")
+        self._aware = bool(getattr(present[self.spec.timestamp], "timezone", False))
         table = sa.table(name, *(sa.column(c) for c in self.spec.columns()), schema=schema or None)
         ts = table.c[self.spec.timestamp]
         return (sa.select(*(table.c[c] for c in self.spec.columns()))
@@ -63,8 +65,13 @@ class SqlSource:
             if self._query is None:
                 self._query = self._build_query()
             with _engine(self.spec.url).connect() as conn:
-                # Naive UTC bounds compare correctly with both naive-UTC and timestamptz columns.
-                bounds = {"start": start.replace(tzinfo=None), "end": end.replace(tzinfo=None)}
+                # A timestamptz column gets aware bounds: naive ones would be read in the session's
+                # TimeZone, which need not be UTC. Naive columns hold UTC and get naive UTC bounds.
+                if self._aware:
+                    bounds = {"start": start.astimezone(timezone.utc), "end": end.astimezone(timezone.utc)}
+                else:
+                    bounds = {"start": start.astimezone(timezone.utc).replace(tzinfo=None),
+                              "end": end.astimezone(timezone.utc).replace(tzinfo=None)}
                 raw = pd.read_sql(self._query, conn, params=bounds)
         except sa.exc.SQLAlchemyError as exc:
             raise SourceError(f"cannot read table {self.spec.table}: {type(exc).__name__}: {exc.orig if hasattr(exc, 'orig') else exc}") from exc

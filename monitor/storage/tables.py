@@ -69,7 +69,7 @@ class Metric(Base):
     model: Mapped[str] = mapped_column(sa.String(100))
     check: Mapped[str] = mapped_column(sa.String(100))
     metric: Mapped[str] = mapped_column(sa.String(100))
-    feature: Mapped[str] = mapped_column(sa.String(200), default="")
+    feature: Mapped[str] = mapped_column(sa.String(200), default="", server_default="")
     value: Mapped[float] = mapped_column(sa.Float)
     window_start: Mapped[datetime] = mapped_column(UtcDateTime)
     window_end: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -88,7 +88,7 @@ class Alert(Base):
     model: Mapped[str] = mapped_column(sa.String(100))
     check: Mapped[str] = mapped_column(sa.String(100))
     rule: Mapped[str] = mapped_column(sa.String(200))
-    feature: Mapped[str] = mapped_column(sa.String(200), default="")
+    feature: Mapped[str] = mapped_column(sa.String(200), default="", server_default="")
     severity: Mapped[str] = mapped_column(sa.String(20))
     state: Mapped[str] = mapped_column(sa.String(20))
     started: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -97,7 +97,7 @@ class Alert(Base):
     last_value: Mapped[float | None] = mapped_column(sa.Float)
     threshold: Mapped[float] = mapped_column(sa.Float)
     owner: Mapped[str] = mapped_column(sa.String(100))
-    summary: Mapped[str] = mapped_column(sa.Text, default="")
+    summary: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
     updated: Mapped[datetime] = mapped_column(UtcDateTime)
 
     __table_args__ = (
