@@ -1,0 +1,94 @@
+"""`monitor check MODEL/CHECK`: evaluate one check now, print, store and notify (or, dry, none of it)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+
+from factories import FEATURES, live_frame, write_project
+
+
+def monitor(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "monitor", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def count(db_path, table: str) -> int:
+    engine = sa.create_engine(f"sqlite:///{db_path}")
+    with engine.connect() as conn:
+        n = conn.scalar(sa.text(f"SELECT count(*) FROM {table}"))  # table names are the test's own constants
+    engine.dispose()
+    return n
+
+
+def test_check_on_a_drifted_window_prints_stores_and_notifies(tmp_path):
+    write_project(tmp_path, live=live_frame(600, end=datetime.now(timezone.utc), drift=True))
+
+    done = monitor("check", "fraud-scorer/feature-drift", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "fraud-scorer/feature-drift: breach" in out
+    for feature in FEATURES:                       # the per-feature table
+        assert feature in out
+    assert "drift_share" in out and "YES" in out
+    assert "[FIRING critical] fraud-scorer / feature-drift" in out   # the console notifier's message
+    assert "drifted features, worst first: amount" in out
+    assert "1 notification(s) delivered" in out
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'monitor.db'}")
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT metric, feature FROM metrics")).all()
+        sent = conn.execute(sa.text("SELECT status FROM notifications")).scalars().all()
+    engine.dispose()
+    assert ("drift_share", "") in stored
+    assert {(m, f) for m, f in stored if m == "drifted"} == {("drifted", f) for f in FEATURES}
+    assert sent == ["sent"]
+
+
+def test_check_on_three_rows_is_insufficient_data(tmp_path):
+    write_project(tmp_path, live=live_frame(3, end=datetime.now(timezone.utc), drift=True))
+
+    done = monitor("check", "fraud-scorer/feature-drift", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert "insufficient_data" in done.stdout
+    assert "3 rows in the window, 30 needed" in done.stdout
+    assert "FIRING" not in done.stdout
+    assert count(tmp_path / "monitor.db", "metrics") == 0
+    assert count(tmp_path / "monitor.db", "alerts") == 0
+
+
+def test_dry_run_stores_and_sends_nothing(tmp_path):
+    write_project(tmp_path, live=live_frame(600, end=datetime.now(timezone.utc), drift=True))
+
+    done = monitor("check", "fraud-scorer/feature-drift", "--dry-run", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert "breach" in done.stdout and "-> firing (notify: firing)" in done.stdout
+    assert "dry run: nothing stored, nobody notified" in done.stdout
+    assert "[FIRING" not in done.stdout
+    for table in ("check_runs", "metrics", "alerts", "notifications"):
+        assert count(tmp_path / "monitor.db", table) == 0
+
+
+def test_an_unreadable_source_is_an_error_with_its_reason(tmp_path):
+    live = live_frame(100, end=datetime.now(timezone.utc)).drop(columns=["amount"])
+    write_project(tmp_path, live=live)
+
+    done = monitor("check", "fraud-scorer/feature-drift", cwd=tmp_path)
+
+    assert done.returncode == 1
+    assert "fraud-scorer/feature-drift: error" in done.stdout
+    assert "missing column(s) amount" in done.stdout
+
+
+def test_unknown_model_or_check_is_named(tmp_path):
+    write_project(tmp_path)
+
+    unknown_model = monitor("check", "fraud-scorr/feature-drift", cwd=tmp_path)
+    unknown_check = monitor("check", "fraud-scorer/drift", cwd=tmp_path)
+
+    assert unknown_model.returncode == 1 and "unknown model 'fraud-scorr'; models: fraud-scorer" in unknown_model.stderr
+    assert unknown_check.returncode == 1 and "checks: feature-drift, latency" in unknown_check.stderr

@@ -1,0 +1,89 @@
+"""`monitor run`: checks on their schedule, one log line per evaluation, a clean stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from factories import live_frame, write_project
+
+FAST_CHECKS = [
+    {"name": "feature-drift", "kind": "drift", "every": "1s", "window": "1h",
+     "alert": [{"when": "drift_share > 0.3", "severity": "critical"}]},
+    {"name": "latency", "kind": "latency", "every": "1s", "window": "1h",
+     "alert": [{"when": "p99_ms > 100000", "severity": "warning"}]},
+]
+
+
+def wait_for_runs(db_path, at_least: int, timeout: float = 60.0) -> int:
+    """Poll the database the daemon writes until it has recorded ``at_least`` runs."""
+    engine = sa.create_engine(f"sqlite:///{db_path}")
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            try:
+                with engine.connect() as conn:
+                    runs = conn.scalar(sa.text("SELECT count(*) FROM check_runs"))
+                if runs >= at_least:
+                    return runs
+            except sa.exc.OperationalError:
+                pass  # not migrated yet
+            time.sleep(0.2)
+        raise AssertionError(f"fewer than {at_least} runs after {timeout}s")
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_run_evaluates_on_schedule_alerts_once_and_stops_cleanly(tmp_path, stop_signal):
+    write_project(tmp_path, live=live_frame(500, end=datetime.now(timezone.utc), drift=True), checks=FAST_CHECKS)
+    daemon = subprocess.Popen([sys.executable, "-m", "monitor", "run"], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_runs(tmp_path / "monitor.db", at_least=6)
+        daemon.send_signal(stop_signal)
+        out, err = daemon.communicate(timeout=60)
+    finally:
+        daemon.kill()
+    assert daemon.returncode == 0, err
+    assert "monitor started: 2 checks of 1 models" in err
+    assert "monitor stopped" in err
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'monitor.db'}")
+    with engine.connect() as conn:
+        runs = conn.scalar(sa.text("SELECT count(*) FROM check_runs"))
+        unfinished = conn.scalar(sa.text("SELECT count(*) FROM notifications WHERE status != 'sent'"))
+        firing = conn.scalars(sa.text("SELECT state FROM alerts")).all()
+    engine.dispose()
+    evaluation_lines = [line for line in err.splitlines() if "fraud-scorer/" in line and " rows, " in line]
+    assert len(evaluation_lines) == runs            # one log line per evaluation
+    assert firing == ["firing"]                     # one episode, however many evaluations
+    assert out.count("[FIRING critical] fraud-scorer / feature-drift") == 1
+    assert unfinished == 0
+
+
+def test_run_refuses_an_invalid_daemon_config(tmp_path):
+    (tmp_path / "config.yaml").write_text("databse:\n  url: sqlite:///x.db\n")
+    done = subprocess.run([sys.executable, "-m", "monitor", "run"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "config.yaml:1:1: databse: unknown key 'databse' (did you mean 'database'?)" in done.stderr
+
+
+def test_a_broken_check_file_is_skipped_and_the_others_run(tmp_path):
+    write_project(tmp_path, live=live_frame(500, end=datetime.now(timezone.utc)), checks=FAST_CHECKS)
+    (tmp_path / "checks" / "broken.yaml").write_text("model: other\nowner: fraud-team\nsource: {kind: nope}\n")
+    daemon = subprocess.Popen([sys.executable, "-m", "monitor", "run"], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_runs(tmp_path / "monitor.db", at_least=2)
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=60)
+    finally:
+        daemon.kill()
+    assert daemon.returncode == 0
+    assert "check file skipped:" in err and "broken.yaml:3:16: source.kind: unknown kind 'nope'" in err
