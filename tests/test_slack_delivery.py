@@ -1,0 +1,436 @@
+"""Slack delivery end to end: a project on disk, the real evaluator and outbox, slack-sdk's real
+WebClient, and a Slack Web API served on loopback by tests/fakes/slack_api.py.
+
+Time is a FixedClock: the live rows lie in the 50 minutes before T0, so evaluating at T0 sees them;
+an alert resolves when non-drifted rows are written for the hour before T0+2h and the clock is moved
+there. Backoff is waited out by moving the clock, never by sleeping; the only real wait is
+slack-sdk's own Retry-After in the rate-limit test.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from monitor.clock import FixedClock
+from monitor.daemon.evaluator import Evaluator, RunResult
+from monitor.daemon.project import Project
+from monitor.notifiers import build_notifiers
+from monitor.notifiers.message import AlertMessage
+from monitor.notifiers.outbox import Outbox, delivery_key
+from monitor.notifiers.slack import METADATA_EVENT, SlackNotifier
+from monitor.storage import db
+from monitor.storage.tables import Alert, Notification
+from tests.factories import T0, live_frame, write_project
+from tests.fakes.slack_api import FakeSlackAPI
+
+TOKEN = "xoxb-test"
+ROWS = 600
+RESOLVED_AT = T0 + timedelta(hours=2)
+
+
+# -- fixtures and helpers ---------------------------------------------------------------------------
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(T0)
+
+
+def fake_slack(clock: FixedClock, **kwargs) -> FakeSlackAPI:
+    """A started fake whose message timestamps follow the test's clock, as Slack's follow the real one."""
+    return FakeSlackAPI(TOKEN, now=lambda: clock.now().timestamp(), **kwargs).start()
+
+
+@pytest.fixture
+def slack(clock):
+    server = fake_slack(clock)
+    yield server
+    server.stop()
+
+
+def reopen(engine: Engine) -> Engine:
+    """A new engine on the same database, as a restarted process would make."""
+    return db.create_engine(engine.url.render_as_string(hide_password=False))
+
+
+@dataclass
+class Pipeline:
+    project: Project
+    engine: Engine
+    clock: FixedClock
+    evaluator: Evaluator
+    outbox: Outbox
+
+    @property
+    def model(self):
+        return self.project.checks.models["fraud-scorer"]
+
+    def evaluate(self, check: str = "feature-drift") -> RunResult:
+        return self.evaluator.run(self.model, self.model.check(check))
+
+    def deliver(self) -> int:
+        return self.outbox.deliver_due()
+
+    def resolve(self, check: str = "feature-drift") -> RunResult:
+        """Non-drifted rows for the hour before T0+2h, the clock moved there, and an evaluation."""
+        live_frame(ROWS, end=RESOLVED_AT, drift=False, seed=3).to_parquet(self.project.base_dir / "data" / "live-0001.parquet")
+        self.clock.set(RESOLVED_AT)
+        return self.evaluate(check)
+
+    def restart(self) -> "Pipeline":
+        """The process died: a new engine, new notifiers and a new outbox (the old ones are dropped)."""
+        self.engine.dispose()
+        engine = reopen(self.engine)
+        return Pipeline(self.project, engine, self.clock, Evaluator(engine, self.project.config, self.clock),
+                        Outbox(engine, build_notifiers(self.project.config), self.clock))
+
+    def notifications(self) -> list[Notification]:
+        with Session(self.engine) as session:
+            return list(session.scalars(sa.select(Notification).order_by(Notification.id)))
+
+    def alerts(self) -> list[Alert]:
+        with Session(self.engine) as session:
+            return list(session.scalars(sa.select(Alert).order_by(Alert.id)))
+
+
+def build(tmp_path, engine: Engine, clock: FixedClock, base_url: str, *, token: str = TOKEN, owners: dict | None = None,
+          routes: list | None = None, latency_scale: float = 20.0) -> Pipeline:
+    config_path = write_project(tmp_path, live=live_frame(ROWS, drift=True, latency_scale=latency_scale),
+                                slack={"token": token, "base_url": base_url}, owners=owners, routes=routes)
+    project = Project.load(config_path)
+    assert not project.checks.issues, project.checks.issues
+    return Pipeline(project, engine, clock, Evaluator(engine, project.config, clock),
+                    Outbox(engine, build_notifiers(project.config), clock))
+
+
+def without_retry_pauses(outbox: Outbox) -> None:
+    """Keep slack-sdk's retry handlers and their retry counts, but make their backoff pauses zero."""
+    for handler in outbox.notifiers["slack"].client.retry_handlers:
+        handler.interval_calculator = FixedValueRetryIntervalCalculator(0.0)
+
+
+def posts(slack: FakeSlackAPI, *, ok: bool | None = None) -> list:
+    calls = slack.calls("chat.postMessage")
+    return calls if ok is None else [c for c in calls if c.ok == ok]
+
+
+# -- a. one message per episode ---------------------------------------------------------------------
+def test_firing_alert_posts_one_message_with_the_facts_in_the_owners_channel(tmp_path, sqlite_engine, clock, slack):
+    p = build(tmp_path, sqlite_engine, clock, slack.url)
+
+    result = p.evaluate()
+    assert result.outcome == "breach"
+    assert p.deliver() == 1
+
+    [request] = slack.requests
+    assert request.method == "chat.postMessage" and request.ok
+    assert request.authorization == f"Bearer {TOKEN}"
+    [notification] = p.notifications()
+    body = request.body
+    assert body["channel"] == "#fraud-alerts"
+    assert body["metadata"] == {"event_type": METADATA_EVENT, "event_payload": {"key": delivery_key(notification.id)}}
+    assert body["unfurl_links"] is False
+
+    text = body["text"]
+    assert text.splitlines()[0] == "[FIRING critical] fraud-scorer / feature-drift: drift_share = 0.6667"
+    assert "rule: drift_share > 0.3 (threshold 0.3), severity critical" in text
+    assert "window: last 1h (2026-11-25 11:00:00 UTC to 2026-11-25 12:00:00 UTC), 600 rows" in text
+    assert "owner: fraud-team @dana" in text
+    # Drifted features, worst first (by how far past its threshold each is); the one that did not drift is left out.
+    drifted = [f for f in result.evaluation.evidence["features"] if f["drifted"]]
+    worst_first = [f["feature"] for f in sorted(drifted, key=lambda f: -f["strength"])]
+    assert worst_first == ["amount", "country"]
+    [features_line] = [line for line in text.splitlines() if line.startswith("drifted features, worst first: ")]
+    assert features_line.startswith("drifted features, worst first: amount (Wasserstein distance (normed) ")
+    assert features_line.index("amount (") < features_line.index("country (Jensen-Shannon distance ")
+    assert "account_age_days" not in text
+    # The blocks say the same, with the severity's emoji.
+    header, section, context = body["blocks"]
+    assert header["text"]["text"].startswith(":red_circle: *[FIRING critical] fraud-scorer / feature-drift")
+    assert "owner: fraud-team @dana" in section["text"]["text"]
+    assert "drifted features, worst first: amount (" in section["text"]["text"]
+    assert context["elements"][0]["text"] == f"monitor alert #{notification.alert_id}"
+
+    # Stored once, in the owner's channel; the row knows where, for the update at resolution.
+    channel = slack.channel_id("#fraud-alerts")
+    assert channel == "C0001"
+    [message] = slack.messages("#fraud-alerts")
+    assert message.text == text and message.metadata == body["metadata"]
+    assert (notification.status, notification.attempts, notification.error) == ("sent", 1, None)
+    assert (notification.event, notification.receiver) == ("firing", "slack:#fraud-alerts")
+    assert (notification.message_id, notification.channel_id) == (message.ts, channel)
+    [alert] = p.alerts()
+    assert (alert.state, alert.severity, alert.owner, alert.fired) == ("firing", "critical", "fraud-team", T0)
+
+    # The same breach, evaluated again a quarter of an hour later: still the same episode, nothing new to say.
+    clock.advance(timedelta(minutes=15))
+    again = p.evaluate()
+    assert again.outcome == "breach" and again.changes == []
+    assert p.deliver() == 0
+    assert len(slack.requests) == 1
+    assert len(slack.messages()) == 1
+    assert len(p.notifications()) == 1
+    assert [a.state for a in p.alerts()] == ["firing"]
+
+
+# -- b. resolution updates the message in place ------------------------------------------------------
+def test_resolution_updates_the_same_message_in_place(tmp_path, sqlite_engine, clock, slack):
+    p = build(tmp_path, sqlite_engine, clock, slack.url)
+    p.evaluate()
+    assert p.deliver() == 1
+    [fired] = slack.messages()
+
+    result = p.resolve()
+    assert [c.notify for c in result.changes] == ["resolved"]
+    assert p.deliver() == 1
+
+    assert len(posts(slack)) == 1                     # no second message
+    [update] = slack.calls("chat.update")
+    assert update.ok
+    assert (update.body["channel"], update.body["ts"]) == (fired.channel, fired.ts) == ("C0001", fired.ts)
+    assert update.body["text"].startswith("[RESOLVED] fraud-scorer / feature-drift: drift_share = 0")
+    assert "resolved 2026-11-25 14:00:00 UTC; breaching since 2026-11-25 12:00:00 UTC" in update.body["text"]
+    assert update.body["blocks"][0]["text"]["text"].startswith(":white_check_mark: *[RESOLVED]")
+
+    [message] = slack.messages()                      # still one message, now saying "resolved"
+    assert message.ts == fired.ts and message.edited
+    assert message.text == update.body["text"]
+    assert message.metadata == {"event_type": METADATA_EVENT, "event_payload": {"key": delivery_key(p.notifications()[0].id)}}
+
+    firing, resolved = p.notifications()
+    assert [(n.event, n.status, n.attempts) for n in (firing, resolved)] == [("firing", "sent", 1), ("resolved", "sent", 1)]
+    assert (resolved.message_id, resolved.channel_id) == (firing.message_id, firing.channel_id) == (fired.ts, "C0001")
+    [alert] = p.alerts()
+    assert (alert.state, alert.resolved) == ("resolved", RESOLVED_AT)
+
+
+# -- c. a rate limit is waited out inside one attempt ------------------------------------------------
+def test_rate_limit_is_waited_out_by_the_retry_handler_and_posted_once(tmp_path, sqlite_engine, clock, slack):
+    p = build(tmp_path, sqlite_engine, clock, slack.url)
+    p.evaluate()
+    slack.fail_next("chat.postMessage", status=429, retry_after=1)
+
+    began = time.monotonic()
+    assert p.deliver() == 1
+    waited = time.monotonic() - began
+
+    first, second = posts(slack)
+    assert (first.status, first.error) == (429, "ratelimited")
+    assert (second.status, second.ok) == (200, True)
+    assert second.body == first.body                  # the same request, repeated
+    assert waited >= 1.0                              # slack-sdk honoured Retry-After: 1
+    assert len(slack.messages("#fraud-alerts")) == 1
+    [notification] = p.notifications()
+    assert (notification.status, notification.attempts, notification.error) == ("sent", 1, None)
+    assert notification.message_id == slack.messages()[0].ts
+
+
+# -- d. Slack down: the row waits with backoff, then goes out once ----------------------------------
+@pytest.mark.parametrize("outage", ["http-500", "connection-refused"])
+def test_slack_down_leaves_the_row_pending_with_backoff_then_delivers_once(tmp_path, sqlite_engine, clock, slack, outage):
+    p = build(tmp_path, sqlite_engine, clock, slack.url)
+    without_retry_pauses(p.outbox)
+    p.evaluate()
+    if outage == "http-500":
+        slack.fail_next("chat.postMessage", status=500, times=3)   # the first try and slack-sdk's 2 retries
+    else:
+        slack.stop()                                               # the port is closed: connection refused
+
+    stop = threading.Event()
+    stop.set()
+    p.outbox.run(stop)                                             # the daemon's loop: one pass, no exception
+
+    [row] = p.notifications()
+    assert (row.status, row.attempts) == ("pending", 1)
+    if outage == "http-500":
+        assert row.error == "slack answered HTTP 500: internal_error"
+        assert [c.status for c in posts(slack)] == [500, 500, 500]
+        assert slack.pending_faults() == 0
+    else:
+        assert row.error.startswith("slack unreachable: URLError") and "Connection refused" in row.error
+        assert slack.requests == []
+    assert row.next_attempt == T0 + p.outbox.backoff(1) == T0 + timedelta(seconds=2)
+    assert row.next_attempt > clock.now()
+    assert slack.messages() == []
+
+    # Not due yet: nothing is tried.
+    seen = len(slack.requests)
+    assert p.deliver() == 0
+    assert len(slack.requests) == seen
+    assert p.notifications()[0].attempts == 1
+
+    # Slack is back and the clock has passed next_attempt: delivered, once.
+    if outage == "connection-refused":
+        slack.start()                                              # same port, same base_url
+    clock.advance(timedelta(seconds=3))
+    assert p.deliver() == 1
+    assert p.deliver() == 0
+    assert len(posts(slack, ok=True)) == 1
+    [message] = slack.messages("#fraud-alerts")
+    [row] = p.notifications()
+    assert (row.status, row.attempts, row.error) == ("sent", 2, None)
+    assert (row.message_id, row.channel_id) == (message.ts, "C0001")
+
+
+# -- e. crashes: between recording and delivering, and in doubt -------------------------------------
+def test_crash_between_recording_and_delivering_is_delivered_once_after_restart(tmp_path, engine, clock, slack):
+    p = build(tmp_path, engine, clock, slack.url)
+    assert p.evaluate().notifications_owed == 1
+    [row] = p.notifications()
+    assert (row.status, row.attempts) == ("pending", 0)     # committed with the alert, not yet sent
+
+    # The process dies before its outbox delivers anything.
+    clock.advance(timedelta(seconds=30))
+    restarted = p.restart()
+    del p
+    assert slack.requests == []
+
+    assert restarted.outbox.recover() == 0                  # nothing was in doubt
+    assert restarted.deliver() == 1
+    assert restarted.deliver() == 0
+    again = restarted.restart()                             # and a second restart sends nothing more
+    assert again.outbox.recover() == 0 and again.deliver() == 0
+    try:
+        assert len(posts(slack)) == 1
+        [message] = slack.messages("#fraud-alerts")
+        [row] = again.notifications()
+        assert (row.status, row.attempts, row.message_id, row.channel_id) == ("sent", 1, message.ts, "C0001")
+        assert message.metadata["event_payload"]["key"] == delivery_key(row.id)
+    finally:
+        again.engine.dispose()
+
+
+def test_in_doubt_delivery_that_reached_slack_is_found_by_its_metadata_not_posted_again(tmp_path, engine, clock, slack):
+    p = build(tmp_path, engine, clock, slack.url)
+    p.evaluate()
+    [notification_id] = p.outbox._due(200)
+    assert p.outbox._claim(notification_id)                 # pending -> sending
+    row = p.notifications()[0]
+    sender = SlackNotifier(TOKEN, slack.url)
+    delivery = sender.send("#fraud-alerts", AlertMessage.from_dict(row.payload), delivery_key(notification_id), None)
+    assert delivery.ok                                      # Slack has it, and then the process dies before recording
+    # Later messages in the channel push ours past the first page of the history.
+    other = WebClient(token=TOKEN, base_url=slack.url)
+    for i in range(205):
+        clock.advance(timedelta(seconds=1))
+        other.chat_postMessage(channel="#fraud-alerts", text=f"chatter {i}",
+                               metadata={"event_type": METADATA_EVENT, "event_payload": {"key": f"someone-else-{i}"}})
+    slack.clear_requests()
+
+    restarted = p.restart()
+    del p
+    try:
+        assert restarted.outbox.recover() == 1
+        assert posts(slack) == []                           # found, not posted again
+        history = slack.calls("conversations.history")
+        assert len(history) == 2                            # our message is on the second page
+        assert history[0].body["channel"] == "C0001" and history[0].body["include_all_metadata"] == "1"
+        assert float(history[0].body["oldest"]) <= row.created.timestamp()
+        assert history[1].body.get("cursor")
+
+        [row] = restarted.notifications()
+        assert (row.status, row.attempts, row.error) == ("sent", 1, None)
+        assert (row.message_id, row.channel_id) == (delivery.posted.message_id, "C0001")
+        assert restarted.deliver() == 0
+        assert posts(slack) == []
+        assert len([m for m in slack.messages() if not m.text.startswith("chatter")]) == 1
+    finally:
+        restarted.engine.dispose()
+
+
+def test_in_doubt_delivery_that_never_reached_slack_is_posted_once_after_recover(tmp_path, engine, clock, slack):
+    slack.create_channel("#fraud-alerts")                  # the channel exists; the message never got there
+    p = build(tmp_path, engine, clock, slack.url)
+    p.evaluate()
+    [notification_id] = p.outbox._due(200)
+    assert p.outbox._claim(notification_id)                 # claimed, and the process dies before sending
+    assert p.notifications()[0].status == "sending"
+
+    restarted = p.restart()
+    del p
+    try:
+        assert restarted.outbox.recover() == 1
+        [history] = slack.calls("conversations.history")    # it looked first, and found nothing
+        assert history.body["channel"] == "C0001"
+        assert posts(slack) == []
+        [row] = restarted.notifications()
+        assert row.status == "pending"
+
+        assert restarted.deliver() == 1
+        assert restarted.deliver() == 0
+        assert len(posts(slack)) == 1
+        [message] = slack.messages("#fraud-alerts")
+        [row] = restarted.notifications()
+        assert (row.status, row.attempts, row.message_id, row.channel_id) == ("sent", 2, message.ts, "C0001")
+        assert message.metadata["event_payload"]["key"] == delivery_key(row.id)
+    finally:
+        restarted.engine.dispose()
+
+
+# -- f. an error a person must fix is not retried ---------------------------------------------------
+@pytest.mark.parametrize("cause", ["scripted", "unknown-channel", "revoked-token"])
+def test_non_retryable_error_marks_the_row_failed_and_is_not_retried(tmp_path, sqlite_engine, clock, cause):
+    server = fake_slack(clock, channels=["general"] if cause == "unknown-channel" else None)
+    try:
+        if cause == "scripted":
+            server.fail_next("chat.postMessage", error="channel_not_found")
+        p = build(tmp_path, sqlite_engine, clock, server.url, token="xoxb-revoked" if cause == "revoked-token" else TOKEN)
+        p.evaluate()
+        assert p.deliver() == 0
+
+        error = "invalid_auth" if cause == "revoked-token" else "channel_not_found"
+        [row] = p.notifications()
+        assert (row.status, row.attempts, row.error) == ("failed", 1, f"slack answered HTTP 200: {error}")
+        [request] = server.requests
+        assert (request.method, request.status, request.ok, request.error) == ("chat.postMessage", 200, False, error)
+
+        clock.advance(timedelta(hours=1))
+        assert p.outbox.recover() == 0
+        assert p.deliver() == 0
+        assert len(server.requests) == 1
+        assert server.messages() == []
+        assert p.notifications()[0].status == "failed"
+    finally:
+        server.stop()
+
+
+# -- g. routes: a critical alert also goes to a second owner ----------------------------------------
+def test_critical_alert_is_routed_to_a_second_owner_too(tmp_path, sqlite_engine, clock, slack):
+    owners = {"fraud-team": {"slack": "#fraud-alerts", "mention": ["@dana"]},
+              "ml-platform": {"slack": "#ml-platform", "mention": ["@oncall-ml"]}}
+    routes = [{"match": {"severity": "critical"}, "also": ["ml-platform"]}]
+    p = build(tmp_path, sqlite_engine, clock, slack.url, owners=owners, routes=routes, latency_scale=50.0)
+
+    assert p.evaluate("feature-drift").outcome == "breach"  # critical
+    assert p.evaluate("latency").outcome == "breach"        # warning: the owner only
+    assert p.deliver() == 3
+
+    by_receiver = {(n.receiver, n.payload["check"]): n for n in p.notifications()}
+    assert sorted(by_receiver) == [("slack:#fraud-alerts", "feature-drift"), ("slack:#fraud-alerts", "latency"),
+                                   ("slack:#ml-platform", "feature-drift")]
+    assert all(n.status == "sent" for n in by_receiver.values())
+    assert [r.body["channel"] for r in posts(slack)] == ["#fraud-alerts", "#ml-platform", "#fraud-alerts"]
+    fraud, platform = slack.channel_id("#fraud-alerts"), slack.channel_id("#ml-platform")
+    assert fraud != platform
+    [drift_copy] = slack.messages("#ml-platform")
+    assert drift_copy.text.startswith("[FIRING critical] fraud-scorer / feature-drift")
+    assert "owner: fraud-team @dana" in drift_copy.text
+    assert [m.text.split(":")[0] for m in slack.messages("#fraud-alerts")] == [
+        "[FIRING critical] fraud-scorer / feature-drift", "[FIRING warning] fraud-scorer / latency"]
+    assert by_receiver[("slack:#ml-platform", "feature-drift")].channel_id == platform
+
+    # Resolution updates each receiver's own message, in its own channel.
+    p.resolve("feature-drift")
+    assert p.deliver() == 2
+    assert len(posts(slack)) == 3
+    updates = {(u.body["channel"], u.body["ts"]) for u in slack.calls("chat.update")}
+    assert updates == {(fraud, slack.messages("#fraud-alerts")[0].ts), (platform, drift_copy.ts)}
+    assert slack.messages("#ml-platform")[0].text.startswith("[RESOLVED] fraud-scorer / feature-drift")

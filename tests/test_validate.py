@@ -1,0 +1,1001 @@
+"""``monitor validate``: exit 0 on a valid project, else exit 1 with one ``file:line:col: path: message`` per problem.
+
+The YAML texts are written out in full so that the expected line and column of every problem can be
+checked by eye: the comments on the offending lines say where the problem is reported.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from textwrap import dedent
+
+import pytest
+
+from factories import write_project
+from monitor.cli import main
+from monitor.config import ConfigError, load_config, load_model_file
+
+REPO = Path(__file__).parents[1]
+SECRET = "xoxb-secret-value"
+
+CONFIG = dedent("""\
+    database:
+      url: sqlite:///monitor.db
+    checks_dir: checks
+    owners:
+      fraud-team:
+        slack: "#fraud-alerts"
+      ml-platform:
+        slack: "#ml-platform"
+    routes:
+      - match: {severity: critical}
+        also: [ml-platform]
+    """)
+
+VALID_CHECKS = dedent("""\
+    model: fraud-scorer
+    owner: fraud-team
+    source:
+      kind: files
+      path: data/live-*.parquet
+      timestamp: created_at
+      id: request_id
+      features: [amount, country, account_age_days]
+      prediction: score
+      latency: latency_ms
+    reference:
+      path: data/reference.parquet
+    checks:
+      - name: feature-drift
+        kind: drift
+        every: 15m
+        window: 1h
+        alert:
+          - when: drift_share > 0.3
+            severity: warning
+          - when: drift_share > 0.5
+            severity: critical
+      - name: latency
+        kind: latency
+        every: 1m
+        window: 10m
+        alert:
+          - when: p99_ms > 250
+            severity: critical
+    """)
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_config(monkeypatch):
+    """The user's own $MONITOR_CONFIG must not leak into these tests."""
+    monkeypatch.delenv("MONITOR_CONFIG", raising=False)
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def validate(capsys, *args: str) -> tuple[int, str, list[str]]:
+    """Run ``monitor validate ARGS`` in-process: exit code, stdout, and the stderr lines."""
+    code = main(["validate", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, [line for line in captured.err.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """An empty directory with CONFIG as config.yaml, made the current directory."""
+    write(tmp_path / "config.yaml", CONFIG)
+    (tmp_path / "checks").mkdir()
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+# --- a valid project ----------------------------------------------------------------------------------
+
+def test_valid_project_exits_0(tmp_path, capsys, monkeypatch):
+    config = write_project(tmp_path)
+    code, out, errors = validate(capsys, "--config", str(config))
+    assert (code, errors) == (0, [])
+    assert "ok: 1 model(s), 2 check(s) valid" in out
+
+
+def test_valid_project_from_its_directory_with_the_default_config(tmp_path, capsys, monkeypatch):
+    write_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code, out, errors = validate(capsys)  # ./config.yaml, then every file of its checks_dir
+    assert (code, errors) == (0, [])
+    assert "ok: 1 model(s), 2 check(s) valid (config.yaml)" in out
+
+
+def test_literal_valid_files_are_valid(project, capsys):
+    write(project / "checks" / "fraud-scorer.yaml", VALID_CHECKS)
+    code, out, errors = validate(capsys, "--config", "config.yaml", "checks/fraud-scorer.yaml")
+    assert (code, errors) == (0, [])
+    assert "ok: 1 model(s), 2 check(s) valid" in out
+
+
+# --- one problem, one line ----------------------------------------------------------------------------
+
+CASES = [
+    pytest.param(
+        """\
+        model: fraud-scorer
+        owner: fraud-team
+        source:
+          kind: files
+          path: data/live-*.parquet
+          timestamp: created_at
+          id: request_id
+          features: [amount, country]
+        reference:
+          path: data/reference.parquet
+        checks:
+          - name: feature-drift
+            kind: drift
+            every: 15m
+            window: 1h
+            methd: psi                    # line 16, column 5: the key
+            alert:
+              - when: drift_share > 0.3
+        """,
+        16, 5, "checks[0].methd", ["unknown key 'methd'", "did you mean 'method'?", "; allowed: ", "min_rows"],
+        id="misspelt-key",
+    ),
+    pytest.param(
+        """\
+        model: fraud-scorer
+        owner: fraud-team
+        source:
+          kind: files
+          path: data/live-*.parquet
+          timestamp: created_at
+          id: request_id
+          features: [amount, country]
+        reference:
+          path: data/reference.parquet
+        checks:
+          - name: feature-drift
+            kind: drift
+            every: 15m
+            window: 1h
+            min_rows: lots                # line 16, column 15: the value
+        """,
+        16, 15, "checks[0].min_rows", ["valid integer", "got text"],
+        id="wrong-type-text-for-number",
+    ),
+    pytest.param(
+        """\
+        model: fraud-scorer
+        owner: fraud-team
+        source:
+          kind: files
+          path: data/live-*.parquet
+          timestamp: created_at
+          id: request_id
+          features: [amount, country]
+        reference:
+          path: data/reference.parquet
+        checks:
+          - name: feature-drift
+            kind: drift
+            every: 15m
+            window: 1h
+            features: 3                   # line 16, column 15
+        """,
+        16, 15, "checks[0].features", ["valid list", "got a number"],
+        id="wrong-type-number-for-list",
+    ),
+    pytest.param(
+        """\
+        model: fraud-scorer
+        owner: fraud-team
+        source:
+          kind: files
+          path: data/live-*.parquet
+          timestamp: created_at
+          id: request_id
+          features: [amount, country]
+        reference:
+          path: data/reference.parquet
+        checks:
+          - name: feature-drift
+            kind: drift
+            every: 15m
+            window: 1h
+            alert:
+              - when: drift_share > 0.3
+                severity: warning
+              - when: drift_shar > 0.5    # line 19, column 15
+                severity: critical
+        """,
+        19, 15, "checks[0].alert[1].when",
+        ["unknown metric 'drift_shar'", "(did you mean 'drift_share'?)", "; a drift check has ", "drifted_count"],
+        id="unknown-metric",
+    ),
+    pytest.param(
+        """\
+        model: fraud-scorer
+        owner: fraud-team
+        source:
+          kind: files
+          path: data/live-*.parquet
+          timestamp: created_at
+          id: request_id
+          features: [amount, country]
+        reference:
+          path: data/reference.parquet
+        checks:
+          - name: feature-drift
+            kind: drift
+            every: 15m
+            window: 1h
+            alert:
+              - when: drift_share => 0.5  # line 17, column 15
+        """,
+        17, 15, "checks[0].alert[0].when",
+        ["cannot read condition 'drift_share => 0.5'", "metric OP number", "> >= < <= == !="],
+        id="unreadable-condition",
+    ),
+    pytest.param(
+        """\
+        model: fraud-scorer
+        owner: fraud-teem                 # line 2, column 8
+        source:
+          kind: files
+          path: data/live-*.parquet
+          timestamp: created_at
+          id: request_id
+          features: [amount, country]
+        reference:
+          path: data/reference.parquet
+        checks:
+          - name: feature-drift
+            kind: drift
+            every: 15m
+            window: 1h
+        """,
+        2, 8, "owner",
+        ["unknown owner 'fraud-teem'", "(did you mean 'fraud-team'?)", "owners in the config: fraud-team, ml-platform"],
+        id="unknown-owner",
+    ),
+    pytest.param(
+        """\
+        model: fraud-scorer
+        owner: fraud-team
+        source:
+          kind: files
+          path: ${MONITOR_TEST_LIVE_DIR}/live-*.parquet   # line 5, column 9
+          timestamp: created_at
+          id: request_id
+          features: [amount, country]
+        reference:
+          path: data/reference.parquet
+        checks:
+          - name: feature-drift
+            kind: drift
+            every: 15m
+            window: 1h
+        """,
+        5, 9, "source.path",
+        ["environment variable MONITOR_TEST_LIVE_DIR is not set and has no default",
+         "${MONITOR_TEST_LIVE_DIR:-default}"],
+        id="unset-variable",
+    ),
+    pytest.param(
+        """\
+        model: fraud-scorer
+        owner: fraud-team
+        source:
+          kind: files
+          path: data/live-*.parquet
+          timestamp: created_at
+          id: request_id
+          features: [amount, country]
+        reference:
+          path: data/reference.parquet
+        checks:
+          - name: feature-drift
+            kind: drift
+            every: 15x                    # line 14, column 12
+            window: 1h
+        """,
+        14, 12, "checks[0].every", ["bad duration '15x'", "for example 30s, 15m, 1h, 7d"],
+        id="bad-duration",
+    ),
+    pytest.param(
+        """\
+        model: fraud-scorer
+        owner: fraud-team
+        source:
+          kind: files
+          path: data/live-*.parquet
+          timestamp: created_at
+          id: request_id
+          features: [amount, country]
+        reference:
+          path: data/reference.parquet
+        checks:
+          - name: feature-drift
+            kind: drift
+            every: 15m
+            window: 1h
+          - name: feature-drift           # line 16, column 11
+            kind: drift
+            every: 1h
+            window: 1d
+        """,
+        16, 11, "checks[1].name", ["duplicate check name 'feature-drift'", "also checks[0]"],
+        id="duplicate-check-name",
+    ),
+    pytest.param(
+        """\
+        model: fraud-scorer
+        owner: fraud-team
+        source:
+          kind: files
+          path: data/live-*.parquet
+          timestamp: created_at
+          id: request_id
+          features: [amount, country]
+        reference:
+          path: data/reference.parquet
+        checks:
+          - name: feature-drift
+            kind: drift
+            every: 15m
+            window: 1h
+            every: 30m                    # line 16, column 5: the second key
+        """,
+        16, 5, "checks[0].every", ["duplicate key 'every'", "first written at line 14"],
+        id="duplicate-yaml-key",
+    ),
+    pytest.param(
+        """\
+        model: fraud-scorer
+        owner: fraud-team
+        source:
+          kind: files
+          path: data/live-*.parquet
+          timestamp: created_at
+          id: request_id
+          features: [amount, country]
+        reference:
+          path: data/reference.parquet
+        checks:
+          - name: feature-drift
+            kind: drfit                   # line 13, column 11
+            every: 15m
+            window: 1h
+        """,
+        13, 11, "checks[0].kind", ["unknown kind 'drfit'", "(did you mean 'drift'?)", "; expected one of ", "latency"],
+        id="unknown-check-kind",
+    ),
+    pytest.param(
+        """\
+        model: fraud-scorer
+        owner: fraud-team
+        source:
+          kind: files
+          path: data/live-*.parquet
+          timestamp: created_at
+          id: request_id
+          features: [amount, country]
+        reference:
+          path: data/reference.parquet
+        checks:
+          - name: latency
+            kind: latency                 # line 13, column 11: the source has no latency column
+            every: 1m
+            window: 10m
+        """,
+        13, 11, "checks[0].kind", ["a latency check needs the source's latency column: add source.latency"],
+        id="latency-without-latency-column",
+    ),
+    pytest.param(
+        """\
+        model: fraud-scorer
+        owner: fraud-team
+        source:
+          kind: files
+          path: data/live-*.parquet
+          timestamp: created_at
+          id: request_id
+          features: [amount, country]
+        checks:
+          - name: feature-drift
+            kind: drift                   # line 11, column 11: no reference above
+            every: 15m
+            window: 1h
+        """,
+        11, 11, "checks[0].kind", ["a drift check needs a reference data set: add reference.path"],
+        id="drift-without-reference",
+    ),
+    pytest.param(
+        """\
+        model: fraud scorer               # line 1, column 8: a space
+        owner: fraud-team
+        source:
+          kind: files
+          path: data/live-*.parquet
+          timestamp: created_at
+          id: request_id
+          features: [amount, country]
+        reference:
+          path: data/reference.parquet
+        checks:
+          - name: feature-drift
+            kind: drift
+            every: 15m
+            window: 1h
+        """,
+        1, 8, "model", ["use only letters, digits, '.', '_' and '-'"],
+        id="bad-model-name",
+    ),
+    pytest.param(
+        """\
+        model: fraud-scorer
+        owner: fraud-team
+        source:
+          kind: files
+          path: data/live-*.parquet
+          timestamp: created_at
+          id: request_id
+          features: [amount, contry]
+        reference:
+          path: data/reference.parquet
+        checks:
+          - name: feature-drift
+            kind: drift
+            every: 15m
+            window: 1h
+            features: [amount, contri]    # line 16, column 24
+        """,
+        16, 24, "checks[0].features[1]", ["'contri' is not a feature of the source", "(did you mean 'contry'?)"],
+        id="check-feature-not-in-source",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "col", "path", "fragments"), CASES)
+def test_each_mistake_is_one_line_at_its_place(project, capsys, monkeypatch, text, line, col, path, fragments):
+    monkeypatch.delenv("MONITOR_TEST_LIVE_DIR", raising=False)
+    write(project / "checks" / "fraud-scorer.yaml", dedent(text))
+    code, out, errors = validate(capsys, "--config", "config.yaml", "checks/fraud-scorer.yaml")
+    assert code == 1
+    assert "ok:" not in out
+    assert len(errors) == 1, errors
+    prefix = f"checks/fraud-scorer.yaml:{line}:{col}: {path}: "
+    assert errors[0].startswith(prefix), f"{errors[0]!r} does not start with {prefix!r}"
+    for fragment in fragments:
+        assert fragment in errors[0]
+
+
+def test_the_spec_example_line_is_printed_exactly(project, capsys):
+    write(project / "checks" / "fraud-scorer.yaml", dedent("""\
+        model: fraud-scorer
+        owner: fraud-team
+        source:
+          kind: files
+          path: data/live-*.parquet
+          timestamp: created_at
+          id: request_id
+          features: [amount, country]
+        reference:
+          path: data/reference.parquet
+        checks:
+          - name: feature-drift
+            kind: drift
+            every: 15m
+            window: 1h
+            alert:
+              - when: drift_share > 0.3
+              - when: drift_shar > 0.5
+        """))
+    code, _, errors = validate(capsys, "--config", "config.yaml", "checks/fraud-scorer.yaml")
+    assert code == 1
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("checks/fraud-scorer.yaml:18:15: checks[0].alert[1].when: unknown metric 'drift_shar' "
+                                "(did you mean 'drift_share'?)")
+    # and it lists what a drift check does measure
+    assert {"drift_share", "drifted_count", "drift_score", "drifted"} <= set(errors[0].split("; a drift check has ")[1].split(", "))
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "col", "fragment"),
+    [
+        pytest.param(
+            """\
+            model: fraud-scorer
+            owner: fraud-team
+            source:
+              kind: files
+              path: data/live-*.parquet
+              timestamp: created_at
+              id: request_id
+              features: [amount, country
+              prediction: score                # line 8 never closed its '[': the parser stops at this ':'
+                                               # (line 9, column 13)
+            """,
+            9, 13, "expected ',' or ']'",
+            id="unclosed-bracket",
+        ),
+        pytest.param(
+            """\
+            model: fraud-scorer
+            owner: fraud-team
+            source:
+              kind: files
+              path: data/live-*.parquet
+               timestamp: created_at           # one space too many: line 6, column 13 (the ':')
+            """,
+            6, 13, "mapping values are not allowed here",
+            id="indented-too-far",
+        ),
+        pytest.param(
+            """\
+            model: fraud-scorer
+            owner: fraud-team
+            checks:
+              - name: feature-drift
+                kind: drift
+               every: 15m                      # one space too few: line 6, column 4
+            """,
+            6, 4, "expected <block end>",
+            id="indented-too-little",
+        ),
+        pytest.param(
+            """\
+            model: 'fraud-scorer
+            owner: fraud-team
+            """,
+            3, 1, "while scanning a quoted scalar",
+            id="unclosed-quote",
+        ),
+    ],
+)
+def test_yaml_syntax_errors_give_line_and_column(project, capsys, text, line, col, fragment):
+    write(project / "checks" / "fraud-scorer.yaml", dedent(text))
+    code, _, errors = validate(capsys, "--config", "config.yaml", "checks/fraud-scorer.yaml")
+    assert code == 1
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"checks/fraud-scorer.yaml:{line}:{col}: YAML syntax error: "), errors[0]
+    assert fragment in errors[0]
+
+
+def test_every_problem_of_a_file_is_reported_in_line_order(project, capsys):
+    write(project / "checks" / "fraud-scorer.yaml", dedent("""\
+        model: fraud-scorer
+        owner: fraud-team
+        source:
+          kind: files
+          path: data/live-*.parquet
+          timestamp: created_at
+          id: request_id
+          features: [amount, country]
+        reference:
+          path: data/reference.parquet
+        checks:
+          - name: feature-drift
+            kind: drift
+            every: 15x                    # line 14
+            window: 1h
+            methd: psi                    # line 16
+            alert:
+              - when: drift_share > 0.3
+                severity: critcal         # line 19
+        """))
+    code, _, errors = validate(capsys, "--config", "config.yaml", "checks/fraud-scorer.yaml")
+    assert code == 1
+    assert [e.split(": ", 2)[:2] for e in errors] == [
+        ["checks/fraud-scorer.yaml:14:12", "checks[0].every"],
+        ["checks/fraud-scorer.yaml:16:5", "checks[0].methd"],
+        ["checks/fraud-scorer.yaml:19:19", "checks[0].alert[0].severity"],
+    ]
+    assert "'critcal' is not allowed (did you mean 'critical'?)" in errors[2]
+
+
+def test_problems_in_several_files_are_all_reported(project, capsys):
+    """Without FILE arguments every file of checks_dir is validated; a good file does not hide a bad one."""
+    write(project / "checks" / "fraud-scorer.yaml", VALID_CHECKS)
+    write(project / "checks" / "churn.yaml", dedent("""\
+        model: churn
+        owner: ml-platfrom                # line 2, column 8
+        source:
+          kind: files
+          path: data/churn-*.csv
+          timestamp: ts
+          id: id
+          features: [tenure]
+        checks:
+          - name: drift
+            kind: drift                   # line 11, column 11: no reference
+            every: 1h
+            window: 1d
+        """))
+    write(project / "checks" / "search.yml", dedent("""\
+        model: search
+        owner: ml-platform
+        source:
+          kind: files
+          path: data/search-*.csv
+          timestamp: ts
+          id: id
+          features: [query_length]
+          latency: latency_ms
+        checks:
+          - name: latency
+            kind: latency
+            every: 1m
+            window: 5
+        """))
+    code, _, errors = validate(capsys, "--config", "config.yaml")
+    checks_dir = project.resolve() / "checks"
+    assert code == 1
+    assert len(errors) == 3, errors
+    assert errors[0].startswith(f"{checks_dir / 'churn.yaml'}:2:8: owner: unknown owner 'ml-platfrom' "
+                                "(did you mean 'ml-platform'?)")
+    assert errors[1].startswith(f"{checks_dir / 'churn.yaml'}:11:11: checks[0].kind: a drift check needs a reference")
+    assert errors[2].startswith(f"{checks_dir / 'search.yml'}:14:13: checks[0].window: duration 5 has no unit")
+
+
+def test_the_same_model_in_two_files_is_an_error(project, capsys):
+    write(project / "checks" / "fraud-scorer.yaml", VALID_CHECKS)
+    write(project / "checks" / "fraud-scorer-copy.yaml", VALID_CHECKS)
+    code, _, errors = validate(capsys, "--config", "config.yaml", "checks/fraud-scorer.yaml",
+                               "checks/fraud-scorer-copy.yaml")
+    assert code == 1
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("checks/fraud-scorer-copy.yaml:1:1: model: model 'fraud-scorer' is already defined "
+                                "in checks/fraud-scorer.yaml")
+
+
+# --- FILE arguments -----------------------------------------------------------------------------------
+
+def test_a_single_file_argument_validates_only_that_file(project, capsys):
+    write(project / "checks" / "fraud-scorer.yaml", VALID_CHECKS)
+    write(project / "checks" / "broken.yaml", "model: broken\nowner: [\n")
+
+    code, out, errors = validate(capsys, "--config", "config.yaml", "checks/fraud-scorer.yaml")
+    assert (code, errors) == (0, [])
+    assert "ok: 1 model(s), 2 check(s) valid" in out
+
+    code, out, errors = validate(capsys, "--config", "config.yaml", "checks/broken.yaml")
+    assert code == 1
+    assert len(errors) == 1 and errors[0].startswith("checks/broken.yaml:3:1: YAML syntax error: "), errors
+
+
+def test_a_file_argument_may_live_anywhere(project, capsys):
+    elsewhere = write(project / "pr" / "new-model.yaml", VALID_CHECKS.replace("fraud-scorer", "new-model"))
+    code, out, errors = validate(capsys, "--config", "config.yaml", str(elsewhere))
+    assert (code, errors) == (0, [])
+    assert "ok: 1 model(s)" in out
+
+
+def test_a_missing_file_argument_is_reported(project, capsys):
+    code, _, errors = validate(capsys, "--config", "config.yaml", "checks/nope.yaml")
+    assert code == 1
+    assert errors == ["checks/nope.yaml:1:1: cannot read file: No such file or directory"]
+
+
+# --- the daemon config --------------------------------------------------------------------------------
+
+def test_a_broken_daemon_config_is_reported_at_its_own_place(project, capsys):
+    write(project / "checks" / "fraud-scorer.yaml", VALID_CHECKS)
+    write(project / "config.yaml", dedent("""\
+        database:
+          url: sqlite:///monitor.db
+        check_dir: checks                 # line 3, column 1: checks_dir
+        owners:
+          fraud-team:
+            slack: "#fraud-alerts"
+        """))
+    code, out, errors = validate(capsys, "--config", "config.yaml")
+    assert code == 1
+    assert "ok:" not in out
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("config.yaml:3:1: check_dir: unknown key 'check_dir' (did you mean 'checks_dir'?)")
+    assert "; allowed: " in errors[0] and "owners" in errors[0].split("; allowed: ")[1]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            """\
+            owners:
+              fraud-team:
+                slack: "#fraud-alerts"
+            routes:
+              - match: {severity: critical}
+                also: [fraud-tem]             # line 6, column 12
+            """,
+            "config.yaml:6:12: routes[0].also[0]: unknown owner 'fraud-tem' (did you mean 'fraud-team'?)",
+            id="route-to-unknown-owner",
+        ),
+        pytest.param(
+            """\
+            server:
+              listen: localhost               # line 2, column 11: no port
+            """,
+            "config.yaml:2:11: server.listen: use only host:port, for example 127.0.0.1:8321",
+            id="listen-without-port",
+        ),
+        pytest.param(
+            """\
+            owners:
+              fraud-team:
+                slack: "#fraud-alerts"
+                mentions: ["@dana"]           # line 4, column 5
+            """,
+            "config.yaml:4:5: owners.fraud-team.mentions: unknown key 'mentions' (did you mean 'mention'?)",
+            id="owner-misspelt-key",
+        ),
+    ],
+)
+def test_daemon_config_mistakes(project, capsys, text, expected):
+    write(project / "config.yaml", dedent(text))
+    code, _, errors = validate(capsys, "--config", "config.yaml")
+    assert code == 1
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(expected), errors[0]
+
+
+def test_a_missing_config_file_is_reported(project, capsys):
+    code, _, errors = validate(capsys, "--config", "nope.yaml")
+    assert code == 1
+    assert errors == ["nope.yaml:1:1: cannot read file: No such file or directory"]
+
+
+# --- ${VAR} and ${VAR:-default} -----------------------------------------------------------------------
+
+VARIABLES_CONFIG = dedent("""\
+    database:
+      url: ${MONITOR_TEST_DB_URL:-sqlite:///default.db}
+    server:
+      token: ${MONITOR_TEST_INGEST_TOKEN:-}
+    notifiers:
+      slack:
+        token: ${MONITOR_TEST_SLACK_TOKEN:-}
+        base_url: ${MONITOR_TEST_SLACK_URL:-https://slack.com/api/}
+    owners:
+      fraud-team:
+        slack: "#fraud-${MONITOR_TEST_ENV:-prod}"
+        webhook: ${MONITOR_TEST_PAGER_URL}
+        mention: ["$$5 off", "@dana"]
+    """)
+VARIABLES = ["MONITOR_TEST_DB_URL", "MONITOR_TEST_INGEST_TOKEN", "MONITOR_TEST_SLACK_TOKEN", "MONITOR_TEST_SLACK_URL",
+             "MONITOR_TEST_ENV", "MONITOR_TEST_PAGER_URL"]
+
+
+@pytest.fixture
+def variables_config(tmp_path, monkeypatch):
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return write(tmp_path / "config.yaml", VARIABLES_CONFIG)
+
+
+def test_variable_defaults_apply_when_unset(variables_config, monkeypatch):
+    monkeypatch.setenv("MONITOR_TEST_PAGER_URL", "https://events.pagerduty.example/v2/enqueue")
+    config = load_config(variables_config)
+    assert config.database.url == "sqlite:///default.db"
+    assert config.server.token.get_secret_value() == ""
+    assert config.notifiers.slack.token.get_secret_value() == ""
+    assert config.notifiers.slack.base_url == "https://slack.com/api/"
+    assert config.owners["fraud-team"].slack == "#fraud-prod"
+    assert config.owners["fraud-team"].webhook.get_secret_value() == "https://events.pagerduty.example/v2/enqueue"
+    assert config.owners["fraud-team"].mention == ["$5 off", "@dana"], "$$ is a literal dollar"
+
+
+def test_variables_are_read_from_the_environment(variables_config, monkeypatch):
+    monkeypatch.setenv("MONITOR_TEST_DB_URL", "postgresql+psycopg://monitor@db/monitor")
+    monkeypatch.setenv("MONITOR_TEST_SLACK_TOKEN", "xoxb-1")
+    monkeypatch.setenv("MONITOR_TEST_SLACK_URL", "http://127.0.0.1:9999/api/")
+    monkeypatch.setenv("MONITOR_TEST_ENV", "staging")
+    monkeypatch.setenv("MONITOR_TEST_PAGER_URL", "https://pager.example/x")
+    config = load_config(variables_config)
+    assert config.database.url == "postgresql+psycopg://monitor@db/monitor"
+    assert config.notifiers.slack.token.get_secret_value() == "xoxb-1"
+    assert config.notifiers.slack.base_url == "http://127.0.0.1:9999/api/"
+    assert config.owners["fraud-team"].slack == "#fraud-staging"
+
+
+def test_an_empty_variable_takes_the_default_like_the_shell(variables_config, monkeypatch):
+    """``${VAR:-default}`` replaces an unset *or empty* VAR (POSIX shell, docker compose); ``${VAR}`` keeps ''."""
+    monkeypatch.setenv("MONITOR_TEST_DB_URL", "")
+    monkeypatch.setenv("MONITOR_TEST_PAGER_URL", "")
+    config = load_config(variables_config)
+    assert config.database.url == "sqlite:///default.db"
+    assert config.owners["fraud-team"].webhook.get_secret_value() == ""
+
+
+def test_variables_may_come_from_an_explicit_environment(variables_config):
+    config = load_config(variables_config, environ={"MONITOR_TEST_ENV": "dev", "MONITOR_TEST_PAGER_URL": "x"})
+    assert config.owners["fraud-team"].slack == "#fraud-dev"
+
+
+def test_an_unset_variable_without_default_names_the_variable(variables_config, capsys):
+    with pytest.raises(ConfigError) as caught:
+        load_config(variables_config)
+    assert [str(i) for i in caught.value.issues] == [
+        f"{variables_config}:12:14: owners.fraud-team.webhook: environment variable MONITOR_TEST_PAGER_URL is not set "
+        "and has no default: set it, or write ${MONITOR_TEST_PAGER_URL:-default}"
+    ]
+    code, _, errors = validate(capsys, "--config", str(variables_config))
+    assert code == 1
+    assert len(errors) == 1 and "MONITOR_TEST_PAGER_URL is not set" in errors[0]
+
+
+def test_variables_in_a_check_file(tmp_path, monkeypatch):
+    path = write(tmp_path / "checks" / "fraud-scorer.yaml", dedent("""\
+        model: fraud-scorer
+        owner: ${MONITOR_TEST_OWNER:-fraud-team}
+        source:
+          kind: sql
+          url: ${MONITOR_TEST_FRAUD_DB}
+          table: predictions
+          timestamp: created_at
+          id: request_id
+          features: [amount]
+          latency: latency_ms
+        checks:
+          - name: latency
+            kind: latency
+            every: ${MONITOR_TEST_EVERY:-1m}
+            window: 10m
+        """))
+    monkeypatch.delenv("MONITOR_TEST_OWNER", raising=False)
+    monkeypatch.delenv("MONITOR_TEST_EVERY", raising=False)
+    monkeypatch.setenv("MONITOR_TEST_FRAUD_DB", "postgresql+psycopg://reader@db/fraud")
+    model = load_model_file(path, base_dir=tmp_path)
+    assert model.owner == "fraud-team"
+    assert model.source.url == "postgresql+psycopg://reader@db/fraud"
+    assert model.checks[0].every.total_seconds() == 60
+
+    monkeypatch.setenv("MONITOR_TEST_EVERY", "30s")
+    assert load_model_file(path, base_dir=tmp_path).checks[0].every.total_seconds() == 30
+
+    monkeypatch.delenv("MONITOR_TEST_FRAUD_DB")
+    with pytest.raises(ConfigError) as caught:
+        load_model_file(path, base_dir=tmp_path)
+    assert [(i.line, i.col, i.path) for i in caught.value.issues] == [(5, 8, "source.url")]
+    assert "MONITOR_TEST_FRAUD_DB is not set" in caught.value.issues[0].message
+
+
+# --- secrets ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            """\
+            notifiers:
+              slack:
+                token: ${SLACK_BOT_TOKEN}
+                base_url: [not, a, url]       # line 4, column 15
+                tokn: ${SLACK_BOT_TOKEN}      # line 5, column 5
+            owners:
+              fraud-team: {}
+            """,
+            ["config.yaml:4:15: notifiers.slack.base_url: ", "config.yaml:5:5: notifiers.slack.tokn: unknown key 'tokn'"],
+            id="errors-beside-the-token",
+        ),
+        pytest.param(
+            """\
+            notifiers:
+              slack: ${SLACK_BOT_TOKEN}       # line 2, column 10: a mapping was expected
+            owners:
+              fraud-team: {}
+            """,
+            ["config.yaml:2:10: notifiers.slack: "],
+            id="token-where-a-mapping-belongs",
+        ),
+        pytest.param(
+            """\
+            notifiers:
+              slack:
+                token: ${SLACK_BOT_TOKEN}
+                token: ${SLACK_BOT_TOKEN}     # line 4, column 5
+            owners:
+              fraud-team: {}
+            """,
+            ["config.yaml:4:5: notifiers.slack.token: duplicate key 'token'"],
+            id="duplicate-token",
+        ),
+        pytest.param(
+            """\
+            server:
+              listen: ${SLACK_BOT_TOKEN}      # line 2, column 11
+            owners:
+              fraud-team: {}
+            """,
+            ["config.yaml:2:11: server.listen: "],
+            id="token-in-a-checked-text",
+        ),
+    ],
+)
+def test_errors_never_print_a_secret(project, capsys, monkeypatch, text, expected):
+    monkeypatch.setenv("SLACK_BOT_TOKEN", SECRET)
+    write(project / "config.yaml", dedent(text))
+    code = main(["validate", "--config", "config.yaml"])
+    captured = capsys.readouterr()
+    assert code == 1
+    errors = captured.err.splitlines()
+    assert len(errors) == len(expected), errors
+    for line, start in zip(errors, expected):
+        assert line.startswith(start), line
+    assert SECRET not in captured.out + captured.err
+    assert "secret-value" not in captured.out + captured.err
+
+
+# --- the real command, in a subprocess ----------------------------------------------------------------
+
+def monitor(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if k != "MONITOR_CONFIG"}
+    environment.update(env or {})
+    return subprocess.run([sys.executable, "-m", "monitor", *args], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_subprocess_exit_0_on_a_valid_project(tmp_path):
+    write_project(tmp_path)
+    done = monitor("validate", "--config", "config.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "ok: 1 model(s), 2 check(s) valid" in done.stdout
+    assert done.stderr == ""
+
+
+def test_subprocess_exit_1_with_the_problem_on_stderr(tmp_path):
+    write(tmp_path / "config.yaml", CONFIG)
+    # VALID_CHECKS with `methd: psi` added after line 17 (`window: 1h` of the first check): line 18, column 5
+    write(tmp_path / "checks" / "fraud-scorer.yaml", VALID_CHECKS.replace("    window: 1h\n", "    window: 1h\n    methd: psi\n"))
+    done = monitor("validate", "--config", "config.yaml", "checks/fraud-scorer.yaml", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, lines
+    assert re.match(r"^checks/fraud-scorer\.yaml:18:5: checks\[0\]\.methd: unknown key 'methd' \(did you mean 'method'\?\)",
+                    lines[0]), lines[0]
+
+
+def test_subprocess_exit_1_on_a_broken_daemon_config(tmp_path):
+    write(tmp_path / "config.yaml", "owners:\n  fraud-team: {}\nchecks_directory: checks\n")
+    done = monitor("validate", cwd=tmp_path)  # ./config.yaml is found by default
+    assert done.returncode == 1
+    assert done.stderr.startswith("config.yaml:3:1: checks_directory: unknown key 'checks_directory'")
+
+
+def test_subprocess_exit_2_on_a_usage_error(tmp_path):
+    done = monitor("validate", "--no-such-option", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "unrecognized arguments: --no-such-option" in done.stderr
+
+
+# --- what the repository ships ------------------------------------------------------------------------
+
+def test_shipped_config_and_checks_are_valid():
+    """config.example.yaml and every file in checks/ validate with none of their ${VAR}s set: all have defaults."""
+    config = REPO / "config.example.yaml"
+    assert config.is_file(), "the repository must ship config.example.yaml"
+    check_files = sorted(p for p in (REPO / "checks").glob("*") if p.suffix in (".yaml", ".yml"))
+    assert check_files, "the repository must ship example check files in checks/"
+    variables = set()
+    for path in [config, *check_files]:
+        variables |= set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", path.read_text(encoding="utf-8")))
+    env = {k: v for k, v in os.environ.items() if k not in variables and k != "MONITOR_CONFIG"}
+
+    done = subprocess.run([sys.executable, "-m", "monitor", "validate", "--config", "config.example.yaml"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    assert f"ok: {len(check_files)} model(s)" in done.stdout, "every file in checks/ is a model the config picks up"
+
+    listed = [str(p.relative_to(REPO)) for p in check_files]
+    done = subprocess.run([sys.executable, "-m", "monitor", "validate", "--config", "config.example.yaml", *listed],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
