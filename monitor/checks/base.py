@@ -1,15 +1,15 @@
 """What every check kind shares: its YAML section, the values it produces, and the plug-in interface.
 
 A check kind is one module that defines a ``Spec`` (its keys in a check file, a pydantic model with
-``kind`` as the discriminator), the metrics it produces, and ``evaluate``, a function of the window's
-rows and the reference. It knows nothing of rules, alerts or storage: those only see
+``kind`` as the discriminator), the metrics it produces, and ``evaluate``, a function of the
+:class:`Window` (its rows, or a uniform sample of them with exact summaries) and the reference. It knows nothing of rules, alerts or storage: those only see
 :class:`MetricValue` rows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from pydantic import Field, HttpUrl
@@ -19,6 +19,7 @@ from monitor.config.types import ConditionText, Duration, Name, StrictModel
 if TYPE_CHECKING:
     import pandas as pd
 
+    from monitor.sources.base import Summary
     from monitor.sources.reference import Reference
 
 Severity = Literal["info", "warning", "critical"]
@@ -47,6 +48,25 @@ class CheckSpec(StrictModel):
     for_: Duration = Field(timedelta(0), alias="for")
     alert: list[RuleSpec] = []
     links: Links = Links()
+
+    def bounds(self, now: datetime) -> tuple[datetime, datetime]:
+        """The window a run at ``now`` looks at: the last ``window`` before now."""
+        return now - self.window, now
+
+
+@dataclass(frozen=True)
+class Window:
+    """The rows a check looks at: ``frame`` holds them all, or a uniform sample of them when
+    ``summary`` is set; the summary then has the exact count and latency over every row."""
+
+    start: datetime
+    end: datetime
+    frame: "pd.DataFrame"
+    summary: "Summary | None" = None
+
+    @property
+    def rows(self) -> int:
+        return self.summary.rows if self.summary is not None else len(self.frame)
 
 
 @dataclass(frozen=True)
@@ -88,7 +108,7 @@ class CheckKind:
     spec: type[CheckSpec]
     dataset_metrics: frozenset[str]
     feature_metrics: frozenset[str]
-    evaluate: Callable[["CheckSpec", "pd.DataFrame", "Reference | None", list[str]], Evaluation]
+    evaluate: Callable[["CheckSpec", Window, "Reference | None", list[str]], Evaluation]
     needs_reference: bool = False
     required_roles: tuple[str, ...] = ()
 

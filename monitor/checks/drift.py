@@ -7,12 +7,12 @@ drifted; the data set drifts by the share of drifted columns. Metrics: ``drift_s
 
 from __future__ import annotations
 
-import math
+import sys
 from typing import Literal
 
 from pydantic import Field
 
-from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue
+from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, Window
 
 # Evidently's stat-test names (its legacy registry); a test keeps this list equal to evidently's.
 METHODS = (
@@ -33,15 +33,18 @@ def strength(score: float, threshold: float, drifted: bool) -> float:
 
     p-value tests drift when the score falls under the threshold, distances when it rises over it;
     evidently's own verdict tells which one a feature used, so the two can be ranked together.
+    Never infinite (a p-value of 0, or one so small the ratio overflows): the strength goes into the
+    run's JSON evidence, and JSON (so PostgreSQL's json column) has no Infinity.
     """
     if score <= 0 or threshold <= 0:
-        return math.inf if drifted else 0.0
+        return sys.float_info.max if drifted else 0.0
     p_value_like = drifted == (score < threshold)
-    return threshold / score if p_value_like else score / threshold
+    return min(threshold / score if p_value_like else score / threshold, sys.float_info.max)
 
 
-def evaluate(spec: DriftSpec, frame, reference, features: list[str]) -> Evaluation:
+def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) -> Evaluation:
     columns = spec.features or features
+    frame = window.frame
     sample_size = len(frame)
     if sample_size < spec.min_rows:
         return Evaluation.insufficient(sample_size, spec.min_rows)

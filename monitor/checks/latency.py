@@ -1,14 +1,16 @@
 """Check kind ``latency``: percentiles of the model's response time over the window.
 
 Metrics, in milliseconds: ``p50_ms``, ``p95_ms``, ``p99_ms``, ``max_ms`` and ``mean_ms``. Needs the
-source to declare its ``latency`` column.
+source to declare its ``latency`` column. Over a sampled source (``ingest``) the percentiles come from
+the per-minute latency sketches of every row, within 0.5% (see monitor/ingest/sketch.py), and
+``mean_ms`` is left out; otherwise they are exact over the window's rows.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue
+from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, Window
 from monitor.sources.base import LATENCY
 
 
@@ -16,11 +18,18 @@ class LatencySpec(CheckSpec):
     kind: Literal["latency"]
 
 
-def evaluate(spec: LatencySpec, frame, reference, features: list[str]) -> Evaluation:
+def evaluate(spec: LatencySpec, window: Window, reference, features: list[str]) -> Evaluation:
+    if window.summary is not None:
+        sketch = window.summary.latency
+        if sketch.count < spec.min_rows:
+            return Evaluation.insufficient(sketch.count, spec.min_rows)
+        values = [MetricValue(name, sketch.quantile(q)) for name, q in (("p50_ms", 0.5), ("p95_ms", 0.95), ("p99_ms", 0.99))]
+        return Evaluation("ok", sketch.count, values + [MetricValue("max_ms", sketch.max())])
+
     import numpy as np
     import pandas as pd
 
-    latencies = pd.to_numeric(frame[LATENCY], errors="coerce").dropna().to_numpy(dtype=float)
+    latencies = pd.to_numeric(window.frame[LATENCY], errors="coerce").dropna().to_numpy(dtype=float)
     if len(latencies) < spec.min_rows:
         return Evaluation.insufficient(len(latencies), spec.min_rows)
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99])

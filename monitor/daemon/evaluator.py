@@ -20,12 +20,12 @@ from monitor.alerting.episodes import OpenEpisode, advance
 from monitor.alerting.routing import receivers_for
 from monitor.alerting.rules import Observation, observe
 from monitor.checks import CHECKS
-from monitor.checks.base import CheckSpec, Evaluation
+from monitor.checks.base import CheckSpec, Evaluation, Window
 from monitor.clock import Clock
 from monitor.config.durations import format_duration
 from monitor.config.models import DaemonConfig, ModelConfig
 from monitor.notifiers.message import TOP_FEATURES, AlertMessage
-from monitor.sources import SourceError, open_source
+from monitor.sources import SourceContext, SourceError, open_source
 from monitor.sources.reference import load_reference
 from monitor.storage.tables import OPEN_STATES, Alert, CheckRun, Metric, Notification
 
@@ -72,7 +72,7 @@ class Evaluator:
     def run(self, model: ModelConfig, check: CheckSpec, *, dry_run: bool = False) -> RunResult:
         began = time.perf_counter()
         started = self.clock.now()
-        window_start, window_end = started - check.window, started
+        window_start, window_end = check.bounds(started)
         evaluation = self._evaluate(model, check, window_start, window_end)
         observations = observe(check.alert, evaluation.values, check.for_) if evaluation.outcome == "ok" else []
         outcome = "breach" if any(o.breached for o in observations) else evaluation.outcome
@@ -91,15 +91,17 @@ class Evaluator:
     def _source(self, model: ModelConfig):
         key = (model.model, hash(model.source.model_dump_json()))
         if key not in self._sources:
-            self._sources[key] = open_source(model.source)
+            self._sources[key] = open_source(model.source, SourceContext(model.model, self.engine))
         return self._sources[key]
 
     def _evaluate(self, model: ModelConfig, check: CheckSpec, start: datetime, end: datetime) -> Evaluation:
         kind = CHECKS[check.kind]
         try:
-            frame = self._source(model).read(start, end)
+            source = self._source(model)
+            frame = source.read(start, end)
+            summary = source.summary(start, end) if hasattr(source, "summary") else None
             reference = load_reference(model.reference.path, model.source.features) if kind.needs_reference else None
-            return kind.evaluate(check, frame, reference, model.source.features)
+            return kind.evaluate(check, Window(start, end, frame, summary), reference, model.source.features)
         except SourceError as exc:
             return Evaluation.failed(str(exc))
         except Exception as exc:  # a failing check is an `error` run with its reason, never a dead daemon

@@ -17,6 +17,9 @@ from monitor.config.types import Identifier, StrictModel
 
 if TYPE_CHECKING:
     import pandas as pd
+    from sqlalchemy.engine import Engine
+
+    from monitor.ingest.sketch import LatencySketch
 
 ID = "@id"
 TS = "@ts"
@@ -79,13 +82,34 @@ class SourceError(Exception):
     """A source that cannot be read now (missing column, unreadable file, database down): the reason."""
 
 
+@dataclass(frozen=True)
+class SourceContext:
+    """What a source may need besides its spec: whose rows, and the daemon's own database."""
+
+    model: str
+    engine: "Engine | None" = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Exact figures over every row of a window, for a source whose frame is only a sample of them."""
+
+    rows: int
+    latency: "LatencySketch"
+
+
 class Source(Protocol):
     def read(self, start: datetime, end: datetime) -> "pd.DataFrame":
         """Rows with ``start <= timestamp < end``, in the role layout above; raises SourceError."""
+
+
+class SampledSource(Source, Protocol):
+    def summary(self, start: datetime, end: datetime) -> Summary:
+        """Exact count and latency over all rows of the window (the frame from ``read`` is a sample)."""
 
 
 @dataclass(frozen=True)
 class SourceKind:
     kind: str
     spec: type[SourceSpec]
-    open: Callable[[SourceSpec], Source]
+    open: Callable[[SourceSpec, SourceContext], Source]

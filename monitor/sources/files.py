@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from monitor.sources.base import TS, SourceError, SourceKind, SourceSpec, to_utc
+from monitor.sources.base import TS, SourceContext, SourceError, SourceKind, SourceSpec, to_utc
 
 _CHUNK_ROWS = 200_000
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
@@ -27,7 +27,7 @@ class FilesSpec(SourceSpec):
 
 
 class FilesSource:
-    def __init__(self, spec: FilesSpec) -> None:
+    def __init__(self, spec: FilesSpec, context: SourceContext | None = None) -> None:
         self.spec = spec
         # path -> (mtime_ns, size, first timestamp, last timestamp) of files read before
         self._spans: dict[str, tuple[int, int, datetime, datetime]] = {}

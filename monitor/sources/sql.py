@@ -12,7 +12,7 @@ from threading import Lock
 from typing import Literal
 
 from monitor.config.types import TableName
-from monitor.sources.base import SourceError, SourceKind, SourceSpec
+from monitor.sources.base import SourceContext, SourceError, SourceKind, SourceSpec
 
 _engines: dict[str, object] = {}
 _engines_lock = Lock()
@@ -34,7 +34,7 @@ def _engine(url: str):
 
 
 class SqlSource:
-    def __init__(self, spec: SqlSpec) -> None:
+    def __init__(self, spec: SqlSpec, context: SourceContext | None = None) -> None:
         self.spec = spec
         self._query = None
         self._aware = False  # whether the timestamp column is a timestamp *with* time zone

@@ -56,7 +56,7 @@ class CheckRun(Base):
     outcome: Mapped[str] = mapped_column(sa.String(20))
     sample_size: Mapped[int] = mapped_column(sa.Integer, default=0)
     error: Mapped[str | None] = mapped_column(sa.Text)
-    evidence: Mapped[dict | None] = mapped_column(sa.JSON)
+    evidence: Mapped[dict | None] = mapped_column(sa.JSON(none_as_null=True))
 
     __table_args__ = (sa.Index("ix_check_runs_model_check_started", "model", "check", "started"),)
 
@@ -130,3 +130,37 @@ class Notification(Base):
 
     __table_args__ = (sa.Index("ix_notifications_status_next", "status", "next_attempt"),
                       sa.Index("ix_notifications_alert", "alert_id"))
+
+
+class IngestStat(Base):
+    """Exact counts and the latency sketch of one model's rows for one minute (by the rows' own time)."""
+
+    __tablename__ = "ingest_stats"
+
+    model: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    accepted: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    rejected: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    labels: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    latency_sketch: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    updated: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Sample(Base):
+    """One slot of a minute's uniform reservoir sample of a model's rows (at most N slots a minute)."""
+
+    __tablename__ = "samples"
+
+    model: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    slot: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    row_id: Mapped[str] = mapped_column(sa.String(200))
+    ts: Mapped[datetime] = mapped_column(UtcDateTime)
+    features: Mapped[dict] = mapped_column(sa.JSON)
+    prediction: Mapped[object | None] = mapped_column(sa.JSON(none_as_null=True))
+    latency_ms: Mapped[float | None] = mapped_column(sa.Float)
+    model_version: Mapped[str | None] = mapped_column(sa.String(100))
+    label: Mapped[object | None] = mapped_column(sa.JSON(none_as_null=True))
+    labelled: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (sa.Index("ix_samples_model_row_id", "model", "row_id"),)

@@ -1,0 +1,175 @@
+"""Parsing and validating posted rows: a JSON object, a JSON array, or JSON lines.
+
+Each row is checked against the model's declared features and their types; a bad row is rejected
+with its position, its id when it has one, and every reason, while the good rows of the same request
+are accepted. The checks are plain loops over dicts on purpose: at 100,000 rows a second there are
+about ten microseconds for each row, which rules out building a pydantic model per row.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import orjson
+
+FeatureType = Literal["number", "string", "boolean", "any"]
+_ROW_KEYS = {"id", "ts", "features", "prediction", "latency_ms", "model_version"}
+
+
+class BodyError(ValueError):
+    """The body as a whole cannot be read (not JSON, not rows)."""
+
+
+@dataclass
+class Rejected:
+    index: int
+    reason: str
+    id: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"index": self.index, "reason": self.reason}
+        if self.id is not None:
+            out["id"] = self.id
+        return out
+
+
+@dataclass
+class Parsed:
+    """The good rows (as dicts, with ``ts`` an epoch float in seconds) and the rejected ones."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def split_body(body: bytes) -> tuple[list[Any], list[Rejected]]:
+    """The items of a body: one object, an array, or one JSON value per line (blank lines skipped)."""
+    try:
+        whole = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        whole = None
+        if b"\n" not in body.strip():
+            raise BodyError("body is not JSON: send one object, an array of objects, or one object per line") from None
+    if isinstance(whole, dict):
+        return [whole], []
+    if isinstance(whole, list):
+        return whole, []
+    if whole is not None:
+        raise BodyError("body must be a JSON object, an array of objects, or JSON lines")
+    items, bad = [], []
+    for number, line in enumerate(body.split(b"\n")):
+        if not line.strip():
+            continue
+        try:
+            items.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            bad.append(Rejected(len(items) + len(bad), f"line {number + 1} is not JSON: {exc.msg}"))
+            items.append(None)  # keeps indexes aligned with what was sent
+    return items, bad
+
+
+def _timestamp(value: Any, received: float) -> float:
+    if value is None:
+        return received
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError
+        return float(value)
+    stamp = datetime.fromisoformat(value)
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=timezone.utc)
+    return stamp.timestamp()
+
+
+def _type_error(value: Any, expected: FeatureType) -> str | None:
+    if value is None or expected == "any":
+        return None
+    if expected == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"expected a number, got {type(value).__name__}"
+        return None
+    if expected == "string":
+        return None if isinstance(value, (str, int)) and not isinstance(value, bool) else f"expected text, got {type(value).__name__}"
+    return None if isinstance(value, bool) else f"expected true or false, got {type(value).__name__}"
+
+
+def validate_predictions(body: bytes, features: dict[str, FeatureType], received: float) -> Parsed:
+    """Rows of ``POST /v1/models/{model}/predictions``; ``received`` is the ``ts`` of rows without one."""
+    items, bad = split_body(body)
+    out = Parsed(rejected=bad)
+    skip = {r.index for r in bad}
+    for index, item in enumerate(items):
+        if index in skip:
+            continue
+        if not isinstance(item, dict):
+            out.rejected.append(Rejected(index, "a row must be a JSON object"))
+            continue
+        reasons = []
+        row_id = item.get("id")
+        if row_id is None or isinstance(row_id, (bool, dict, list)) or row_id == "":
+            reasons.append("missing id")
+        try:
+            ts = _timestamp(item.get("ts"), received)
+        except (ValueError, TypeError):
+            reasons.append(f"bad timestamp {item.get('ts')!r}: use ISO-8601 (2026-11-25T12:00:00Z) or epoch seconds")
+            ts = received
+        values = item.get("features")
+        if not isinstance(values, dict):
+            reasons.append("missing features object")
+        else:
+            for name, expected in features.items():
+                if name not in values:
+                    reasons.append(f"missing feature {name!r}")
+                    continue
+                problem = _type_error(values[name], expected)
+                if problem:
+                    reasons.append(f"feature {name!r}: {problem}")
+        if "prediction" not in item:
+            reasons.append("missing prediction")
+        latency = item.get("latency_ms")
+        if latency is not None and (isinstance(latency, bool) or not isinstance(latency, (int, float)) or latency < 0):
+            reasons.append("latency_ms must be a number >= 0")
+        version = item.get("model_version")
+        if version is not None and not isinstance(version, (str, int)):
+            reasons.append("model_version must be text")
+        unknown = item.keys() - _ROW_KEYS
+        if unknown:
+            reasons.append(f"unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+        if reasons:
+            out.rejected.append(Rejected(index, "; ".join(reasons), row_id if isinstance(row_id, (str, int)) else None))
+            continue
+        item["ts"] = ts
+        item["id"] = str(row_id)
+        out.rows.append(item)
+    return out
+
+
+def validate_labels(body: bytes) -> Parsed:
+    """Rows of ``POST /v1/models/{model}/labels``: ``{"id", "label"}``."""
+    items, bad = split_body(body)
+    out = Parsed(rejected=bad)
+    skip = {r.index for r in bad}
+    for index, item in enumerate(items):
+        if index in skip:
+            continue
+        if not isinstance(item, dict):
+            out.rejected.append(Rejected(index, "a label must be a JSON object"))
+            continue
+        reasons = []
+        row_id = item.get("id")
+        if row_id is None or isinstance(row_id, (bool, dict, list)) or row_id == "":
+            reasons.append("missing id")
+        if "label" not in item or isinstance(item["label"], (dict, list)):
+            reasons.append("missing label (a number, text or true/false)")
+        unknown = item.keys() - {"id", "label"}
+        if unknown:
+            reasons.append(f"unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+        if reasons:
+            out.rejected.append(Rejected(index, "; ".join(reasons), row_id if isinstance(row_id, (str, int)) else None))
+            continue
+        out.rows.append({"id": str(row_id), "label": item["label"]})
+    return out

@@ -1,0 +1,235 @@
+"""Per model and minute: the exact row count, a latency sketch, and a bounded uniform sample.
+
+Rows are bucketed by the minute of their own timestamp. A bucket counts every accepted row exactly,
+adds its latency to a :class:`~monitor.ingest.sketch.LatencySketch`, and keeps a reservoir sample of
+at most ``capacity`` rows (Vitter's algorithm R: the i-th row replaces a random slot with probability
+capacity/i, so every row of the minute is equally likely to be kept). Memory is a few open buckets
+per model, whatever the traffic.
+
+A flush thread writes changed buckets to ``ingest_stats`` and ``samples`` twice a second, as absolute
+values (upserts), so a failed write is simply written again later. Buckets older than a few minutes
+are dropped from memory once written; a late row for one reloads it from the database first.
+A crash loses at most the last flush interval of accepted rows (documented in docs/ingest.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from monitor.clock import Clock
+from monitor.ingest.sketch import LatencySketch
+from monitor.storage.tables import IngestStat, Sample
+from monitor.storage.upsert import upsert
+
+log = logging.getLogger(__name__)
+
+KEEP_OPEN_MINUTES = 3
+
+
+def minute_of(epoch_seconds: float) -> int:
+    return int(epoch_seconds // 60) * 60
+
+
+def as_datetime(epoch_seconds: float) -> datetime:
+    return datetime.fromtimestamp(epoch_seconds, timezone.utc)
+
+
+class Overloaded(Exception):
+    """Too much is waiting to be written: the caller should slow down (HTTP 429)."""
+
+
+class StorageUnavailable(Exception):
+    """The database cannot be read to reopen a bucket (HTTP 503)."""
+
+
+@dataclass
+class Bucket:
+    accepted: int = 0
+    rejected: int = 0
+    labels: int = 0
+    sketch: LatencySketch = field(default_factory=LatencySketch)
+    slots: list[dict[str, Any]] = field(default_factory=list)
+    dirty_slots: set[int] = field(default_factory=set)
+    dirty: bool = False
+
+
+class Sampler:
+    def __init__(self, engine: Engine, clock: Clock, *, capacity: int = 1000, max_dirty_buckets: int = 10_000,
+                 seed: int | None = None) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.capacity = capacity
+        self.max_dirty_buckets = max_dirty_buckets
+        self._buckets: dict[tuple[str, int], Bucket] = {}
+        self._lock = threading.Lock()
+        self._random = random.Random(seed)
+
+    # -- writing in ------------------------------------------------------------------------------
+    def add(self, model: str, rows: list[dict[str, Any]], rejected: int, received: float) -> None:
+        """Count, summarise and sample accepted ``rows`` (``ts`` in epoch seconds); count ``rejected``."""
+        by_minute: dict[int, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_minute.setdefault(minute_of(row["ts"]), []).append(row)
+        with self._lock:
+            if self.backlog() >= self.max_dirty_buckets:
+                raise Overloaded()
+            for minute, group in by_minute.items():
+                self._sample(self._bucket(model, minute), group)
+            if rejected:
+                bucket = self._bucket(model, minute_of(received))
+                bucket.rejected += rejected
+                bucket.dirty = True
+
+    def _sample(self, bucket: Bucket, rows: list[dict[str, Any]]) -> None:
+        capacity, slots, dirty, draw = self.capacity, bucket.slots, bucket.dirty_slots, self._random.random
+        seen = bucket.accepted
+        latencies = []
+        for row in rows:
+            seen += 1
+            latency = row.get("latency_ms")
+            if latency is not None:
+                latencies.append(latency)
+            if len(slots) < capacity:
+                slots.append(row)
+                dirty.add(len(slots) - 1)
+            else:
+                slot = int(draw() * seen)
+                if slot < capacity:
+                    slots[slot] = row
+                    dirty.add(slot)
+        bucket.accepted = seen
+        if latencies:
+            bucket.sketch.add_many(np.fromiter(latencies, dtype=float, count=len(latencies)))
+        bucket.dirty = True
+
+    def add_labels(self, model: str, labels: list[dict[str, Any]], received: float) -> int:
+        """Attach labels to the sampled predictions they belong to; returns how many matched one.
+
+        A label whose prediction was not sampled is counted and dropped: only sampled rows are kept.
+        """
+        wanted = {label["id"]: label["label"] for label in labels}
+        matched: set[str] = set()
+        labelled_at = as_datetime(received)
+        with self._lock:
+            for (bucket_model, _), bucket in self._buckets.items():
+                if bucket_model != model:
+                    continue
+                for index, row in enumerate(bucket.slots):
+                    if row["id"] in wanted:
+                        row["label"], row["labelled"] = wanted[row["id"]], labelled_at
+                        bucket.dirty_slots.add(index)
+                        bucket.dirty = True
+                        matched.add(row["id"])
+            stats = self._bucket(model, minute_of(received))
+            stats.labels += len(labels)
+            stats.dirty = True
+        remaining = [i for i in wanted if i not in matched]
+        table = Sample.__table__
+        with self.engine.begin() as conn:
+            for start in range(0, len(remaining), 500):
+                found = conn.scalars(sa.select(table.c.row_id).where(
+                    table.c.model == model, table.c.row_id.in_(remaining[start:start + 500]))).all()
+                if found:
+                    conn.execute(sa.update(table).where(table.c.model == model, table.c.row_id == sa.bindparam("rid"))
+                                 .values(label=sa.bindparam("new_label", type_=sa.JSON), labelled=labelled_at),
+                                 [{"rid": row_id, "new_label": wanted[row_id]} for row_id in set(found)])
+                    matched.update(found)
+        return len(matched)
+
+    # -- memory -----------------------------------------------------------------------------------
+    def _bucket(self, model: str, minute: int) -> Bucket:
+        key = (model, minute)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._reopen(model, minute) if minute < minute_of(self.clock.now().timestamp()) - 60 else Bucket()
+            self._buckets[key] = bucket
+        return bucket
+
+    def _reopen(self, model: str, minute: int) -> Bucket:
+        """A bucket that was written and dropped from memory: its state comes back from the database."""
+        when = as_datetime(minute)
+        try:
+            with self.engine.connect() as conn:
+                stat = conn.execute(sa.select(IngestStat.__table__).where(
+                    IngestStat.model == model, IngestStat.minute == when)).mappings().first()
+                if stat is None:
+                    return Bucket()
+                samples = conn.execute(sa.select(Sample.__table__).where(
+                    Sample.model == model, Sample.minute == when).order_by(Sample.slot)).mappings().all()
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageUnavailable(str(exc)) from exc
+        slots = [{"id": s["row_id"], "ts": s["ts"].timestamp(), "features": s["features"], "prediction": s["prediction"],
+                  "latency_ms": s["latency_ms"], "model_version": s["model_version"], "label": s["label"],
+                  "labelled": s["labelled"]} for s in samples]
+        return Bucket(stat["accepted"], stat["rejected"], stat["labels"], LatencySketch(stat["latency_sketch"]), slots)
+
+    def backlog(self) -> int:
+        return sum(1 for b in self._buckets.values() if b.dirty)
+
+    def open_buckets(self) -> int:
+        return len(self._buckets)
+
+    def sampled_rows(self) -> int:
+        return sum(len(b.slots) for b in self._buckets.values())
+
+    # -- writing out ------------------------------------------------------------------------------
+    def flush(self) -> int:
+        """Write every changed bucket; returns how many. On a database error they stay to be written."""
+        now = self.clock.now()
+        with self._lock:
+            pending = []
+            for (model, minute), bucket in self._buckets.items():
+                if not bucket.dirty:
+                    continue
+                when = as_datetime(minute)
+                stat = {"model": model, "minute": when, "accepted": bucket.accepted, "rejected": bucket.rejected,
+                        "labels": bucket.labels, "latency_sketch": dict(bucket.sketch.buckets), "updated": now}
+                samples = [_sample_row(model, when, slot, bucket.slots[slot]) for slot in sorted(bucket.dirty_slots)]
+                pending.append((bucket, stat, samples, set(bucket.dirty_slots)))
+                bucket.dirty, bucket.dirty_slots = False, set()
+        if not pending:
+            self._evict(now)
+            return 0
+        try:
+            with self.engine.begin() as conn:
+                upsert(conn, IngestStat.__table__, [p[1] for p in pending], ["model", "minute"])
+                upsert(conn, Sample.__table__, [row for p in pending for row in p[2]], ["model", "minute", "slot"])
+        except sa.exc.SQLAlchemyError as exc:
+            log.error("cannot write ingest buckets (%d waiting): %s", len(pending), exc)
+            with self._lock:
+                for bucket, _, _, slots in pending:
+                    bucket.dirty = True
+                    bucket.dirty_slots |= slots
+            return 0
+        self._evict(now)
+        return len(pending)
+
+    def _evict(self, now: datetime) -> None:
+        oldest_open = minute_of(now.timestamp()) - 60 * KEEP_OPEN_MINUTES
+        with self._lock:
+            for key in [k for k, b in self._buckets.items() if k[1] < oldest_open and not b.dirty]:
+                del self._buckets[key]
+
+    def run(self, stop: threading.Event, interval: float = 0.5) -> None:
+        """Flush until ``stop`` is set, then once more."""
+        while True:
+            self.flush()
+            if stop.wait(interval):
+                self.flush()
+                return
+
+
+def _sample_row(model: str, minute: datetime, slot: int, row: dict[str, Any]) -> dict[str, Any]:
+    return {"model": model, "minute": minute, "slot": slot, "row_id": row["id"], "ts": as_datetime(row["ts"]),
+            "features": row["features"], "prediction": row.get("prediction"), "latency_ms": row.get("latency_ms"),
+            "model_version": None if row.get("model_version") is None else str(row["model_version"]),
+            "label": row.get("label"), "labelled": row.get("labelled")}

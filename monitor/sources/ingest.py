@@ -1,0 +1,92 @@
+"""Source kind ``ingest``: rows the model service posts to the daemon's API (or through monitor.client).
+
+The daemon keeps, per model and minute, the exact count, a latency sketch and a uniform sample of at
+most ``ingest.sample_per_minute`` rows (see monitor/ingest/sampler.py). A window is the minutes whose
+start lies in it. Its frame is a uniform sample of all its rows: minutes with more traffic kept a
+smaller share of their rows, so each minute contributes ``rate x rows`` of its sample, with ``rate``
+the smallest share kept by any minute of the window. Exact counts and latency quantiles come from the
+per-minute summaries (:meth:`IngestSource.summary`), not from the sample.
+"""
+
+from __future__ import annotations
+
+import zlib
+from datetime import datetime
+from typing import Literal
+
+import sqlalchemy as sa
+from pydantic import Field
+
+from monitor.config.types import Identifier
+from monitor.ingest.sketch import LatencySketch
+from monitor.sources.base import ID, LABEL, LATENCY, PREDICTION, TS, VERSION, SourceContext, SourceKind, SourceSpec, Summary
+from monitor.storage.tables import IngestStat, Sample
+
+FeatureTypeName = Literal["number", "string", "boolean"]
+
+
+class IngestSpec(SourceSpec):
+    """Rows arrive through ``POST /v1/models/{model}/predictions``; their keys are fixed by the API."""
+
+    kind: Literal["ingest"]
+    timestamp: Identifier = "ts"
+    id: Identifier = "id"
+    prediction: Identifier | None = "prediction"
+    latency: Identifier | None = "latency_ms"
+    label: Identifier | None = "label"
+    model_version: Identifier | None = "model_version"
+    feature_types: dict[Identifier, FeatureTypeName] = Field(
+        {}, description="the type each posted feature must have; from the reference's column types when unset")
+
+
+class IngestSource:
+    def __init__(self, spec: IngestSpec, context: SourceContext) -> None:
+        self.spec = spec
+        self.model = context.model
+        self.engine = context.engine
+
+    def _minutes(self, table, start: datetime, end: datetime):
+        return sa.and_(table.c.model == self.model, table.c.minute >= start, table.c.minute < end)
+
+    def summary(self, start: datetime, end: datetime) -> Summary:
+        table = IngestStat.__table__
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(table.c.accepted, table.c.latency_sketch).where(self._minutes(table, start, end))).all()
+        sketch = LatencySketch()
+        for _, buckets in rows:
+            sketch.merge(LatencySketch(buckets))
+        return Summary(rows=sum(r[0] for r in rows), latency=sketch)
+
+    def read(self, start: datetime, end: datetime):
+        import numpy as np
+        import pandas as pd
+
+        stats, samples = IngestStat.__table__, Sample.__table__
+        with self.engine.connect() as conn:
+            counts = dict(conn.execute(sa.select(stats.c.minute, stats.c.accepted).where(self._minutes(stats, start, end))).all())
+            rows = conn.execute(sa.select(samples.c.minute, samples.c.row_id, samples.c.ts, samples.c.features,
+                                          samples.c.prediction, samples.c.latency_ms, samples.c.model_version,
+                                          samples.c.label).where(self._minutes(samples, start, end))).all()
+        by_minute: dict[datetime, list] = {}
+        for row in rows:
+            by_minute.setdefault(row.minute, []).append(row)
+        rate = min((len(kept) / counts[m] for m, kept in by_minute.items() if counts.get(m)), default=1.0)
+        rng = np.random.default_rng(zlib.crc32(f"{self.model}{start.isoformat()}".encode()))
+        chosen = []
+        for minute, kept in sorted(by_minute.items()):
+            take = min(len(kept), round(rate * counts.get(minute, len(kept))))
+            picks = kept if take >= len(kept) else [kept[i] for i in rng.choice(len(kept), take, replace=False)]
+            chosen.extend(picks)
+        features = pd.DataFrame.from_records([r.features for r in chosen], columns=self.spec.features)
+        frame = pd.DataFrame({
+            ID: [r.row_id for r in chosen],
+            TS: pd.to_datetime([r.ts for r in chosen], utc=True),
+            PREDICTION: [r.prediction for r in chosen],
+            LATENCY: pd.to_numeric(pd.Series([r.latency_ms for r in chosen], dtype=object), errors="coerce"),
+            VERSION: [r.model_version for r in chosen],
+            LABEL: [r.label for r in chosen],
+        })
+        return pd.concat([frame, features], axis=1)
+
+
+KIND = SourceKind("ingest", IngestSpec, IngestSource)
