@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Environment variables used as ${VAR} must be set (or have a default) where you validate.")
     _config_arg(validate)
     validate.add_argument("files", nargs="*", type=Path, metavar="FILE",
-                          help="check files to validate (default: every *.yaml in the config's checks_dir)")
+                          help="check files to validate (default: every *.yaml and *.yml in the config's checks_dir)")
 
     check = commands.add_parser("check", help="evaluate one check now and print the result",
                                 description="Evaluate MODEL/CHECK over its window ending now, print every value, "
@@ -66,9 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     database = commands.add_parser("db", help="database schema commands",
                                    description="Manage the database schema (Alembic migrations).")
     db_commands = database.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    upgrade = db_commands.add_parser("upgrade", help="migrate to the latest schema (the daemon also does this at start)")
+    upgrade = db_commands.add_parser("upgrade", help="migrate to the latest schema (the daemon also does this at start)",
+                                     description="Run the Alembic migrations up to the latest schema revision. Safe to "
+                                                 "run again: a database at the head is left as it is.")
     _config_arg(upgrade)
-    current = db_commands.add_parser("current", help="print the schema revision the database is at")
+    current = db_commands.add_parser("current", help="print the schema revision the database is at",
+                                     description="Print the database URL (password hidden) and its schema revision.")
     _config_arg(current)
 
     alerts = commands.add_parser("alerts", help="list alert episodes",

@@ -167,7 +167,7 @@ CASES = [
             window: 1h
             min_rows: lots                # line 16, column 15: the value
         """,
-        16, 15, "checks[0].min_rows", ["valid integer", "got text"],
+        16, 15, "checks[0].min_rows", ["expected a whole number", "got text"],
         id="wrong-type-text-for-number",
     ),
     pytest.param(
@@ -189,7 +189,7 @@ CASES = [
             window: 1h
             features: 3                   # line 16, column 15
         """,
-        16, 15, "checks[0].features", ["valid list", "got a number"],
+        16, 15, "checks[0].features", ["expected a list", "got a number"],
         id="wrong-type-number-for-list",
     ),
     pytest.param(
@@ -535,7 +535,7 @@ def test_the_spec_example_line_is_printed_exactly(project, capsys):
               path: data/live-*.parquet
                timestamp: created_at           # one space too many: line 6, column 13 (the ':')
             """,
-            6, 13, "mapping values are not allowed here",
+            6, 13, "unexpected ':' (is this line indented too far",
             id="indented-too-far",
         ),
         pytest.param(

@@ -57,6 +57,10 @@ def read_document(file: str, text: str, environ: Mapping[str, str] | None = None
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = exc.problem or "cannot parse"
+        if "'\\t'" in problem:
+            problem = "a tab cannot indent YAML: use spaces"
+        elif problem.startswith("mapping values are not allowed"):
+            problem = "unexpected ':' (is this line indented too far, or does a value with ': ' need quotes?)"
         context = f" {exc.context}" if exc.context else ""
         doc.issues.append(ConfigIssue(file, line, col, "", f"YAML syntax error: {problem}{context}"))
         return doc

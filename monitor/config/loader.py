@@ -138,6 +138,9 @@ def _issue_from_pydantic(doc: Document, model_cls: type[BaseModel], error: Mappi
         expected = str(error.get("ctx", {}).get("expected", ""))
         choices = [c.strip(" '") for c in expected.replace(" or ", ",").split(",")]
         return doc.issue(path, f"{value!r} is not allowed{suggest(value, choices)}; expected one of {expected}")
+    if kind in _PLAIN_MESSAGES:
+        got = _get(doc.data, path)
+        return doc.issue(path, _PLAIN_MESSAGES[kind] + (f", got {_describe(got)}" if got is not _MISSING else ""))
     if kind in ("value_error", "assertion_error"):
         message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     elif kind == "string_pattern_mismatch":
@@ -158,6 +161,13 @@ def _pattern_hint(annotation: Any) -> str | None:
 
 
 _MISSING = object()
+_PLAIN_MESSAGES = {
+    "int_parsing": "expected a whole number", "int_type": "expected a whole number",
+    "int_from_float": "expected a whole number", "float_parsing": "expected a number", "float_type": "expected a number",
+    "string_type": "expected text", "bool_parsing": "expected true or false", "bool_type": "expected true or false",
+    "list_type": "expected a list", "dict_type": "expected a mapping of keys", "model_type": "expected a mapping of keys",
+    "model_attributes_type": "expected a mapping of keys", "too_short": "add at least one item",
+}
 
 
 def _get(data: Any, path: tuple) -> Any:

@@ -31,8 +31,12 @@ class Project:
 
     @classmethod
     def load(cls, config_path: Path | None, files: list[Path] | None = None) -> "Project":
-        """Raises ConfigError for a bad daemon config; bad check files are kept in ``checks.issues``."""
+        """Raises ConfigError for a bad daemon config; bad check files are kept in ``checks.issues``.
+
+        Without a config file no owners are known, so check files are not checked against them.
+        """
         config = load_config(config_path)
         base_dir = config_path.parent.resolve() if config_path else Path.cwd()
         paths = files if files else check_file_paths(base_dir / config.checks_dir)
-        return cls(config, config_path, base_dir, load_check_files(paths, config, base_dir=base_dir))
+        owners_from = config if config_path else None
+        return cls(config, config_path, base_dir, load_check_files(paths, owners_from, base_dir=base_dir))
