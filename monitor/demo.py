@@ -51,7 +51,8 @@ def write_project(directory: Path, slack: bool) -> Path:
     reference = _rows(rng, 5000, False, datetime.now(timezone.utc), 3600)
     reference.drop(columns=["row_id", "scored_at", "latency_ms"]).to_parquet(directory / "data" / "reference.parquet")
     owners = {"demo-team": {"slack": "${MONITOR_DEMO_CHANNEL:-#monitor-demo}", "mention": ["@on-call"]}}
-    config: dict = {"database": {"url": f"sqlite:///{directory / 'monitor.db'}"}, "checks_dir": "checks", "owners": owners,
+    config: dict = {"database": {"url": f"sqlite:///{directory / 'monitor.db'}"}, "server": {"listen": "127.0.0.1:0"},
+                    "checks_dir": "checks", "owners": owners,
                     "notifiers": {"slack": {"token": "${SLACK_BOT_TOKEN:-}", "base_url": "${SLACK_API_URL:-https://slack.com/api/}"}}}
     if slack:  # alerts go to Slack; a catch-all route prints them here as well
         owners["terminal"] = {}

@@ -50,6 +50,7 @@ def write_project(root: Path, *, live: pd.DataFrame | None = None, checks: list[
         live.to_parquet(root / "data" / "live-0001.parquet")
     config = {
         "database": {"url": database_url or f"sqlite:///{root / 'monitor.db'}"},
+        "server": {"listen": "127.0.0.1:0"},
         "checks_dir": "checks",
         "owners": owners or {"fraud-team": {"slack": "#fraud-alerts", "mention": ["@dana"]}},
     }

@@ -41,6 +41,12 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
     doc = _read(Path(path), environ)
     config = _validate(doc, DaemonConfig)
     if config is not None:
+        from monitor.server.http import is_loopback
+
+        host = config.server.listen.rpartition(":")[0]
+        if not config.server.token.get_secret_value() and not is_loopback(host):
+            doc.issues.append(doc.issue(("server", "listen"), f"listening on {host or 'every address'} needs a bearer token: "
+                                        "set server.token (e.g. ${MONITOR_INGEST_TOKEN}) or listen on 127.0.0.1"))
         for i, route in enumerate(config.routes):
             for j, owner in enumerate(route.also):
                 if owner not in config.owners:

@@ -6,12 +6,13 @@ Check and source sections are the plug-ins' own specs, joined here by their ``ki
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Union
 
 from pydantic import Field, SecretStr
 
 from monitor.checks import CHECKS
-from monitor.config.types import Name, StrictModel
+from monitor.config.types import Duration, Name, StrictModel
 from monitor.sources import SOURCES
 from monitor.sources.reference import ReferenceSpec
 
@@ -26,6 +27,13 @@ class DatabaseConfig(StrictModel):
 class ServerConfig(StrictModel):
     listen: str = Field("127.0.0.1:8321", pattern=r"^[^:\s]*:\d{1,5}$", description="host:port, for example 127.0.0.1:8321")
     token: SecretStr = SecretStr("")
+
+
+class IngestConfig(StrictModel):
+    sample_per_minute: int = Field(1000, ge=10, le=1_000_000, description="rows kept per model and minute for drift")
+    retention: Duration = Field(timedelta(days=7), description="samples and per-minute counts older than this are deleted")
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="a larger request body is refused with 413")
+    max_concurrent_requests: int = Field(8, ge=1, description="more ingest requests at once are refused with 429")
 
 
 class SlackConfig(StrictModel):
@@ -51,6 +59,7 @@ class Route(StrictModel):
 class DaemonConfig(StrictModel):
     database: DatabaseConfig = DatabaseConfig()
     server: ServerConfig = ServerConfig()
+    ingest: IngestConfig = IngestConfig()
     checks_dir: str = "checks"
     notifiers: NotifiersConfig = NotifiersConfig()
     owners: dict[Name, Owner] = {}

@@ -20,8 +20,14 @@ from monitor.clock import Clock, SystemClock
 from monitor.config.models import ModelConfig
 from monitor.daemon.evaluator import Evaluator, RunResult
 from monitor.daemon.project import Project
+from monitor.daemon.telemetry import Telemetry
+from monitor.ingest.retention import delete_expired
+from monitor.ingest.sampler import Sampler
 from monitor.notifiers import build_notifiers
 from monitor.notifiers.outbox import Outbox
+from monitor.sources import SourceError
+from monitor.sources.ingest import feature_types
+from monitor.sources.reference import load_reference
 from monitor.storage import db
 
 log = logging.getLogger("monitor.daemon")
@@ -47,20 +53,65 @@ class Daemon:
         self.project = project
         self.clock = clock or SystemClock()
         self.engine = engine or db.create_engine(project.config.database.url)
+        self.telemetry = Telemetry()
         self.evaluator = Evaluator(self.engine, project.config, self.clock)
-        self.outbox = Outbox(self.engine, build_notifiers(project.config, console), self.clock)
+        self.outbox = Outbox(self.engine, build_notifiers(project.config, console), self.clock,
+                             on_attempt=self.telemetry.record_delivery)
+        self.sampler = Sampler(self.engine, self.clock, capacity=project.config.ingest.sample_per_minute)
+        self.http = None
         self.workers = workers
         self._stop = threading.Event()
-        self._outbox_stop = threading.Event()
+        self._background_stop = threading.Event()
         self._scheduler = None
-        self._outbox_thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def evaluate(self, model: ModelConfig, check: CheckSpec) -> RunResult:
         result = self.evaluator.run(model, check)
         (log.warning if result.outcome in ("breach", "error") else log.info)(describe(result))
+        self.telemetry.record_run(result)
         if result.notifications_owed:
             self.outbox.wake()
         return result
+
+    def remove_expired_samples(self) -> None:
+        removed = delete_expired(self.engine, self.clock.now() - self.project.config.ingest.retention)
+        if removed:
+            log.info("retention: removed %d model-minutes of samples", removed)
+
+    def ingest_models(self) -> dict[str, dict[str, str]]:
+        """Feature types of every model whose source is the ingest API."""
+        out = {}
+        for model in self.project.checks.models.values():
+            if model.source.kind != "ingest":
+                continue
+            reference = None
+            if model.reference is not None:
+                try:
+                    reference = load_reference(model.reference.path, [])
+                except SourceError as exc:
+                    log.warning("%s: reference not readable (%s): posted features are not type-checked", model.model, exc)
+            out[model.model] = feature_types(model.source, reference)
+        return out
+
+    def _start_http(self) -> None:
+        from monitor.server.app import ServerState, create_app
+        from monitor.server.http import HttpServer
+        from monitor.server.status import render_status
+
+        config = self.project.config
+        models = sorted(self.project.checks.models)
+        state = ServerState(models=self.ingest_models(), sampler=self.sampler, telemetry=self.telemetry,
+                            token=config.server.token.get_secret_value(), max_body_bytes=config.ingest.max_body_bytes,
+                            max_concurrent=config.ingest.max_concurrent_requests,
+                            status_page=lambda: render_status(self.engine, models))
+        self.http = HttpServer(create_app(state), config.server.listen)
+        self.http.start()
+        log.info("HTTP API on %s", self.http.url)
+
+    def _background(self, target, name: str) -> None:
+        thread = threading.Thread(target=target, args=(self._background_stop,), name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def start(self) -> None:
         from apscheduler.executors.pool import ThreadPoolExecutor
@@ -69,8 +120,9 @@ class Daemon:
         for issue in self.project.checks.issues:
             log.error("check file skipped: %s", issue)
         db.upgrade(self.engine)
-        self._outbox_thread = threading.Thread(target=self.outbox.run, args=(self._outbox_stop,), name="outbox", daemon=True)
-        self._outbox_thread.start()
+        self._background(self.outbox.run, "outbox")
+        self._background(self.sampler.run, "sampler")
+        self._start_http()
         self._scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(self.workers)}, timezone="UTC")
         now = self.clock.now()
         count = 0
@@ -83,20 +135,25 @@ class Daemon:
                     max_instances=1, coalesce=True, misfire_grace_time=max(1, int(check.every.total_seconds())),
                 )
                 count += 1
+        self._scheduler.add_job(self.remove_expired_samples, "interval", hours=1, id="retention", name="retention",
+                                next_run_time=now + timedelta(minutes=1), max_instances=1, coalesce=True)
         self._scheduler.start()
         log.info("monitor started: %d checks of %d models, database %s", count, len(self.project.checks.models),
                  self.engine.url.render_as_string(hide_password=True))
 
     def stop(self) -> None:
+        """No new rows, then no new evaluations; then the last samples are written and the last
+        deliveries go out, so nothing accepted or owed is left behind."""
         self._stop.set()
+        if self.http is not None:
+            self.http.stop()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
-        # The outbox stops last, so the deliveries owed by the final evaluations go out before exit.
-        self._outbox_stop.set()
+        self._background_stop.set()
         self.outbox.wake()
-        if self._outbox_thread is not None:
-            self._outbox_thread.join(timeout=30)
+        for thread in self._threads:
+            thread.join(timeout=30)
         self.engine.dispose()
         log.info("monitor stopped")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import zlib
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import sqlalchemy as sa
 from pydantic import Field
@@ -21,6 +21,9 @@ from monitor.config.types import Identifier
 from monitor.ingest.sketch import LatencySketch
 from monitor.sources.base import ID, LABEL, LATENCY, PREDICTION, TS, VERSION, SourceContext, SourceKind, SourceSpec, Summary
 from monitor.storage.tables import IngestStat, Sample
+
+if TYPE_CHECKING:
+    from monitor.sources.reference import Reference
 
 FeatureTypeName = Literal["number", "string", "boolean"]
 
@@ -90,3 +93,21 @@ class IngestSource:
 
 
 KIND = SourceKind("ingest", IngestSpec, IngestSource)
+
+
+def feature_types(spec: IngestSpec, reference: "Reference | None") -> dict[str, str]:
+    """What each posted feature must be: the spec's ``feature_types``, else the reference's column
+    types (numbers, true/false, anything else text), else anything."""
+    import pandas as pd
+
+    out: dict[str, str] = {}
+    for feature in spec.features:
+        if feature in spec.feature_types:
+            out[feature] = spec.feature_types[feature]
+        elif reference is not None and feature in reference.frame.columns:
+            column = reference.frame[feature]
+            out[feature] = ("boolean" if pd.api.types.is_bool_dtype(column)
+                            else "number" if pd.api.types.is_numeric_dtype(column) else "string")
+        else:
+            out[feature] = "any"
+    return out

@@ -1,0 +1,1 @@
+"""The daemon's HTTP side: the ingest API, health, Prometheus metrics and a read-only status page."""

@@ -1,0 +1,145 @@
+"""The ASGI application (Starlette), served by uvicorn inside ``monitor run``.
+
+- ``POST /v1/models/{model}/predictions`` and ``.../labels``: a JSON object, an array, or JSON lines.
+  202 with the counts; 400 naming every bad row (the good rows of the request are still taken);
+  401 without the configured bearer token; 404 for a model without an ingest source; 413 past the
+  body limit; 429 with Retry-After when too many requests are in flight or too much is waiting to
+  be written; 503 with Retry-After when the database cannot be read.
+- ``GET /healthz``: liveness and the last successful evaluation.
+- ``GET /metrics``: Prometheus text format.
+- ``GET /``: the status page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from monitor.daemon.telemetry import CONTENT_TYPE, Telemetry
+from monitor.ingest.rows import BodyError, FeatureType, Parsed, validate_labels, validate_predictions
+from monitor.ingest.sampler import Overloaded, Sampler, StorageUnavailable
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+@dataclass
+class ServerState:
+    models: dict[str, dict[str, FeatureType]]   # model -> feature -> type, for models with an ingest source
+    sampler: Sampler
+    telemetry: Telemetry
+    token: str
+    max_body_bytes: int
+    max_concurrent: int
+    status_page: Callable[[], str]
+
+
+def _json(status: int, payload: dict, headers: dict | None = None) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type="application/json", headers=headers)
+
+
+def create_app(state: ServerState) -> Starlette:
+    permits = asyncio.Semaphore(state.max_concurrent)
+    expected = f"Bearer {state.token}".encode() if state.token else None
+
+    def authorised(request: Request) -> bool:
+        if expected is None:
+            return True
+        given = request.headers.get("authorization", "").encode()
+        return hmac.compare_digest(given, expected)
+
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > state.max_body_bytes:
+            raise BodyTooLarge()
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > state.max_body_bytes:
+                raise BodyTooLarge()
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def ingest(request: Request, work: Callable[[str, bytes, float], tuple[Parsed, dict]]) -> Response:
+        if not authorised(request):
+            return _json(401, {"error": "missing or wrong bearer token"}, {"WWW-Authenticate": "Bearer"})
+        model = request.path_params["model"]
+        if model not in state.models:
+            known = ", ".join(sorted(state.models)) or "none"
+            return _json(404, {"error": f"unknown model {model!r}: models with an ingest source are {known}"})
+        if permits.locked():
+            return _json(429, {"error": "too many requests in flight; retry shortly"}, {"Retry-After": "1"})
+        async with permits:
+            try:
+                body = await read_body(request)
+            except BodyTooLarge:
+                return _json(413, {"error": f"body larger than {state.max_body_bytes} bytes: send smaller batches"})
+            from starlette.concurrency import run_in_threadpool
+
+            try:
+                parsed, extra = await run_in_threadpool(work, model, body, time.time())
+            except BodyError as exc:
+                return _json(400, {"error": str(exc), "accepted": 0, "rejected": 0})
+            except Overloaded:
+                return _json(429, {"error": "ingest is behind on writing to the database; retry shortly"}, {"Retry-After": "2"})
+            except StorageUnavailable:
+                return _json(503, {"error": "the database is unavailable; retry shortly"}, {"Retry-After": "5"})
+        payload = {"accepted": len(parsed.rows), "rejected": len(parsed.rejected), **extra}
+        if parsed.rejected:
+            payload["errors"] = [r.to_dict() for r in parsed.rejected]
+            return _json(400, payload)
+        return _json(202, payload)
+
+    def take_predictions(model: str, body: bytes, received: float) -> tuple[Parsed, dict]:
+        parsed = validate_predictions(body, state.models[model], received)
+        state.sampler.add(model, parsed.rows, len(parsed.rejected), received)
+        state.telemetry.rows.labels(model, "accepted").inc(len(parsed.rows))
+        state.telemetry.rows.labels(model, "rejected").inc(len(parsed.rejected))
+        return parsed, {}
+
+    def take_labels(model: str, body: bytes, received: float) -> tuple[Parsed, dict]:
+        parsed = validate_labels(body)
+        matched = state.sampler.add_labels(model, parsed.rows, received) if parsed.rows else 0
+        state.telemetry.labels.labels(model, "matched").inc(matched)
+        state.telemetry.labels.labels(model, "unmatched").inc(len(parsed.rows) - matched)
+        state.telemetry.labels.labels(model, "rejected").inc(len(parsed.rejected))
+        return parsed, {"matched": matched}
+
+    async def predictions(request: Request) -> Response:
+        return await ingest(request, take_predictions)
+
+    async def labels(request: Request) -> Response:
+        return await ingest(request, take_labels)
+
+    async def healthz(request: Request) -> Response:
+        last = state.telemetry.last_success
+        return _json(200, {"status": "ok", "uptime_s": round(time.time() - state.telemetry.started, 1),
+                           "last_success": None if last is None else round(last, 3),
+                           "last_success_age_s": None if last is None else round(time.time() - last, 1)})
+
+    async def metrics(request: Request) -> Response:
+        state.telemetry.sample_rows.set(state.sampler.sampled_rows())
+        return Response(state.telemetry.render(), media_type=CONTENT_TYPE)
+
+    async def index(request: Request) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
+        return HTMLResponse(await run_in_threadpool(state.status_page))
+
+    return Starlette(routes=[
+        Route("/v1/models/{model}/predictions", predictions, methods=["POST"]),
+        Route("/v1/models/{model}/labels", labels, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/", index, methods=["GET"]),
+    ])

@@ -1,0 +1,57 @@
+"""Serving the ASGI app with uvicorn on a thread of the daemon, and stopping it cleanly."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+import time
+
+import uvicorn
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class HttpServer:
+    def __init__(self, app, listen: str) -> None:
+        host, _, port = listen.rpartition(":")
+        self.host = host or "127.0.0.1"
+        self._server = uvicorn.Server(uvicorn.Config(app, host=self.host, port=int(port), log_level="warning",
+                                                     access_log=False, lifespan="off", loop="asyncio"))
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise OSError(f"cannot listen on {self.host}:{self._server.config.port} (is it in use?)")
+            if time.monotonic() > deadline:
+                raise TimeoutError("the HTTP server did not start")
+            time.sleep(0.01)
+
+    @property
+    def port(self) -> int:
+        for server in self._server.servers:
+            for sock in server.sockets:
+                if sock.family in (socket.AF_INET, socket.AF_INET6):
+                    return sock.getsockname()[1]
+        return self._server.config.port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
