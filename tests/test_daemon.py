@@ -87,3 +87,31 @@ def test_a_broken_check_file_is_skipped_and_the_others_run(tmp_path):
         daemon.kill()
     assert daemon.returncode == 0
     assert "check file skipped:" in err and "broken.yaml:3:16: source.kind: unknown kind 'nope'" in err
+
+
+def test_a_database_outage_skips_recording_and_the_next_run_records(tmp_path):
+    """The database down: the evaluation is logged as not recorded, nothing half-written, and the
+    daemon carries on; when the database is back the next run records normally."""
+    from monitor.daemon.project import Project
+    from monitor.daemon.service import Daemon
+    from monitor.storage import db
+
+    write_project(tmp_path, live=live_frame(500, end=datetime.now(timezone.utc), drift=True), checks=FAST_CHECKS)
+    daemon = Daemon(Project.load(tmp_path / "config.yaml"))
+    db.upgrade(daemon.engine)
+    model = daemon.project.checks.models["fraud-scorer"]
+    drift = model.check("feature-drift")
+    database = tmp_path / "monitor.db"
+    hidden = tmp_path / "elsewhere.db"
+    daemon.engine.dispose()
+    database.rename(hidden)
+    database.mkdir()                                 # a directory where the file was: SQLite cannot open it
+
+    assert daemon.evaluate(model, drift) is None     # logged, not raised
+
+    database.rmdir()
+    hidden.rename(database)
+    daemon.engine.dispose()
+    result = daemon.evaluate(model, drift)
+    assert result is not None and result.outcome == "breach" and result.run_id is not None
+    daemon.engine.dispose()

@@ -13,6 +13,7 @@ import signal
 import threading
 from datetime import timedelta
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from monitor.checks.base import CheckSpec
@@ -65,8 +66,13 @@ class Daemon:
         self._scheduler = None
         self._threads: list[threading.Thread] = []
 
-    def evaluate(self, model: ModelConfig, check: CheckSpec) -> RunResult:
-        result = self.evaluator.run(model, check)
+    def evaluate(self, model: ModelConfig, check: CheckSpec) -> RunResult | None:
+        try:
+            result = self.evaluator.run(model, check)
+        except sa.exc.SQLAlchemyError as exc:
+            # Nothing was recorded (one transaction): the next run of this check tries again.
+            log.error("%s/%s: evaluated but not recorded, the database is unavailable: %s", model.model, check.name, exc)
+            return None
         (log.warning if result.outcome in ("breach", "error") else log.info)(describe(result))
         self.telemetry.record_run(result)
         if result.notifications_owed:
