@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import orjson
 
@@ -97,8 +97,11 @@ def _type_error(value: Any, expected: FeatureType) -> str | None:
     return None if isinstance(value, bool) else f"expected true or false, got {type(value).__name__}"
 
 
-def validate_predictions(body: bytes, features: dict[str, FeatureType], received: float) -> Parsed:
-    """Rows of ``POST /v1/models/{model}/predictions``; ``received`` is the ``ts`` of rows without one."""
+def _validate_each(body: bytes, what: str, keys: set[str], check: Callable[[dict, list[str]], dict]) -> Parsed:
+    """The loop both endpoints share: each item an object with an id, known keys, and ``check``'s rules.
+
+    ``check`` appends its reasons to the list it is given and returns the row to keep.
+    """
     items, bad = split_body(body)
     out = Parsed(rejected=bad)
     skip = {r.index for r in bad}
@@ -106,17 +109,32 @@ def validate_predictions(body: bytes, features: dict[str, FeatureType], received
         if index in skip:
             continue
         if not isinstance(item, dict):
-            out.rejected.append(Rejected(index, "a row must be a JSON object"))
+            out.rejected.append(Rejected(index, f"{what} must be a JSON object"))
             continue
-        reasons = []
+        reasons: list[str] = []
         row_id = item.get("id")
         if row_id is None or isinstance(row_id, (bool, dict, list)) or row_id == "":
             reasons.append("missing id")
+        row = check(item, reasons)
+        unknown = item.keys() - keys
+        if unknown:
+            reasons.append(f"unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+        if reasons:
+            out.rejected.append(Rejected(index, "; ".join(reasons), row_id if isinstance(row_id, (str, int)) else None))
+            continue
+        row["id"] = str(row_id)
+        out.rows.append(row)
+    return out
+
+
+def validate_predictions(body: bytes, features: dict[str, FeatureType], received: float) -> Parsed:
+    """Rows of ``POST /v1/models/{model}/predictions``; ``received`` is the ``ts`` of rows without one."""
+
+    def check(item: dict, reasons: list[str]) -> dict:
         try:
-            ts = _timestamp(item.get("ts"), received)
+            item["ts"] = _timestamp(item.get("ts"), received)
         except (ValueError, TypeError):
             reasons.append(f"bad timestamp {item.get('ts')!r}: use ISO-8601 (2026-11-25T12:00:00Z) or epoch seconds")
-            ts = received
         values = item.get("features")
         if not isinstance(values, dict):
             reasons.append("missing features object")
@@ -136,40 +154,17 @@ def validate_predictions(body: bytes, features: dict[str, FeatureType], received
         version = item.get("model_version")
         if version is not None and not isinstance(version, (str, int)):
             reasons.append("model_version must be text")
-        unknown = item.keys() - _ROW_KEYS
-        if unknown:
-            reasons.append(f"unknown key(s) {', '.join(sorted(map(str, unknown)))}")
-        if reasons:
-            out.rejected.append(Rejected(index, "; ".join(reasons), row_id if isinstance(row_id, (str, int)) else None))
-            continue
-        item["ts"] = ts
-        item["id"] = str(row_id)
-        out.rows.append(item)
-    return out
+        return item
+
+    return _validate_each(body, "a row", _ROW_KEYS, check)
 
 
 def validate_labels(body: bytes) -> Parsed:
     """Rows of ``POST /v1/models/{model}/labels``: ``{"id", "label"}``."""
-    items, bad = split_body(body)
-    out = Parsed(rejected=bad)
-    skip = {r.index for r in bad}
-    for index, item in enumerate(items):
-        if index in skip:
-            continue
-        if not isinstance(item, dict):
-            out.rejected.append(Rejected(index, "a label must be a JSON object"))
-            continue
-        reasons = []
-        row_id = item.get("id")
-        if row_id is None or isinstance(row_id, (bool, dict, list)) or row_id == "":
-            reasons.append("missing id")
+
+    def check(item: dict, reasons: list[str]) -> dict:
         if "label" not in item or isinstance(item["label"], (dict, list)):
             reasons.append("missing label (a number, text or true/false)")
-        unknown = item.keys() - {"id", "label"}
-        if unknown:
-            reasons.append(f"unknown key(s) {', '.join(sorted(map(str, unknown)))}")
-        if reasons:
-            out.rejected.append(Rejected(index, "; ".join(reasons), row_id if isinstance(row_id, (str, int)) else None))
-            continue
-        out.rows.append({"id": str(row_id), "label": item["label"]})
-    return out
+        return {"label": item.get("label")}
+
+    return _validate_each(body, "a label", {"id", "label"}, check)
