@@ -157,5 +157,5 @@ def run_demo(directory: Path | None = None) -> int:
     _say(f"  monitor alerts --all --config {config_path}")
     _say(f"  monitor check fraud-scorer/feature-drift --dry-run --config {config_path}")
     _say(f"  sqlite3 {directory / 'monitor.db'} \"select time, feature, metric, value from metrics "
-         "where check = 'feature-drift' order by time desc limit 20\"")
+         "where \\\"check\\\" = 'feature-drift' order by time desc limit 20\"   (with the sqlite3 shell)")
     return outcome
