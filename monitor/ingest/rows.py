@@ -15,8 +15,20 @@ from typing import Any, Callable, Literal
 
 import orjson
 
+from monitor.storage.tables import Sample
+
 FeatureType = Literal["number", "string", "boolean", "any"]
 _ROW_KEYS = {"id", "ts", "features", "prediction", "latency_ms", "model_version"}
+_FIRST_TS = datetime(1, 1, 1, tzinfo=timezone.utc).timestamp()
+_END_TS = datetime(9999, 12, 31, 23, 59, tzinfo=timezone.utc).timestamp()
+# What the samples table holds (PostgreSQL enforces both): a longer or NUL-bearing id or version would
+# fail the write of every waiting bucket, again and again, so such a row is rejected here instead.
+_MAX_ID = Sample.__table__.c.row_id.type.length
+_MAX_VERSION = Sample.__table__.c.model_version.type.length
+
+
+def _bad_text(value: Any, limit: int) -> bool:
+    return isinstance(value, str) and (len(value) > limit or "\x00" in value)
 
 
 class BodyError(ValueError):
@@ -65,7 +77,7 @@ def split_body(body: bytes) -> tuple[list[Any], list[Rejected]]:
         try:
             items.append(orjson.loads(line))
         except orjson.JSONDecodeError as exc:
-            bad.append(Rejected(len(items) + len(bad), f"line {number + 1} is not JSON: {exc.msg}"))
+            bad.append(Rejected(len(items), f"line {number + 1} is not JSON: {exc.msg}"))
             items.append(None)  # keeps indexes aligned with what was sent
     return items, bad
 
@@ -78,11 +90,15 @@ def _timestamp(value: Any, received: float) -> float:
     if isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise ValueError
-        return float(value)
-    stamp = datetime.fromisoformat(value)
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=timezone.utc)
-    return stamp.timestamp()
+        epoch = float(value)
+    else:
+        stamp = datetime.fromisoformat(value)
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=timezone.utc)
+        epoch = stamp.timestamp()
+    if not _FIRST_TS <= epoch < _END_TS:  # its minute must be a datetime (epoch milliseconds are not)
+        raise ValueError
+    return epoch
 
 
 def _type_error(value: Any, expected: FeatureType) -> str | None:
@@ -115,6 +131,8 @@ def _validate_each(body: bytes, what: str, keys: set[str], check: Callable[[dict
         row_id = item.get("id")
         if row_id is None or isinstance(row_id, (bool, dict, list)) or row_id == "":
             reasons.append("missing id")
+        elif _bad_text(row_id, _MAX_ID):
+            reasons.append(f"id must be at most {_MAX_ID} characters, without NUL")
         row = check(item, reasons)
         unknown = item.keys() - keys
         if unknown:
@@ -152,8 +170,8 @@ def validate_predictions(body: bytes, features: dict[str, FeatureType], received
         if latency is not None and (isinstance(latency, bool) or not isinstance(latency, (int, float)) or latency < 0):
             reasons.append("latency_ms must be a number >= 0")
         version = item.get("model_version")
-        if version is not None and not isinstance(version, (str, int)):
-            reasons.append("model_version must be text")
+        if version is not None and (not isinstance(version, (str, int)) or _bad_text(version, _MAX_VERSION)):
+            reasons.append(f"model_version must be text of at most {_MAX_VERSION} characters, without NUL")
         return item
 
     return _validate_each(body, "a row", _ROW_KEYS, check)

@@ -71,6 +71,7 @@ class Sampler:
         self.max_dirty_buckets = max_dirty_buckets
         self._buckets: dict[tuple[str, int], Bucket] = {}
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()  # one flush at a time: a slower, older one must not land last
         self._random = random.Random(seed)
 
     # -- writing in ------------------------------------------------------------------------------
@@ -82,8 +83,11 @@ class Sampler:
         with self._lock:
             if self.backlog() >= self.max_dirty_buckets:
                 raise Overloaded()
-            for minute, group in by_minute.items():
-                self._sample(self._bucket(model, minute), group)
+            # Every bucket first: a reopen that fails (StorageUnavailable) must leave the whole request
+            # uncounted, or the client's retry of it would count some of its rows twice.
+            buckets = [(self._bucket(model, minute), group) for minute, group in by_minute.items()]
+            for bucket, group in buckets:
+                self._sample(bucket, group)
             if rejected:
                 bucket = self._bucket(model, minute_of(received))
                 bucket.rejected += rejected
@@ -184,6 +188,10 @@ class Sampler:
     # -- writing out ------------------------------------------------------------------------------
     def flush(self) -> int:
         """Write every changed bucket; returns how many. On a database error they stay to be written."""
+        with self._flushing:
+            return self._flush()
+
+    def _flush(self) -> int:
         now = self.clock.now()
         with self._lock:
             pending = []

@@ -1,0 +1,300 @@
+"""Per-minute counting and sampling of ingested rows: the reservoir (monitor.ingest.sampler.Sampler)
+on its own, and the acceptance test through the real API:
+
+    After 500,000 rows through the API, the stored sample is within its bound, the volume metric
+    equals the rows accepted exactly, and p99 latency from the aggregate is within 1% of the exact
+    p99 of what was sent.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from monitor.clock import FixedClock
+from monitor.daemon.project import Project
+from monitor.daemon.service import Daemon
+from monitor.ingest.sampler import Overloaded, Sampler, StorageUnavailable, minute_of
+from monitor.ingest.sketch import LatencySketch
+from monitor.sources import SourceContext
+from monitor.sources.base import TS
+from monitor.sources.ingest import IngestSource
+from monitor.storage.tables import IngestStat, Sample
+
+T0 = datetime(2026, 11, 25, 12, 0, 30, tzinfo=timezone.utc)
+MINUTE = T0.replace(second=0)
+
+
+def rows(n: int, minute: datetime, *, start: int = 0, prefix: str = "r") -> list[dict]:
+    """``n`` validated rows (as the API hands them to the sampler) spread over ``minute``."""
+    base = minute.timestamp()
+    return [{"id": f"{prefix}{i}", "ts": base + (i % 60), "features": {"u": i}, "prediction": 0.5,
+             "latency_ms": float(1 + i % 100)} for i in range(start, start + n)]
+
+
+def stats(engine, minute: datetime, model: str = "m"):
+    with engine.connect() as conn:
+        stat = conn.execute(sa.select(IngestStat.__table__).where(
+            IngestStat.model == model, IngestStat.minute == minute)).mappings().first()
+        kept = conn.scalars(sa.select(Sample.row_id).where(Sample.model == model, Sample.minute == minute)).all()
+    return stat, kept
+
+
+def rename(engine, old: str, new: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"ALTER TABLE {old} RENAME TO {new}"))
+
+
+# -- the reservoir ------------------------------------------------------------------------------------
+
+def test_the_reservoir_keeps_at_most_its_capacity_and_counts_every_row_exactly(engine):
+    sampler = Sampler(engine, FixedClock(T0), capacity=50, seed=3)
+    for start in range(0, 1000, 100):
+        sampler.add("m", rows(100, MINUTE, start=start), rejected=3, received=T0.timestamp())
+        assert sampler.sampled_rows() == min(50, start + 100)
+    assert sampler.open_buckets() == 1
+    assert sampler.flush() == 1
+    stat, kept = stats(engine, MINUTE)
+    assert (stat["accepted"], stat["rejected"]) == (1000, 30)
+    assert LatencySketch(stat["latency_sketch"]).count == 1000
+    assert len(kept) == len(set(kept)) == 50
+    assert set(kept) <= {f"r{i}" for i in range(1000)}
+
+
+def test_every_row_of_a_minute_is_equally_likely_to_be_kept(sqlite_engine):
+    """Algorithm R across calls of any size: over 2,000 minutes of 100 rows with a capacity of 10,
+    each row position is kept about 200 times (binomial, sd 13.4); a reservoir that favoured the
+    first or the last rows, or forgot its count between calls, would be far off."""
+    sampler = Sampler(sqlite_engine, FixedClock(T0), capacity=10, seed=11)
+    kept = Counter()
+    for trial in range(2000):
+        model = f"m{trial}"  # a bucket of its own, in memory only
+        for start, size in ((0, 7), (7, 33), (40, 1), (41, 59)):
+            sampler.add(model, rows(size, MINUTE, start=start), rejected=0, received=T0.timestamp())
+        bucket = sampler._buckets[(model, int(MINUTE.timestamp()))]
+        assert bucket.accepted == 100 and len(bucket.slots) == 10
+        kept.update(int(row["id"][1:]) for row in bucket.slots)
+    counts = np.array([kept[i] for i in range(100)])
+    assert counts.sum() == 20_000
+    assert np.all(np.abs(counts - 200) < 6 * 13.4), counts
+    chi2 = ((counts - 200) ** 2 / 200).sum()
+    assert chi2 < 160  # 99 degrees of freedom: p < 1e-4 above this
+
+
+def test_a_late_row_for_a_written_and_evicted_minute_reopens_it_and_counts_go_on(engine):
+    clock = FixedClock(T0)
+    sampler = Sampler(engine, clock, capacity=50, seed=5)
+    old = MINUTE - timedelta(minutes=10)
+    sampler.add("m", rows(300, old), rejected=0, received=T0.timestamp())
+    sampler.flush()
+    assert sampler.open_buckets() == 0  # written, then dropped from memory
+
+    sampler.add("m", rows(200, old, start=300), rejected=0, received=T0.timestamp())
+    assert sampler.open_buckets() == 1
+    assert sampler.sampled_rows() == 50  # the stored sample came back, not an empty one
+    sampler.flush()
+    stat, kept = stats(engine, old)
+    assert stat["accepted"] == 500
+    assert LatencySketch(stat["latency_sketch"]).count == 500
+    assert len(kept) == len(set(kept)) == 50
+    late = sum(int(row_id[1:]) >= 300 for row_id in kept)
+    assert 0 < late < 50  # about 200/500 of the slots: the count went on from 300, not from 0
+
+
+def test_a_failed_write_keeps_everything_and_writes_it_later(engine, caplog):
+    clock = FixedClock(T0)
+    sampler = Sampler(engine, clock, capacity=50, seed=7)
+    sampler.add("m", rows(100, MINUTE), rejected=1, received=T0.timestamp())
+    assert sampler.flush() == 1
+
+    rename(engine, "ingest_stats", "ingest_stats_away")  # the database refuses the next writes
+    try:
+        sampler.add("m", rows(50, MINUTE, start=100), rejected=2, received=T0.timestamp())
+        with caplog.at_level(logging.ERROR, logger="monitor.ingest.sampler"):
+            assert sampler.flush() == 0
+        assert "cannot write ingest buckets" in caplog.text
+        clock.advance(timedelta(minutes=10))  # old enough to leave memory, but not before it is written
+        assert sampler.flush() == 0
+        assert sampler.open_buckets() == 1 and sampler.backlog() == 1
+        sampler.add("m", rows(25, MINUTE, start=150), rejected=0, received=T0.timestamp())
+    finally:
+        rename(engine, "ingest_stats_away", "ingest_stats")
+
+    assert sampler.flush() == 1
+    stat, kept = stats(engine, MINUTE)
+    assert (stat["accepted"], stat["rejected"]) == (175, 3)
+    assert LatencySketch(stat["latency_sketch"]).count == 175
+    assert len(kept) == 50
+    assert sampler.open_buckets() == 0  # written, so now it may go
+
+
+def test_a_request_whose_minute_cannot_be_reopened_counts_none_of_its_rows(engine):
+    """503 means "send it again": had the request's other minutes been counted, the retry would
+    count them twice."""
+    sampler = Sampler(engine, FixedClock(T0), capacity=50)
+    batch = rows(5, MINUTE) + rows(5, MINUTE - timedelta(minutes=10), prefix="late")
+    rename(engine, "ingest_stats", "ingest_stats_away")
+    try:
+        with pytest.raises(StorageUnavailable):
+            sampler.add("m", batch, rejected=0, received=T0.timestamp())
+    finally:
+        rename(engine, "ingest_stats_away", "ingest_stats")
+    assert sampler.sampled_rows() == 0 and sampler.backlog() == 0
+    sampler.add("m", batch, rejected=0, received=T0.timestamp())  # the retry
+    sampler.flush()
+    assert stats(engine, MINUTE)[0]["accepted"] == 5
+    assert stats(engine, MINUTE - timedelta(minutes=10))[0]["accepted"] == 5
+
+
+def test_two_flushes_at_once_never_leave_the_older_state_in_the_database(engine):
+    """The daemon's flush thread and another caller of ``flush`` (shutdown, a test): the one that
+    read the buckets first must not write last."""
+    sampler = Sampler(engine, FixedClock(T0), capacity=50)
+    sampler.add("m", rows(100, MINUTE), rejected=0, received=T0.timestamp())
+    first_has_read = threading.Event()
+
+    def slow_first_write(conn, cursor, statement, parameters, context, executemany):
+        if threading.current_thread().name == "slow-flush" and "ingest_stats" in statement:
+            first_has_read.set()
+            time.sleep(0.5)
+
+    sa.event.listen(engine, "before_cursor_execute", slow_first_write)
+    try:
+        slow = threading.Thread(target=sampler.flush, name="slow-flush")
+        slow.start()
+        assert first_has_read.wait(10)
+        sampler.add("m", rows(100, MINUTE, start=100), rejected=0, received=T0.timestamp())
+        sampler.flush()
+        slow.join(10)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", slow_first_write)
+    sampler.flush()
+    assert stats(engine, MINUTE)[0]["accepted"] == 200
+
+
+def test_too_many_buckets_waiting_to_be_written_refuses_rows_without_counting_them(sqlite_engine):
+    sampler = Sampler(sqlite_engine, FixedClock(T0), capacity=10, max_dirty_buckets=2)
+    sampler.add("a", rows(5, MINUTE), rejected=0, received=T0.timestamp())
+    sampler.add("b", rows(5, MINUTE), rejected=0, received=T0.timestamp())
+    with pytest.raises(Overloaded):
+        sampler.add("c", rows(5, MINUTE), rejected=0, received=T0.timestamp())
+    assert sampler.open_buckets() == 2 and sampler.sampled_rows() == 10
+    sampler.flush()
+    sampler.add("c", rows(5, MINUTE), rejected=0, received=T0.timestamp())
+    sampler.flush()
+    assert stats(sqlite_engine, MINUTE, "c")[0]["accepted"] == 5
+
+
+# -- the acceptance test, through the API -------------------------------------------------------------
+
+TOTAL, BATCH, PER_MINUTE = 500_000, 5_000, 1_000
+MINUTE_SHARES = [0.05, 0.10, 0.15, 0.20, 0.22, 0.28]  # six minutes of uneven traffic
+
+
+def test_half_a_million_rows_through_the_api(tmp_path):
+    (tmp_path / "checks").mkdir()
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({
+        "database": {"url": f"sqlite:///{tmp_path / 'monitor.db'}"},
+        "server": {"listen": "127.0.0.1:0"},
+        "ingest": {"sample_per_minute": PER_MINUTE},
+        "owners": {"ml-platform": {}},
+    }))
+    (tmp_path / "checks" / "stream.yaml").write_text(yaml.safe_dump({
+        "model": "stream", "owner": "ml-platform",
+        "source": {"kind": "ingest", "features": ["u", "group"], "feature_types": {"u": "number", "group": "string"}},
+        "checks": [{"name": "volume", "kind": "volume", "every": "1d", "window": "1h"},
+                   {"name": "latency", "kind": "latency", "every": "1d", "window": "1h"}],
+    }))
+
+    # What is sent: timestamps over the six whole minutes before now, a skewed latency, and ``u``, the
+    # row's place in the sending order, so a sample that favoured early or late arrivals would show.
+    rng = np.random.default_rng(2026)
+    first_minute = minute_of(time.time()) - 60 * len(MINUTE_SHARES)
+    minute_index = rng.choice(len(MINUTE_SHARES), TOTAL, p=MINUTE_SHARES)
+    ts = first_minute + 60 * minute_index + rng.uniform(0, 60, TOTAL)
+    latency = rng.lognormal(3.0, 0.8, TOTAL)
+    u = np.arange(TOTAL) / TOTAL
+    groups = rng.choice(np.array(["a", "b", "c"]), TOTAL)
+    bodies = []
+    for start in range(0, TOTAL, BATCH):
+        end = start + BATCH
+        bodies.append(orjson.dumps([
+            {"id": f"r{i}", "ts": t, "features": {"u": x, "group": g}, "prediction": 0.5, "latency_ms": lat}
+            for i, t, x, g, lat in zip(range(start, end), ts[start:end].tolist(), u[start:end].tolist(),
+                                       groups[start:end].tolist(), latency[start:end].tolist())]))
+
+    memory_bound = PER_MINUTE * len(MINUTE_SHARES)
+    daemon = Daemon(Project.load(tmp_path / "config.yaml"), console=io.StringIO())
+    daemon.start()
+    try:
+        with httpx.Client(base_url=daemon.http.url, timeout=60) as client:
+            for body in bodies:
+                response = client.post("/v1/models/stream/predictions", content=body)
+                assert (response.status_code, response.json()) == (202, {"accepted": BATCH, "rejected": 0})
+                # Memory is flat: a bounded sample per open minute, whatever the traffic.
+                assert daemon.sampler.sampled_rows() <= PER_MINUTE * daemon.sampler.open_buckets()
+                assert daemon.sampler.sampled_rows() <= memory_bound
+        daemon.sampler.flush()
+
+        stats_table, samples_table = IngestStat.__table__, Sample.__table__
+        with daemon.engine.connect() as conn:
+            accepted = dict(conn.execute(sa.select(stats_table.c.minute, stats_table.c.accepted)
+                                         .where(stats_table.c.model == "stream")).all())
+            kept = conn.execute(sa.select(samples_table.c.minute, samples_table.c.features)
+                                .where(samples_table.c.model == "stream")).all()
+
+        # Counted exactly, minute by minute.
+        sent = Counter((first_minute + 60 * minute_index).tolist())
+        assert {int(m.timestamp()): n for m, n in accepted.items()} == dict(sent)
+        assert sum(accepted.values()) == TOTAL
+
+        # The stored sample is within its bound: at most sample_per_minute per model and minute.
+        per_minute = Counter(int(m.timestamp()) for m, _ in kept)
+        assert set(per_minute) == set(sent)
+        assert max(per_minute.values()) <= PER_MINUTE
+        assert len(kept) <= PER_MINUTE * len(sent)
+
+        # Each minute's sample is a plausibly uniform sample of that minute's rows.
+        for minute in sent:
+            truth = u[first_minute + 60 * minute_index == minute]
+            sample = np.array([f["u"] for m, f in kept if int(m.timestamp()) == minute])
+            correction = np.sqrt(1 - len(sample) / len(truth))
+            standard_error = truth.std() / np.sqrt(len(sample)) * correction
+            assert abs(sample.mean() - truth.mean()) < 5 * standard_error, (minute, sample.mean(), truth.mean())
+
+        # The window's frame is uniform over the whole window: minutes in proportion to their traffic.
+        model = daemon.project.checks.models["stream"]
+        window_end = datetime.now(timezone.utc)
+        frame = IngestSource(model.source, SourceContext("stream", daemon.engine)).read(window_end - timedelta(hours=1), window_end)
+        rate = PER_MINUTE / max(sent.values())
+        frame_minutes = Counter(int(t.timestamp()) // 60 * 60 for t in frame[TS])
+        for minute, count in sent.items():
+            assert abs(frame_minutes[minute] - rate * count) <= 1
+
+        # The volume metric equals the rows accepted exactly.
+        volume = daemon.evaluate(model, model.check("volume"))
+        assert volume.outcome == "ok"
+        assert {v.metric: v.value for v in volume.evaluation.values}["rows"] == TOTAL
+
+        # p99 from the per-minute sketches, within 1% of the exact p99 of every latency sent.
+        result = daemon.evaluate(model, model.check("latency"))
+        assert result.outcome == "ok" and result.evaluation.sample_size == TOTAL
+        values = {v.metric: v.value for v in result.evaluation.values}
+        for metric, q in (("p50_ms", 50), ("p95_ms", 95), ("p99_ms", 99)):
+            exact = np.percentile(latency, q)
+            assert abs(values[metric] - exact) <= 0.01 * exact, (metric, values[metric], exact)
+        assert abs(values["max_ms"] - latency.max()) <= 0.01 * latency.max()
+    finally:
+        daemon.stop()
+    assert daemon.sampler.sampled_rows() <= memory_bound
