@@ -101,6 +101,14 @@ def _timestamp(value: Any, received: float) -> float:
     return epoch
 
 
+# The exact types each feature type accepts. orjson only produces exact types (bool is never an int
+# here), so a set lookup decides the common case; _type_error only words the failures.
+_ACCEPTED_TYPES: dict[str, frozenset[type]] = {
+    "number": frozenset({int, float, type(None)}), "string": frozenset({str, int, type(None)}),
+    "boolean": frozenset({bool, type(None)}),
+}
+
+
 def _type_error(value: Any, expected: FeatureType) -> str | None:
     if value is None or expected == "any":
         return None
@@ -160,6 +168,9 @@ def validate_predictions(body: bytes, features: dict[str, FeatureType], received
             for name, expected in features.items():
                 if name not in values:
                     reasons.append(f"missing feature {name!r}")
+                    continue
+                accepted = _ACCEPTED_TYPES.get(expected)
+                if accepted is None or type(values[name]) in accepted:
                     continue
                 problem = _type_error(values[name], expected)
                 if problem:

@@ -228,12 +228,19 @@ class Sampler:
                 del self._buckets[key]
 
     def run(self, stop: threading.Event, interval: float = 0.5) -> None:
-        """Flush until ``stop`` is set, then once more."""
+        """Flush until ``stop`` is set, then once more. A failed flush is logged and tried again:
+        the thread must outlive any one bad write, or nothing more would be stored."""
         while True:
-            self.flush()
+            self._flush_logged()
             if stop.wait(interval):
-                self.flush()
+                self._flush_logged()
                 return
+
+    def _flush_logged(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - the data stays in memory, marked to be written
+            log.exception("ingest flush failed; will try again")
 
 
 def _sample_row(model: str, minute: datetime, slot: int, row: dict[str, Any]) -> dict[str, Any]:
