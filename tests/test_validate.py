@@ -1,6 +1,7 @@
 """``monitor validate``: exit 0 on a valid project, else exit 1 with one ``file:line:col: path: message`` per problem.
 
-The YAML texts are written out in full so that the expected line and column of every problem can be
+Most broken check files are SMALL_CHECKS (its lines are numbered in a comment above it) with a few whole
+lines replaced or inserted by ``edited``, so that the expected line and column of every problem can be
 checked by eye: the comments on the offending lines say where the problem is reported.
 """
 
@@ -123,340 +124,168 @@ def test_literal_valid_files_are_valid(project, capsys):
 
 # --- one problem, one line ----------------------------------------------------------------------------
 
+# A valid check file with one drift check. Every broken file below is this one with a few whole lines
+# replaced, inserted or deleted (see ``edited``), so its numbered lines are the ones to count from:
+#
+#    1  model: fraud-scorer
+#    2  owner: fraud-team
+#    3  source:
+#    4    kind: files
+#    5    path: data/live-*.parquet
+#    6    timestamp: created_at
+#    7    id: request_id
+#    8    features: [amount, country]
+#    9  reference:
+#   10    path: data/reference.parquet
+#   11  checks:
+#   12    - name: feature-drift
+#   13      kind: drift
+#   14      every: 15m
+#   15      window: 1h
+#
+# Columns count from 1: a top-level key is at column 1, a key of ``source`` at column 3, and a key of a
+# check at column 5. An inserted or replaced line carries a comment saying where its problem is reported.
+SMALL_CHECKS = dedent("""\
+    model: fraud-scorer
+    owner: fraud-team
+    source:
+      kind: files
+      path: data/live-*.parquet
+      timestamp: created_at
+      id: request_id
+      features: [amount, country]
+    reference:
+      path: data/reference.parquet
+    checks:
+      - name: feature-drift
+        kind: drift
+        every: 15m
+        window: 1h
+    """)
+
+
+def edited(*, replace: dict[int, str] | None = None, insert_after: dict[int, str | list[str]] | None = None,
+           delete: range | tuple[int, ...] = (), stop_after: int | None = None) -> str:
+    """SMALL_CHECKS with whole lines changed; every number is a line number of SMALL_CHECKS as listed above.
+
+    ``replace={n: line}`` puts ``line`` in place of line n, ``insert_after={n: lines}`` adds ``lines`` after
+    line n (0 for the top), ``delete`` drops those lines and ``stop_after=n`` keeps nothing after line n.
+    """
+    replace, insert_after = replace or {}, insert_after or {}
+    out = list(insert_after.get(0, []))
+    for number, line in enumerate(SMALL_CHECKS.splitlines(), start=1):
+        if stop_after is not None and number > stop_after:
+            break
+        if number not in delete:
+            out.append(replace.get(number, line))
+        added = insert_after.get(number, [])
+        out.extend([added] if isinstance(added, str) else added)
+    return "\n".join(out) + "\n"
+
+
 CASES = [
     pytest.param(
-        """\
-        model: fraud-scorer
-        owner: fraud-team
-        source:
-          kind: files
-          path: data/live-*.parquet
-          timestamp: created_at
-          id: request_id
-          features: [amount, country]
-        reference:
-          path: data/reference.parquet
-        checks:
-          - name: feature-drift
-            kind: drift
-            every: 15m
-            window: 1h
-            methd: psi                    # line 16, column 5: the key
-            alert:
-              - when: drift_share > 0.3
-        """,
+        edited(insert_after={15: [
+            "    methd: psi                    # line 16, column 5: the key",
+            "    alert:",
+            "      - when: drift_share > 0.3",
+        ]}),
         16, 5, "checks[0].methd", ["unknown key 'methd'", "did you mean 'method'?", "; allowed: ", "min_rows"],
         id="misspelt-key",
     ),
     pytest.param(
-        """\
-        model: fraud-scorer
-        owner: fraud-team
-        source:
-          kind: files
-          path: data/live-*.parquet
-          timestamp: created_at
-          id: request_id
-          features: [amount, country]
-        reference:
-          path: data/reference.parquet
-        checks:
-          - name: feature-drift
-            kind: drift
-            every: 15m
-            window: 1h
-            min_rows: lots                # line 16, column 15: the value
-        """,
+        edited(insert_after={15: "    min_rows: lots                # line 16, column 15: the value"}),
         16, 15, "checks[0].min_rows", ["expected a whole number", "got text"],
         id="wrong-type-text-for-number",
     ),
     pytest.param(
-        """\
-        model: fraud-scorer
-        owner: fraud-team
-        source:
-          kind: files
-          path: data/live-*.parquet
-          timestamp: created_at
-          id: request_id
-          features: [amount, country]
-        reference:
-          path: data/reference.parquet
-        checks:
-          - name: feature-drift
-            kind: drift
-            every: 15m
-            window: 1h
-            features: 3                   # line 16, column 15
-        """,
+        edited(insert_after={15: "    features: 3                   # line 16, column 15"}),
         16, 15, "checks[0].features", ["expected a list", "got a number"],
         id="wrong-type-number-for-list",
     ),
     pytest.param(
-        """\
-        model: fraud-scorer
-        owner: fraud-team
-        source:
-          kind: files
-          path: data/live-*.parquet
-          timestamp: created_at
-          id: request_id
-          features: [amount, country]
-        reference:
-          path: data/reference.parquet
-        checks:
-          - name: feature-drift
-            kind: drift
-            every: 15m
-            window: 1h
-            alert:
-              - when: drift_share > 0.3
-                severity: warning
-              - when: drift_shar > 0.5    # line 19, column 15
-                severity: critical
-        """,
+        edited(insert_after={15: [
+            "    alert:",
+            "      - when: drift_share > 0.3",
+            "        severity: warning",
+            "      - when: drift_shar > 0.5    # line 19, column 15",
+            "        severity: critical",
+        ]}),
         19, 15, "checks[0].alert[1].when",
         ["unknown metric 'drift_shar'", "(did you mean 'drift_share'?)", "; a drift check has ", "drifted_count"],
         id="unknown-metric",
     ),
     pytest.param(
-        """\
-        model: fraud-scorer
-        owner: fraud-team
-        source:
-          kind: files
-          path: data/live-*.parquet
-          timestamp: created_at
-          id: request_id
-          features: [amount, country]
-        reference:
-          path: data/reference.parquet
-        checks:
-          - name: feature-drift
-            kind: drift
-            every: 15m
-            window: 1h
-            alert:
-              - when: drift_share => 0.5  # line 17, column 15
-        """,
+        edited(insert_after={15: [
+            "    alert:",
+            "      - when: drift_share => 0.5  # line 17, column 15",
+        ]}),
         17, 15, "checks[0].alert[0].when",
         ["cannot read condition 'drift_share => 0.5'", "metric OP number", "> >= < <= == !="],
         id="unreadable-condition",
     ),
     pytest.param(
-        """\
-        model: fraud-scorer
-        owner: fraud-teem                 # line 2, column 8
-        source:
-          kind: files
-          path: data/live-*.parquet
-          timestamp: created_at
-          id: request_id
-          features: [amount, country]
-        reference:
-          path: data/reference.parquet
-        checks:
-          - name: feature-drift
-            kind: drift
-            every: 15m
-            window: 1h
-        """,
+        edited(replace={2: "owner: fraud-teem                 # line 2, column 8"}),
         2, 8, "owner",
         ["unknown owner 'fraud-teem'", "(did you mean 'fraud-team'?)", "owners in the config: fraud-team, ml-platform"],
         id="unknown-owner",
     ),
     pytest.param(
-        """\
-        model: fraud-scorer
-        owner: fraud-team
-        source:
-          kind: files
-          path: ${MONITOR_TEST_LIVE_DIR}/live-*.parquet   # line 5, column 9
-          timestamp: created_at
-          id: request_id
-          features: [amount, country]
-        reference:
-          path: data/reference.parquet
-        checks:
-          - name: feature-drift
-            kind: drift
-            every: 15m
-            window: 1h
-        """,
+        edited(replace={5: "  path: ${MONITOR_TEST_LIVE_DIR}/live-*.parquet   # line 5, column 9"}),
         5, 9, "source.path",
         ["environment variable MONITOR_TEST_LIVE_DIR is not set and has no default",
          "${MONITOR_TEST_LIVE_DIR:-default}"],
         id="unset-variable",
     ),
     pytest.param(
-        """\
-        model: fraud-scorer
-        owner: fraud-team
-        source:
-          kind: files
-          path: data/live-*.parquet
-          timestamp: created_at
-          id: request_id
-          features: [amount, country]
-        reference:
-          path: data/reference.parquet
-        checks:
-          - name: feature-drift
-            kind: drift
-            every: 15x                    # line 14, column 12
-            window: 1h
-        """,
+        edited(replace={14: "    every: 15x                    # line 14, column 12"}),
         14, 12, "checks[0].every", ["bad duration '15x'", "for example 30s, 15m, 1h, 7d"],
         id="bad-duration",
     ),
     pytest.param(
-        """\
-        model: fraud-scorer
-        owner: fraud-team
-        source:
-          kind: files
-          path: data/live-*.parquet
-          timestamp: created_at
-          id: request_id
-          features: [amount, country]
-        reference:
-          path: data/reference.parquet
-        checks:
-          - name: feature-drift
-            kind: drift
-            every: 15m
-            window: 1h
-          - name: feature-drift           # line 16, column 11
-            kind: drift
-            every: 1h
-            window: 1d
-        """,
+        edited(insert_after={15: [
+            "  - name: feature-drift           # line 16, column 11",
+            "    kind: drift",
+            "    every: 1h",
+            "    window: 1d",
+        ]}),
         16, 11, "checks[1].name", ["duplicate check name 'feature-drift'", "also checks[0]"],
         id="duplicate-check-name",
     ),
     pytest.param(
-        """\
-        model: fraud-scorer
-        owner: fraud-team
-        source:
-          kind: files
-          path: data/live-*.parquet
-          timestamp: created_at
-          id: request_id
-          features: [amount, country]
-        reference:
-          path: data/reference.parquet
-        checks:
-          - name: feature-drift
-            kind: drift
-            every: 15m
-            window: 1h
-            every: 30m                    # line 16, column 5: the second key
-        """,
+        edited(insert_after={15: "    every: 30m                    # line 16, column 5: the second key"}),
         16, 5, "checks[0].every", ["duplicate key 'every'", "first written at line 14"],
         id="duplicate-yaml-key",
     ),
     pytest.param(
-        """\
-        model: fraud-scorer
-        owner: fraud-team
-        source:
-          kind: files
-          path: data/live-*.parquet
-          timestamp: created_at
-          id: request_id
-          features: [amount, country]
-        reference:
-          path: data/reference.parquet
-        checks:
-          - name: feature-drift
-            kind: drfit                   # line 13, column 11
-            every: 15m
-            window: 1h
-        """,
+        edited(replace={13: "    kind: drfit                   # line 13, column 11"}),
         13, 11, "checks[0].kind", ["unknown kind 'drfit'", "(did you mean 'drift'?)", "; expected one of ", "latency"],
         id="unknown-check-kind",
     ),
     pytest.param(
-        """\
-        model: fraud-scorer
-        owner: fraud-team
-        source:
-          kind: files
-          path: data/live-*.parquet
-          timestamp: created_at
-          id: request_id
-          features: [amount, country]
-        reference:
-          path: data/reference.parquet
-        checks:
-          - name: latency
-            kind: latency                 # line 13, column 11: the source has no latency column
-            every: 1m
-            window: 10m
-        """,
+        edited(replace={
+            12: "  - name: latency",
+            13: "    kind: latency                 # line 13, column 11: the source has no latency column",
+            14: "    every: 1m",
+            15: "    window: 10m",
+        }),
         13, 11, "checks[0].kind", ["a latency check needs the source's latency column: add source.latency"],
         id="latency-without-latency-column",
     ),
     pytest.param(
-        """\
-        model: fraud-scorer
-        owner: fraud-team
-        source:
-          kind: files
-          path: data/live-*.parquet
-          timestamp: created_at
-          id: request_id
-          features: [amount, country]
-        checks:
-          - name: feature-drift
-            kind: drift                   # line 11, column 11: no reference above
-            every: 15m
-            window: 1h
-        """,
+        # lines 9-10 (the reference) deleted, so line 13 moves up to line 11
+        edited(delete=(9, 10), replace={13: "    kind: drift                   # line 11, column 11: no reference above"}),
         11, 11, "checks[0].kind", ["a drift check needs a reference data set: add reference.path"],
         id="drift-without-reference",
     ),
     pytest.param(
-        """\
-        model: fraud scorer               # line 1, column 8: a space
-        owner: fraud-team
-        source:
-          kind: files
-          path: data/live-*.parquet
-          timestamp: created_at
-          id: request_id
-          features: [amount, country]
-        reference:
-          path: data/reference.parquet
-        checks:
-          - name: feature-drift
-            kind: drift
-            every: 15m
-            window: 1h
-        """,
+        edited(replace={1: "model: fraud scorer               # line 1, column 8: a space"}),
         1, 8, "model", ["use only letters, digits, '.', '_' and '-'"],
         id="bad-model-name",
     ),
     pytest.param(
-        """\
-        model: fraud-scorer
-        owner: fraud-team
-        source:
-          kind: files
-          path: data/live-*.parquet
-          timestamp: created_at
-          id: request_id
-          features: [amount, contry]
-        reference:
-          path: data/reference.parquet
-        checks:
-          - name: feature-drift
-            kind: drift
-            every: 15m
-            window: 1h
-            features: [amount, contri]    # line 16, column 24
-        """,
+        edited(replace={8: "  features: [amount, contry]"},
+               insert_after={15: "    features: [amount, contri]    # line 16, column 24"}),
         16, 24, "checks[0].features[1]", ["'contri' is not a feature of the source", "(did you mean 'contry'?)"],
         id="check-feature-not-in-source",
     ),
@@ -466,7 +295,7 @@ CASES = [
 @pytest.mark.parametrize(("text", "line", "col", "path", "fragments"), CASES)
 def test_each_mistake_is_one_line_at_its_place(project, capsys, monkeypatch, text, line, col, path, fragments):
     monkeypatch.delenv("MONITOR_TEST_LIVE_DIR", raising=False)
-    write(project / "checks" / "fraud-scorer.yaml", dedent(text))
+    write(project / "checks" / "fraud-scorer.yaml", text)
     code, out, errors = validate(capsys, "--config", "config.yaml", "checks/fraud-scorer.yaml")
     assert code == 1
     assert "ok:" not in out
@@ -478,26 +307,11 @@ def test_each_mistake_is_one_line_at_its_place(project, capsys, monkeypatch, tex
 
 
 def test_the_spec_example_line_is_printed_exactly(project, capsys):
-    write(project / "checks" / "fraud-scorer.yaml", dedent("""\
-        model: fraud-scorer
-        owner: fraud-team
-        source:
-          kind: files
-          path: data/live-*.parquet
-          timestamp: created_at
-          id: request_id
-          features: [amount, country]
-        reference:
-          path: data/reference.parquet
-        checks:
-          - name: feature-drift
-            kind: drift
-            every: 15m
-            window: 1h
-            alert:
-              - when: drift_share > 0.3
-              - when: drift_shar > 0.5
-        """))
+    write(project / "checks" / "fraud-scorer.yaml", edited(insert_after={15: [
+        "    alert:",
+        "      - when: drift_share > 0.3",
+        "      - when: drift_shar > 0.5",  # line 18, column 15
+    ]}))
     code, _, errors = validate(capsys, "--config", "config.yaml", "checks/fraud-scorer.yaml")
     assert code == 1
     assert len(errors) == 1, errors
@@ -511,30 +325,17 @@ def test_the_spec_example_line_is_printed_exactly(project, capsys):
     ("text", "line", "col", "fragment"),
     [
         pytest.param(
-            """\
-            model: fraud-scorer
-            owner: fraud-team
-            source:
-              kind: files
-              path: data/live-*.parquet
-              timestamp: created_at
-              id: request_id
-              features: [amount, country
-              prediction: score                # line 8 never closed its '[': the parser stops at this ':'
-                                               # (line 9, column 13)
-            """,
+            edited(stop_after=8, replace={8: "  features: [amount, country"}, insert_after={8: [
+                "  prediction: score                # line 8 never closed its '[': the parser stops at this ':'",
+                "                                   # (line 9, column 13)",
+            ]}),
             9, 13, "expected ',' or ']'",
             id="unclosed-bracket",
         ),
         pytest.param(
-            """\
-            model: fraud-scorer
-            owner: fraud-team
-            source:
-              kind: files
-              path: data/live-*.parquet
-               timestamp: created_at           # one space too many: line 6, column 13 (the ':')
-            """,
+            edited(stop_after=5, insert_after={5: (
+                "   timestamp: created_at           # one space too many: line 6, column 13 (the ':')"
+            )}),
             6, 13, "unexpected ':' (is this line indented too far",
             id="indented-too-far",
         ),
@@ -570,27 +371,15 @@ def test_yaml_syntax_errors_give_line_and_column(project, capsys, text, line, co
 
 
 def test_every_problem_of_a_file_is_reported_in_line_order(project, capsys):
-    write(project / "checks" / "fraud-scorer.yaml", dedent("""\
-        model: fraud-scorer
-        owner: fraud-team
-        source:
-          kind: files
-          path: data/live-*.parquet
-          timestamp: created_at
-          id: request_id
-          features: [amount, country]
-        reference:
-          path: data/reference.parquet
-        checks:
-          - name: feature-drift
-            kind: drift
-            every: 15x                    # line 14
-            window: 1h
-            methd: psi                    # line 16
-            alert:
-              - when: drift_share > 0.3
-                severity: critcal         # line 19
-        """))
+    write(project / "checks" / "fraud-scorer.yaml", edited(
+        replace={14: "    every: 15x                    # line 14"},
+        insert_after={15: [
+            "    methd: psi                    # line 16",
+            "    alert:",
+            "      - when: drift_share > 0.3",
+            "        severity: critcal         # line 19",
+        ]},
+    ))
     code, _, errors = validate(capsys, "--config", "config.yaml", "checks/fraud-scorer.yaml")
     assert code == 1
     assert [e.split(": ", 2)[:2] for e in errors] == [
