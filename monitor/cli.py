@@ -83,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the whole loop on embedded defaults, in about a minute",
                                description="Generate a reference data set, run a simulated batch-scoring job that "
                                            "starts healthy, drifts, then recovers, and run the real daemon on it "
-                                           "(SQLite, console alerts; Slack too when SLACK_BOT_TOKEN and "
-                                           "MONITOR_DEMO_CHANNEL are set). Watch the alert fire and resolve.")
+                                           "(SQLite, console alerts; Slack too when SLACK_BOT_TOKEN is set, in "
+                                           "MONITOR_DEMO_CHANNEL, default #monitor-demo). Watch the alert fire and resolve.")
     demo.add_argument("--dir", type=Path, help="where to write the demo project (default: a new temporary folder)")
     return parser
 

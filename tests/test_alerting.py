@@ -141,9 +141,11 @@ def test_rule_for_overrides_check_for(rule_for, check_for, hold):
     assert obs.hold == hold
 
 
-def test_nan_never_breaches():
-    [obs] = observe([rule(when="p99_ms < 100")], [MetricValue("p99_ms", math.nan)], ZERO)
-    assert obs.breached is False
+def test_a_missing_value_is_neither_a_breach_nor_a_recovery():
+    """roc_auc is NaN for a window whose labels are all one class: no observation, so no episode moves."""
+    values = [MetricValue("p99_ms", math.nan), MetricValue("p50_ms", 20.0)]
+    assert observe([rule(when="p99_ms < 100"), rule(when="p50_ms < 100")], values, ZERO) == [
+        observe([rule(when="p50_ms < 100")], [MetricValue("p50_ms", 20.0)], ZERO)[0]]
 
 
 # -- routing --------------------------------------------------------------------------------------

@@ -126,3 +126,24 @@ def test_regression_quality(daemon):
     assert values["mae"] == pytest.approx(exact_mae, rel=1e-9)
     assert result.outcome == "breach" and values["mae"] > 5
     assert {"rmse", "mape"} <= values.keys()
+
+
+def test_classification_with_text_classes():
+    """Predictions and labels as class names ('fraud'/'legit') with positive_label: fraud."""
+    from monitor.checks.base import Window
+    from monitor.checks.performance import PerformanceSpec, evaluate as evaluate_quality
+    from monitor.sources.base import LABEL, PREDICTION
+
+    spec = PerformanceSpec.model_validate({"name": "q", "kind": "performance", "task": "classification", "every": "1h",
+                                           "window": "1h", "positive_label": "fraud", "min_rows": 10})
+    truth = ["fraud", "legit"] * 50
+    predicted = truth[:80] + ["legit" if t == "fraud" else "fraud" for t in truth[80:]]   # 80% right
+    now = datetime.now(timezone.utc)
+    window = Window(now - timedelta(hours=1), now, pd.DataFrame({PREDICTION: predicted, LABEL: truth}))
+
+    result = evaluate_quality(spec, window, None, [])
+
+    assert result.outcome == "ok", result.error
+    values = {v.metric: v.value for v in result.values}
+    assert values["accuracy"] == pytest.approx(0.8)
+    assert "roc_auc" not in values            # classes, not probabilities: no ROC AUC to compute

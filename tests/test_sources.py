@@ -327,3 +327,22 @@ def test_sql_identifiers_that_are_not_plain_names_are_rejected_at_load(tmp_path,
 def test_sql_plain_identifiers_load(tmp_path, table):
     model = load_model_file(_check_file(tmp_path, table=table))
     assert model.source.table == table
+
+
+def test_numeric_timestamps_are_epoch_seconds(tmp_path):
+    """A timestamp column of numbers is read as epoch seconds (not nanoseconds in 1970)."""
+    from datetime import datetime, timedelta, timezone
+
+    import pandas as pd
+
+    from monitor.sources.files import FilesSource, FilesSpec
+
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+    pd.DataFrame({"row_id": range(60), "scored_at": [now.timestamp() - 60 * i for i in range(60)],
+                  "x": range(60)}).to_csv(tmp_path / "scores.csv", index=False)
+    spec = FilesSpec(kind="files", path=str(tmp_path / "*.csv"), timestamp="scored_at", id="row_id", features=["x"])
+
+    frame = FilesSource(spec).read(now - timedelta(minutes=30), now + timedelta(seconds=1))
+
+    assert len(frame) == 31
+    assert frame["@ts"].min() == pd.Timestamp(now - timedelta(minutes=30))

@@ -526,6 +526,36 @@ def test_a_broken_daemon_config_is_reported_at_its_own_place(project, capsys):
             "config.yaml:4:5: owners.fraud-team.mentions: unknown key 'mentions' (did you mean 'mention'?)",
             id="owner-misspelt-key",
         ),
+        pytest.param(
+            """\
+            owners:
+              fraud-team: {}
+            routes:
+              - match: {sevrity: critical}    # line 4, column 13: a route that could never match
+                also: [fraud-team]
+            """,
+            "config.yaml:4:13: routes[0].match.sevrity: unknown key 'sevrity' (did you mean 'severity'?)",
+            id="route-match-misspelt-label",
+        ),
+        pytest.param(
+            """\
+            owners:
+              fraud-team: {}
+            routes:
+              - match: {severity: crit}       # line 4, column 23
+                also: [fraud-team]
+            """,
+            "config.yaml:4:23: routes[0].match.severity: 'crit' is not allowed",
+            id="route-match-unknown-severity",
+        ),
+        pytest.param(
+            """\
+            server:
+              listen: ":8321"                 # line 2, column 11: no host
+            """,
+            "config.yaml:2:11: server.listen: use only host:port",
+            id="listen-without-host",
+        ),
     ],
 )
 def test_daemon_config_mistakes(project, capsys, text, expected):
@@ -788,3 +818,48 @@ def test_shipped_config_and_checks_are_valid():
     done = subprocess.run([sys.executable, "-m", "monitor", "validate", "--config", "config.example.yaml", *listed],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+
+
+def test_two_rules_with_the_same_condition_are_an_error(project, capsys):
+    """A rule is known by its condition: two alike would share one episode (and could not be recorded)."""
+    write(project / "checks" / "fraud-scorer.yaml", SMALL_CHECKS + (
+        "    alert:\n"
+        "      - when: drift_share > 0.3\n"
+        "        severity: warning\n"
+        "      - when: drift_share > 0.3\n"      # line 19, column 15
+        "        severity: critical\n"))
+    code, _, errors = validate(capsys, "--config", "config.yaml")
+    assert code == 1
+    assert len(errors) == 1
+    assert errors[0].endswith("checks/fraud-scorer.yaml:19:15: checks[0].alert[1].when: the same condition as alert[0]: "
+                              "a rule is known by its condition, so give each rule of a check its own "
+                              "(e.g. a higher threshold for critical)")
+
+
+def test_a_metric_the_check_does_not_produce_is_refused(project, capsys):
+    """A regression check has no roc_auc: a rule on it could never fire."""
+    write(project / "checks" / "fraud-scorer.yaml", dedent("""\
+        model: fraud-scorer
+        owner: fraud-team
+        source:
+          kind: files
+          path: data/live-*.parquet
+          timestamp: created_at
+          id: request_id
+          features: [amount, country]
+          prediction: score
+          label: is_fraud
+        checks:
+          - name: quality
+            kind: performance
+            task: regression
+            every: 1h
+            window: 1d
+            alert:
+              - when: roc_auc < 0.7           # line 18, column 15
+    """))
+    code, _, errors = validate(capsys, "--config", "config.yaml")
+    assert code == 1
+    assert len(errors) == 1
+    assert errors[0].endswith("checks/fraud-scorer.yaml:18:15: checks[0].alert[0].when: unknown metric 'roc_auc'; "
+                              "a performance check has mae, mape, rmse")

@@ -23,7 +23,7 @@ def receivers_for(owner: str, labels: Mapping[str, str], config: DaemonConfig) -
     """Receivers in order, each once: the owner's first, then each matching route's ``also`` owners."""
     out = owner_receivers(owner, config)
     for route in config.routes:
-        if all(labels.get(key) == value for key, value in route.match.items()):
+        if all(labels.get(key) == value for key, value in route.match.labels().items()):
             for other in route.also:
                 out += owner_receivers(other, config)
     return list(dict.fromkeys(out))

@@ -6,6 +6,7 @@ metric (``drifted == 1``) gives one per feature, each its own episode.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Iterable
@@ -35,5 +36,7 @@ def observe(rules: Iterable[RuleSpec], values: Iterable[MetricValue], check_hold
     for rule in rules:
         hold = rule.for_ if rule.for_ is not None else check_hold
         for value in by_metric.get(rule.when.metric, []):
+            if value.value is None or math.isnan(value.value):
+                continue  # no value is neither a breach nor a recovery (roc_auc of a one-class window)
             out.append(Observation(rule, value.feature, value.value, rule.when.holds(value.value), hold))
     return out

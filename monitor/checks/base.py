@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from monitor.sources.reference import Reference
 
 Severity = Literal["info", "warning", "critical"]
-SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
 class RuleSpec(StrictModel):
@@ -112,6 +111,12 @@ class CheckKind:
     needs_reference: bool = False
     required_roles: tuple[str, ...] = ()
 
+    metrics_for: Callable[["CheckSpec"], frozenset[str]] | None = None
+
     @property
     def metrics(self) -> frozenset[str]:
         return self.dataset_metrics | self.feature_metrics
+
+    def metrics_of(self, spec: "CheckSpec") -> frozenset[str]:
+        """The metrics this check (with its settings) produces; a rule may only name these."""
+        return self.metrics_for(spec) if self.metrics_for else self.metrics

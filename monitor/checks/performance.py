@@ -50,10 +50,10 @@ def evaluate(spec: PerformanceSpec, window: Window, reference, features: list[st
 
     data = pd.DataFrame({"target": frame[LABEL].to_numpy(), "prediction": frame[PREDICTION].to_numpy()})
     if spec.task == "classification":
-        probabilistic = pd.api.types.is_float_dtype(pd.to_numeric(data["prediction"], errors="coerce")) \
-            and data["prediction"].between(0, 1).all() and not data["prediction"].isin([0, 1]).all()
+        numbers = pd.to_numeric(data["prediction"], errors="coerce")
+        probabilistic = bool(numbers.notna().all() and numbers.between(0, 1).all() and not numbers.isin([0, 1]).all())
         if probabilistic:
-            data["prediction"] = data["prediction"].astype(float)
+            data["prediction"] = numbers
         metric = ClassificationQualityMetric(probas_threshold=spec.probability_threshold if probabilistic else None)
         mapping = ColumnMapping(target="target", prediction="prediction", pos_label=spec.positive_label)
     else:
@@ -80,4 +80,5 @@ KIND = CheckKind(
     feature_metrics=frozenset(),
     evaluate=evaluate,
     required_roles=(PREDICTION, LABEL),
+    metrics_for=lambda spec: frozenset(CLASSIFICATION) if spec.task == "classification" else frozenset(REGRESSION),
 )

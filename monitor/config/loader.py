@@ -282,12 +282,19 @@ def _semantic_issues(doc: Document, model: ModelConfig, config: DaemonConfig | N
             if feature not in model.source.features:
                 issues.append(doc.issue(("checks", i, "features", j),
                                         f"{feature!r} is not a feature of the source{suggest(feature, model.source.features)}"))
+        conditions: dict[str, int] = {}
         for j, rule in enumerate(check.alert):
-            metric = rule.when.metric
-            if metric not in kind.metrics:
+            if rule.when.text in conditions:
                 issues.append(doc.issue(("checks", i, "alert", j, "when"),
-                                        f"unknown metric {metric!r}{suggest(metric, kind.metrics)}; "
-                                        f"a {check.kind} check has {', '.join(sorted(kind.metrics))}"))
+                                        f"the same condition as alert[{conditions[rule.when.text]}]: a rule is known by its "
+                                        "condition, so give each rule of a check its own (e.g. a higher threshold for critical)"))
+            conditions.setdefault(rule.when.text, j)
+            metric = rule.when.metric
+            metrics = kind.metrics_of(check)
+            if metric not in metrics:
+                issues.append(doc.issue(("checks", i, "alert", j, "when"),
+                                        f"unknown metric {metric!r}{suggest(metric, metrics)}; "
+                                        f"a {check.kind} check has {', '.join(sorted(metrics))}"))
     return issues
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Union
 from pydantic import Field, SecretStr
 
 from monitor.checks import CHECKS
+from monitor.checks.base import Severity
 from monitor.config.types import Duration, Name, StrictModel
 from monitor.sources import SOURCES
 from monitor.sources.reference import ReferenceSpec
@@ -25,7 +26,7 @@ class DatabaseConfig(StrictModel):
 
 
 class ServerConfig(StrictModel):
-    listen: str = Field("127.0.0.1:8321", pattern=r"^[^:\s]*:\d{1,5}$", description="host:port, for example 127.0.0.1:8321")
+    listen: str = Field("127.0.0.1:8321", pattern=r"^[^:\s]+:\d{1,5}$", description="host:port, for example 127.0.0.1:8321")
     token: SecretStr = SecretStr("")
 
 
@@ -51,8 +52,20 @@ class Owner(StrictModel):
     webhook: SecretStr | None = Field(None, description="reserved for the pager webhook receiver (see docs/configuration.md)")
 
 
+class RouteMatch(StrictModel):
+    """Labels an alert must have; an unset label matches anything."""
+
+    severity: Severity | None = None
+    model: str | None = None
+    check: str | None = None
+    owner: str | None = None
+
+    def labels(self) -> dict[str, str]:
+        return self.model_dump(exclude_none=True)
+
+
 class Route(StrictModel):
-    match: dict[str, str] = Field(description="labels an alert must have, e.g. {severity: critical}")
+    match: RouteMatch = Field(description="labels an alert must have, e.g. {severity: critical}")
     also: list[Name] = Field(min_length=1, description="owners whose receivers are told too")
 
 

@@ -122,30 +122,32 @@ class Evaluator:
                                sample_size=evaluation.sample_size, run_id=run.id) for v in evaluation.values)
         if not result.observations:
             return
+        # Episodes are timed by when runs start, not end: a slow run must not delay a `for:` by an interval.
+        at = started
         open_alerts = {(a.rule, a.feature): a for a in session.scalars(
             sa.select(Alert).where(Alert.model == model.model, Alert.check == check.name, Alert.state.in_(OPEN_STATES)))}
         for observation in result.observations:
             alert = open_alerts.get(observation.key)
             episode = OpenEpisode(alert.state, alert.started) if alert else None
-            step = advance(episode, observation.breached, now, observation.hold)
+            step = advance(episode, observation.breached, at, observation.hold)
             if step is None:
                 continue
             if alert is None:
                 alert = Alert(model=model.model, check=check.name, rule=observation.rule.when.text,
-                              feature=observation.feature, severity=observation.rule.severity, started=now,
+                              feature=observation.feature, severity=observation.rule.severity, started=at,
                               threshold=observation.rule.when.threshold, owner=model.owner)
                 session.add(alert)
             changed = alert.state != step.state
-            alert.state, alert.last_value, alert.updated = step.state, observation.value, now
+            alert.state, alert.last_value, alert.updated = step.state, observation.value, at
             if step.notify == "firing":
-                alert.fired = now
+                alert.fired = at
             if not step.is_open:
-                alert.resolved = now
+                alert.resolved = at
             session.flush()
             if step.notify:
                 message = self._message(model, check, alert, observation, result, step.notify)
                 alert.summary = message.subject
-                self._enqueue(session, alert, message, now)
+                self._enqueue(session, alert, message, at)
             if changed or step.notify:
                 result.changes.append(Change(alert.id, alert.rule, alert.feature, alert.state, observation.value, step.notify))
 

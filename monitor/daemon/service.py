@@ -71,7 +71,8 @@ class Daemon:
             result = self.evaluator.run(model, check)
         except sa.exc.SQLAlchemyError as exc:
             # Nothing was recorded (one transaction): the next run of this check tries again.
-            log.error("%s/%s: evaluated but not recorded, the database is unavailable: %s", model.model, check.name, exc)
+            log.error("%s/%s: evaluated but not recorded (database error; the next run tries again): %s",
+                      model.model, check.name, exc)
             return None
         (log.warning if result.outcome in ("breach", "error") else log.info)(describe(result))
         self.telemetry.record_run(result)

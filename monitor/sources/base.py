@@ -65,9 +65,11 @@ class SourceSpec(StrictModel):
 
 
 def to_utc(column: "pd.Series") -> "pd.Series":
-    """Timestamps as UTC; naive ones are taken to be UTC already."""
+    """Timestamps as UTC; naive ones are taken to be UTC already; numbers are epoch seconds."""
     import pandas as pd
 
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return pd.to_datetime(column, unit="s", utc=True, errors="coerce")
     if not pd.api.types.is_datetime64_any_dtype(column):
         # Text or datetime objects may carry different offsets (a DST change within a file): each is
         # converted on its own; with utc=False pandas turned all but the first offset into NaT.
@@ -99,13 +101,11 @@ class Summary:
 
 
 class Source(Protocol):
+    """A source whose frame is only a sample of the window's rows (``ingest``) also has
+    ``summary(start, end) -> Summary``: the exact count and latency over all of them."""
+
     def read(self, start: datetime, end: datetime) -> "pd.DataFrame":
         """Rows with ``start <= timestamp < end``, in the role layout above; raises SourceError."""
-
-
-class SampledSource(Source, Protocol):
-    def summary(self, start: datetime, end: datetime) -> Summary:
-        """Exact count and latency over all rows of the window (the frame from ``read`` is a sample)."""
 
 
 @dataclass(frozen=True)

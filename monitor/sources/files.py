@@ -1,6 +1,7 @@
 """Source kind ``files``: a glob of Parquet, CSV or JSON-lines files written by a batch-scoring job.
 
-Only the declared columns are read. Parquet files are filtered on the timestamp column by pyarrow,
+Only the declared columns are read from Parquet and CSV (JSON lines are parsed whole, then cut down
+to them). Parquet files are filtered on the timestamp column by pyarrow,
 which skips whole row groups outside the window using their statistics; CSV and JSON lines are read
 in chunks and filtered as they stream, so memory follows the window, not the file. The time span of
 each file is remembered (keyed by its size and modification time), so a file wholly outside the
