@@ -369,3 +369,34 @@ def test_a_p_value_of_zero_is_stored(tmp_path, engine):
     assert run["evidence"]["features"][0]["feature"] == "amount"  # the most drifted first
     [alert] = alerts(engine)
     assert (alert["feature"], alert["state"]) == ("amount", "firing")
+
+
+def test_a_category_sent_as_a_number_is_the_same_category(tmp_path, sqlite_engine):
+    """Reference zip codes are text ("80331"); live ones arrive as numbers (80331): no drift."""
+    import numpy as np
+    import pandas as pd
+    import yaml
+
+    from monitor.clock import FixedClock
+    from monitor.daemon.evaluator import Evaluator
+    from monitor.daemon.project import Project
+
+    rng = np.random.default_rng(0)
+    zips = ["80331", "10115", "20095"]
+    (tmp_path / "checks").mkdir()
+    pd.DataFrame({"zip": rng.choice(zips, 1000)}).to_parquet(tmp_path / "ref.parquet")
+    live = pd.DataFrame({"id": range(300), "ts": [T0 - timedelta(minutes=1 + i % 50) for i in range(300)],
+                         "zip": rng.choice([int(z) for z in zips], 300)})
+    live.to_parquet(tmp_path / "live.parquet")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"owners": {"team": {}}}))
+    (tmp_path / "checks" / "m.yaml").write_text(yaml.safe_dump({
+        "model": "m", "owner": "team", "reference": {"path": "ref.parquet"},
+        "source": {"kind": "files", "path": "live.parquet", "timestamp": "ts", "id": "id", "features": ["zip"]},
+        "checks": [{"name": "d", "kind": "drift", "every": "1h", "window": "1h"}]}))
+    project = Project.load(tmp_path / "config.yaml")
+    model = project.checks.models["m"]
+
+    result = Evaluator(sqlite_engine, project.config, FixedClock(T0)).run(model, model.check("d"))
+
+    assert result.outcome == "ok"
+    assert {v.metric: v.value for v in result.evaluation.values}["drift_share"] == 0.0

@@ -56,9 +56,13 @@ def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) ->
     numerical = reference.numerical(columns)
     mapping = ColumnMapping(numerical_features=numerical, categorical_features=[c for c in columns if c not in numerical],
                             target=None, prediction=None, datetime=None, id=None)
+    current = frame[columns]
+    text = [c for c in columns if c not in numerical and current[c].dtype != reference.frame[c].dtype]
+    if text:  # a category sent as 80331 is the reference's "80331", not a new category
+        current = current.assign(**{c: current[c].where(current[c].isna(), current[c].astype(str)) for c in text})
     report = Report(metrics=[DataDriftTable(columns=columns, stattest=spec.method, stattest_threshold=spec.threshold)])
     try:
-        report.run(reference_data=reference.frame[columns], current_data=frame[columns], column_mapping=mapping)
+        report.run(reference_data=reference.frame[columns], current_data=current, column_mapping=mapping)
         result = report.as_dict()["metrics"][0]["result"]
     except (ValueError, TypeError, KeyError) as exc:
         return Evaluation.failed(f"evidently could not compute drift: {exc}", sample_size)
