@@ -19,6 +19,23 @@ def _project(args: argparse.Namespace, files: list[Path] | None = None) -> Proje
         return None
 
 
+def _not_at_head(engine) -> str | None:
+    """Why a command that must not migrate cannot use this database, or None when its schema is at head."""
+    from alembic.script import ScriptDirectory
+
+    from monitor.storage import db
+
+    url = engine.url
+    head = ScriptDirectory(str(db.migrations_dir())).get_current_head()
+    missing_file = (url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:"
+                    and not Path(url.database).expanduser().exists())
+    current = None if missing_file else db.current_revision(engine)  # connecting would create the file
+    if current == head:
+        return None
+    return (f"{url.render_as_string(hide_password=True)}: the database is at revision "
+            f"{current or 'none (empty database)'}, not at head ({head}): run `monitor db upgrade` first")
+
+
 def validate(args: argparse.Namespace) -> int:
     project = _project(args, args.files or None)
     if project is None:
@@ -69,13 +86,20 @@ def check(args: argparse.Namespace) -> int:
     daemon = Daemon(project)
     from monitor.storage import db
 
-    db.upgrade(daemon.engine)
+    if args.dry_run:  # stores nothing, so it does not create or migrate the database either
+        problem = _not_at_head(daemon.engine)
+        if problem:
+            print(problem, file=sys.stderr)
+            daemon.engine.dispose()
+            return 1
+    else:
+        db.upgrade(daemon.engine)
     result = daemon.evaluator.run(model, spec, dry_run=args.dry_run)
     _print_result(result)
     if args.dry_run:
         print("dry run: nothing stored, nobody notified")
     else:
-        daemon.outbox.recover()
+        daemon.outbox.recover_stale()  # not recover(): a running daemon may have a delivery in hand
         sent = daemon.outbox.deliver_due()
         waiting = daemon.outbox.pending_count()
         print(f"stored run #{result.run_id}; {sent} notification(s) delivered" + (f", {waiting} waiting to retry" if waiting else ""))
@@ -132,7 +156,11 @@ def alerts(args: argparse.Namespace) -> int:
     if project is None:
         return 1
     engine = db.create_engine(project.config.database.url)
-    db.upgrade(engine)
+    problem = _not_at_head(engine)  # read-only: never creates or migrates the database
+    if problem:
+        print(problem, file=sys.stderr)
+        engine.dispose()
+        return 1
     query = sa.select(Alert).order_by(Alert.started.desc()).limit(args.limit)
     if not args.all:
         query = query.where(Alert.state.in_(OPEN_STATES))

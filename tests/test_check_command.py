@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from factories import FEATURES, live_frame, write_project
+from monitor.storage import db
+from monitor.storage.tables import Notification
+
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def monitor(*args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "monitor", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    # This checkout's package, whichever copy happens to be pip-installed.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-m", "monitor", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120)
 
 
 def count(db_path, table: str) -> int:
@@ -62,6 +74,7 @@ def test_check_on_three_rows_is_insufficient_data(tmp_path):
 
 def test_dry_run_stores_and_sends_nothing(tmp_path):
     write_project(tmp_path, live=live_frame(600, end=datetime.now(timezone.utc), drift=True))
+    assert monitor("db", "upgrade", cwd=tmp_path).returncode == 0
 
     done = monitor("check", "fraud-scorer/feature-drift", "--dry-run", cwd=tmp_path)
 
@@ -71,6 +84,64 @@ def test_dry_run_stores_and_sends_nothing(tmp_path):
     assert "[FIRING" not in done.stdout
     for table in ("check_runs", "metrics", "alerts", "notifications"):
         assert count(tmp_path / "monitor.db", table) == 0
+
+
+@pytest.mark.parametrize("command", [("check", "fraud-scorer/feature-drift", "--dry-run"), ("alerts",)])
+def test_dry_run_and_alerts_neither_create_nor_migrate_the_database(tmp_path, command):
+    write_project(tmp_path, live=live_frame(600, end=datetime.now(timezone.utc), drift=True))
+
+    done = monitor(*command, cwd=tmp_path)
+
+    assert done.returncode == 1
+    assert "not at head" in done.stderr and "run `monitor db upgrade` first" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "monitor.db").exists()
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'monitor.db'}")   # an older schema: not migrated either
+    db.upgrade(engine, "0001")
+    engine.dispose()
+    done = monitor(*command, cwd=tmp_path)
+    assert done.returncode == 1 and "at revision 0001, not at head" in done.stderr
+    assert db.current_revision(engine) == "0001"
+    engine.dispose()
+
+    assert monitor("db", "upgrade", cwd=tmp_path).returncode == 0
+    done = monitor(*command, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+
+
+def _claim_the_sent_notification(db_path, claimed: datetime) -> None:
+    """The notification as a running daemon would hold it: claimed (``sending``) at ``claimed``."""
+    engine = sa.create_engine(f"sqlite:///{db_path}")
+    with Session(engine) as session:
+        [row] = session.scalars(sa.select(Notification)).all()
+        row.status, row.time = "sending", claimed
+        session.commit()
+    engine.dispose()
+
+
+def test_check_does_not_resend_what_a_running_daemon_has_in_hand(tmp_path):
+    write_project(tmp_path, live=live_frame(600, end=datetime.now(timezone.utc), drift=True))
+    first = monitor("check", "fraud-scorer/feature-drift", cwd=tmp_path)
+    assert first.returncode == 0 and "1 notification(s) delivered" in first.stdout, first.stderr
+    # The daemon claimed it a minute ago and is waiting out a Retry-After.
+    _claim_the_sent_notification(tmp_path / "monitor.db", datetime.now(timezone.utc) - timedelta(minutes=1))
+
+    done = monitor("check", "fraud-scorer/feature-drift", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert "[FIRING" not in done.stdout and "0 notification(s) delivered" in done.stdout
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'monitor.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT status FROM notifications")).scalars().all() == ["sending"]
+    engine.dispose()
+
+    # A claim older than the lease is a leftover (its process died): the command settles it.
+    _claim_the_sent_notification(tmp_path / "monitor.db", datetime.now(timezone.utc) - timedelta(minutes=6))
+    done = monitor("check", "fraud-scorer/feature-drift", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "[FIRING critical] fraud-scorer / feature-drift" in done.stdout
+    assert "1 notification(s) delivered" in done.stdout
 
 
 def test_an_unreadable_source_is_an_error_with_its_reason(tmp_path):

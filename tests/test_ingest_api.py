@@ -216,6 +216,23 @@ def test_rows_the_database_cannot_hold_are_rejected_and_the_others_are_still_wri
     assert daemon.sampler.backlog() == 0  # written, nothing stuck behind a row the database refused
 
 
+def test_a_row_from_the_future_is_rejected_and_an_old_one_is_still_taken(sqlite_api):
+    """A minute past now is never dropped from memory nor deleted by retention: beyond a few minutes
+    of clock skew such a row is refused."""
+    daemon, client = sqlite_api
+    now = time.time()
+    response = client.post(PREDICTIONS, headers=AUTH, json=[
+        row("skewed", ts=now + 120), row("tomorrow", ts=now + 86_400), row("last-month", ts=now - 30 * 86_400),
+        row("year-9000", ts="9000-01-01T00:00:00Z")])
+    assert response.status_code == 400
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (2, 2)
+    reason = "timestamp is in the future (more than 5 minutes ahead of the daemon's clock)"
+    errors = [(e["index"], e["id"], e["reason"]) for e in body["errors"]]
+    assert errors == [(1, "tomorrow", reason), (3, "year-9000", reason)]
+    assert {r[0] for r in stored(daemon, "SELECT row_id FROM samples WHERE model = :m", m=MODEL)} == {"skewed", "last-month"}
+
+
 def test_an_unknown_model_is_404_and_names_the_models_that_take_rows(sqlite_api):
     daemon, client = sqlite_api
     response = client.post("/v1/models/fraud-scorre/predictions", json=row("a"), headers=AUTH)
@@ -344,6 +361,26 @@ def test_labels_match_sampled_predictions_and_bad_label_rows_are_named(api):
     with daemon.engine.connect() as conn:
         labelled = dict(conn.execute(sa.select(samples.c.row_id, samples.c.label).where(samples.c.label.is_not(None))).all())
     assert labelled == {"recent-0": 1, "older-0": 0, "recent-1": True, "older-2": "fraud", "recent-2": 0, "older-3": 1}
+
+
+def test_labels_the_database_cannot_take_are_503_and_the_retry_counts_them_once(api):
+    daemon, client = api
+    older = [row(f"older-{i}", ts=time.time() - 600) for i in range(3)]  # written, then out of memory
+    assert client.post(PREDICTIONS, json=older, headers=AUTH).status_code == 202
+    daemon.sampler.flush()
+    labels = [{"id": "older-0", "label": 1}, {"id": "older-1", "label": 0}]
+    with daemon.sampler._flushing:  # no flush meanwhile: it would fail too, and log it
+        with daemon.engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE samples RENAME TO samples_away"))
+        try:
+            refused = client.post(LABELS, json=labels, headers=AUTH)
+        finally:
+            with daemon.engine.begin() as conn:
+                conn.execute(sa.text("ALTER TABLE samples_away RENAME TO samples"))
+    assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
+    again = client.post(LABELS, json=labels, headers=AUTH)
+    assert (again.status_code, again.json()) == (202, {"accepted": 2, "rejected": 0, "matched": 2})
+    assert stored(daemon, "SELECT sum(labels) FROM ingest_stats WHERE model = :m", m=MODEL)[0][0] == 2
 
 
 # -- health, metrics, status page ------------------------------------------------------------------------

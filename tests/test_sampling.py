@@ -112,6 +112,93 @@ def test_a_late_row_for_a_written_and_evicted_minute_reopens_it_and_counts_go_on
     assert 0 < late < 50  # about 200/500 of the slots: the count went on from 300, not from 0
 
 
+def test_a_restarted_sampler_goes_on_from_what_was_written_for_the_current_and_previous_minute(engine):
+    """The counts are written as absolute values: a new Sampler (the daemon restarted) that began its
+    recent minutes empty would overwrite what the old one had written for them."""
+    before = Sampler(engine, FixedClock(T0), capacity=50, seed=5)
+    previous = MINUTE - timedelta(minutes=1)
+    before.add("m", rows(500, previous), rejected=0, received=T0.timestamp())  # a full reservoir
+    before.add("m", rows(20, MINUTE), rejected=2, received=T0.timestamp())     # a partly filled one
+    assert before.flush() == 2
+    kept_before = {minute: set(stats(engine, minute)[1]) for minute in (previous, MINUTE)}
+
+    after = Sampler(engine, FixedClock(T0), capacity=50, seed=6)  # the restart
+    after.add("m", rows(10, previous, start=500), rejected=0, received=T0.timestamp())
+    after.add("m", rows(10, MINUTE, start=20), rejected=1, received=T0.timestamp())
+    assert after.sampled_rows() == 50 + 30  # the stored samples came back, not empty ones
+    assert after.flush() == 2
+
+    stat, kept = stats(engine, previous)
+    assert stat["accepted"] == 510 and LatencySketch(stat["latency_sketch"]).count == 510
+    assert len(kept) == len(set(kept)) == 50
+    assert len(set(kept) & kept_before[previous]) >= 40  # 10 new rows replace at most 10 slots
+    stat, kept = stats(engine, MINUTE)
+    assert (stat["accepted"], stat["rejected"]) == (30, 3)
+    assert LatencySketch(stat["latency_sketch"]).count == 30
+    assert set(kept) == kept_before[MINUTE] | {f"r{i}" for i in range(20, 30)}  # extended, not clobbered
+
+
+def test_reopening_a_minute_does_not_hold_up_other_rows_and_is_never_stale(engine):
+    """The database read of a reopen happens outside the sampler's lock, so rows for open minutes go
+    on meanwhile; and if the minute was written and dropped from memory while it was read, what was
+    read is stale and is read again rather than overwriting the newer counts."""
+    sampler = Sampler(engine, FixedClock(T0), capacity=50, seed=9)
+    old = MINUTE - timedelta(minutes=10)
+    sampler.add("m", rows(100, old), rejected=0, received=T0.timestamp())
+    sampler.add("m", rows(5, MINUTE), rejected=0, received=T0.timestamp())
+    sampler.flush()
+    assert sampler.open_buckets() == 1  # the old minute was written and left memory
+    reading, release = threading.Event(), threading.Event()
+
+    def hold_the_first_read(conn, cursor, statement, parameters, context, executemany):
+        if (threading.current_thread().name == "slow-reopen" and "FROM samples" in statement
+                and not reading.is_set()):
+            reading.set()  # its ingest_stats row has been read
+            assert release.wait(10)
+
+    sa.event.listen(engine, "before_cursor_execute", hold_the_first_read)
+    try:
+        slow = threading.Thread(target=sampler.add, name="slow-reopen", args=("m", rows(50, old, start=100, prefix="slow")),
+                                kwargs={"rejected": 0, "received": T0.timestamp()})
+        slow.start()
+        assert reading.wait(10)
+        sampler.add("m", rows(5, MINUTE, start=5), rejected=0, received=T0.timestamp())  # not blocked
+        sampler.add("m", rows(20, old, start=200), rejected=0, received=T0.timestamp())
+        sampler.flush()  # written and dropped again: the slow read is now stale
+        assert stats(engine, old)[0]["accepted"] == 120
+        release.set()
+        slow.join(10)
+        assert not slow.is_alive()
+    finally:
+        release.set()
+        sa.event.remove(engine, "before_cursor_execute", hold_the_first_read)
+    sampler.flush()
+    assert stats(engine, old)[0]["accepted"] == 170
+    assert stats(engine, MINUTE)[0]["accepted"] == 10
+
+
+def test_labels_the_database_cannot_take_are_not_counted_so_the_retry_counts_them_once(engine):
+    sampler = Sampler(engine, FixedClock(T0), capacity=50)
+    old = MINUTE - timedelta(minutes=10)
+    sampler.add("m", rows(5, old), rejected=0, received=T0.timestamp())
+    sampler.flush()  # written and dropped: its labels go to the database
+    labels = [{"id": "r0", "label": 1}, {"id": "r1", "label": 0}]
+    rename(engine, "samples", "samples_away")
+    try:
+        with pytest.raises(StorageUnavailable):
+            sampler.add_labels("m", labels, received=T0.timestamp())
+    finally:
+        rename(engine, "samples_away", "samples")
+    sampler.flush()
+    assert stats(engine, MINUTE)[0] is None or stats(engine, MINUTE)[0]["labels"] == 0
+    assert sampler.add_labels("m", labels, received=T0.timestamp()) == 2  # the retry
+    sampler.flush()
+    assert stats(engine, MINUTE)[0]["labels"] == 2
+    with engine.connect() as conn:
+        assert dict(conn.execute(sa.select(Sample.row_id, Sample.label).where(Sample.label.is_not(None))).all()) == {
+            "r0": 1, "r1": 0}
+
+
 def test_a_failed_write_keeps_everything_and_writes_it_later(engine, caplog):
     clock = FixedClock(T0)
     sampler = Sampler(engine, clock, capacity=50, seed=7)

@@ -141,7 +141,7 @@ def test_firing_alert_posts_one_message_with_the_facts_in_the_owners_channel(tmp
 
     text = body["text"]
     assert text.splitlines()[0] == "[FIRING critical] fraud-scorer / feature-drift: drift_share = 0.6667"
-    assert "rule: drift_share > 0.3 (threshold 0.3), severity critical" in text
+    assert "rule: drift_share &gt; 0.3 (threshold 0.3), severity critical" in text   # mrkdwn-escaped
     assert "window: last 1h (2026-11-25 11:00:00 UTC to 2026-11-25 12:00:00 UTC), 600 rows" in text
     assert "owner: fraud-team @dana" in text
     # Drifted features, worst first (by how far past its threshold each is); the one that did not drift is left out.
@@ -434,3 +434,123 @@ def test_critical_alert_is_routed_to_a_second_owner_too(tmp_path, sqlite_engine,
     updates = {(u.body["channel"], u.body["ts"]) for u in slack.calls("chat.update")}
     assert updates == {(fraud, slack.messages("#fraud-alerts")[0].ts), (platform, drift_copy.ts)}
     assert slack.messages("#ml-platform")[0].text.startswith("[RESOLVED] fraud-scorer / feature-drift")
+
+
+# -- h. what the reviewer found ---------------------------------------------------------------------
+def test_fallback_text_is_escaped_for_mrkdwn_but_the_mentions_are_kept(tmp_path, sqlite_engine, clock, slack):
+    owners = {"fraud-team": {"slack": "#fraud-alerts", "mention": ["<@U0DANA>", "<!subteam^S0FRAUD>"]}}
+    p = build(tmp_path, sqlite_engine, clock, slack.url, owners=owners)
+    p.evaluate()
+    assert p.deliver() == 1
+
+    [request] = posts(slack)
+    text = request.body["text"]
+    # "... < 0.1" then "... >= 0.1" later on: raw, Slack would read "<...>" as one control sequence.
+    assert "drift_share &gt; 0.3" in text and "&gt;=" in text
+    assert "owner: fraud-team <@U0DANA> <!subteam^S0FRAUD>" in text
+    rest = text.replace("<@U0DANA>", "").replace("<!subteam^S0FRAUD>", "")
+    assert "<" not in rest and ">" not in rest
+    assert request.body["blocks"][1]["text"]["text"] == "\n".join(text.splitlines()[1:])   # the blocks say the same
+
+
+def test_resolution_of_a_deleted_message_is_posted_as_a_new_one(tmp_path, sqlite_engine, clock, slack):
+    p = build(tmp_path, sqlite_engine, clock, slack.url)
+    p.evaluate()
+    assert p.deliver() == 1
+    [fired] = slack.messages()
+    with Session(p.engine) as session:                # someone deleted the firing message in Slack
+        session.get(Notification, p.notifications()[0].id).message_id = "1000000000.000100"
+        session.commit()
+
+    p.resolve()
+    assert p.deliver() == 1
+
+    [update] = slack.calls("chat.update")
+    assert (update.ok, update.error) == (False, "message_not_found")
+    first, second = posts(slack, ok=True)
+    assert second.body["channel"] == "#fraud-alerts" and second.body["text"].startswith("[RESOLVED] fraud-scorer")
+    _, resolved = p.notifications()
+    assert (resolved.status, resolved.error) == ("sent", None)
+    assert resolved.message_id == slack.messages("#fraud-alerts")[1].ts != fired.ts
+
+
+def test_an_unreadable_payload_is_failed_and_the_loop_goes_on(tmp_path, sqlite_engine, clock, slack):
+    p = build(tmp_path, sqlite_engine, clock, slack.url)
+    p.evaluate()
+    with Session(p.engine) as session:                # written by a newer version, with a key this one lacks
+        row = session.get(Notification, p.notifications()[0].id)
+        row.payload = {**row.payload, "runbook": "https://wiki/fraud"}
+        session.commit()
+
+    stop = threading.Event()
+    stop.set()
+    p.outbox.run(stop)                                # one pass of the daemon's loop: it must not die
+
+    [row] = p.notifications()
+    assert row.status == "failed"
+    assert row.error.startswith("unreadable payload: TypeError") and "runbook" in row.error
+    assert slack.requests == []
+
+
+def test_an_unexpected_error_in_a_pass_is_logged_and_the_loop_goes_on(tmp_path, sqlite_engine, clock, slack, caplog):
+    p = build(tmp_path, sqlite_engine, clock, slack.url)
+    p.evaluate()
+    p.outbox.on_attempt = None
+    calls = []
+
+    def broken(limit: int = 200) -> int:
+        calls.append(limit)
+        raise RuntimeError("a bug")
+
+    p.outbox.deliver_due = broken
+    stop = threading.Event()
+    stop.set()
+    p.outbox.run(stop)                                # logged, not raised: the thread lives on
+
+    assert calls and "outbox pass failed" in caplog.text and "RuntimeError: a bug" in caplog.text
+    del p.outbox.deliver_due
+    p.outbox.run(stop)
+    assert p.notifications()[0].status == "sent"
+
+
+def test_a_claim_never_recorded_is_recovered_by_the_running_loop_after_the_lease(tmp_path, engine, clock, slack, monkeypatch):
+    p = build(tmp_path, engine, clock, slack.url)
+    p.evaluate()
+    stop = threading.Event()
+    stop.set()
+
+    def database_down(notification_id: int) -> int:
+        raise sa.exc.OperationalError("SELECT notifications", {}, Exception("connection lost"))
+
+    monkeypatch.setattr(p.outbox, "_deliver", database_down)
+    p.outbox.run(stop)                                # claimed, then the database failed before the record
+    monkeypatch.undo()
+    assert p.notifications()[0].status == "sending"
+
+    clock.advance(timedelta(minutes=4))               # within the lease: maybe still in hand, left alone
+    p.outbox.run(stop)
+    assert p.notifications()[0].status == "sending"
+    assert posts(slack) == []
+
+    clock.advance(timedelta(minutes=2))               # past the lease: looked up, not found, sent once
+    p.outbox.run(stop)
+    p.outbox.run(stop)
+    assert len(posts(slack)) == 1
+    [message] = slack.messages("#fraud-alerts")
+    [row] = p.notifications()
+    assert (row.status, row.attempts, row.message_id) == ("sent", 2, message.ts)
+    assert p.outbox.lease == timedelta(minutes=5)      # the default
+
+
+def test_recover_stale_leaves_a_claim_within_the_lease_alone(tmp_path, sqlite_engine, clock, slack):
+    p = build(tmp_path, sqlite_engine, clock, slack.url)
+    p.evaluate()
+    [notification_id] = p.outbox._due(200)
+    assert p.outbox._claim(notification_id)
+
+    clock.advance(timedelta(minutes=1))
+    assert p.outbox.recover_stale() == 0              # another process may be waiting out a Retry-After
+    assert p.notifications()[0].status == "sending"
+    clock.advance(timedelta(minutes=5))
+    assert p.outbox.recover_stale() == 1
+    assert p.notifications()[0].status == "pending"

@@ -21,6 +21,9 @@ FeatureType = Literal["number", "string", "boolean", "any"]
 _ROW_KEYS = {"id", "ts", "features", "prediction", "latency_ms", "model_version"}
 _FIRST_TS = datetime(1, 1, 1, tzinfo=timezone.utc).timestamp()
 _END_TS = datetime(9999, 12, 31, 23, 59, tzinfo=timezone.utc).timestamp()
+# How far ahead of the daemon's clock a row's ts may be (clock skew). A later minute would never leave
+# memory (only minutes past are written and dropped) nor be deleted by retention (older than a cutoff).
+MAX_FUTURE_SECONDS = 5 * 60
 # What the samples table holds (PostgreSQL enforces both): a longer or NUL-bearing id or version would
 # fail the write of every waiting bucket, again and again, so such a row is rejected here instead.
 _MAX_ID = Sample.__table__.c.row_id.type.length
@@ -161,6 +164,9 @@ def validate_predictions(body: bytes, features: dict[str, FeatureType], received
             item["ts"] = _timestamp(item.get("ts"), received)
         except (ValueError, TypeError):
             reasons.append(f"bad timestamp {item.get('ts')!r}: use ISO-8601 (2026-11-25T12:00:00Z) or epoch seconds")
+        else:
+            if item["ts"] > received + MAX_FUTURE_SECONDS:
+                reasons.append("timestamp is in the future (more than 5 minutes ahead of the daemon's clock)")
         values = item.get("features")
         if not isinstance(values, dict):
             reasons.append("missing features object")

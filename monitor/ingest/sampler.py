@@ -8,7 +8,9 @@ per model, whatever the traffic.
 
 A flush thread writes changed buckets to ``ingest_stats`` and ``samples`` twice a second, as absolute
 values (upserts), so a failed write is simply written again later. Buckets older than a few minutes
-are dropped from memory once written; a late row for one reloads it from the database first.
+are dropped from memory once written. A bucket not in memory (a late row for a dropped minute, or
+any minute after a restart) is first read back from the database, so the counts go on from what
+was stored instead of overwriting it.
 A crash loses at most the last flush interval of accepted rows (documented in docs/ingest.md).
 """
 
@@ -19,7 +21,7 @@ import random
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import sqlalchemy as sa
@@ -73,6 +75,7 @@ class Sampler:
         self._lock = threading.Lock()
         self._flushing = threading.Lock()  # one flush at a time: a slower, older one must not land last
         self._random = random.Random(seed)
+        self._evictions = 0  # how many buckets have left memory: a read of one begun before may be stale
 
     # -- writing in ------------------------------------------------------------------------------
     def add(self, model: str, rows: list[dict[str, Any]], rejected: int, received: float) -> None:
@@ -80,18 +83,17 @@ class Sampler:
         by_minute: dict[int, list[dict[str, Any]]] = {}
         for row in rows:
             by_minute.setdefault(minute_of(row["ts"]), []).append(row)
-        with self._lock:
-            if self.backlog() >= self.max_dirty_buckets:
-                raise Overloaded()
-            # Every bucket first: a reopen that fails (StorageUnavailable) must leave the whole request
-            # uncounted, or the client's retry of it would count some of its rows twice.
-            buckets = [(self._bucket(model, minute), group) for minute, group in by_minute.items()]
-            for bucket, group in buckets:
-                self._sample(bucket, group)
+        minutes = set(by_minute) | ({minute_of(received)} if rejected else set())
+
+        def count(buckets: dict[int, Bucket]) -> None:
+            for minute, group in by_minute.items():
+                self._sample(buckets[minute], group)
             if rejected:
-                bucket = self._bucket(model, minute_of(received))
+                bucket = buckets[minute_of(received)]
                 bucket.rejected += rejected
                 bucket.dirty = True
+
+        self._with_buckets(model, minutes, count, refuse_when_behind=True)
 
     def _sample(self, bucket: Bucket, rows: list[dict[str, Any]]) -> None:
         capacity, slots, dirty, draw = self.capacity, bucket.slots, bucket.dirty_slots, self._random.random
@@ -123,7 +125,7 @@ class Sampler:
         wanted = {label["id"]: label["label"] for label in labels}
         matched: set[str] = set()
         labelled_at = as_datetime(received)
-        with self._lock:
+        with self._lock:  # setting a label is idempotent: a retry after a failure below sets it again
             for (bucket_model, _), bucket in self._buckets.items():
                 if bucket_model != model:
                     continue
@@ -133,33 +135,60 @@ class Sampler:
                         bucket.dirty_slots.add(index)
                         bucket.dirty = True
                         matched.add(row["id"])
-            stats = self._bucket(model, minute_of(received))
-            stats.labels += len(labels)
-            stats.dirty = True
         remaining = [i for i in wanted if i not in matched]
         table = Sample.__table__
-        with self.engine.begin() as conn:
-            for start in range(0, len(remaining), 500):
-                found = conn.scalars(sa.select(table.c.row_id).where(
-                    table.c.model == model, table.c.row_id.in_(remaining[start:start + 500]))).all()
-                if found:
-                    conn.execute(sa.update(table).where(table.c.model == model, table.c.row_id == sa.bindparam("rid"))
-                                 .values(label=sa.bindparam("new_label", type_=sa.JSON), labelled=labelled_at),
-                                 [{"rid": row_id, "new_label": wanted[row_id]} for row_id in set(found)])
-                    matched.update(found)
+        try:
+            with self.engine.begin() as conn:
+                for start in range(0, len(remaining), 500):
+                    found = conn.scalars(sa.select(table.c.row_id).where(
+                        table.c.model == model, table.c.row_id.in_(remaining[start:start + 500]))).all()
+                    if found:
+                        conn.execute(sa.update(table).where(table.c.model == model, table.c.row_id == sa.bindparam("rid"))
+                                     .values(label=sa.bindparam("new_label", type_=sa.JSON), labelled=labelled_at),
+                                     [{"rid": row_id, "new_label": wanted[row_id]} for row_id in set(found)])
+                        matched.update(found)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageUnavailable(str(exc)) from exc
+
+        # Counted only now: a request refused above (503) is sent again, and must be counted once.
+        def count(buckets: dict[int, Bucket]) -> None:
+            stats = buckets[minute_of(received)]
+            stats.labels += len(labels)
+            stats.dirty = True
+
+        self._with_buckets(model, {minute_of(received)}, count)
         return len(matched)
 
     # -- memory -----------------------------------------------------------------------------------
-    def _bucket(self, model: str, minute: int) -> Bucket:
-        key = (model, minute)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._reopen(model, minute) if minute < minute_of(self.clock.now().timestamp()) - 60 else Bucket()
-            self._buckets[key] = bucket
-        return bucket
+    def _with_buckets(self, model: str, minutes: set[int], work: Callable[[dict[int, Bucket]], None], *,
+                      refuse_when_behind: bool = False) -> None:
+        """Run ``work`` under the lock on the buckets of ``minutes``, each in memory first.
+
+        A bucket not in memory (a minute written and dropped, or one written before a restart) is read
+        back from the database, outside the lock so other requests go on meanwhile. Every one is read
+        before ``work`` runs: a read that fails (StorageUnavailable) leaves the request uncounted, or
+        the client's retry of it would count some of its rows twice. A read during which a bucket left
+        memory is discarded and done again: that bucket may have been written since, so what was read
+        could be older than what is stored.
+        """
+        loaded: dict[int, Bucket] = {}
+        evictions = -1
+        while True:
+            with self._lock:
+                if refuse_when_behind and self.backlog() >= self.max_dirty_buckets:
+                    raise Overloaded()
+                if evictions == self._evictions:
+                    for minute, bucket in loaded.items():
+                        self._buckets.setdefault((model, minute), bucket)
+                missing = [minute for minute in minutes if (model, minute) not in self._buckets]
+                if not missing:
+                    work({minute: self._buckets[(model, minute)] for minute in minutes})
+                    return
+                evictions = self._evictions
+            loaded = {minute: self._reopen(model, minute) for minute in missing}
 
     def _reopen(self, model: str, minute: int) -> Bucket:
-        """A bucket that was written and dropped from memory: its state comes back from the database."""
+        """A bucket not in memory: its state comes back from the database (empty if never written)."""
         when = as_datetime(minute)
         try:
             with self.engine.connect() as conn:
@@ -226,6 +255,7 @@ class Sampler:
         with self._lock:
             for key in [k for k, b in self._buckets.items() if k[1] < oldest_open and not b.dirty]:
                 del self._buckets[key]
+                self._evictions += 1
 
     def run(self, stop: threading.Event, interval: float = 0.5) -> None:
         """Flush until ``stop`` is set, then once more. A failed flush is logged and tried again:

@@ -73,14 +73,22 @@ class AlertMessage:
     def text(self) -> str:
         return "\n".join([self.subject, *self.lines()])
 
+    def slack_text(self) -> str:
+        """:meth:`text` for Slack's plain-text fallback (notifications, screen readers), escaped as mrkdwn."""
+        return "\n".join([_escape(self.subject), *self._slack_lines()])
+
     def slack_blocks(self) -> list[dict[str, Any]]:
         emoji = ":white_check_mark:" if self.event == "resolved" else _EMOJI.get(self.severity, "")
-        body = "\n".join(_escape(line) if not line.startswith("owner:") else line for line in self.lines())
+        body = "\n".join(self._slack_lines())
         return [
             {"type": "section", "text": {"type": "mrkdwn", "text": f"{emoji} *{_escape(self.subject)}*"}},
             {"type": "section", "text": {"type": "mrkdwn", "text": body}},
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f"monitor alert #{self.alert_id}"}]},
         ]
+
+    def _slack_lines(self) -> list[str]:
+        # The owner line is left as written: its mentions are Slack control sequences such as <@U0123>.
+        return [_escape(line) if not line.startswith("owner:") else line for line in self.lines()]
 
 
 def _number(value: float | None) -> str:

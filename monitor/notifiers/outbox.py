@@ -8,6 +8,10 @@ loop only ever reads those rows. A notification is claimed with a conditional up
 - a crash between the claim and the record leaves it ``sending`` (in doubt); at start-up the notifier
   is asked whether the message is out there (Slack: by the key in its metadata), and it is marked
   sent or sent again accordingly;
+- a claim that is never recorded while the process lives on (a database error after the claim) is
+  settled the same way once it is older than the lease (5 minutes by default), checked on every pass;
+  so is what ``monitor check`` finds in doubt, so it never re-sends what a running daemon has in hand;
+- a payload this version cannot read (written by another version) is recorded as ``failed``;
 - a retryable failure puts it back to pending with exponential backoff (or Slack's Retry-After);
 - notifications of one alert to one receiver go out in order, so a "resolved" update never
   overtakes the "firing" message it updates.
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Callable, Mapping
 
 import sqlalchemy as sa
@@ -40,15 +44,17 @@ def delivery_key(notification_id: int) -> str:
 
 class Outbox:
     def __init__(self, engine: Engine, notifiers: Mapping[str, Notifier], clock: Clock, *,
-                 backoff_base: float = 2.0, backoff_cap: float = 300.0,
+                 backoff_base: float = 2.0, backoff_cap: float = 300.0, lease: timedelta = timedelta(minutes=5),
                  on_attempt: Callable[[str, str], None] | None = None) -> None:
         self.engine = engine
         self.notifiers = dict(notifiers)
         self.clock = clock
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.lease = lease  # a claim older than this is in doubt even though its process may still run
         self.on_attempt = on_attempt
         self._wake = threading.Event()
+        self._recovered = False
 
     # -- the loop -------------------------------------------------------------------------------
     def wake(self) -> None:
@@ -57,37 +63,70 @@ class Outbox:
 
     def run(self, stop: threading.Event, interval: float = 1.0) -> None:
         """Deliver until ``stop`` is set, then once more, so what the last evaluations owe goes out."""
-        recovered = False
         while True:
             try:
-                if not recovered:
-                    self.recover()
-                    recovered = True
+                if not self._recovered:
+                    self.recover()            # at start-up every claim is a leftover of the last process
+                    self._recovered = True
+                else:
+                    self.recover_stale()      # claims this process never recorded (a database error)
                 self.deliver_due()
             except sa.exc.SQLAlchemyError as exc:  # the database is down: keep the loop, try next tick
                 log.error("outbox cannot reach the database: %s", exc)
+            except Exception:  # a bug must not end the thread while the daemon runs on delivering nothing
+                log.exception("outbox pass failed; trying again next tick")
             if stop.is_set():
                 return
             self._wake.wait(interval)
             self._wake.clear()
 
     # -- recovery -------------------------------------------------------------------------------
-    def recover(self) -> int:
-        """Settle deliveries left in doubt by a crash; returns how many there were."""
+    def recover(self, older_than: timedelta | None = None) -> int:
+        """Settle deliveries left in doubt; returns how many were settled.
+
+        Without ``older_than`` every ``sending`` row counts (at start-up: the last process crashed);
+        with it, only rows claimed longer ago than that, so a delivery a running process has in hand
+        (say, waiting out a Retry-After) is left to it. Each row is settled only if it is still the
+        same claim, so one recorded meanwhile by its process is not touched.
+        """
+        query = sa.select(Notification.id, Notification.receiver, Notification.created, Notification.time).where(
+            Notification.status == "sending")
+        if older_than is not None:
+            query = query.where(Notification.time < self.clock.now() - older_than)
         with Session(self.engine) as session:
-            in_doubt = session.scalars(sa.select(Notification).where(Notification.status == "sending")).all()
-            for row in in_doubt:
-                scheme, target = _split(row.receiver)
-                notifier = self.notifiers.get(scheme)
-                found = notifier.find(target, delivery_key(row.id), row.created) if notifier else None
-                if found is not None:
-                    log.info("notification %s was delivered before the restart; not sending it again", row.id)
-                    row.status, row.message_id, row.channel_id, row.error = "sent", found.message_id, found.channel_id, None
-                else:
-                    row.status, row.next_attempt = "pending", self.clock.now()
-                row.time = self.clock.now()
-            session.commit()
-            return len(in_doubt)
+            in_doubt = session.execute(query.order_by(Notification.id)).all()
+        settled = 0
+        for notification_id, receiver, created, claimed in in_doubt:
+            found = self._find(notification_id, receiver, created)
+            if found is not None:
+                values = dict(status="sent", message_id=found.message_id, channel_id=found.channel_id, error=None)
+            else:
+                values = dict(status="pending", next_attempt=self.clock.now())
+            with self.engine.begin() as conn:
+                done = conn.execute(
+                    sa.update(Notification)
+                    .where(Notification.id == notification_id, Notification.status == "sending", Notification.time == claimed)
+                    .values(time=self.clock.now(), **values)).rowcount == 1
+            if done:
+                settled += 1
+                log.info("notification %s was in doubt: %s", notification_id,
+                         "found delivered, not sending it again" if found is not None else "sending it (again)")
+        return settled
+
+    def recover_stale(self) -> int:
+        """Settle only the deliveries claimed longer ago than the lease (safe while a daemon runs)."""
+        return self.recover(older_than=self.lease)
+
+    def _find(self, notification_id: int, receiver: str, created) -> Posted | None:
+        scheme, target = _split(receiver)
+        notifier = self.notifiers.get(scheme)
+        if notifier is None:
+            return None
+        try:
+            return notifier.find(target, delivery_key(notification_id), created)
+        except Exception:  # a notifier bug: not knowing means sending again (at least once)
+            log.exception("notifier %s could not look up notification %s", scheme, notification_id)
+            return None
 
     # -- delivery -------------------------------------------------------------------------------
     def deliver_due(self, limit: int = 200) -> int:
@@ -126,22 +165,32 @@ class Outbox:
         with Session(self.engine) as session:
             row = session.get(Notification, notification_id)
             scheme, target = _split(row.receiver)
-            notifier = self.notifiers.get(scheme)
-            if notifier is None:
-                delivery = Delivery.failed(f"no notifier for {scheme!r} receivers is configured", retry=False)
-            else:
-                message = AlertMessage.from_dict(row.payload)
-                previous = self._previous(session, row) if row.event == "resolved" else None
-                try:
-                    delivery = notifier.send(target, message, delivery_key(row.id), previous)
-                except Exception as exc:  # a notifier bug must not stop the loop; it is recorded and retried
-                    log.exception("notifier %s failed on notification %s", scheme, row.id)
-                    delivery = Delivery.failed(f"{type(exc).__name__}: {exc}", retry=True)
+            delivery = self._send(session, row, scheme, target)
             self._record(row, delivery)
+            status = row.status
             session.commit()
-            if self.on_attempt:
-                self.on_attempt(scheme, row.status)
-            return int(delivery.ok)
+        if self.on_attempt:
+            try:
+                self.on_attempt(scheme, status)
+            except Exception:
+                log.exception("on_attempt failed for notification %s", notification_id)
+        return int(delivery.ok)
+
+    def _send(self, session: Session, row: Notification, scheme: str, target: str) -> Delivery:
+        notifier = self.notifiers.get(scheme)
+        if notifier is None:
+            return Delivery.failed(f"no notifier for {scheme!r} receivers is configured", retry=False)
+        try:
+            message = AlertMessage.from_dict(row.payload)
+        except Exception as exc:  # e.g. a key this version does not know: retrying cannot help
+            log.error("notification %s has a payload this version cannot read: %s: %s", row.id, type(exc).__name__, exc)
+            return Delivery.failed(f"unreadable payload: {type(exc).__name__}: {exc}", retry=False)
+        try:
+            previous = self._previous(session, row) if row.event == "resolved" else None
+            return notifier.send(target, message, delivery_key(row.id), previous)
+        except Exception as exc:  # a notifier bug must not stop the loop; it is recorded and retried
+            log.exception("notifier %s failed on notification %s", scheme, row.id)
+            return Delivery.failed(f"{type(exc).__name__}: {exc}", retry=True)
 
     def _previous(self, session: Session, row: Notification) -> Posted | None:
         first = session.scalars(
@@ -157,7 +206,8 @@ class Outbox:
         if delivery.ok:
             row.status, row.error = "sent", None
             row.message_id, row.channel_id = delivery.posted.message_id, delivery.posted.channel_id
-            log.info("notification %s (%s, %s) delivered to %s", row.id, row.payload["model"], row.event, row.receiver)
+            model = row.payload.get("model") if isinstance(row.payload, dict) else None
+            log.info("notification %s (%s, %s) delivered to %s", row.id, model, row.event, row.receiver)
         elif delivery.retry:
             row.status, row.error = "pending", delivery.error
             row.next_attempt = now + self.backoff(row.attempts, delivery.retry_after)

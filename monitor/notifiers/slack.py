@@ -49,15 +49,27 @@ class SlackNotifier:
     def send(self, target: str, message: AlertMessage, key: str, previous: Posted | None) -> Delivery:
         from slack_sdk.errors import SlackApiError, SlackClientError
 
-        text, blocks = message.text(), message.slack_blocks()
+        text, blocks = message.slack_text(), message.slack_blocks()
+
+        def post():
+            return self.client.chat_postMessage(
+                channel=target, text=text, blocks=blocks, unfurl_links=False,
+                metadata={"event_type": METADATA_EVENT, "event_payload": {"key": key}},
+            )
+
         try:
             if previous is not None and previous.message_id and previous.channel_id:
-                response = self.client.chat_update(channel=previous.channel_id, ts=previous.message_id, text=text, blocks=blocks)
+                try:
+                    response = self.client.chat_update(channel=previous.channel_id, ts=previous.message_id, text=text, blocks=blocks)
+                except SlackApiError as exc:
+                    if exc.response.get("error") != "message_not_found":
+                        raise
+                    # Someone deleted the message to update: say it in a new one rather than not at all.
+                    log.warning("slack message %s in %s is gone; posting a new one to %s", previous.message_id,
+                                previous.channel_id, target)
+                    response = post()
             else:
-                response = self.client.chat_postMessage(
-                    channel=target, text=text, blocks=blocks, unfurl_links=False,
-                    metadata={"event_type": METADATA_EVENT, "event_payload": {"key": key}},
-                )
+                response = post()
         except SlackApiError as exc:
             return _failure(exc.response)
         except (SlackClientError, OSError) as exc:

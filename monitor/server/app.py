@@ -4,7 +4,7 @@
   202 with the counts; 400 naming every bad row (the good rows of the request are still taken);
   401 without the configured bearer token; 404 for a model without an ingest source; 413 past the
   body limit; 429 with Retry-After when too many requests are in flight or too much is waiting to
-  be written; 503 with Retry-After when the database cannot be read.
+  be written; 503 with Retry-After when the database cannot be read (labels: or written).
 - ``GET /healthz``: liveness and the last successful evaluation.
 - ``GET /metrics``: Prometheus text format.
 - ``GET /``: the status page.
