@@ -1,7 +1,7 @@
 """Alembic's entry: migrates the database the daemon is configured for.
 
-The URL comes, in order, from the caller (``monitor db upgrade`` passes it in), from ``-x url=...``,
-or from the MONITOR_DATABASE_URL environment variable.
+``monitor db upgrade`` and the daemon hand over an open connection; run by hand, Alembic takes the URL
+from ``-x url=...`` or from the MONITOR_DATABASE_URL environment variable.
 """
 
 import os
@@ -11,17 +11,15 @@ from monitor.storage.db import create_engine
 from monitor.storage.tables import Base
 
 config = context.config
-url = (config.attributes.get("url") or context.get_x_argument(as_dictionary=True).get("url")
-       or os.environ.get("MONITOR_DATABASE_URL"))
-if not url:
-    raise SystemExit("no database URL: run `monitor db upgrade --config config.yaml`, or set MONITOR_DATABASE_URL")
-
-connection = config.attributes.get("connection")
+connection = config.attributes.get("connection")  # from `monitor db upgrade` and the daemon
 if connection is not None:
     context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
 else:
+    url = context.get_x_argument(as_dictionary=True).get("url") or os.environ.get("MONITOR_DATABASE_URL")
+    if not url:
+        raise SystemExit("no database URL: run `monitor db upgrade --config config.yaml`, or set MONITOR_DATABASE_URL")
     engine = create_engine(url)
     with engine.connect() as conn:
         context.configure(connection=conn, target_metadata=Base.metadata, render_as_batch=True)

@@ -19,23 +19,6 @@ def _project(args: argparse.Namespace, files: list[Path] | None = None) -> Proje
         return None
 
 
-def _not_at_head(engine) -> str | None:
-    """Why a command that must not migrate cannot use this database, or None when its schema is at head."""
-    from alembic.script import ScriptDirectory
-
-    from monitor.storage import db
-
-    url = engine.url
-    head = ScriptDirectory(str(db.migrations_dir())).get_current_head()
-    missing_file = (url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:"
-                    and not Path(url.database).expanduser().exists())
-    current = None if missing_file else db.current_revision(engine)  # connecting would create the file
-    if current == head:
-        return None
-    return (f"{url.render_as_string(hide_password=True)}: the database is at revision "
-            f"{current or 'none (empty database)'}, not at head ({head}): run `monitor db upgrade` first")
-
-
 def validate(args: argparse.Namespace) -> int:
     project = _project(args, args.files or None)
     if project is None:
@@ -65,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    from monitor.daemon.service import Daemon, describe
+    from monitor.daemon.service import Daemon
 
     model_name, _, check_name = args.target.partition("/")
     project = _project(args)
@@ -87,7 +70,7 @@ def check(args: argparse.Namespace) -> int:
     from monitor.storage import db
 
     if args.dry_run:  # stores nothing, so it does not create or migrate the database either
-        problem = _not_at_head(daemon.engine)
+        problem = db.not_at_head(daemon.engine)
         if problem:
             print(problem, file=sys.stderr)
             daemon.engine.dispose()
@@ -156,7 +139,7 @@ def alerts(args: argparse.Namespace) -> int:
     if project is None:
         return 1
     engine = db.create_engine(project.config.database.url)
-    problem = _not_at_head(engine)  # read-only: never creates or migrates the database
+    problem = db.not_at_head(engine)  # read-only: never creates or migrates the database
     if problem:
         print(problem, file=sys.stderr)
         engine.dispose()

@@ -281,6 +281,15 @@ def test_slack_down_leaves_the_row_pending_with_backoff_then_delivers_once(tmp_p
 
 
 # -- e. crashes: between recording and delivering, and in doubt -------------------------------------
+def assert_posted_once(slack, pipeline, *, attempts: int) -> None:
+    """One message in the channel, and the one notification row points at it (by ts and metadata key)."""
+    assert len(posts(slack)) == 1
+    [message] = slack.messages("#fraud-alerts")
+    [row] = pipeline.notifications()
+    assert (row.status, row.attempts, row.message_id, row.channel_id) == ("sent", attempts, message.ts, "C0001")
+    assert message.metadata["event_payload"]["key"] == delivery_key(row.id)
+
+
 def test_crash_between_recording_and_delivering_is_delivered_once_after_restart(tmp_path, engine, clock, slack):
     p = build(tmp_path, engine, clock, slack.url)
     assert p.evaluate().notifications_owed == 1
@@ -299,11 +308,7 @@ def test_crash_between_recording_and_delivering_is_delivered_once_after_restart(
     again = restarted.restart()                             # and a second restart sends nothing more
     assert again.outbox.recover() == 0 and again.deliver() == 0
     try:
-        assert len(posts(slack)) == 1
-        [message] = slack.messages("#fraud-alerts")
-        [row] = again.notifications()
-        assert (row.status, row.attempts, row.message_id, row.channel_id) == ("sent", 1, message.ts, "C0001")
-        assert message.metadata["event_payload"]["key"] == delivery_key(row.id)
+        assert_posted_once(slack, again, attempts=1)
     finally:
         again.engine.dispose()
 
@@ -366,11 +371,7 @@ def test_in_doubt_delivery_that_never_reached_slack_is_posted_once_after_recover
 
         assert restarted.deliver() == 1
         assert restarted.deliver() == 0
-        assert len(posts(slack)) == 1
-        [message] = slack.messages("#fraud-alerts")
-        [row] = restarted.notifications()
-        assert (row.status, row.attempts, row.message_id, row.channel_id) == ("sent", 2, message.ts, "C0001")
-        assert message.metadata["event_payload"]["key"] == delivery_key(row.id)
+        assert_posted_once(slack, restarted, attempts=2)
     finally:
         restarted.engine.dispose()
 

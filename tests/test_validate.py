@@ -863,3 +863,25 @@ def test_a_metric_the_check_does_not_produce_is_refused(project, capsys):
     assert len(errors) == 1
     assert errors[0].endswith("checks/fraud-scorer.yaml:18:15: checks[0].alert[0].when: unknown metric 'roc_auc'; "
                               "a performance check has mae, mape, rmse")
+
+
+def test_an_ingest_source_cannot_rename_the_keys_the_api_fixes(project, capsys):
+    """The API's keys are fixed: a renamed one would be accepted and silently ignored, so it is refused."""
+    write(project / "checks" / "fraud-scorer.yaml", dedent("""\
+        model: fraud-scorer
+        owner: fraud-team
+        source:
+          kind: ingest
+          features: [amount, country]
+          latency: response_ms            # line 6, column 12
+        checks:
+          - name: volume
+            kind: volume
+            every: 1m
+            window: 10m
+    """))
+    code, _, errors = validate(capsys, "--config", "config.yaml")
+    assert code == 1
+    assert len(errors) == 1
+    assert errors[0].endswith("checks/fraud-scorer.yaml:6:12: source.latency: 'response_ms' is not allowed; "
+                              "expected one of 'latency_ms'"), errors[0]

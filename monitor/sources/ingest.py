@@ -32,12 +32,14 @@ class IngestSpec(SourceSpec):
     """Rows arrive through ``POST /v1/models/{model}/predictions``; their keys are fixed by the API."""
 
     kind: Literal["ingest"]
-    timestamp: Identifier = "ts"
-    id: Identifier = "id"
-    prediction: Identifier | None = "prediction"
-    latency: Identifier | None = "latency_ms"
-    label: Identifier | None = "label"
-    model_version: Identifier | None = "model_version"
+    # The API fixes these names (monitor/ingest/rows.py); they are here so that checks see the roles
+    # (a latency check needs one), and a check file may repeat them but not rename them.
+    timestamp: Literal["ts"] = "ts"
+    id: Literal["id"] = "id"
+    prediction: Literal["prediction"] = "prediction"
+    latency: Literal["latency_ms"] = "latency_ms"
+    label: Literal["label"] = "label"
+    model_version: Literal["model_version"] = "model_version"
     feature_types: dict[Identifier, FeatureTypeName] = Field(
         {}, description="the type each posted feature must have; from the reference's column types when unset")
 
@@ -98,16 +100,12 @@ KIND = SourceKind("ingest", IngestSpec, IngestSource)
 def feature_types(spec: IngestSpec, reference: "Reference | None") -> dict[str, str]:
     """What each posted feature must be: the spec's ``feature_types``, else the reference's column
     types (numbers, true/false, anything else text), else anything."""
-    import pandas as pd
-
     out: dict[str, str] = {}
     for feature in spec.features:
         if feature in spec.feature_types:
             out[feature] = spec.feature_types[feature]
         elif reference is not None and feature in reference.frame.columns:
-            column = reference.frame[feature]
-            out[feature] = ("boolean" if pd.api.types.is_bool_dtype(column)
-                            else "number" if pd.api.types.is_numeric_dtype(column) else "string")
+            out[feature] = reference.column_type(feature)
         else:
             out[feature] = "any"
     return out

@@ -30,10 +30,17 @@ class Reference:
     path: Path
     frame: "pd.DataFrame"
 
-    def numerical(self, features: list[str]) -> list[str]:
+    def column_type(self, name: str) -> str:
+        """``number``, ``boolean`` or ``string``: what a live value of this column should be."""
         import pandas as pd
 
-        return [f for f in features if pd.api.types.is_numeric_dtype(self.frame[f]) and not pd.api.types.is_bool_dtype(self.frame[f])]
+        column = self.frame[name]
+        if pd.api.types.is_bool_dtype(column):
+            return "boolean"
+        return "number" if pd.api.types.is_numeric_dtype(column) else "string"
+
+    def numerical(self, features: list[str]) -> list[str]:
+        return [f for f in features if self.column_type(f) == "number"]
 
 
 _cache: dict[Path, tuple[float, Reference]] = {}

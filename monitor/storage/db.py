@@ -41,32 +41,44 @@ def create_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
-def _alembic_config(engine: Engine):
+def _migrate(engine: Engine, direction: str, revision: str) -> None:
+    """Run Alembic on a connection of ``engine`` (env.py then needs no URL, so none is handed over)."""
+    from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
-    config.attributes["url"] = engine.url.render_as_string(hide_password=False)
-    return config
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        getattr(command, direction)(config, revision)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Run the Alembic migrations up to ``revision`` (idempotent)."""
-    from alembic import command
-
-    config = _alembic_config(engine)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    _migrate(engine, "upgrade", revision)
 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
-    from alembic import command
+    _migrate(engine, "downgrade", revision)
 
-    config = _alembic_config(engine)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(migrations_dir())).get_current_head()
+
+
+def not_at_head(engine: Engine) -> str | None:
+    """Why a command that must not migrate cannot use this database, or None when its schema is at head."""
+    url = engine.url
+    head = head_revision()
+    missing_file = (url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:"
+                    and not Path(url.database).expanduser().exists())
+    current = None if missing_file else current_revision(engine)  # connecting would create the file
+    if current == head:
+        return None
+    return (f"{url.render_as_string(hide_password=True)}: the database is at revision "
+            f"{current or 'none (empty database)'}, not at head ({head}): run `monitor db upgrade` first")
 
 
 def current_revision(engine: Engine) -> str | None:
