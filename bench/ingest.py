@@ -49,26 +49,46 @@ def build_bodies(rows: int, batch: int, types: dict[str, str], seed: int = 1) ->
     prediction = rng.random(rows).round(4).tolist()
     columns = {}
     for name, kind in types.items():
-        columns[name] = (rng.choice(["US", "DE", "FR", "GB", "ES"], rows).tolist() if kind == "string"
-                         else rng.normal(50, 10, rows).round(3).tolist())
+        columns[name] = (
+            rng.choice(["US", "DE", "FR", "GB", "ES"], rows).tolist()
+            if kind == "string"
+            else rng.normal(50, 10, rows).round(3).tolist()
+        )
     names = list(types)
     bodies = []
     for start in range(0, rows, batch):
         end = min(start + batch, rows)
-        bodies.append(orjson.dumps([
-            {"id": f"r{i}", "ts": ts[i], "features": {name: columns[name][i] for name in names},
-             "prediction": prediction[i], "latency_ms": latency[i]}
-            for i in range(start, end)]))
+        bodies.append(
+            orjson.dumps(
+                [
+                    {
+                        "id": f"r{i}",
+                        "ts": ts[i],
+                        "features": {name: columns[name][i] for name in names},
+                        "prediction": prediction[i],
+                        "latency_ms": latency[i],
+                    }
+                    for i in range(start, end)
+                ]
+            )
+        )
     return bodies
 
 
 def write_project(root: Path, database_url: str, types: dict[str, str]) -> Path:
     (root / "checks").mkdir(parents=True, exist_ok=True)
-    config = {"database": {"url": database_url}, "server": {"listen": "127.0.0.1:0"},
-              "ingest": {"max_concurrent_requests": 8}, "owners": {"bench": {}}}
-    model = {"model": MODEL, "owner": "bench",
-             "source": {"kind": "ingest", "features": list(types), "feature_types": types},
-             "checks": [{"name": "volume", "kind": "volume", "every": "1h", "window": "1h"}]}
+    config = {
+        "database": {"url": database_url},
+        "server": {"listen": "127.0.0.1:0"},
+        "ingest": {"max_concurrent_requests": 8},
+        "owners": {"bench": {}},
+    }
+    model = {
+        "model": MODEL,
+        "owner": "bench",
+        "source": {"kind": "ingest", "features": list(types), "feature_types": types},
+        "checks": [{"name": "volume", "kind": "volume", "every": "1h", "window": "1h"}],
+    }
     (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (root / "checks" / f"{MODEL}.yaml").write_text(yaml.safe_dump(model, sort_keys=False))
     return root / "config.yaml"
@@ -78,8 +98,13 @@ class Daemon:
     """``python -m monitor run`` in its own process; its URL read from its log."""
 
     def __init__(self, config: Path) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(config)],
-                                        cwd=config.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "run", "--config", str(config)],
+            cwd=config.parent,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.log: list[str] = []
         self._url = threading.Event()
         self.url = ""
@@ -155,8 +180,7 @@ def counted(database_url: str) -> int:
     engine = sa.create_engine(database_url)
     try:
         with engine.connect() as conn:
-            return int(conn.scalar(sa.text("SELECT coalesce(sum(accepted), 0) FROM ingest_stats WHERE model = :m"),
-                                   {"m": MODEL}))
+            return int(conn.scalar(sa.text("SELECT coalesce(sum(accepted), 0) FROM ingest_stats WHERE model = :m"), {"m": MODEL}))
     finally:
         engine.dispose()
 
@@ -216,10 +240,14 @@ def main() -> int:
         bodies = build_bodies(args.rows, args.batch, types)
         build_s = time.perf_counter() - began
         size = sum(map(len, bodies))
-        print(f"bodies: {len(bodies):,} requests of {args.batch:,} rows, {args.features} features, "
-              f"{size / 2**20:.0f} MiB ({size / args.rows:.0f} bytes a row), built in {build_s:.1f}s")
-        print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
-              f"database {sa.make_url(database_url).render_as_string(hide_password=True)}")
+        print(
+            f"bodies: {len(bodies):,} requests of {args.batch:,} rows, {args.features} features, "
+            f"{size / 2**20:.0f} MiB ({size / args.rows:.0f} bytes a row), built in {build_s:.1f}s"
+        )
+        print(
+            f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
+            f"database {sa.make_url(database_url).render_as_string(hide_password=True)}"
+        )
 
         daemon = Daemon(config)
         rounds = []
@@ -230,8 +258,10 @@ def main() -> int:
                     bodies = build_bodies(args.rows, args.batch, types, seed=round_number + 1)
                 rounds.append(send(daemon.url, bodies, args.senders))
                 seconds, accepted, retries = rounds[-1]
-                print(f"ingest: {accepted:,} rows accepted in {seconds:.2f}s = {accepted / seconds:,.0f} rows/s "
-                      f"({len(bodies) / seconds:,.0f} requests/s, {args.senders} senders, {retries} retries after 429)")
+                print(
+                    f"ingest: {accepted:,} rows accepted in {seconds:.2f}s = {accepted / seconds:,.0f} rows/s "
+                    f"({len(bodies) / seconds:,.0f} requests/s, {args.senders} senders, {retries} retries after 429)"
+                )
             sent = args.rows * args.repeat
             deadline = time.monotonic() + 30  # the daemon writes twice a second
             while counted(database_url) != sent and time.monotonic() < deadline:
@@ -245,11 +275,15 @@ def main() -> int:
         rates = sorted(r[1] / r[0] for r in rounds)
         rate = statistics.median(rates)
         if args.repeat > 1:
-            print(f"ingest over {args.repeat} rounds: median {rate:,.0f} rows/s (min {rates[0]:,.0f}, max {rates[-1]:,.0f}); "
-                  f"{sum(r[0] for r in rounds):.2f}s in all")
+            print(
+                f"ingest over {args.repeat} rounds: median {rate:,.0f} rows/s (min {rates[0]:,.0f}, max {rates[-1]:,.0f}); "
+                f"{sum(r[0] for r in rounds):.2f}s in all"
+            )
         print(f"daemon: peak RSS (VmHWM) {rss:.0f} MiB, {idle_rss:.0f} MiB before the first row; exit code {code}")
-        print(f"counted: ingest_stats.accepted = {stored_after_stop:,} "
-              f"({'equals' if stored_after_stop == sent == accepted else 'DIFFERS FROM'} the {sent:,} rows sent)")
+        print(
+            f"counted: ingest_stats.accepted = {stored_after_stop:,} "
+            f"({'equals' if stored_after_stop == sent == accepted else 'DIFFERS FROM'} the {sent:,} rows sent)"
+        )
 
         print("baselines, same bodies, in this process, one thread, no HTTP:")
         for name, spent in baselines(bodies, types, workdir).items():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from monitor import __version__
 
@@ -26,77 +26,118 @@ ${VAR} and ${VAR:-default} in any YAML value.  Docs: README.md and docs/."""
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", "-c", type=Path, metavar="FILE",
-                        help="daemon config (default: $MONITOR_CONFIG, else ./config.yaml if present, else built-in defaults)")
+    parser.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        metavar="FILE",
+        help="daemon config (default: $MONITOR_CONFIG, else ./config.yaml if present, else built-in defaults)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="monitor", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        prog="monitor",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
         description="Watch machine-learning models in production: drift, latency and more, "
-                    "stored in SQL and alerted to their owners.")
+        "stored in SQL and alerted to their owners.",
+    )
     parser.add_argument("--version", action="version", version=f"monitor {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = commands.add_parser("run", help="run the daemon in the foreground",
-                              description="Run every check on its schedule and deliver alerts, until SIGTERM or "
-                                          "SIGINT (Ctrl-C). Migrates the database first. A check file with errors "
-                                          "is reported and skipped; the others run.")
+    run = commands.add_parser(
+        "run",
+        help="run the daemon in the foreground",
+        description="Run every check on its schedule and deliver alerts, until SIGTERM or "
+        "SIGINT (Ctrl-C). Migrates the database first. A check file with errors "
+        "is reported and skipped; the others run.",
+    )
     _config_arg(run)
 
     validate = commands.add_parser(
-        "validate", help="check the config and check files; exit 1 on any problem",
+        "validate",
+        help="check the config and check files; exit 1 on any problem",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Validate the daemon config and check files without running anything. Prints one\n"
-                    "`file:line:col: key: message` line per problem and exits 1, or exits 0 when all is valid.\n"
-                    "Environment variables used as ${VAR} must be set (or have a default) where you validate.")
+        "`file:line:col: key: message` line per problem and exits 1, or exits 0 when all is valid.\n"
+        "Environment variables used as ${VAR} must be set (or have a default) where you validate.",
+    )
     _config_arg(validate)
-    validate.add_argument("files", nargs="*", type=Path, metavar="FILE",
-                          help="check files to validate (default: every *.yaml and *.yml in the config's checks_dir)")
+    validate.add_argument(
+        "files",
+        nargs="*",
+        type=Path,
+        metavar="FILE",
+        help="check files to validate (default: every *.yaml and *.yml in the config's checks_dir)",
+    )
 
-    check = commands.add_parser("check", help="evaluate one check now and print the result",
-                                description="Evaluate MODEL/CHECK over its window ending now, print every value, "
-                                            "store the run and its metrics, move its alerts and deliver what they "
-                                            "owe. Exit 0 when it evaluated (breach or not), 1 on an error.")
+    check = commands.add_parser(
+        "check",
+        help="evaluate one check now and print the result",
+        description="Evaluate MODEL/CHECK over its window ending now, print every value, "
+        "store the run and its metrics, move its alerts and deliver what they "
+        "owe. Exit 0 when it evaluated (breach or not), 1 on an error.",
+    )
     check.add_argument("target", metavar="MODEL/CHECK", help="for example fraud-scorer/feature-drift")
     check.add_argument("--dry-run", action="store_true", help="compute and print only: store nothing, notify no one")
     _config_arg(check)
 
-    database = commands.add_parser("db", help="database schema commands",
-                                   description="Manage the database schema (Alembic migrations).")
+    database = commands.add_parser(
+        "db", help="database schema commands", description="Manage the database schema (Alembic migrations)."
+    )
     db_commands = database.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    upgrade = db_commands.add_parser("upgrade", help="migrate to the latest schema (the daemon also does this at start)",
-                                     description="Run the Alembic migrations up to the latest schema revision. Safe to "
-                                                 "run again: a database at the head is left as it is.")
+    upgrade = db_commands.add_parser(
+        "upgrade",
+        help="migrate to the latest schema (the daemon also does this at start)",
+        description="Run the Alembic migrations up to the latest schema revision. Safe to "
+        "run again: a database at the head is left as it is.",
+    )
     _config_arg(upgrade)
-    current = db_commands.add_parser("current", help="print the schema revision the database is at",
-                                     description="Print the database URL (password hidden) and its schema revision.")
+    current = db_commands.add_parser(
+        "current",
+        help="print the schema revision the database is at",
+        description="Print the database URL (password hidden) and its schema revision.",
+    )
     _config_arg(current)
 
-    alerts = commands.add_parser("alerts", help="list alert episodes",
-                                 description="List open alert episodes (pending and firing), newest first.")
+    alerts = commands.add_parser(
+        "alerts", help="list alert episodes", description="List open alert episodes (pending and firing), newest first."
+    )
     alerts.add_argument("--all", action="store_true", help="include ended episodes")
     alerts.add_argument("--limit", type=int, default=50, help="at most this many rows (default 50)")
     _config_arg(alerts)
 
-    demo = commands.add_parser("demo", help="the whole loop on embedded defaults, in about a minute",
-                               description="Generate a reference data set, run a simulated batch-scoring job that "
-                                           "starts healthy, drifts, then recovers, and run the real daemon on it "
-                                           "(SQLite, console alerts; Slack too when SLACK_BOT_TOKEN is set, in "
-                                           "MONITOR_DEMO_CHANNEL, default #monitor-demo). Watch the alert fire and resolve.")
+    demo = commands.add_parser(
+        "demo",
+        help="the whole loop on embedded defaults, in about a minute",
+        description="Generate a reference data set, run a simulated batch-scoring job that "
+        "starts healthy, drifts, then recovers, and run the real daemon on it "
+        "(SQLite, console alerts; Slack too when SLACK_BOT_TOKEN is set, in "
+        "MONITOR_DEMO_CHANNEL, default #monitor-demo). Watch the alert fire and resolve.",
+    )
     demo.add_argument("--dir", type=Path, help="where to write the demo project (default: a new temporary folder)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
     for noisy in ("apscheduler", "alembic", "slack_sdk", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from monitor import commands
 
-    handler = {"run": commands.run, "validate": commands.validate, "check": commands.check, "db": commands.database,
-               "alerts": commands.alerts, "demo": commands.demo}[args.command]
+    handler = {
+        "run": commands.run,
+        "validate": commands.validate,
+        "check": commands.check,
+        "db": commands.database,
+        "alerts": commands.alerts,
+        "demo": commands.demo,
+    }[args.command]
     return handler(args)

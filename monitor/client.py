@@ -62,6 +62,7 @@ client starts with an empty buffer and its own sender thread (the parent sends t
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import math
 import numbers
@@ -72,7 +73,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from enum import Enum
@@ -86,8 +87,8 @@ log = logging.getLogger(__name__)
 
 PREDICTIONS, LABELS = "predictions", "labels"
 KINDS = (PREDICTIONS, LABELS)
-FIRST_BACKOFF = 0.1          # seconds before the first retry; doubles each attempt up to max_backoff
-MAX_RETRY_AFTER = 600.0      # a Retry-After longer than this is taken as this
+FIRST_BACKOFF = 0.1  # seconds before the first retry; doubles each attempt up to max_backoff
+MAX_RETRY_AFTER = 600.0  # a Retry-After longer than this is taken as this
 OVERFLOW_REPORT_EVERY = 60.0
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
 
@@ -109,9 +110,9 @@ def _timestamp(ts: Any) -> Any:
     """Now when None; a datetime in UTC (naive ones are taken as UTC, as the daemon does), which the
     encoder writes as ISO-8601 with a Z; numbers (epoch seconds) and text as given."""
     if ts is None:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     if isinstance(ts, datetime):
-        ts = ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
+        ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
         if type(ts) is datetime:
             return ts
         return ts.isoformat(timespec="microseconds")[:-6] + "Z"  # a subclass (pandas.Timestamp)
@@ -138,7 +139,7 @@ def _jsonable(value: Any) -> Any:
     """What orjson cannot write itself; anything else makes the row dropped (counted)."""
     if hasattr(value, "item") and hasattr(value, "dtype"):  # numpy and pandas scalars
         return value.item()
-    if type(value).__name__ in ("NAType", "NaTType"):       # pandas' missing values
+    if type(value).__name__ in ("NAType", "NaTType"):  # pandas' missing values
         return None
     if isinstance(value, Decimal):
         return float(value)
@@ -163,7 +164,7 @@ def _retry_after(response: httpx.Response) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
-_clients: "weakref.WeakSet[MonitorClient]" = weakref.WeakSet()
+_clients: weakref.WeakSet[MonitorClient] = weakref.WeakSet()
 
 
 class MonitorClient:
@@ -171,9 +172,18 @@ class MonitorClient:
 
     exit_timeout = 5.0
 
-    def __init__(self, url: str, model: str, *, token: str | None = None, buffer_size: int = 10_000,
-                 batch_size: int = 500, flush_interval: float = 1.0, timeout: float = 5.0,
-                 max_backoff: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        *,
+        token: str | None = None,
+        buffer_size: int = 10_000,
+        batch_size: int = 500,
+        flush_interval: float = 1.0,
+        timeout: float = 5.0,
+        max_backoff: float = 30.0,
+    ) -> None:
         if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
             raise ValueError(f"url must be the daemon's http:// or https:// address, not {url!r}")
         if not model or not isinstance(model, str):
@@ -202,8 +212,9 @@ class MonitorClient:
         # Built here, in the caller's thread at set-up time, not on the sender thread: building one
         # imports httpcore and loads CA certificates (tens of milliseconds holding the GIL), and a
         # fork while a thread is importing leaves the child with a half-imported module.
-        return httpx.Client(timeout=self.timeout, headers=self._headers,
-                            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+        return httpx.Client(
+            timeout=self.timeout, headers=self._headers, limits=httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        )
 
     def _reset(self) -> None:
         """Fresh state and a fresh sender thread: at start, and in a forked child."""
@@ -213,7 +224,7 @@ class MonitorClient:
         self._stop = threading.Event()
         self._queues: dict[str, deque] = {kind: deque() for kind in KINDS}
         self._held = 0
-        self._unsettled = 0           # rows of the batch in flight not yet counted (sender thread only)
+        self._unsettled = 0  # rows of the batch in flight not yet counted (sender thread only)
         self._counts = {name: dict.fromkeys(KINDS, 0) for name in ("sent", "rejected", "dropped")}
         self._overflow = self._overflow_reported = 0
         self._overflow_reported_at = 0.0
@@ -227,17 +238,33 @@ class MonitorClient:
             self._thread.start()
 
     # -- the caller's side: append and return ----------------------------------------------------
-    def log_prediction(self, id: Any, features: Mapping[str, Any], prediction: Any, *, ts: Any = None,
-                       latency_ms: float | None = None, model_version: str | None = None) -> bool:
+    def log_prediction(
+        self,
+        id: Any,
+        features: Mapping[str, Any],
+        prediction: Any,
+        *,
+        ts: Any = None,
+        latency_ms: float | None = None,
+        model_version: str | None = None,
+    ) -> bool:
         """Buffer one prediction; ``True`` if buffered, ``False`` if dropped (and counted). Never raises."""
         try:
             if not isinstance(features, Mapping):
                 raise _BadArgument(f"features must be a mapping of name to value, not {type(features).__name__}")
-            row = {"id": _row_id(id), "ts": _timestamp(ts),
-                   "features": features if type(features) is dict else dict(features), "prediction": prediction}
+            row = {
+                "id": _row_id(id),
+                "ts": _timestamp(ts),
+                "features": features if type(features) is dict else dict(features),
+                "prediction": prediction,
+            }
             if latency_ms is not None:
-                if (isinstance(latency_ms, bool) or not isinstance(latency_ms, numbers.Real)
-                        or not math.isfinite(latency_ms) or latency_ms < 0):
+                if (
+                    isinstance(latency_ms, bool)
+                    or not isinstance(latency_ms, numbers.Real)
+                    or not math.isfinite(latency_ms)
+                    or latency_ms < 0
+                ):
                     raise _BadArgument(f"latency_ms must be a number >= 0, not {latency_ms!r}")
                 row["latency_ms"] = float(latency_ms)
             if model_version is not None:
@@ -337,10 +364,8 @@ class MonitorClient:
             if self._closed:
                 return self._held == 0
             self._closed = True
-        try:
+        with contextlib.suppress(Exception):  # the interpreter may be shutting down
             atexit.unregister(self._at_exit)
-        except Exception:  # noqa: BLE001 - interpreter shutting down
-            pass
         started = time.monotonic()
         done = self.flush(timeout)
         with self._lock:
@@ -359,14 +384,18 @@ class MonitorClient:
             self._settled.notify_all()
             lost = sum(self._counts["dropped"].values()) - dropped_before
         if lost:
-            log.warning("monitor client: %d rows not delivered to %s before close (%s); counted as dropped",
-                        lost, self.url, self._last_error or "timed out")
+            log.warning(
+                "monitor client: %d rows not delivered to %s before close (%s); counted as dropped",
+                lost,
+                self.url,
+                self._last_error or "timed out",
+            )
         return done
 
     def _at_exit(self) -> None:
         self.close(self.exit_timeout)
 
-    def __enter__(self) -> "MonitorClient":
+    def __enter__(self) -> MonitorClient:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -440,8 +469,11 @@ class MonitorClient:
                     return
                 if status not in (408, 429) and status < 500:
                     self._last_error = f"{status} from {url}: {_error_text(response)}"
-                    self._warn_once(f"status-{status}", f"{self._last_error}; {len(lines)} {kind} dropped and "
-                                    "not retried: check the client's url, model and token (warned once)")
+                    self._warn_once(
+                        f"status-{status}",
+                        f"{self._last_error}; {len(lines)} {kind} dropped and "
+                        "not retried: check the client's url, model and token (warned once)",
+                    )
                     self._settle(kind, dropped=len(lines))
                     return
                 problem = f"{status} from {url}: {_error_text(response)}"
@@ -453,8 +485,9 @@ class MonitorClient:
                 self._outage_since = time.monotonic()
             if attempt == 2 and not self._outage_logged:  # one failure can be a stale keep-alive connection
                 self._outage_logged = True
-                log.warning("monitor client: %s; holding %d rows and retrying (backoff up to %gs)",
-                            problem, self._held, self.max_backoff)
+                log.warning(
+                    "monitor client: %s; holding %d rows and retrying (backoff up to %gs)", problem, self._held, self.max_backoff
+                )
             self._report_overflow()
             if self._stop.wait(delay):
                 self._settle(kind, dropped=len(lines))
@@ -477,8 +510,10 @@ class MonitorClient:
         except Exception:  # noqa: BLE001 - not the daemon's answer: nothing was taken
             accepted, errors = 0, [{"reason": _error_text(response)}]
         self._last_error = f"400 from {self._endpoints[kind]}: {errors[0]}"
-        self._warn_once(f"rejected-{kind}", f"the daemon rejected {count - accepted} of {count} {kind}, e.g. "
-                        f"{errors[0]} (warned once; see client.rejected)")
+        self._warn_once(
+            f"rejected-{kind}",
+            f"the daemon rejected {count - accepted} of {count} {kind}, e.g. {errors[0]} (warned once; see client.rejected)",
+        )
         log.debug("monitor client: rejected %s: %s", kind, errors)
         self._settle(kind, sent=accepted, rejected=count - accepted)
 
@@ -490,8 +525,11 @@ class MonitorClient:
             return
         half = len(lines) // 2
         self._batch_limit = min(self._batch_limit, half)
-        self._warn_once("413", f"a batch of {len(lines)} {kind} is over the daemon's body limit: sending halves "
-                        f"(lower batch_size; now at most {self._batch_limit})")
+        self._warn_once(
+            "413",
+            f"a batch of {len(lines)} {kind} is over the daemon's body limit: sending halves "
+            f"(lower batch_size; now at most {self._batch_limit})",
+        )
         self._post(http, kind, lines[:half])
         if not self._stop.is_set():  # else the second half is counted as dropped by _drain
             self._post(http, kind, lines[half:])
@@ -506,8 +544,13 @@ class MonitorClient:
         if self._overflow > self._overflow_reported and now - self._overflow_reported_at >= OVERFLOW_REPORT_EVERY:
             count = self._overflow - self._overflow_reported
             self._overflow_reported, self._overflow_reported_at = self._overflow, now
-            log.warning("monitor client: %d rows dropped because the buffer of %d rows was full (daemon at %s "
-                        "unreachable or too slow); see client.dropped", count, self.buffer_size, self.url)
+            log.warning(
+                "monitor client: %d rows dropped because the buffer of %d rows was full (daemon at %s "
+                "unreachable or too slow); see client.dropped",
+                count,
+                self.buffer_size,
+                self.url,
+            )
 
 
 def _error_text(response: httpx.Response) -> str:
@@ -564,13 +607,23 @@ def _unconfigured(kind: str) -> bool:
         _not_configured[kind] += 1
         first = sum(_not_configured.values()) == 1
     if first:
-        log.warning("monitor client: log_%s called before monitor.client.configure(): rows are dropped "
-                    "and counted (monitor.client.stats()) (warned once)", kind[:-1])
+        log.warning(
+            "monitor client: log_%s called before monitor.client.configure(): rows are dropped "
+            "and counted (monitor.client.stats()) (warned once)",
+            kind[:-1],
+        )
     return False
 
 
-def log_prediction(id: Any, features: Mapping[str, Any], prediction: Any, *, ts: Any = None,
-                   latency_ms: float | None = None, model_version: str | None = None) -> bool:
+def log_prediction(
+    id: Any,
+    features: Mapping[str, Any],
+    prediction: Any,
+    *,
+    ts: Any = None,
+    latency_ms: float | None = None,
+    model_version: str | None = None,
+) -> bool:
     """:meth:`MonitorClient.log_prediction` on the default client; dropped and counted when there is none."""
     client = _default
     if client is None:
@@ -590,9 +643,17 @@ def stats() -> dict[str, Any]:
     """The default client's :meth:`MonitorClient.stats`, plus ``not_configured``: rows logged while no
     client was configured (dropped)."""
     client = _default
-    out = client.stats() if client is not None else {
-        "sent": Counts(), "rejected": Counts(), "dropped": Counts(), "pending": 0,
-        "last_error": "monitor.client.configure() was not called"}
+    out = (
+        client.stats()
+        if client is not None
+        else {
+            "sent": Counts(),
+            "rejected": Counts(),
+            "dropped": Counts(),
+            "pending": 0,
+            "last_error": "monitor.client.configure() was not called",
+        }
+    )
     with _default_lock:
         out["not_configured"] = Counts(**_not_configured)
     return out

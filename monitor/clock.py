@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
@@ -13,14 +13,14 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 class FixedClock:
     """A clock that only moves when told to: for tests of windows and ``for:`` durations."""
 
     def __init__(self, start: datetime) -> None:
-        self._now = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
+        self._now = start if start.tzinfo else start.replace(tzinfo=UTC)
 
     def now(self) -> datetime:
         return self._now

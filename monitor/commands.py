@@ -85,15 +85,20 @@ def check(args: argparse.Namespace) -> int:
         daemon.outbox.recover_stale()  # not recover(): a running daemon may have a delivery in hand
         sent = daemon.outbox.deliver_due()
         waiting = daemon.outbox.pending_count()
-        print(f"stored run #{result.run_id}; {sent} notification(s) delivered" + (f", {waiting} waiting to retry" if waiting else ""))
+        print(
+            f"stored run #{result.run_id}; {sent} notification(s) delivered"
+            + (f", {waiting} waiting to retry" if waiting else "")
+        )
     daemon.engine.dispose()
     return 1 if result.outcome == "error" else 0
 
 
 def _print_result(result) -> None:
     evaluation = result.evaluation
-    print(f"{result.model}/{result.check}: {result.outcome}  window {result.window_start:%Y-%m-%d %H:%M:%S} to "
-          f"{result.window_end:%H:%M:%S} UTC, {evaluation.sample_size} rows")
+    print(
+        f"{result.model}/{result.check}: {result.outcome}  window {result.window_start:%Y-%m-%d %H:%M:%S} to "
+        f"{result.window_end:%H:%M:%S} UTC, {evaluation.sample_size} rows"
+    )
     if evaluation.error:
         print(f"  {evaluation.error}")
     for value in evaluation.values:
@@ -103,12 +108,18 @@ def _print_result(result) -> None:
     if features:
         print(f"  {'feature':<24} {'method':<32} {'score':>12} {'threshold':>10}  drifted")
         for f in features:
-            print(f"  {f['feature']:<24} {f['method']:<32} {f['score']:>12.4g} {f['threshold']:>10.4g}  {'YES' if f['drifted'] else 'no'}")
+            print(
+                f"  {f['feature']:<24} {f['method']:<32} {f['score']:>12.4g} {f['threshold']:>10.4g}  {'YES' if f['drifted'] else 'no'}"
+            )
     for o in result.observations:
-        print(f"  rule {o.rule.when.text!r}{' [' + o.feature + ']' if o.feature else ''}: {'BREACHED' if o.breached else 'ok'} at {o.value:.4g}")
+        print(
+            f"  rule {o.rule.when.text!r}{' [' + o.feature + ']' if o.feature else ''}: {'BREACHED' if o.breached else 'ok'} at {o.value:.4g}"
+        )
     for c in result.changes:
-        print(f"  alert #{c.alert_id} {c.rule}{' [' + c.feature + ']' if c.feature else ''} -> {c.state}"
-              + (f" (notify: {c.notify})" if c.notify else ""))
+        print(
+            f"  alert #{c.alert_id} {c.rule}{' [' + c.feature + ']' if c.feature else ''} -> {c.state}"
+            + (f" (notify: {c.notify})" if c.notify else "")
+        )
 
 
 def database(args: argparse.Namespace) -> int:
@@ -153,7 +164,9 @@ def alerts(args: argparse.Namespace) -> int:
         print("no open alerts" if not args.all else "no alerts")
     for a in rows:
         target = f"{a.model}/{a.check}" + (f"[{a.feature}]" if a.feature else "")
-        print(f"#{a.id:<5} {a.state:<9} {a.severity:<8} {target:<40} {a.rule:<28} last {a.last_value:.4g}  since {a.started:%Y-%m-%d %H:%M} UTC")
+        print(
+            f"#{a.id:<5} {a.state:<9} {a.severity:<8} {target:<40} {a.rule:<28} last {a.last_value:.4g}  since {a.started:%Y-%m-%d %H:%M} UTC"
+        )
     engine.dispose()
     return 0
 

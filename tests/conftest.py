@@ -12,8 +12,10 @@ import sqlalchemy as sa
 from monitor.storage import db
 
 PG_URL = os.environ.get("MONITOR_TEST_POSTGRES_URL", "")
-PG_HINT = ("PostgreSQL tests are off: set MONITOR_TEST_POSTGRES_URL to a server you may create databases on, "
-           "e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test (.ci/run does)")
+PG_HINT = (
+    "PostgreSQL tests are off: set MONITOR_TEST_POSTGRES_URL to a server you may create databases on, "
+    "e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test (.ci/run does)"
+)
 
 
 def _postgres_database():

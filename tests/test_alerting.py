@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,7 +13,7 @@ from monitor.alerting.rules import observe
 from monitor.checks.base import MetricValue, RuleSpec
 from monitor.config.models import DaemonConfig
 
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
 ZERO = timedelta(0)
 
@@ -25,25 +25,26 @@ FIRING = OpenEpisode("firing", T0)
 
 ADVANCE_CASES = [
     # id,                                 episode, breached, now,         hold,   expected
-    ("ok stays ok",                       None,    False,    T0,          30 * M, None),
-    ("ok stays ok, for 0",                None,    False,    T0,          ZERO,   None),
-    ("ok -> pending with for",            None,    True,     T0,          30 * M, Step("pending")),
-    ("ok -> firing at once with for 0",   None,    True,     T0,          ZERO,   Step("firing", "firing")),
-    ("pending stays pending at +10m",     PENDING, True,     T0 + 10 * M, 30 * M, Step("pending")),
-    ("pending stays pending just before", PENDING, True,     T0 + 30 * M - timedelta(seconds=1), 30 * M, Step("pending")),
-    ("pending -> firing when for elapsed", PENDING, True,    T0 + 30 * M, 30 * M, Step("firing", "firing")),
-    ("pending -> firing later on",        PENDING, True,     T0 + 3 * 60 * M, 30 * M, Step("firing", "firing")),
-    ("pending -> ok, nobody told",        PENDING, False,    T0 + 10 * M, 30 * M, Step("ok")),
+    ("ok stays ok", None, False, T0, 30 * M, None),
+    ("ok stays ok, for 0", None, False, T0, ZERO, None),
+    ("ok -> pending with for", None, True, T0, 30 * M, Step("pending")),
+    ("ok -> firing at once with for 0", None, True, T0, ZERO, Step("firing", "firing")),
+    ("pending stays pending at +10m", PENDING, True, T0 + 10 * M, 30 * M, Step("pending")),
+    ("pending stays pending just before", PENDING, True, T0 + 30 * M - timedelta(seconds=1), 30 * M, Step("pending")),
+    ("pending -> firing when for elapsed", PENDING, True, T0 + 30 * M, 30 * M, Step("firing", "firing")),
+    ("pending -> firing later on", PENDING, True, T0 + 3 * 60 * M, 30 * M, Step("firing", "firing")),
+    ("pending -> ok, nobody told", PENDING, False, T0 + 10 * M, 30 * M, Step("ok")),
     ("pending -> ok after for, nobody told", PENDING, False, T0 + 60 * M, 30 * M, Step("ok")),
-    ("firing stays firing, no re-notify", FIRING,  True,     T0 + 15 * M, 30 * M, Step("firing")),
-    ("firing stays firing, for 0",        FIRING,  True,     T0 + 15 * M, ZERO,   Step("firing")),
-    ("firing -> resolved notifies",       FIRING,  False,    T0 + 15 * M, 30 * M, Step("resolved", "resolved")),
-    ("firing -> resolved, for 0",         FIRING,  False,    T0 + 15 * M, ZERO,   Step("resolved", "resolved")),
+    ("firing stays firing, no re-notify", FIRING, True, T0 + 15 * M, 30 * M, Step("firing")),
+    ("firing stays firing, for 0", FIRING, True, T0 + 15 * M, ZERO, Step("firing")),
+    ("firing -> resolved notifies", FIRING, False, T0 + 15 * M, 30 * M, Step("resolved", "resolved")),
+    ("firing -> resolved, for 0", FIRING, False, T0 + 15 * M, ZERO, Step("resolved", "resolved")),
 ]
 
 
-@pytest.mark.parametrize("episode, breached, now, hold, expected", [c[1:] for c in ADVANCE_CASES],
-                         ids=[c[0] for c in ADVANCE_CASES])
+@pytest.mark.parametrize(
+    "episode, breached, now, hold, expected", [c[1:] for c in ADVANCE_CASES], ids=[c[0] for c in ADVANCE_CASES]
+)
 def test_advance(episode, breached, now, hold, expected):
     assert advance(episode, breached, now, hold) == expected
 
@@ -64,19 +65,32 @@ def _run(timeline: list[tuple[timedelta, bool]], hold: timedelta) -> list[tuple[
             out.append(("-", None))
             continue
         out.append((step.state, step.notify))
-        if step.is_open:
-            episode = OpenEpisode(step.state, episode.started if episode else now)
-        else:
-            episode = None
+        episode = OpenEpisode(step.state, episode.started if episode else now) if step.is_open else None
     return out
 
 
 def test_a_whole_episode_notifies_once_firing_and_once_resolved():
-    timeline = [(ZERO, False), (15 * M, True), (30 * M, True), (45 * M, True), (60 * M, True), (75 * M, True),
-                (90 * M, False), (105 * M, False)]
+    timeline = [
+        (ZERO, False),
+        (15 * M, True),
+        (30 * M, True),
+        (45 * M, True),
+        (60 * M, True),
+        (75 * M, True),
+        (90 * M, False),
+        (105 * M, False),
+    ]
     steps = _run(timeline, 30 * M)
-    assert steps == [("-", None), ("pending", None), ("pending", None), ("firing", "firing"), ("firing", None),
-                     ("firing", None), ("resolved", "resolved"), ("-", None)]
+    assert steps == [
+        ("-", None),
+        ("pending", None),
+        ("pending", None),
+        ("firing", "firing"),
+        ("firing", None),
+        ("firing", None),
+        ("resolved", "resolved"),
+        ("-", None),
+    ]
     assert [n for _, n in steps if n] == ["firing", "resolved"]
 
 
@@ -88,15 +102,20 @@ def test_a_blip_shorter_than_for_notifies_nobody():
 
 # -- observe --------------------------------------------------------------------------------------
 
+
 def rule(**kw) -> RuleSpec:
     return RuleSpec.model_validate(kw)
 
 
 DRIFT_VALUES = [
-    MetricValue("drift_share", 2 / 3), MetricValue("drifted_count", 2.0),
-    MetricValue("drift_score", 0.31, "amount"), MetricValue("drifted", 1.0, "amount"),
-    MetricValue("drift_score", 0.25, "country"), MetricValue("drifted", 1.0, "country"),
-    MetricValue("drift_score", 0.02, "account_age_days"), MetricValue("drifted", 0.0, "account_age_days"),
+    MetricValue("drift_share", 2 / 3),
+    MetricValue("drifted_count", 2.0),
+    MetricValue("drift_score", 0.31, "amount"),
+    MetricValue("drifted", 1.0, "amount"),
+    MetricValue("drift_score", 0.25, "country"),
+    MetricValue("drifted", 1.0, "country"),
+    MetricValue("drift_score", 0.02, "account_age_days"),
+    MetricValue("drifted", 0.0, "account_age_days"),
 ]
 
 
@@ -115,7 +134,10 @@ def test_a_per_feature_rule_gives_one_observation_per_feature():
     drifted = rule(when="drifted == 1")
     observations = observe([drifted], DRIFT_VALUES, 30 * M)
     assert [(o.feature, o.value, o.breached) for o in observations] == [
-        ("amount", 1.0, True), ("country", 1.0, True), ("account_age_days", 0.0, False)]
+        ("amount", 1.0, True),
+        ("country", 1.0, True),
+        ("account_age_days", 0.0, False),
+    ]
     assert {o.key for o in observations} == {("drifted == 1", f) for f in ("amount", "country", "account_age_days")}
     assert all(o.hold == 30 * M for o in observations)
 
@@ -125,16 +147,22 @@ def test_several_rules_and_a_rule_with_no_values():
     observations = observe(rules, DRIFT_VALUES, ZERO)
     assert [(o.rule.when.metric, o.feature, o.breached) for o in observations] == [
         ("drift_share", "", True),
-        ("drift_score", "amount", True), ("drift_score", "country", True), ("drift_score", "account_age_days", False)]
+        ("drift_score", "amount", True),
+        ("drift_score", "country", True),
+        ("drift_score", "account_age_days", False),
+    ]
 
 
-@pytest.mark.parametrize("rule_for, check_for, hold", [
-    (None, ZERO, ZERO),
-    (None, 30 * M, 30 * M),
-    ("10m", 30 * M, 10 * M),
-    ("1h", ZERO, 60 * M),
-    ("90s", 5 * M, timedelta(seconds=90)),
-])
+@pytest.mark.parametrize(
+    "rule_for, check_for, hold",
+    [
+        (None, ZERO, ZERO),
+        (None, 30 * M, 30 * M),
+        ("10m", 30 * M, 10 * M),
+        ("1h", ZERO, 60 * M),
+        ("90s", 5 * M, timedelta(seconds=90)),
+    ],
+)
 def test_rule_for_overrides_check_for(rule_for, check_for, hold):
     spec = {"when": "drift_share > 0.3"} | ({"for": rule_for} if rule_for else {})
     [obs] = observe([rule(**spec)], DRIFT_VALUES, check_for)
@@ -145,47 +173,66 @@ def test_a_missing_value_is_neither_a_breach_nor_a_recovery():
     """roc_auc is NaN for a window whose labels are all one class: no observation, so no episode moves."""
     values = [MetricValue("p99_ms", math.nan), MetricValue("p50_ms", 20.0)]
     assert observe([rule(when="p99_ms < 100"), rule(when="p50_ms < 100")], values, ZERO) == [
-        observe([rule(when="p50_ms < 100")], [MetricValue("p50_ms", 20.0)], ZERO)[0]]
+        observe([rule(when="p50_ms < 100")], [MetricValue("p50_ms", 20.0)], ZERO)[0]
+    ]
 
 
 # -- routing --------------------------------------------------------------------------------------
 
+
 def config(token: str = "xoxb-test", routes: list | None = None) -> DaemonConfig:
-    return DaemonConfig.model_validate({
-        "notifiers": {"slack": {"token": token}},
-        "owners": {
-            "fraud-team": {"slack": "#fraud-alerts", "mention": ["@dana"]},
-            "oncall": {"slack": "#oncall"},
-            "ml-platform": {},  # no Slack channel: console
-        },
-        "routes": routes or [],
-    })
+    return DaemonConfig.model_validate(
+        {
+            "notifiers": {"slack": {"token": token}},
+            "owners": {
+                "fraud-team": {"slack": "#fraud-alerts", "mention": ["@dana"]},
+                "oncall": {"slack": "#oncall"},
+                "ml-platform": {},  # no Slack channel: console
+            },
+            "routes": routes or [],
+        }
+    )
 
 
 def labels(severity: str = "warning", owner: str = "fraud-team") -> dict[str, str]:
     return {"severity": severity, "model": "fraud-scorer", "check": "feature-drift", "owner": owner}
 
 
-ROUTES = [{"match": {"severity": "critical"}, "also": ["oncall"]},
-          {"match": {"severity": "critical", "model": "fraud-scorer"}, "also": ["ml-platform", "fraud-team"]},
-          {"match": {"model": "churn-model"}, "also": ["ml-platform"]}]
+ROUTES = [
+    {"match": {"severity": "critical"}, "also": ["oncall"]},
+    {"match": {"severity": "critical", "model": "fraud-scorer"}, "also": ["ml-platform", "fraud-team"]},
+    {"match": {"model": "churn-model"}, "also": ["ml-platform"]},
+]
 
 ROUTING_CASES = [
     # id,                               token,       routes, owner,         severity,   expected
-    ("owner's channel",                 "xoxb-test", [],     "fraud-team",  "warning",  ["slack:#fraud-alerts"]),
-    ("owner without a channel",         "xoxb-test", [],     "ml-platform", "warning",  ["console:ml-platform"]),
-    ("unknown owner",                   "xoxb-test", [],     "nobody",      "critical", ["console:nobody"]),
-    ("no route matches",                "xoxb-test", ROUTES, "fraud-team",  "warning",  ["slack:#fraud-alerts"]),
-    ("critical: routes, each once",     "xoxb-test", ROUTES, "fraud-team",  "critical",
-     ["slack:#fraud-alerts", "slack:#oncall", "console:ml-platform"]),
-    ("no Slack token: console",         "",          [],     "fraud-team",  "warning",  ["console:fraud-team"]),
-    ("no Slack token, routed: console", "",          ROUTES, "fraud-team",  "critical",
-     ["console:fraud-team", "console:oncall", "console:ml-platform"]),
+    ("owner's channel", "xoxb-test", [], "fraud-team", "warning", ["slack:#fraud-alerts"]),
+    ("owner without a channel", "xoxb-test", [], "ml-platform", "warning", ["console:ml-platform"]),
+    ("unknown owner", "xoxb-test", [], "nobody", "critical", ["console:nobody"]),
+    ("no route matches", "xoxb-test", ROUTES, "fraud-team", "warning", ["slack:#fraud-alerts"]),
+    (
+        "critical: routes, each once",
+        "xoxb-test",
+        ROUTES,
+        "fraud-team",
+        "critical",
+        ["slack:#fraud-alerts", "slack:#oncall", "console:ml-platform"],
+    ),
+    ("no Slack token: console", "", [], "fraud-team", "warning", ["console:fraud-team"]),
+    (
+        "no Slack token, routed: console",
+        "",
+        ROUTES,
+        "fraud-team",
+        "critical",
+        ["console:fraud-team", "console:oncall", "console:ml-platform"],
+    ),
 ]
 
 
-@pytest.mark.parametrize("token, routes, owner, severity, expected", [c[1:] for c in ROUTING_CASES],
-                         ids=[c[0] for c in ROUTING_CASES])
+@pytest.mark.parametrize(
+    "token, routes, owner, severity, expected", [c[1:] for c in ROUTING_CASES], ids=[c[0] for c in ROUTING_CASES]
+)
 def test_receivers_for(token, routes, owner, severity, expected):
     assert receivers_for(owner, labels(severity, owner), config(token, routes)) == expected
 

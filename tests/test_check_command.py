@@ -5,17 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from factories import FEATURES, live_frame, write_project
 from sqlalchemy.orm import Session
 
-from factories import FEATURES, live_frame, write_project
 from monitor.storage import db
 from monitor.storage.tables import Notification
-
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,8 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def monitor(*args: str, cwd) -> subprocess.CompletedProcess:
     # This checkout's package, whichever copy happens to be pip-installed.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "monitor", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([sys.executable, "-m", "monitor", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
 def count(db_path, table: str) -> int:
@@ -36,17 +34,17 @@ def count(db_path, table: str) -> int:
 
 
 def test_check_on_a_drifted_window_prints_stores_and_notifies(tmp_path):
-    write_project(tmp_path, live=live_frame(600, end=datetime.now(timezone.utc), drift=True))
+    write_project(tmp_path, live=live_frame(600, end=datetime.now(UTC), drift=True))
 
     done = monitor("check", "fraud-scorer/feature-drift", cwd=tmp_path)
 
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "fraud-scorer/feature-drift: breach" in out
-    for feature in FEATURES:                       # the per-feature table
+    for feature in FEATURES:  # the per-feature table
         assert feature in out
     assert "drift_share" in out and "YES" in out
-    assert "[FIRING critical] fraud-scorer / feature-drift" in out   # the console notifier's message
+    assert "[FIRING critical] fraud-scorer / feature-drift" in out  # the console notifier's message
     assert "drifted features, worst first: amount" in out
     assert "1 notification(s) delivered" in out
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'monitor.db'}")
@@ -60,7 +58,7 @@ def test_check_on_a_drifted_window_prints_stores_and_notifies(tmp_path):
 
 
 def test_check_on_three_rows_is_insufficient_data(tmp_path):
-    write_project(tmp_path, live=live_frame(3, end=datetime.now(timezone.utc), drift=True))
+    write_project(tmp_path, live=live_frame(3, end=datetime.now(UTC), drift=True))
 
     done = monitor("check", "fraud-scorer/feature-drift", cwd=tmp_path)
 
@@ -73,7 +71,7 @@ def test_check_on_three_rows_is_insufficient_data(tmp_path):
 
 
 def test_dry_run_stores_and_sends_nothing(tmp_path):
-    write_project(tmp_path, live=live_frame(600, end=datetime.now(timezone.utc), drift=True))
+    write_project(tmp_path, live=live_frame(600, end=datetime.now(UTC), drift=True))
     assert monitor("db", "upgrade", cwd=tmp_path).returncode == 0
 
     done = monitor("check", "fraud-scorer/feature-drift", "--dry-run", cwd=tmp_path)
@@ -88,7 +86,7 @@ def test_dry_run_stores_and_sends_nothing(tmp_path):
 
 @pytest.mark.parametrize("command", [("check", "fraud-scorer/feature-drift", "--dry-run"), ("alerts",)])
 def test_dry_run_and_alerts_neither_create_nor_migrate_the_database(tmp_path, command):
-    write_project(tmp_path, live=live_frame(600, end=datetime.now(timezone.utc), drift=True))
+    write_project(tmp_path, live=live_frame(600, end=datetime.now(UTC), drift=True))
 
     done = monitor(*command, cwd=tmp_path)
 
@@ -97,7 +95,7 @@ def test_dry_run_and_alerts_neither_create_nor_migrate_the_database(tmp_path, co
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "monitor.db").exists()
 
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'monitor.db'}")   # an older schema: not migrated either
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'monitor.db'}")  # an older schema: not migrated either
     db.upgrade(engine, "0001")
     engine.dispose()
     done = monitor(*command, cwd=tmp_path)
@@ -121,11 +119,11 @@ def _claim_the_sent_notification(db_path, claimed: datetime) -> None:
 
 
 def test_check_does_not_resend_what_a_running_daemon_has_in_hand(tmp_path):
-    write_project(tmp_path, live=live_frame(600, end=datetime.now(timezone.utc), drift=True))
+    write_project(tmp_path, live=live_frame(600, end=datetime.now(UTC), drift=True))
     first = monitor("check", "fraud-scorer/feature-drift", cwd=tmp_path)
     assert first.returncode == 0 and "1 notification(s) delivered" in first.stdout, first.stderr
     # The daemon claimed it a minute ago and is waiting out a Retry-After.
-    _claim_the_sent_notification(tmp_path / "monitor.db", datetime.now(timezone.utc) - timedelta(minutes=1))
+    _claim_the_sent_notification(tmp_path / "monitor.db", datetime.now(UTC) - timedelta(minutes=1))
 
     done = monitor("check", "fraud-scorer/feature-drift", cwd=tmp_path)
 
@@ -137,7 +135,7 @@ def test_check_does_not_resend_what_a_running_daemon_has_in_hand(tmp_path):
     engine.dispose()
 
     # A claim older than the lease is a leftover (its process died): the command settles it.
-    _claim_the_sent_notification(tmp_path / "monitor.db", datetime.now(timezone.utc) - timedelta(minutes=6))
+    _claim_the_sent_notification(tmp_path / "monitor.db", datetime.now(UTC) - timedelta(minutes=6))
     done = monitor("check", "fraud-scorer/feature-drift", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "[FIRING critical] fraud-scorer / feature-drift" in done.stdout
@@ -145,7 +143,7 @@ def test_check_does_not_resend_what_a_running_daemon_has_in_hand(tmp_path):
 
 
 def test_an_unreadable_source_is_an_error_with_its_reason(tmp_path):
-    live = live_frame(100, end=datetime.now(timezone.utc)).drop(columns=["amount"])
+    live = live_frame(100, end=datetime.now(UTC)).drop(columns=["amount"])
     write_project(tmp_path, live=live)
 
     done = monitor("check", "fraud-scorer/feature-drift", cwd=tmp_path)

@@ -25,9 +25,13 @@ def test_top_level_help_lists_every_command_and_examples(capsys):
     assert out.startswith("usage: monitor")
     for command in ("run", "validate", "check", "db", "alerts", "demo"):
         assert f"\n    {command} " in out, f"{command} is listed"
-    for example in ("monitor demo", "monitor validate checks/fraud-scorer.yaml",
-                    "monitor check fraud-scorer/feature-drift --dry-run", "monitor run --config config.yaml",
-                    "monitor db upgrade"):
+    for example in (
+        "monitor demo",
+        "monitor validate checks/fraud-scorer.yaml",
+        "monitor check fraud-scorer/feature-drift --dry-run",
+        "monitor run --config config.yaml",
+        "monitor db upgrade",
+    ):
         assert example in out
     assert "--version" in out
     assert "$MONITOR_CONFIG" in out, "where the config comes from"
@@ -38,10 +42,30 @@ def test_top_level_help_lists_every_command_and_examples(capsys):
     ("argv", "expected"),
     [
         (["run"], ["usage: monitor run", "--config FILE", "SIGTERM", "Ctrl-C", "Migrates the database"]),
-        (["validate"], ["usage: monitor validate", "--config FILE", "[FILE ...]", "file:line:col", "exits 1",
-                        "exits 0", "${VAR}", "checks_dir"]),
-        (["check"], ["usage: monitor check", "MODEL/CHECK", "--dry-run", "store nothing, notify no one",
-                     "fraud-scorer/feature-drift", "--config FILE"]),
+        (
+            ["validate"],
+            [
+                "usage: monitor validate",
+                "--config FILE",
+                "[FILE ...]",
+                "file:line:col",
+                "exits 1",
+                "exits 0",
+                "${VAR}",
+                "checks_dir",
+            ],
+        ),
+        (
+            ["check"],
+            [
+                "usage: monitor check",
+                "MODEL/CHECK",
+                "--dry-run",
+                "store nothing, notify no one",
+                "fraud-scorer/feature-drift",
+                "--config FILE",
+            ],
+        ),
         (["db"], ["usage: monitor db", "upgrade", "current", "Alembic"]),
         (["db", "upgrade"], ["usage: monitor db upgrade", "--config FILE"]),
         (["db", "current"], ["usage: monitor db current", "--config FILE"]),
@@ -93,7 +117,6 @@ def test_unknown_command_is_a_usage_error(capsys):
     ],
 )
 def test_python_dash_m_monitor(tmp_path, argv, expected):
-    done = subprocess.run([sys.executable, "-m", "monitor", *argv], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run([sys.executable, "-m", "monitor", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert expected in done.stdout

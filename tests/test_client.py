@@ -12,7 +12,7 @@ import sys
 import textwrap
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -33,17 +33,32 @@ MODEL = "fraud-scorer"
 def write_ingest_project(root: Path, *, listen: str = "127.0.0.1:0", max_body_bytes: int | None = None) -> Path:
     """A daemon config and one model fed by the ingest API (amount: number, country: text)."""
     (root / "checks").mkdir(parents=True, exist_ok=True)
-    config = {"database": {"url": f"sqlite:///{root / 'monitor.db'}"},
-              "server": {"listen": listen, "token": TOKEN},
-              "checks_dir": "checks",
-              "owners": {"fraud-team": {"slack": "#fraud-alerts"}}}
+    config = {
+        "database": {"url": f"sqlite:///{root / 'monitor.db'}"},
+        "server": {"listen": listen, "token": TOKEN},
+        "checks_dir": "checks",
+        "owners": {"fraud-team": {"slack": "#fraud-alerts"}},
+    }
     if max_body_bytes:
         config["ingest"] = {"max_body_bytes": max_body_bytes}
-    model = {"model": MODEL, "owner": "fraud-team",
-             "source": {"kind": "ingest", "features": ["amount", "country"],
-                        "feature_types": {"amount": "number", "country": "string"}},
-             "checks": [{"name": "latency", "kind": "latency", "every": "1h", "window": "1h",
-                         "alert": [{"when": "p99_ms > 250", "severity": "warning"}]}]}
+    model = {
+        "model": MODEL,
+        "owner": "fraud-team",
+        "source": {
+            "kind": "ingest",
+            "features": ["amount", "country"],
+            "feature_types": {"amount": "number", "country": "string"},
+        },
+        "checks": [
+            {
+                "name": "latency",
+                "kind": "latency",
+                "every": "1h",
+                "window": "1h",
+                "alert": [{"when": "p99_ms > 250", "severity": "warning"}],
+            }
+        ],
+    }
     (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (root / "checks" / f"{MODEL}.yaml").write_text(yaml.safe_dump(model, sort_keys=False))
     return root / "config.yaml"
@@ -63,8 +78,11 @@ def ingest_totals(daemon: Daemon) -> tuple[int, int]:
     """(accepted, rejected) summed over ingest_stats, after the sampler wrote what it holds."""
     daemon.sampler.flush()
     with daemon.engine.connect() as conn:
-        row = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(IngestStat.accepted), 0),
-                                     sa.func.coalesce(sa.func.sum(IngestStat.rejected), 0))).one()
+        row = conn.execute(
+            sa.select(
+                sa.func.coalesce(sa.func.sum(IngestStat.accepted), 0), sa.func.coalesce(sa.func.sum(IngestStat.rejected), 0)
+            )
+        ).one()
     return int(row[0]), int(row[1])
 
 
@@ -91,7 +109,7 @@ def test_logged_rows_and_labels_arrive(tmp_path):
             for i in range(600):
                 assert client.log_prediction(f"p{i}", features(i), i % 7 / 7, latency_ms=5 + i % 40, model_version="v3")
             # timestamps: an aware datetime, a naive one (taken as UTC), epoch seconds, ISO text
-            at = datetime(2026, 1, 1, 12, 0, 30, tzinfo=timezone.utc)
+            at = datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC)
             client.log_prediction("t-aware", features(1), 0.1, ts=at.astimezone(timezone(timedelta(hours=2))))
             client.log_prediction("t-naive", features(2), 0.2, ts=at.replace(tzinfo=None))
             client.log_prediction("t-epoch", features(3), 0.3, ts=at.timestamp())
@@ -110,12 +128,13 @@ def test_logged_rows_and_labels_arrive(tmp_path):
         assert ingest_totals(daemon) == (606, 0)
         kept = samples(daemon)
         assert len(kept) == 606  # under ingest.sample_per_minute: every row is in the sample
-        assert {row_id: row["label"] for row_id, row in kept.items() if row["label"] is not None} == \
-            {f"p{i}": i % 2 for i in range(0, 600, 6)}
+        assert {row_id: row["label"] for row_id, row in kept.items() if row["label"] is not None} == {
+            f"p{i}": i % 2 for i in range(0, 600, 6)
+        }
         assert kept["p7"]["features"] == features(7) and kept["p7"]["latency_ms"] == 12 and kept["p7"]["model_version"] == "v3"
         for row_id in ("t-aware", "t-naive", "t-epoch", "t-text"):
             assert kept[row_id]["ts"] == at, row_id
-        assert abs(kept["p0"]["ts"] - datetime.now(timezone.utc)) < timedelta(minutes=1)
+        assert abs(kept["p0"]["ts"] - datetime.now(UTC)) < timedelta(minutes=1)
         assert kept["t-numpy"]["features"] == {"amount": 2.5, "country": "DE"} and kept["t-numpy"]["prediction"] == 1
         assert kept["t-nan"]["features"] == {"amount": None, "country": None} and kept["t-nan"]["prediction"] == [0.2, 0.8]
 
@@ -178,7 +197,7 @@ def test_a_400_counts_the_bad_rows_and_takes_the_good_ones_once(tmp_path, caplog
             client.log_prediction(f"g{i}", features(i), 0.5)
         client.log_prediction("bad", {"amount": "lots", "country": "US"}, 0.5)  # amount must be a number
         client.log_label("g1", 1)
-        client.log_label("g2", {"not": "a label"})                              # a label is not an object
+        client.log_label("g2", {"not": "a label"})  # a label is not an object
         assert client.flush(timeout=10)
         assert client.sent == Counts(predictions=10, labels=1)
         assert client.rejected == Counts(predictions=1, labels=1)
@@ -284,11 +303,18 @@ def test_close_flushes_and_nonsense_never_raises(tmp_path):
         for i in range(25):
             client.log_prediction(f"f{i}", features(i), 0.5)
         nonsense = [
-            ((None, features(0), 1), {}), (("", features(0), 1), {}), ((True, features(0), 1), {}),
-            (("n1", "amount=1", 1), {}), (("n2", None, 1), {}), (("n3", [1, 2], 1), {}),
-            (("n4", features(0), 1), {"ts": object()}), (("n5", features(0), 1), {"ts": float("nan")}),
-            (("n6", features(0), 1), {"ts": True}), (("n7", features(0), 1), {"latency_ms": -1}),
-            (("n8", features(0), 1), {"latency_ms": "fast"}), (("n9", features(0), 1), {"latency_ms": float("inf")}),
+            ((None, features(0), 1), {}),
+            (("", features(0), 1), {}),
+            ((True, features(0), 1), {}),
+            (("n1", "amount=1", 1), {}),
+            (("n2", None, 1), {}),
+            (("n3", [1, 2], 1), {}),
+            (("n4", features(0), 1), {"ts": object()}),
+            (("n5", features(0), 1), {"ts": float("nan")}),
+            (("n6", features(0), 1), {"ts": True}),
+            (("n7", features(0), 1), {"latency_ms": -1}),
+            (("n8", features(0), 1), {"latency_ms": "fast"}),
+            (("n9", features(0), 1), {"latency_ms": float("inf")}),
         ]
         for args, kw in nonsense:
             assert client.log_prediction(*args, **kw) is False

@@ -12,6 +12,7 @@ from monitor.config.durations import format_duration, parse_duration
 
 # --- conditions ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("text", "metric", "op", "threshold"),
     [
@@ -85,17 +86,17 @@ def test_no_data_never_breaches(text, missing):
 @pytest.mark.parametrize(
     "text",
     [
-        "drift_share >",          # no threshold
-        "> 3",                    # no metric
-        "drift_share => 3",       # not an operator
-        "drift_share = 3",        # not an operator
-        "drift_share <> 3",       # not an operator
-        "__import__('os')",       # code is never run
+        "drift_share >",  # no threshold
+        "> 3",  # no metric
+        "drift_share => 3",  # not an operator
+        "drift_share = 3",  # not an operator
+        "drift_share <> 3",  # not an operator
+        "__import__('os')",  # code is never run
         "__import__('os').system('true') > 1",
-        "a > b",                  # the threshold must be a number
+        "a > b",  # the threshold must be a number
         "drift_share > 0.3 and p99_ms > 1",
         "drift_share > 0.3 # comment",
-        "drift-share > 0.3",      # not a metric name
+        "drift-share > 0.3",  # not a metric name
         "9lives > 1",
         "x > 1e",
         "x > 5%%",
@@ -127,6 +128,7 @@ def test_condition_error_is_a_value_error():
 
 
 # --- durations ----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("text", "expected"),

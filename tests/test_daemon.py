@@ -6,18 +6,27 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
-
 from factories import live_frame, write_project
 
 FAST_CHECKS = [
-    {"name": "feature-drift", "kind": "drift", "every": "1s", "window": "1h",
-     "alert": [{"when": "drift_share > 0.3", "severity": "critical"}]},
-    {"name": "latency", "kind": "latency", "every": "1s", "window": "1h",
-     "alert": [{"when": "p99_ms > 100000", "severity": "warning"}]},
+    {
+        "name": "feature-drift",
+        "kind": "drift",
+        "every": "1s",
+        "window": "1h",
+        "alert": [{"when": "drift_share > 0.3", "severity": "critical"}],
+    },
+    {
+        "name": "latency",
+        "kind": "latency",
+        "every": "1s",
+        "window": "1h",
+        "alert": [{"when": "p99_ms > 100000", "severity": "warning"}],
+    },
 ]
 
 
@@ -42,9 +51,10 @@ def wait_for_runs(db_path, at_least: int, timeout: float = 60.0) -> int:
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_run_evaluates_on_schedule_alerts_once_and_stops_cleanly(tmp_path, stop_signal):
-    write_project(tmp_path, live=live_frame(500, end=datetime.now(timezone.utc), drift=True), checks=FAST_CHECKS)
-    daemon = subprocess.Popen([sys.executable, "-m", "monitor", "run"], cwd=tmp_path, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    write_project(tmp_path, live=live_frame(500, end=datetime.now(UTC), drift=True), checks=FAST_CHECKS)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "run"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         wait_for_runs(tmp_path / "monitor.db", at_least=6)
         daemon.send_signal(stop_signal)
@@ -61,8 +71,8 @@ def test_run_evaluates_on_schedule_alerts_once_and_stops_cleanly(tmp_path, stop_
         firing = conn.scalars(sa.text("SELECT state FROM alerts")).all()
     engine.dispose()
     evaluation_lines = [line for line in err.splitlines() if "fraud-scorer/" in line and " rows, " in line]
-    assert len(evaluation_lines) == runs            # one log line per evaluation
-    assert firing == ["firing"]                     # one episode, however many evaluations
+    assert len(evaluation_lines) == runs  # one log line per evaluation
+    assert firing == ["firing"]  # one episode, however many evaluations
     assert out.count("[FIRING critical] fraud-scorer / feature-drift") == 1
     assert unfinished == 0
 
@@ -75,10 +85,11 @@ def test_run_refuses_an_invalid_daemon_config(tmp_path):
 
 
 def test_a_broken_check_file_is_skipped_and_the_others_run(tmp_path):
-    write_project(tmp_path, live=live_frame(500, end=datetime.now(timezone.utc)), checks=FAST_CHECKS)
+    write_project(tmp_path, live=live_frame(500, end=datetime.now(UTC)), checks=FAST_CHECKS)
     (tmp_path / "checks" / "broken.yaml").write_text("model: other\nowner: fraud-team\nsource: {kind: nope}\n")
-    daemon = subprocess.Popen([sys.executable, "-m", "monitor", "run"], cwd=tmp_path, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "run"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         wait_for_runs(tmp_path / "monitor.db", at_least=2)
         daemon.send_signal(signal.SIGTERM)
@@ -96,7 +107,7 @@ def test_a_database_outage_skips_recording_and_the_next_run_records(tmp_path):
     from monitor.daemon.service import Daemon
     from monitor.storage import db
 
-    write_project(tmp_path, live=live_frame(500, end=datetime.now(timezone.utc), drift=True), checks=FAST_CHECKS)
+    write_project(tmp_path, live=live_frame(500, end=datetime.now(UTC), drift=True), checks=FAST_CHECKS)
     daemon = Daemon(Project.load(tmp_path / "config.yaml"))
     db.upgrade(daemon.engine)
     model = daemon.project.checks.models["fraud-scorer"]
@@ -105,9 +116,9 @@ def test_a_database_outage_skips_recording_and_the_next_run_records(tmp_path):
     hidden = tmp_path / "elsewhere.db"
     daemon.engine.dispose()
     database.rename(hidden)
-    database.mkdir()                                 # a directory where the file was: SQLite cannot open it
+    database.mkdir()  # a directory where the file was: SQLite cannot open it
 
-    assert daemon.evaluate(model, drift) is None     # logged, not raised
+    assert daemon.evaluate(model, drift) is None  # logged, not raised
 
     database.rmdir()
     hidden.rename(database)

@@ -9,9 +9,13 @@ import time
 
 def test_demo_alerts_on_drift_within_a_minute_and_resolves(tmp_path):
     began = time.monotonic()
-    demo = subprocess.Popen([sys.executable, "-m", "monitor", "demo", "--dir", str(tmp_path / "demo")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={
-                                **__import__("os").environ, "SLACK_BOT_TOKEN": ""})
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "demo", "--dir", str(tmp_path / "demo")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**__import__("os").environ, "SLACK_BOT_TOKEN": ""},
+    )
     first_alert_at = None
     lines = []
     for line in demo.stdout:

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-
 from factories import FEATURES, T0, live_frame, write_project
+
 from monitor.clock import FixedClock
 from monitor.daemon.evaluator import Evaluator
 from monitor.daemon.project import Project
@@ -76,6 +76,7 @@ def calm(end, rows_: int = 1500, seed: int = 7) -> pd.DataFrame:
 
 # -- a drifted window -----------------------------------------------------------------------------
 
+
 def test_drifted_window_is_a_breach_with_metrics_evidence_alert_and_notification(tmp_path, engine):
     s = Setup(tmp_path, engine, live=drifted())
     result = s.run()
@@ -93,8 +94,9 @@ def test_drifted_window_is_a_breach_with_metrics_evidence_alert_and_notification
     metrics = rows(engine, Metric.__table__)
     by_key = {(m["metric"], m["feature"]): m for m in metrics}
     assert len(by_key) == len(metrics)
-    assert set(by_key) == ({("drift_share", ""), ("drifted_count", "")}
-                           | {(metric, f) for f in FEATURES for metric in ("drift_score", "drifted")})
+    assert set(by_key) == (
+        {("drift_share", ""), ("drifted_count", "")} | {(metric, f) for f in FEATURES for metric in ("drift_score", "drifted")}
+    )
     for m in metrics:
         assert (m["model"], m["check"], m["time"], m["run_id"]) == (MODEL, DRIFT, T0, run["id"])
         assert (m["window_start"], m["window_end"], m["sample_size"]) == (T0 - timedelta(hours=1), T0, 400)
@@ -114,7 +116,8 @@ def test_drifted_window_is_a_breach_with_metrics_evidence_alert_and_notification
         assert isinstance(item["method"], str) and item["method"]
         assert item["threshold"] > 0
     assert [f["drifted"] for f in run["evidence"]["features"]] == sorted(
-        (f["drifted"] for f in run["evidence"]["features"]), reverse=True)  # drifted first
+        (f["drifted"] for f in run["evidence"]["features"]), reverse=True
+    )  # drifted first
 
     [alert] = alerts(engine)
     assert (alert["model"], alert["check"], alert["rule"], alert["feature"]) == (MODEL, DRIFT, RULE, "")
@@ -126,11 +129,21 @@ def test_drifted_window_is_a_breach_with_metrics_evidence_alert_and_notification
 
     [note] = notifications(engine)
     assert (note["alert_id"], note["event"], note["receiver"], note["status"], note["attempts"]) == (
-        alert["id"], "firing", RECEIVER, "pending", 0)
+        alert["id"],
+        "firing",
+        RECEIVER,
+        "pending",
+        0,
+    )
     assert (note["created"], note["next_attempt"]) == (T0, T0)
     assert note["message_id"] is None
     payload = note["payload"]
-    assert (payload["alert_id"], payload["event"], payload["rule"], payload["metric"]) == (alert["id"], "firing", RULE, "drift_share")
+    assert (payload["alert_id"], payload["event"], payload["rule"], payload["metric"]) == (
+        alert["id"],
+        "firing",
+        RULE,
+        "drift_share",
+    )
     assert payload["value"] == pytest.approx(alert["last_value"])
     assert payload["sample_size"] == 400 and payload["window"] == "1h"
     assert {f["feature"] for f in payload["top_features"]} == {f for f, v in flags.items() if v}
@@ -155,6 +168,7 @@ def test_evaluating_again_keeps_one_episode_and_one_notification(tmp_path, engin
 
 
 # -- for: --------------------------------------------------------------------------------------------
+
 
 def test_for_holds_then_fires_once_then_resolves_once(tmp_path, engine):
     s = Setup(tmp_path, engine, live=drifted(), hold="30m")
@@ -189,7 +203,9 @@ def test_for_holds_then_fires_once_then_resolves_once(tmp_path, engine):
     assert alert["last_value"] <= 0.3
     assert alert["summary"].startswith("[RESOLVED]")
     assert [(n["event"], n["alert_id"], n["status"]) for n in notifications(engine)] == [
-        ("firing", alert["id"], "pending"), ("resolved", alert["id"], "pending")]
+        ("firing", alert["id"], "pending"),
+        ("resolved", alert["id"], "pending"),
+    ]
 
     # and stays quiet
     s.run(at=timedelta(hours=3, minutes=15))
@@ -213,6 +229,7 @@ def test_for_zero_fires_at_once(tmp_path, engine):
 
 
 # -- a restart ----------------------------------------------------------------------------------------
+
 
 def test_a_restart_continues_the_open_episode(tmp_path, engine):
     s = Setup(tmp_path, engine, live=drifted(), hold="30m")
@@ -248,6 +265,7 @@ def test_a_restart_continues_the_open_episode(tmp_path, engine):
 
 
 # -- too few rows, errors, dry runs --------------------------------------------------------------
+
 
 def test_three_rows_are_insufficient_data_and_leave_the_alert_alone(tmp_path, engine):
     s = Setup(tmp_path, engine, live=drifted())
@@ -321,6 +339,7 @@ def test_dry_run_stores_nothing(tmp_path, engine):
 
 # -- latency ------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("scale, outcome", [(20.0, "ok"), (200.0, "breach")])
 def test_latency_percentiles_match_numpy(tmp_path, engine, scale, outcome):
     live = live_frame(500, span=timedelta(minutes=90), seed=11, latency_scale=scale)  # a third is outside the window
@@ -355,8 +374,15 @@ def test_a_p_value_of_zero_is_stored(tmp_path, engine):
     ranks features by how far past the threshold they are must still be JSON PostgreSQL accepts."""
     live = drifted()
     live["amount"] += 1e6
-    check = {"name": "ks-drift", "kind": "drift", "every": "15m", "window": "1h", "method": "ks",
-             "features": ["amount", "account_age_days"], "alert": [{"when": "drifted == 1", "severity": "critical"}]}
+    check = {
+        "name": "ks-drift",
+        "kind": "drift",
+        "every": "15m",
+        "window": "1h",
+        "method": "ks",
+        "features": ["amount", "account_age_days"],
+        "alert": [{"when": "drifted == 1", "severity": "critical"}],
+    }
     config_path = write_project(tmp_path, live=live, checks=[check])
     project = Project.load(config_path)
     model = project.checks.models[MODEL]
@@ -385,14 +411,26 @@ def test_a_category_sent_as_a_number_is_the_same_category(tmp_path, sqlite_engin
     zips = ["80331", "10115", "20095"]
     (tmp_path / "checks").mkdir()
     pd.DataFrame({"zip": rng.choice(zips, 1000)}).to_parquet(tmp_path / "ref.parquet")
-    live = pd.DataFrame({"id": range(300), "ts": [T0 - timedelta(minutes=1 + i % 50) for i in range(300)],
-                         "zip": rng.choice([int(z) for z in zips], 300)})
+    live = pd.DataFrame(
+        {
+            "id": range(300),
+            "ts": [T0 - timedelta(minutes=1 + i % 50) for i in range(300)],
+            "zip": rng.choice([int(z) for z in zips], 300),
+        }
+    )
     live.to_parquet(tmp_path / "live.parquet")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"owners": {"team": {}}}))
-    (tmp_path / "checks" / "m.yaml").write_text(yaml.safe_dump({
-        "model": "m", "owner": "team", "reference": {"path": "ref.parquet"},
-        "source": {"kind": "files", "path": "live.parquet", "timestamp": "ts", "id": "id", "features": ["zip"]},
-        "checks": [{"name": "d", "kind": "drift", "every": "1h", "window": "1h"}]}))
+    (tmp_path / "checks" / "m.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "model": "m",
+                "owner": "team",
+                "reference": {"path": "ref.parquet"},
+                "source": {"kind": "files", "path": "live.parquet", "timestamp": "ts", "id": "id", "features": ["zip"]},
+                "checks": [{"name": "d", "kind": "drift", "every": "1h", "window": "1h"}],
+            }
+        )
+    )
     project = Project.load(tmp_path / "config.yaml")
     model = project.checks.models["m"]
 

@@ -36,15 +36,17 @@ MAX_BODY = 8192
 HOSTILE = "<script>alert('owned')</script>"
 
 
-def write_ingest_project(root: Path, database_url: str | None = None, *, token: str | None = TOKEN,
-                         max_concurrent: int = 1) -> Path:
+def write_ingest_project(
+    root: Path, database_url: str | None = None, *, token: str | None = TOKEN, max_concurrent: int = 1
+) -> Path:
     """A config with an ingest model ``scorer`` (amount: number, country: text, from its reference)
     and a files model ``batch-job`` whose only file has a hostile column name; returns the config path."""
     (root / "checks").mkdir(parents=True, exist_ok=True)
     (root / "data" / "batch").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)
-    pd.DataFrame({"amount": rng.lognormal(3.0, 1.0, 1000),
-                  "country": rng.choice(["US", "DE", "FR"], 1000)}).to_parquet(root / "data" / "reference.parquet")
+    pd.DataFrame({"amount": rng.lognormal(3.0, 1.0, 1000), "country": rng.choice(["US", "DE", "FR"], 1000)}).to_parquet(
+        root / "data" / "reference.parquet"
+    )
     (root / "data" / "batch" / "scores.csv").write_text(f"{HOSTILE},amount\n1,2.5\n")
     server = {"listen": "127.0.0.1:0"}
     if token is not None:
@@ -57,19 +59,32 @@ def write_ingest_project(root: Path, database_url: str | None = None, *, token: 
         "owners": {"fraud-team": {"mention": ["@dana"]}},
     }
     scorer = {
-        "model": MODEL, "owner": "fraud-team",
+        "model": MODEL,
+        "owner": "fraud-team",
         "source": {"kind": "ingest", "features": ["amount", "country"]},
         "reference": {"path": str(root / "data" / "reference.parquet")},
         "checks": [
             {"name": "feature-drift", "kind": "drift", "every": "1d", "window": "1h"},
-            {"name": "latency", "kind": "latency", "every": "1d", "window": "1h", "min_rows": 5,
-             "alert": [{"when": "p99_ms > 1", "severity": "warning"}]},
+            {
+                "name": "latency",
+                "kind": "latency",
+                "every": "1d",
+                "window": "1h",
+                "min_rows": 5,
+                "alert": [{"when": "p99_ms > 1", "severity": "warning"}],
+            },
         ],
     }
     batch = {
-        "model": "batch-job", "owner": "fraud-team",
-        "source": {"kind": "files", "path": str(root / "data" / "batch" / "*.csv"), "timestamp": "scored_at",
-                   "id": "row_id", "features": ["amount"]},
+        "model": "batch-job",
+        "owner": "fraud-team",
+        "source": {
+            "kind": "files",
+            "path": str(root / "data" / "batch" / "*.csv"),
+            "timestamp": "scored_at",
+            "id": "row_id",
+            "features": ["amount"],
+        },
         "checks": [{"name": "volume", "kind": "volume", "every": "1d", "window": "1h"}],
     }
     (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -113,8 +128,13 @@ def sqlite_api(tmp_path):
 
 
 def row(row_id, *, ts: float | None = None, amount=12.5, country="DE", latency=20.0, **extra) -> dict:
-    out = {"id": row_id, "ts": time.time() - 30 if ts is None else ts,
-           "features": {"amount": amount, "country": country}, "prediction": 0.25, "latency_ms": latency}
+    out = {
+        "id": row_id,
+        "ts": time.time() - 30 if ts is None else ts,
+        "features": {"amount": amount, "country": country},
+        "prediction": 0.25,
+        "latency_ms": latency,
+    }
     out.update(extra)
     return out
 
@@ -145,6 +165,7 @@ def value_of(samples: list, name: str, **labels) -> float:
 
 
 # -- predictions --------------------------------------------------------------------------------------
+
 
 def test_a_mixed_request_names_each_bad_row_and_takes_every_good_one(api):
     daemon, client = api
@@ -203,8 +224,11 @@ def test_rows_the_database_cannot_hold_are_rejected_and_the_others_are_still_wri
     """A 300-character id, a NUL in an id or an over-long model_version would fail the write of every
     waiting bucket on PostgreSQL, again and again: they are rejected at the door instead."""
     daemon, client = api
-    response = client.post(PREDICTIONS, headers=AUTH, json=[
-        row("fine-1"), row("x" * 300), row("nul\u0000id"), row("fine-2", model_version="v" * 150), row("fine-3")])
+    response = client.post(
+        PREDICTIONS,
+        headers=AUTH,
+        json=[row("fine-1"), row("x" * 300), row("nul\u0000id"), row("fine-2", model_version="v" * 150), row("fine-3")],
+    )
     assert response.status_code == 400
     errors = response.json()["errors"]
     assert [e["index"] for e in errors] == [1, 2, 3]
@@ -221,9 +245,16 @@ def test_a_row_from_the_future_is_rejected_and_an_old_one_is_still_taken(sqlite_
     of clock skew such a row is refused."""
     daemon, client = sqlite_api
     now = time.time()
-    response = client.post(PREDICTIONS, headers=AUTH, json=[
-        row("skewed", ts=now + 120), row("tomorrow", ts=now + 86_400), row("last-month", ts=now - 30 * 86_400),
-        row("year-9000", ts="9000-01-01T00:00:00Z")])
+    response = client.post(
+        PREDICTIONS,
+        headers=AUTH,
+        json=[
+            row("skewed", ts=now + 120),
+            row("tomorrow", ts=now + 86_400),
+            row("last-month", ts=now - 30 * 86_400),
+            row("year-9000", ts="9000-01-01T00:00:00Z"),
+        ],
+    )
     assert response.status_code == 400
     body = response.json()
     assert (body["accepted"], body["rejected"]) == (2, 2)
@@ -270,7 +301,7 @@ def test_a_body_past_the_limit_is_413_whether_its_length_is_declared_or_streamed
 
     def chunks():  # no Content-Length: the limit is enforced while reading
         for start in range(0, len(big), 1000):
-            yield big[start:start + 1000]
+            yield big[start : start + 1000]
 
     streamed = client.post(PREDICTIONS, content=chunks(), headers=AUTH)
     assert streamed.status_code == 413
@@ -325,13 +356,14 @@ def test_429_with_retry_after_when_too_much_waits_to_be_written(sqlite_api):
         daemon.sampler.max_dirty_buckets = 10_000
     assert refused.status_code == 429
     assert int(refused.headers["Retry-After"]) >= 1
-    assert accepted_in_db(daemon) == 0           # refused means not counted: the client sends again
+    assert accepted_in_db(daemon) == 0  # refused means not counted: the client sends again
     again = client.post(PREDICTIONS, json=[row("late-1"), row("late-2")], headers=AUTH)
     assert again.status_code == 202
     assert accepted_in_db(daemon) == 2
 
 
 # -- labels -------------------------------------------------------------------------------------------
+
 
 def test_labels_match_sampled_predictions_and_bad_label_rows_are_named(api):
     daemon, client = api
@@ -342,18 +374,32 @@ def test_labels_match_sampled_predictions_and_bad_label_rows_are_named(api):
     daemon.sampler.flush()
     assert daemon.sampler.open_buckets() == 1  # only the recent minute is still in memory
 
-    response = client.post(LABELS, headers=AUTH, json=[
-        {"id": "recent-0", "label": 1}, {"id": "older-0", "label": 0}, {"id": "recent-1", "label": True},
-        {"id": "never-sent", "label": 1}, {"label": 1}, {"id": "older-1"}, {"id": "older-2", "label": "fraud"},
-    ])
+    response = client.post(
+        LABELS,
+        headers=AUTH,
+        json=[
+            {"id": "recent-0", "label": 1},
+            {"id": "older-0", "label": 0},
+            {"id": "recent-1", "label": True},
+            {"id": "never-sent", "label": 1},
+            {"label": 1},
+            {"id": "older-1"},
+            {"id": "older-2", "label": "fraud"},
+        ],
+    )
     assert response.status_code == 400
     body = response.json()
     assert (body["accepted"], body["rejected"], body["matched"]) == (5, 2, 4)
     assert [(e["index"], e.get("id"), e["reason"]) for e in body["errors"]] == [
-        (4, None, "missing id"), (5, "older-1", "missing label (a number, text or true/false)")]
+        (4, None, "missing id"),
+        (5, "older-1", "missing label (a number, text or true/false)"),
+    ]
 
-    more = client.post(LABELS, headers=AUTH | {"Content-Type": "application/x-ndjson"},
-                       content=lines({"id": "recent-2", "label": 0}, {"id": "older-3", "label": 1}))
+    more = client.post(
+        LABELS,
+        headers=AUTH | {"Content-Type": "application/x-ndjson"},
+        content=lines({"id": "recent-2", "label": 0}, {"id": "older-3", "label": 1}),
+    )
     assert (more.status_code, more.json()) == (202, {"accepted": 2, "rejected": 0, "matched": 2})
 
     daemon.sampler.flush()
@@ -385,14 +431,18 @@ def test_labels_the_database_cannot_take_are_503_and_the_retry_counts_them_once(
 
 # -- health, metrics, status page ------------------------------------------------------------------------
 
+
 def test_healthz_and_metrics_report_ingest_evaluations_deliveries_and_check_values(sqlite_api):
     daemon, client = sqlite_api
     health = client.get("/healthz")
     assert health.status_code == 200 and health.headers["content-type"].startswith("application/json")
     assert health.json()["status"] == "ok" and health.json()["uptime_s"] >= 0
 
-    client.post(PREDICTIONS, headers=AUTH, content=lines(
-        *[row(f"m-{i}", latency=float(10 + i)) for i in range(20)], row("bad", amount="x"), b"nope"))
+    client.post(
+        PREDICTIONS,
+        headers=AUTH,
+        content=lines(*[row(f"m-{i}", latency=float(10 + i)) for i in range(20)], row("bad", amount="x"), b"nope"),
+    )
     daemon.sampler.flush()  # evaluations read what is written (twice a second by the daemon itself)
     model = daemon.project.checks.models[MODEL]
     result = daemon.evaluate(model, model.check("latency"))  # p99_ms > 1: a breach, so a notification
@@ -428,10 +478,14 @@ def test_the_status_page_is_html_and_escapes_what_it_shows(sqlite_api):
     failed = daemon.evaluate(batch, batch.check("volume"))  # the file's column name is in the error text
     assert failed.outcome == "error" and HOSTILE in failed.evaluation.error
     with daemon.engine.begin() as conn:  # and a hostile value straight in the table dashboards read too
-        conn.execute(sa.text(
-            "INSERT INTO check_runs (model, \"check\", kind, started, finished, window_start, window_end, outcome, "
-            "sample_size, error) SELECT model, '<img src=x onerror=alert(1)>', kind, started, finished, window_start, "
-            "window_end, outcome, sample_size, '<b>bold</b>' FROM check_runs WHERE id = :id"), {"id": failed.run_id})
+        conn.execute(
+            sa.text(
+                'INSERT INTO check_runs (model, "check", kind, started, finished, window_start, window_end, outcome, '
+                "sample_size, error) SELECT model, '<img src=x onerror=alert(1)>', kind, started, finished, window_start, "
+                "window_end, outcome, sample_size, '<b>bold</b>' FROM check_runs WHERE id = :id"
+            ),
+            {"id": failed.run_id},
+        )
 
     page = client.get("/")
     assert page.status_code == 200

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import numpy as np
@@ -32,21 +32,26 @@ from monitor.sources.base import TS
 from monitor.sources.ingest import IngestSource
 from monitor.storage.tables import IngestStat, Sample
 
-T0 = datetime(2026, 11, 25, 12, 0, 30, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 12, 0, 30, tzinfo=UTC)
 MINUTE = T0.replace(second=0)
 
 
 def rows(n: int, minute: datetime, *, start: int = 0, prefix: str = "r") -> list[dict]:
     """``n`` validated rows (as the API hands them to the sampler) spread over ``minute``."""
     base = minute.timestamp()
-    return [{"id": f"{prefix}{i}", "ts": base + (i % 60), "features": {"u": i}, "prediction": 0.5,
-             "latency_ms": float(1 + i % 100)} for i in range(start, start + n)]
+    return [
+        {"id": f"{prefix}{i}", "ts": base + (i % 60), "features": {"u": i}, "prediction": 0.5, "latency_ms": float(1 + i % 100)}
+        for i in range(start, start + n)
+    ]
 
 
 def stats(engine, minute: datetime, model: str = "m"):
     with engine.connect() as conn:
-        stat = conn.execute(sa.select(IngestStat.__table__).where(
-            IngestStat.model == model, IngestStat.minute == minute)).mappings().first()
+        stat = (
+            conn.execute(sa.select(IngestStat.__table__).where(IngestStat.model == model, IngestStat.minute == minute))
+            .mappings()
+            .first()
+        )
         kept = conn.scalars(sa.select(Sample.row_id).where(Sample.model == model, Sample.minute == minute)).all()
     return stat, kept
 
@@ -57,6 +62,7 @@ def rename(engine, old: str, new: str) -> None:
 
 
 # -- the reservoir ------------------------------------------------------------------------------------
+
 
 def test_the_reservoir_keeps_at_most_its_capacity_and_counts_every_row_exactly(engine):
     sampler = Sampler(engine, FixedClock(T0), capacity=50, seed=3)
@@ -118,7 +124,7 @@ def test_a_restarted_sampler_goes_on_from_what_was_written_for_the_current_and_p
     before = Sampler(engine, FixedClock(T0), capacity=50, seed=5)
     previous = MINUTE - timedelta(minutes=1)
     before.add("m", rows(500, previous), rejected=0, received=T0.timestamp())  # a full reservoir
-    before.add("m", rows(20, MINUTE), rejected=2, received=T0.timestamp())     # a partly filled one
+    before.add("m", rows(20, MINUTE), rejected=2, received=T0.timestamp())  # a partly filled one
     assert before.flush() == 2
     kept_before = {minute: set(stats(engine, minute)[1]) for minute in (previous, MINUTE)}
 
@@ -151,15 +157,18 @@ def test_reopening_a_minute_does_not_hold_up_other_rows_and_is_never_stale(engin
     reading, release = threading.Event(), threading.Event()
 
     def hold_the_first_read(conn, cursor, statement, parameters, context, executemany):
-        if (threading.current_thread().name == "slow-reopen" and "FROM samples" in statement
-                and not reading.is_set()):
+        if threading.current_thread().name == "slow-reopen" and "FROM samples" in statement and not reading.is_set():
             reading.set()  # its ingest_stats row has been read
             assert release.wait(10)
 
     sa.event.listen(engine, "before_cursor_execute", hold_the_first_read)
     try:
-        slow = threading.Thread(target=sampler.add, name="slow-reopen", args=("m", rows(50, old, start=100, prefix="slow")),
-                                kwargs={"rejected": 0, "received": T0.timestamp()})
+        slow = threading.Thread(
+            target=sampler.add,
+            name="slow-reopen",
+            args=("m", rows(50, old, start=100, prefix="slow")),
+            kwargs={"rejected": 0, "received": T0.timestamp()},
+        )
         slow.start()
         assert reading.wait(10)
         sampler.add("m", rows(5, MINUTE, start=5), rejected=0, received=T0.timestamp())  # not blocked
@@ -196,7 +205,9 @@ def test_labels_the_database_cannot_take_are_not_counted_so_the_retry_counts_the
     assert stats(engine, MINUTE)[0]["labels"] == 2
     with engine.connect() as conn:
         assert dict(conn.execute(sa.select(Sample.row_id, Sample.label).where(Sample.label.is_not(None))).all()) == {
-            "r0": 1, "r1": 0}
+            "r0": 1,
+            "r1": 0,
+        }
 
 
 def test_a_failed_write_keeps_everything_and_writes_it_later(engine, caplog):
@@ -291,18 +302,29 @@ MINUTE_SHARES = [0.05, 0.10, 0.15, 0.20, 0.22, 0.28]  # six minutes of uneven tr
 
 def test_half_a_million_rows_through_the_api(tmp_path):
     (tmp_path / "checks").mkdir()
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({
-        "database": {"url": f"sqlite:///{tmp_path / 'monitor.db'}"},
-        "server": {"listen": "127.0.0.1:0"},
-        "ingest": {"sample_per_minute": PER_MINUTE},
-        "owners": {"ml-platform": {}},
-    }))
-    (tmp_path / "checks" / "stream.yaml").write_text(yaml.safe_dump({
-        "model": "stream", "owner": "ml-platform",
-        "source": {"kind": "ingest", "features": ["u", "group"], "feature_types": {"u": "number", "group": "string"}},
-        "checks": [{"name": "volume", "kind": "volume", "every": "1d", "window": "1h"},
-                   {"name": "latency", "kind": "latency", "every": "1d", "window": "1h"}],
-    }))
+    (tmp_path / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "database": {"url": f"sqlite:///{tmp_path / 'monitor.db'}"},
+                "server": {"listen": "127.0.0.1:0"},
+                "ingest": {"sample_per_minute": PER_MINUTE},
+                "owners": {"ml-platform": {}},
+            }
+        )
+    )
+    (tmp_path / "checks" / "stream.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "model": "stream",
+                "owner": "ml-platform",
+                "source": {"kind": "ingest", "features": ["u", "group"], "feature_types": {"u": "number", "group": "string"}},
+                "checks": [
+                    {"name": "volume", "kind": "volume", "every": "1d", "window": "1h"},
+                    {"name": "latency", "kind": "latency", "every": "1d", "window": "1h"},
+                ],
+            }
+        )
+    )
 
     # What is sent: timestamps over the six whole minutes before now, a skewed latency, and ``u``, the
     # row's place in the sending order, so a sample that favoured early or late arrivals would show.
@@ -316,10 +338,21 @@ def test_half_a_million_rows_through_the_api(tmp_path):
     bodies = []
     for start in range(0, TOTAL, BATCH):
         end = start + BATCH
-        bodies.append(orjson.dumps([
-            {"id": f"r{i}", "ts": t, "features": {"u": x, "group": g}, "prediction": 0.5, "latency_ms": lat}
-            for i, t, x, g, lat in zip(range(start, end), ts[start:end].tolist(), u[start:end].tolist(),
-                                       groups[start:end].tolist(), latency[start:end].tolist())]))
+        bodies.append(
+            orjson.dumps(
+                [
+                    {"id": f"r{i}", "ts": t, "features": {"u": x, "group": g}, "prediction": 0.5, "latency_ms": lat}
+                    for i, t, x, g, lat in zip(
+                        range(start, end),
+                        ts[start:end].tolist(),
+                        u[start:end].tolist(),
+                        groups[start:end].tolist(),
+                        latency[start:end].tolist(),
+                        strict=False,
+                    )
+                ]
+            )
+        )
 
     memory_bound = PER_MINUTE * len(MINUTE_SHARES)
     daemon = Daemon(Project.load(tmp_path / "config.yaml"), console=io.StringIO())
@@ -336,10 +369,12 @@ def test_half_a_million_rows_through_the_api(tmp_path):
 
         stats_table, samples_table = IngestStat.__table__, Sample.__table__
         with daemon.engine.connect() as conn:
-            accepted = dict(conn.execute(sa.select(stats_table.c.minute, stats_table.c.accepted)
-                                         .where(stats_table.c.model == "stream")).all())
-            kept = conn.execute(sa.select(samples_table.c.minute, samples_table.c.features)
-                                .where(samples_table.c.model == "stream")).all()
+            accepted = dict(
+                conn.execute(sa.select(stats_table.c.minute, stats_table.c.accepted).where(stats_table.c.model == "stream")).all()
+            )
+            kept = conn.execute(
+                sa.select(samples_table.c.minute, samples_table.c.features).where(samples_table.c.model == "stream")
+            ).all()
 
         # Counted exactly, minute by minute.
         sent = Counter((first_minute + 60 * minute_index).tolist())
@@ -362,8 +397,10 @@ def test_half_a_million_rows_through_the_api(tmp_path):
 
         # The window's frame is uniform over the whole window: minutes in proportion to their traffic.
         model = daemon.project.checks.models["stream"]
-        window_end = datetime.now(timezone.utc)
-        frame = IngestSource(model.source, SourceContext("stream", daemon.engine)).read(window_end - timedelta(hours=1), window_end)
+        window_end = datetime.now(UTC)
+        frame = IngestSource(model.source, SourceContext("stream", daemon.engine)).read(
+            window_end - timedelta(hours=1), window_end
+        )
         rate = PER_MINUTE / max(sent.values())
         frame_minutes = Counter(int(t.timestamp()) // 60 * 60 for t in frame[TS])
         for minute, count in sent.items():

@@ -85,12 +85,17 @@ class Pipeline:
         self.clock.set(RESOLVED_AT)
         return self.evaluate(check)
 
-    def restart(self) -> "Pipeline":
+    def restart(self) -> Pipeline:
         """The process died: a new engine, new notifiers and a new outbox (the old ones are dropped)."""
         self.engine.dispose()
         engine = reopen(self.engine)
-        return Pipeline(self.project, engine, self.clock, Evaluator(engine, self.project.config, self.clock),
-                        Outbox(engine, build_notifiers(self.project.config), self.clock))
+        return Pipeline(
+            self.project,
+            engine,
+            self.clock,
+            Evaluator(engine, self.project.config, self.clock),
+            Outbox(engine, build_notifiers(self.project.config), self.clock),
+        )
 
     def notifications(self) -> list[Notification]:
         with Session(self.engine) as session:
@@ -101,14 +106,29 @@ class Pipeline:
             return list(session.scalars(sa.select(Alert).order_by(Alert.id)))
 
 
-def build(tmp_path, engine: Engine, clock: FixedClock, base_url: str, *, token: str = TOKEN, owners: dict | None = None,
-          routes: list | None = None, latency_scale: float = 20.0) -> Pipeline:
-    config_path = write_project(tmp_path, live=live_frame(ROWS, drift=True, latency_scale=latency_scale),
-                                slack={"token": token, "base_url": base_url}, owners=owners, routes=routes)
+def build(
+    tmp_path,
+    engine: Engine,
+    clock: FixedClock,
+    base_url: str,
+    *,
+    token: str = TOKEN,
+    owners: dict | None = None,
+    routes: list | None = None,
+    latency_scale: float = 20.0,
+) -> Pipeline:
+    config_path = write_project(
+        tmp_path,
+        live=live_frame(ROWS, drift=True, latency_scale=latency_scale),
+        slack={"token": token, "base_url": base_url},
+        owners=owners,
+        routes=routes,
+    )
     project = Project.load(config_path)
     assert not project.checks.issues, project.checks.issues
-    return Pipeline(project, engine, clock, Evaluator(engine, project.config, clock),
-                    Outbox(engine, build_notifiers(project.config), clock))
+    return Pipeline(
+        project, engine, clock, Evaluator(engine, project.config, clock), Outbox(engine, build_notifiers(project.config), clock)
+    )
 
 
 def without_retry_pauses(outbox: Outbox) -> None:
@@ -141,7 +161,7 @@ def test_firing_alert_posts_one_message_with_the_facts_in_the_owners_channel(tmp
 
     text = body["text"]
     assert text.splitlines()[0] == "[FIRING critical] fraud-scorer / feature-drift: drift_share = 0.6667"
-    assert "rule: drift_share &gt; 0.3 (threshold 0.3), severity critical" in text   # mrkdwn-escaped
+    assert "rule: drift_share &gt; 0.3 (threshold 0.3), severity critical" in text  # mrkdwn-escaped
     assert "window: last 1h (2026-11-25 11:00:00 UTC to 2026-11-25 12:00:00 UTC), 600 rows" in text
     assert "owner: fraud-team @dana" in text
     # Drifted features, worst first (by how far past its threshold each is); the one that did not drift is left out.
@@ -192,7 +212,7 @@ def test_resolution_updates_the_same_message_in_place(tmp_path, sqlite_engine, c
     assert [c.notify for c in result.changes] == ["resolved"]
     assert p.deliver() == 1
 
-    assert len(posts(slack)) == 1                     # no second message
+    assert len(posts(slack)) == 1  # no second message
     [update] = slack.calls("chat.update")
     assert update.ok
     assert (update.body["channel"], update.body["ts"]) == (fired.channel, fired.ts) == ("C0001", fired.ts)
@@ -200,7 +220,7 @@ def test_resolution_updates_the_same_message_in_place(tmp_path, sqlite_engine, c
     assert "resolved 2026-11-25 14:00:00 UTC; breaching since 2026-11-25 12:00:00 UTC" in update.body["text"]
     assert update.body["blocks"][0]["text"]["text"].startswith(":white_check_mark: *[RESOLVED]")
 
-    [message] = slack.messages()                      # still one message, now saying "resolved"
+    [message] = slack.messages()  # still one message, now saying "resolved"
     assert message.ts == fired.ts and message.edited
     assert message.text == update.body["text"]
     assert message.metadata == {"event_type": METADATA_EVENT, "event_payload": {"key": delivery_key(p.notifications()[0].id)}}
@@ -225,8 +245,8 @@ def test_rate_limit_is_waited_out_by_the_retry_handler_and_posted_once(tmp_path,
     first, second = posts(slack)
     assert (first.status, first.error) == (429, "ratelimited")
     assert (second.status, second.ok) == (200, True)
-    assert second.body == first.body                  # the same request, repeated
-    assert waited >= 1.0                              # slack-sdk honoured Retry-After: 1
+    assert second.body == first.body  # the same request, repeated
+    assert waited >= 1.0  # slack-sdk honoured Retry-After: 1
     assert len(slack.messages("#fraud-alerts")) == 1
     [notification] = p.notifications()
     assert (notification.status, notification.attempts, notification.error) == ("sent", 1, None)
@@ -240,13 +260,13 @@ def test_slack_down_leaves_the_row_pending_with_backoff_then_delivers_once(tmp_p
     without_retry_pauses(p.outbox)
     p.evaluate()
     if outage == "http-500":
-        slack.fail_next("chat.postMessage", status=500, times=3)   # the first try and slack-sdk's 2 retries
+        slack.fail_next("chat.postMessage", status=500, times=3)  # the first try and slack-sdk's 2 retries
     else:
-        slack.stop()                                               # the port is closed: connection refused
+        slack.stop()  # the port is closed: connection refused
 
     stop = threading.Event()
     stop.set()
-    p.outbox.run(stop)                                             # the daemon's loop: one pass, no exception
+    p.outbox.run(stop)  # the daemon's loop: one pass, no exception
 
     [row] = p.notifications()
     assert (row.status, row.attempts) == ("pending", 1)
@@ -269,7 +289,7 @@ def test_slack_down_leaves_the_row_pending_with_backoff_then_delivers_once(tmp_p
 
     # Slack is back and the clock has passed next_attempt: delivered, once.
     if outage == "connection-refused":
-        slack.start()                                              # same port, same base_url
+        slack.start()  # same port, same base_url
     clock.advance(timedelta(seconds=3))
     assert p.deliver() == 1
     assert p.deliver() == 0
@@ -294,7 +314,7 @@ def test_crash_between_recording_and_delivering_is_delivered_once_after_restart(
     p = build(tmp_path, engine, clock, slack.url)
     assert p.evaluate().notifications_owed == 1
     [row] = p.notifications()
-    assert (row.status, row.attempts) == ("pending", 0)     # committed with the alert, not yet sent
+    assert (row.status, row.attempts) == ("pending", 0)  # committed with the alert, not yet sent
 
     # The process dies before its outbox delivers anything.
     clock.advance(timedelta(seconds=30))
@@ -302,10 +322,10 @@ def test_crash_between_recording_and_delivering_is_delivered_once_after_restart(
     del p
     assert slack.requests == []
 
-    assert restarted.outbox.recover() == 0                  # nothing was in doubt
+    assert restarted.outbox.recover() == 0  # nothing was in doubt
     assert restarted.deliver() == 1
     assert restarted.deliver() == 0
-    again = restarted.restart()                             # and a second restart sends nothing more
+    again = restarted.restart()  # and a second restart sends nothing more
     assert again.outbox.recover() == 0 and again.deliver() == 0
     try:
         assert_posted_once(slack, again, attempts=1)
@@ -317,26 +337,29 @@ def test_in_doubt_delivery_that_reached_slack_is_found_by_its_metadata_not_poste
     p = build(tmp_path, engine, clock, slack.url)
     p.evaluate()
     [notification_id] = p.outbox._due(200)
-    assert p.outbox._claim(notification_id)                 # pending -> sending
+    assert p.outbox._claim(notification_id)  # pending -> sending
     row = p.notifications()[0]
     sender = SlackNotifier(TOKEN, slack.url)
     delivery = sender.send("#fraud-alerts", AlertMessage.from_dict(row.payload), delivery_key(notification_id), None)
-    assert delivery.ok                                      # Slack has it, and then the process dies before recording
+    assert delivery.ok  # Slack has it, and then the process dies before recording
     # Later messages in the channel push ours past the first page of the history.
     other = WebClient(token=TOKEN, base_url=slack.url)
     for i in range(205):
         clock.advance(timedelta(seconds=1))
-        other.chat_postMessage(channel="#fraud-alerts", text=f"chatter {i}",
-                               metadata={"event_type": METADATA_EVENT, "event_payload": {"key": f"someone-else-{i}"}})
+        other.chat_postMessage(
+            channel="#fraud-alerts",
+            text=f"chatter {i}",
+            metadata={"event_type": METADATA_EVENT, "event_payload": {"key": f"someone-else-{i}"}},
+        )
     slack.clear_requests()
 
     restarted = p.restart()
     del p
     try:
         assert restarted.outbox.recover() == 1
-        assert posts(slack) == []                           # found, not posted again
+        assert posts(slack) == []  # found, not posted again
         history = slack.calls("conversations.history")
-        assert len(history) == 2                            # our message is on the second page
+        assert len(history) == 2  # our message is on the second page
         assert history[0].body["channel"] == "C0001" and history[0].body["include_all_metadata"] == "1"
         assert float(history[0].body["oldest"]) <= row.created.timestamp()
         assert history[1].body.get("cursor")
@@ -352,18 +375,18 @@ def test_in_doubt_delivery_that_reached_slack_is_found_by_its_metadata_not_poste
 
 
 def test_in_doubt_delivery_that_never_reached_slack_is_posted_once_after_recover(tmp_path, engine, clock, slack):
-    slack.create_channel("#fraud-alerts")                  # the channel exists; the message never got there
+    slack.create_channel("#fraud-alerts")  # the channel exists; the message never got there
     p = build(tmp_path, engine, clock, slack.url)
     p.evaluate()
     [notification_id] = p.outbox._due(200)
-    assert p.outbox._claim(notification_id)                 # claimed, and the process dies before sending
+    assert p.outbox._claim(notification_id)  # claimed, and the process dies before sending
     assert p.notifications()[0].status == "sending"
 
     restarted = p.restart()
     del p
     try:
         assert restarted.outbox.recover() == 1
-        [history] = slack.calls("conversations.history")    # it looked first, and found nothing
+        [history] = slack.calls("conversations.history")  # it looked first, and found nothing
         assert history.body["channel"] == "C0001"
         assert posts(slack) == []
         [row] = restarted.notifications()
@@ -405,18 +428,23 @@ def test_non_retryable_error_marks_the_row_failed_and_is_not_retried(tmp_path, s
 
 # -- g. routes: a critical alert also goes to a second owner ----------------------------------------
 def test_critical_alert_is_routed_to_a_second_owner_too(tmp_path, sqlite_engine, clock, slack):
-    owners = {"fraud-team": {"slack": "#fraud-alerts", "mention": ["@dana"]},
-              "ml-platform": {"slack": "#ml-platform", "mention": ["@oncall-ml"]}}
+    owners = {
+        "fraud-team": {"slack": "#fraud-alerts", "mention": ["@dana"]},
+        "ml-platform": {"slack": "#ml-platform", "mention": ["@oncall-ml"]},
+    }
     routes = [{"match": {"severity": "critical"}, "also": ["ml-platform"]}]
     p = build(tmp_path, sqlite_engine, clock, slack.url, owners=owners, routes=routes, latency_scale=50.0)
 
     assert p.evaluate("feature-drift").outcome == "breach"  # critical
-    assert p.evaluate("latency").outcome == "breach"        # warning: the owner only
+    assert p.evaluate("latency").outcome == "breach"  # warning: the owner only
     assert p.deliver() == 3
 
     by_receiver = {(n.receiver, n.payload["check"]): n for n in p.notifications()}
-    assert sorted(by_receiver) == [("slack:#fraud-alerts", "feature-drift"), ("slack:#fraud-alerts", "latency"),
-                                   ("slack:#ml-platform", "feature-drift")]
+    assert sorted(by_receiver) == [
+        ("slack:#fraud-alerts", "feature-drift"),
+        ("slack:#fraud-alerts", "latency"),
+        ("slack:#ml-platform", "feature-drift"),
+    ]
     assert all(n.status == "sent" for n in by_receiver.values())
     assert [r.body["channel"] for r in posts(slack)] == ["#fraud-alerts", "#ml-platform", "#fraud-alerts"]
     fraud, platform = slack.channel_id("#fraud-alerts"), slack.channel_id("#ml-platform")
@@ -425,7 +453,9 @@ def test_critical_alert_is_routed_to_a_second_owner_too(tmp_path, sqlite_engine,
     assert drift_copy.text.startswith("[FIRING critical] fraud-scorer / feature-drift")
     assert "owner: fraud-team @dana" in drift_copy.text
     assert [m.text.split(":")[0] for m in slack.messages("#fraud-alerts")] == [
-        "[FIRING critical] fraud-scorer / feature-drift", "[FIRING warning] fraud-scorer / latency"]
+        "[FIRING critical] fraud-scorer / feature-drift",
+        "[FIRING warning] fraud-scorer / latency",
+    ]
     assert by_receiver[("slack:#ml-platform", "feature-drift")].channel_id == platform
 
     # Resolution updates each receiver's own message, in its own channel.
@@ -451,7 +481,7 @@ def test_fallback_text_is_escaped_for_mrkdwn_but_the_mentions_are_kept(tmp_path,
     assert "owner: fraud-team <@U0DANA> <!subteam^S0FRAUD>" in text
     rest = text.replace("<@U0DANA>", "").replace("<!subteam^S0FRAUD>", "")
     assert "<" not in rest and ">" not in rest
-    assert request.body["blocks"][1]["text"]["text"] == "\n".join(text.splitlines()[1:])   # the blocks say the same
+    assert request.body["blocks"][1]["text"]["text"] == "\n".join(text.splitlines()[1:])  # the blocks say the same
 
 
 def test_resolution_of_a_deleted_message_is_posted_as_a_new_one(tmp_path, sqlite_engine, clock, slack):
@@ -459,7 +489,7 @@ def test_resolution_of_a_deleted_message_is_posted_as_a_new_one(tmp_path, sqlite
     p.evaluate()
     assert p.deliver() == 1
     [fired] = slack.messages()
-    with Session(p.engine) as session:                # someone deleted the firing message in Slack
+    with Session(p.engine) as session:  # someone deleted the firing message in Slack
         session.get(Notification, p.notifications()[0].id).message_id = "1000000000.000100"
         session.commit()
 
@@ -478,14 +508,14 @@ def test_resolution_of_a_deleted_message_is_posted_as_a_new_one(tmp_path, sqlite
 def test_an_unreadable_payload_is_failed_and_the_loop_goes_on(tmp_path, sqlite_engine, clock, slack):
     p = build(tmp_path, sqlite_engine, clock, slack.url)
     p.evaluate()
-    with Session(p.engine) as session:                # written by a newer version, with a key this one lacks
+    with Session(p.engine) as session:  # written by a newer version, with a key this one lacks
         row = session.get(Notification, p.notifications()[0].id)
         row.payload = {**row.payload, "runbook": "https://wiki/fraud"}
         session.commit()
 
     stop = threading.Event()
     stop.set()
-    p.outbox.run(stop)                                # one pass of the daemon's loop: it must not die
+    p.outbox.run(stop)  # one pass of the daemon's loop: it must not die
 
     [row] = p.notifications()
     assert row.status == "failed"
@@ -506,7 +536,7 @@ def test_an_unexpected_error_in_a_pass_is_logged_and_the_loop_goes_on(tmp_path, 
     p.outbox.deliver_due = broken
     stop = threading.Event()
     stop.set()
-    p.outbox.run(stop)                                # logged, not raised: the thread lives on
+    p.outbox.run(stop)  # logged, not raised: the thread lives on
 
     assert calls and "outbox pass failed" in caplog.text and "RuntimeError: a bug" in caplog.text
     del p.outbox.deliver_due
@@ -524,23 +554,23 @@ def test_a_claim_never_recorded_is_recovered_by_the_running_loop_after_the_lease
         raise sa.exc.OperationalError("SELECT notifications", {}, Exception("connection lost"))
 
     monkeypatch.setattr(p.outbox, "_deliver", database_down)
-    p.outbox.run(stop)                                # claimed, then the database failed before the record
+    p.outbox.run(stop)  # claimed, then the database failed before the record
     monkeypatch.undo()
     assert p.notifications()[0].status == "sending"
 
-    clock.advance(timedelta(minutes=4))               # within the lease: maybe still in hand, left alone
+    clock.advance(timedelta(minutes=4))  # within the lease: maybe still in hand, left alone
     p.outbox.run(stop)
     assert p.notifications()[0].status == "sending"
     assert posts(slack) == []
 
-    clock.advance(timedelta(minutes=2))               # past the lease: looked up, not found, sent once
+    clock.advance(timedelta(minutes=2))  # past the lease: looked up, not found, sent once
     p.outbox.run(stop)
     p.outbox.run(stop)
     assert len(posts(slack)) == 1
     [message] = slack.messages("#fraud-alerts")
     [row] = p.notifications()
     assert (row.status, row.attempts, row.message_id) == ("sent", 2, message.ts)
-    assert p.outbox.lease == timedelta(minutes=5)      # the default
+    assert p.outbox.lease == timedelta(minutes=5)  # the default
 
 
 def test_recover_stale_leaves_a_claim_within_the_lease_alone(tmp_path, sqlite_engine, clock, slack):
@@ -550,7 +580,7 @@ def test_recover_stale_leaves_a_claim_within_the_lease_alone(tmp_path, sqlite_en
     assert p.outbox._claim(notification_id)
 
     clock.advance(timedelta(minutes=1))
-    assert p.outbox.recover_stale() == 0              # another process may be waiting out a Retry-After
+    assert p.outbox.recover_stale() == 0  # another process may be waiting out a Retry-After
     assert p.notifications()[0].status == "sending"
     clock.advance(timedelta(minutes=5))
     assert p.outbox.recover_stale() == 1

@@ -4,7 +4,7 @@ exactly one window, only the declared columns under their role names, with times
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +21,8 @@ from monitor.sources.base import ID, LATENCY, TS, SourceError
 from monitor.sources.files import FilesSource, FilesSpec
 from monitor.sources.sql import SqlSource, SqlSpec
 
-START = datetime(2026, 11, 25, 11, 0, tzinfo=timezone.utc)
-END = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 25, 11, 0, tzinfo=UTC)
+END = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 FEATURES = ["amount", "country"]
 COLUMNS = [ID, TS, LATENCY, *FEATURES]  # role columns first, in SourceSpec.roles() order, then features
 
@@ -40,14 +40,16 @@ def files_spec(path: str, **kw) -> FilesSpec:
 def frame(rows=ROWS, start=START) -> pd.DataFrame:
     """Prediction-log rows with an undeclared column (``secret``) that must never be read."""
     n = len(rows)
-    return pd.DataFrame({
-        "request_id": [r[0] for r in rows],
-        "created_at": [start + timedelta(minutes=r[1]) for r in rows],
-        "amount": np.arange(n, dtype=float) * 1.5,
-        "country": ["US", "DE", "FR", "GB", "US", "DE"][:n] if n <= 6 else ["US"] * n,
-        "latency_ms": np.arange(n, dtype=float) + 10,
-        "secret": ["do not read"] * n,
-    })
+    return pd.DataFrame(
+        {
+            "request_id": [r[0] for r in rows],
+            "created_at": [start + timedelta(minutes=r[1]) for r in rows],
+            "amount": np.arange(n, dtype=float) * 1.5,
+            "country": ["US", "DE", "FR", "GB", "US", "DE"][:n] if n <= 6 else ["US"] * n,
+            "latency_ms": np.arange(n, dtype=float) + 10,
+            "secret": ["do not read"] * n,
+        }
+    )
 
 
 def write(df: pd.DataFrame, path: Path, stamp=lambda t: t.isoformat()) -> Path:
@@ -82,6 +84,7 @@ def check_window(result: pd.DataFrame, expected_ids=INSIDE) -> None:
 
 # -- files ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["live.parquet", "live.pq", "live.csv", "live.jsonl", "live.ndjson", "live.json"])
 def test_files_reads_each_format_by_extension(tmp_path, name):
     write(frame(), tmp_path / name)
@@ -101,13 +104,17 @@ def test_files_reads_a_glob_of_mixed_formats_and_ignores_others(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["live.csv", "live.jsonl"])
-@pytest.mark.parametrize("stamp", [
-    lambda t: t.strftime("%Y-%m-%d %H:%M:%S"),                             # naive text: taken as UTC
-    lambda t: t.strftime("%Y-%m-%dT%H:%M:%S.%f"),                          # naive ISO with microseconds
-    lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ"),                            # Z
-    lambda t: t.astimezone(timezone(timedelta(hours=2))).isoformat(),       # +02:00, converted
-    lambda t: t.astimezone(timezone(timedelta(hours=-5))).isoformat(),      # -05:00, converted
-], ids=["naive", "naive-iso", "zulu", "plus-2", "minus-5"])
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        lambda t: t.strftime("%Y-%m-%d %H:%M:%S"),  # naive text: taken as UTC
+        lambda t: t.strftime("%Y-%m-%dT%H:%M:%S.%f"),  # naive ISO with microseconds
+        lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ"),  # Z
+        lambda t: t.astimezone(timezone(timedelta(hours=2))).isoformat(),  # +02:00, converted
+        lambda t: t.astimezone(timezone(timedelta(hours=-5))).isoformat(),  # -05:00, converted
+    ],
+    ids=["naive", "naive-iso", "zulu", "plus-2", "minus-5"],
+)
 def test_files_text_timestamps_in_utc(tmp_path, name, stamp):
     write(frame(), tmp_path / name, stamp=stamp)
     check_window(FilesSource(files_spec(str(tmp_path / name))).read(START, END))
@@ -128,7 +135,7 @@ def test_files_text_offsets_are_not_ignored(tmp_path, name):
 def test_files_text_timestamps_with_different_offsets_in_one_file(tmp_path, name):
     """A file written across a DST change carries two offsets (and some writers mix in Z): every row is
     converted on its own, none is lost."""
-    offsets = [timezone(timedelta(hours=1)), timezone(timedelta(hours=2)), timezone.utc]
+    offsets = [timezone(timedelta(hours=1)), timezone(timedelta(hours=2)), UTC]
     rows = iter(range(100))
     write(frame(), tmp_path / name, stamp=lambda t: t.astimezone(offsets[next(rows) % 3]).isoformat())
     check_window(FilesSource(files_spec(str(tmp_path / name))).read(START, END))
@@ -160,8 +167,16 @@ def test_files_parquet_filter_across_row_groups(tmp_path, order, tz):
     first = START - timedelta(hours=10)
     stamps = pd.Series([first + timedelta(minutes=i) for i in range(n)])
     ids = [f"r{i}" for i in range(n)]
-    df = pd.DataFrame({"request_id": ids, "created_at": stamps, "amount": np.arange(n, dtype=float),
-                       "country": ["US"] * n, "latency_ms": np.ones(n), "secret": ["x"] * n})
+    df = pd.DataFrame(
+        {
+            "request_id": ids,
+            "created_at": stamps,
+            "amount": np.arange(n, dtype=float),
+            "country": ["US"] * n,
+            "latency_ms": np.ones(n),
+            "secret": ["x"] * n,
+        }
+    )
     if order == "shuffled":
         df = df.sample(frac=1.0, random_state=3).reset_index(drop=True)
     if tz is None:
@@ -231,6 +246,7 @@ def test_files_unreadable_file_is_a_source_error_naming_it(tmp_path, name):
 
 # -- sql --------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def log_db(database_url):
     """The database of the ``database_url`` fixture, with a session time zone that is not UTC on
@@ -249,8 +265,9 @@ def log_db(database_url):
 
 
 def sql_spec(url: str, table: str = "predictions", **kw) -> SqlSpec:
-    values = dict(kind="sql", url=url, table=table, timestamp="created_at", id="request_id", features=FEATURES,
-                  latency="latency_ms")
+    values = dict(
+        kind="sql", url=url, table=table, timestamp="created_at", id="request_id", features=FEATURES, latency="latency_ms"
+    )
     values.update(kw)
     return SqlSpec(**values)
 
@@ -293,28 +310,38 @@ def _check_file(tmp_path: Path, **source) -> Path:
     model = {
         "model": "fraud-scorer",
         "owner": "fraud-team",
-        "source": {"kind": "sql", "url": "sqlite:///unused.db", "table": "predictions", "timestamp": "created_at",
-                   "id": "request_id", "features": ["amount", "country"], "latency": "latency_ms", **source},
-        "checks": [{"name": "latency", "kind": "latency", "every": "1m", "window": "1h",
-                    "alert": [{"when": "p99_ms > 250"}]}],
+        "source": {
+            "kind": "sql",
+            "url": "sqlite:///unused.db",
+            "table": "predictions",
+            "timestamp": "created_at",
+            "id": "request_id",
+            "features": ["amount", "country"],
+            "latency": "latency_ms",
+            **source,
+        },
+        "checks": [{"name": "latency", "kind": "latency", "every": "1m", "window": "1h", "alert": [{"when": "p99_ms > 250"}]}],
     }
     path = tmp_path / "fraud-scorer.yaml"
     path.write_text(yaml.safe_dump(model, sort_keys=False))
     return path
 
 
-@pytest.mark.parametrize("key, value", [
-    ("table", "predictions; DROP TABLE x"),
-    ("table", 'a"b'),
-    ("table", "a.b.c"),
-    ("table", "predictions --"),
-    ("table", "1predictions"),
-    ("timestamp", 'a"b'),
-    ("timestamp", "created_at; DROP TABLE x"),
-    ("id", "request_id)"),
-    ("latency", "latency ms"),
-    ("features", ["amount", "country' OR '1'='1"]),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("table", "predictions; DROP TABLE x"),
+        ("table", 'a"b'),
+        ("table", "a.b.c"),
+        ("table", "predictions --"),
+        ("table", "1predictions"),
+        ("timestamp", 'a"b'),
+        ("timestamp", "created_at; DROP TABLE x"),
+        ("id", "request_id)"),
+        ("latency", "latency ms"),
+        ("features", ["amount", "country' OR '1'='1"]),
+    ],
+)
 def test_sql_identifiers_that_are_not_plain_names_are_rejected_at_load(tmp_path, key, value):
     with pytest.raises(ConfigError) as info:
         load_model_file(_check_file(tmp_path, **{key: value}))
@@ -331,15 +358,16 @@ def test_sql_plain_identifiers_load(tmp_path, table):
 
 def test_numeric_timestamps_are_epoch_seconds(tmp_path):
     """A timestamp column of numbers is read as epoch seconds (not nanoseconds in 1970)."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     import pandas as pd
 
     from monitor.sources.files import FilesSource, FilesSpec
 
-    now = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
-    pd.DataFrame({"row_id": range(60), "scored_at": [now.timestamp() - 60 * i for i in range(60)],
-                  "x": range(60)}).to_csv(tmp_path / "scores.csv", index=False)
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    pd.DataFrame({"row_id": range(60), "scored_at": [now.timestamp() - 60 * i for i in range(60)], "x": range(60)}).to_csv(
+        tmp_path / "scores.csv", index=False
+    )
     spec = FilesSpec(kind="files", path=str(tmp_path / "*.csv"), timestamp="scored_at", id="row_id", features=["x"])
 
     frame = FilesSource(spec).read(now - timedelta(minutes=30), now + timedelta(seconds=1))

@@ -3,7 +3,7 @@ timestamps, the one-open-episode index, and SQLite's WAL mode."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +17,7 @@ from monitor.storage.tables import Alert, Base, CheckRun
 
 TABLES = set(Base.metadata.tables)  # every table the models know, which the head revision must create
 HEAD = ScriptDirectory(str(db.migrations_dir())).get_current_head()
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def table_names(engine) -> set[str]:
@@ -32,6 +32,7 @@ def empty_engine(database_url):
 
 
 # -- migrations ---------------------------------------------------------------------------------
+
 
 def test_the_schema_has_the_documented_tables_and_one_head():
     assert {"check_runs", "metrics", "alerts", "notifications"} <= TABLES
@@ -58,8 +59,19 @@ def test_upgrade_from_empty_to_head_and_downgrade_to_base(empty_engine):
 
 def test_upgrade_is_idempotent(engine):
     with Session(engine) as session:
-        session.add(CheckRun(model="m", check="c", kind="drift", started=T0, finished=T0, window_start=T0 - timedelta(hours=1),
-                             window_end=T0, outcome="ok", sample_size=1))
+        session.add(
+            CheckRun(
+                model="m",
+                check="c",
+                kind="drift",
+                started=T0,
+                finished=T0,
+                window_start=T0 - timedelta(hours=1),
+                window_end=T0,
+                outcome="ok",
+                sample_size=1,
+            )
+        )
         session.commit()
     db.upgrade(engine)
     db.upgrade(engine, "head")
@@ -70,8 +82,9 @@ def test_upgrade_is_idempotent(engine):
         assert conn.scalar(sa.text("SELECT count(*) FROM alembic_version")) == 1
 
 
-def _server_defaults_differ(context, inspected_column, metadata_column, inspected_default, metadata_default,
-                            rendered_metadata_default):
+def _server_defaults_differ(
+    context, inspected_column, metadata_column, inspected_default, metadata_default, rendered_metadata_default
+):
     """Alembic's SQLite comparison cannot match an empty-string default: it strips quotes only around a
     non-empty text (``'(.+)'``), so the reflected ``('')`` never equals the rendered ``''``. Only that case
     is decided here; every other default goes to Alembic's own comparison."""
@@ -82,8 +95,7 @@ def _server_defaults_differ(context, inspected_column, metadata_column, inspecte
 
 def test_head_schema_equals_the_models(engine):
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True,
-                                                         "compare_server_default": _server_defaults_differ})
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": _server_defaults_differ})
         differences = compare_metadata(context, Base.metadata)
     assert differences == []
 
@@ -101,11 +113,21 @@ def test_open_episode_index_is_unique_and_partial(engine):
 
 # -- timestamps -----------------------------------------------------------------------------------
 
+
 def test_utc_timestamps_come_back_aware_and_equal(engine):
     berlin_evening = datetime(2026, 11, 25, 19, 30, 15, 123456, tzinfo=timezone(timedelta(hours=1)))
     with Session(engine) as session:
-        run = CheckRun(model="m", check="c", kind="drift", started=T0, finished=berlin_evening,
-                       window_start=T0 - timedelta(hours=1), window_end=T0, outcome="ok", sample_size=10)
+        run = CheckRun(
+            model="m",
+            check="c",
+            kind="drift",
+            started=T0,
+            finished=berlin_evening,
+            window_start=T0 - timedelta(hours=1),
+            window_end=T0,
+            outcome="ok",
+            sample_size=10,
+        )
         session.add(run)
         session.commit()
         run_id = run.id
@@ -126,17 +148,39 @@ def test_utc_timestamps_come_back_aware_and_equal(engine):
 
 def test_naive_timestamps_are_refused(engine):
     with Session(engine) as session:
-        session.add(CheckRun(model="m", check="c", kind="drift", started=datetime(2026, 11, 25, 12), finished=T0,
-                             window_start=T0, window_end=T0, outcome="ok", sample_size=0))
+        session.add(
+            CheckRun(
+                model="m",
+                check="c",
+                kind="drift",
+                started=datetime(2026, 11, 25, 12),
+                finished=T0,
+                window_start=T0,
+                window_end=T0,
+                outcome="ok",
+                sample_size=0,
+            )
+        )
         with pytest.raises(sa.exc.StatementError, match="naive datetime"):
             session.flush()
 
 
 # -- one open episode per rule and feature --------------------------------------------------------
 
+
 def _alert(state: str, feature: str = "", **kw) -> Alert:
-    values = dict(model="fraud-scorer", check="feature-drift", rule="drift_share > 0.3", feature=feature,
-                  severity="critical", state=state, started=T0, threshold=0.3, owner="fraud-team", updated=T0)
+    values = dict(
+        model="fraud-scorer",
+        check="feature-drift",
+        rule="drift_share > 0.3",
+        feature=feature,
+        severity="critical",
+        state=state,
+        started=T0,
+        threshold=0.3,
+        owner="fraud-team",
+        updated=T0,
+    )
     values.update(kw)
     return Alert(**values)
 
@@ -147,8 +191,9 @@ def _insert(engine, alert: Alert) -> None:
         session.commit()
 
 
-@pytest.mark.parametrize("first, second", [("pending", "pending"), ("pending", "firing"),
-                                           ("firing", "pending"), ("firing", "firing")])
+@pytest.mark.parametrize(
+    "first, second", [("pending", "pending"), ("pending", "firing"), ("firing", "pending"), ("firing", "firing")]
+)
 def test_only_one_open_episode_per_rule_and_feature(engine, first, second):
     _insert(engine, _alert(first))
     with pytest.raises(sa.exc.IntegrityError):
@@ -171,20 +216,36 @@ def test_many_ended_episodes_and_one_open_per_key(engine):
     _insert(engine, _alert("firing", check="other-check"))
     # closing the open episode frees the key for a new one
     with Session(engine) as session:
-        alert = session.scalars(sa.select(Alert).where(Alert.feature == "", Alert.state == "firing",
-                                                       Alert.model == "fraud-scorer", Alert.check == "feature-drift",
-                                                       Alert.rule == "drift_share > 0.3")).one()
+        alert = session.scalars(
+            sa.select(Alert).where(
+                Alert.feature == "",
+                Alert.state == "firing",
+                Alert.model == "fraud-scorer",
+                Alert.check == "feature-drift",
+                Alert.rule == "drift_share > 0.3",
+            )
+        ).one()
         alert.state, alert.resolved = "resolved", T0
         session.commit()
     _insert(engine, _alert("pending"))
     with engine.connect() as conn:
-        counts = dict(conn.execute(sa.select(Alert.state, sa.func.count()).where(
-            Alert.model == "fraud-scorer", Alert.check == "feature-drift", Alert.rule == "drift_share > 0.3",
-            Alert.feature == "").group_by(Alert.state)).all())
+        counts = dict(
+            conn.execute(
+                sa.select(Alert.state, sa.func.count())
+                .where(
+                    Alert.model == "fraud-scorer",
+                    Alert.check == "feature-drift",
+                    Alert.rule == "drift_share > 0.3",
+                    Alert.feature == "",
+                )
+                .group_by(Alert.state)
+            ).all()
+        )
     assert counts == {"resolved": 4, "ok": 2, "pending": 1}
 
 
 # -- SQLite: WAL, readers while a write is open ---------------------------------------------------
+
 
 def test_sqlite_runs_in_wal_mode_and_reads_during_a_write(tmp_path):
     engine = db.create_engine(f"sqlite:///{tmp_path / 'monitor.db'}")
@@ -195,9 +256,22 @@ def test_sqlite_runs_in_wal_mode_and_reads_during_a_write(tmp_path):
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
         _insert(engine, _alert("resolved"))
 
-        rows = [dict(model="fraud-scorer", check="feature-drift", rule=f"rule {i}", feature="x" * 150,
-                     severity="info", state="resolved", started=T0, threshold=1.0, owner="o", summary="s" * 500,
-                     updated=T0) for i in range(2000)]
+        rows = [
+            dict(
+                model="fraud-scorer",
+                check="feature-drift",
+                rule=f"rule {i}",
+                feature="x" * 150,
+                severity="info",
+                state="resolved",
+                started=T0,
+                threshold=1.0,
+                owner="o",
+                summary="s" * 500,
+                updated=T0,
+            )
+            for i in range(2000)
+        ]
         with engine.connect() as writer, engine.connect() as reader:
             # A small page cache makes the writer spill to the database file before it commits: in a
             # rollback journal that takes the exclusive lock and a reader would get "database is locked".

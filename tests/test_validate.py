@@ -15,8 +15,8 @@ from pathlib import Path
 from textwrap import dedent
 
 import pytest
-
 from factories import write_project
+
 from monitor.cli import main
 from monitor.config import ConfigError, load_config, load_model_file
 
@@ -100,6 +100,7 @@ def project(tmp_path, monkeypatch):
 
 # --- a valid project ----------------------------------------------------------------------------------
 
+
 def test_valid_project_exits_0(tmp_path, capsys, monkeypatch):
     config = write_project(tmp_path)
     code, out, errors = validate(capsys, "--config", str(config))
@@ -164,8 +165,13 @@ SMALL_CHECKS = dedent("""\
     """)
 
 
-def edited(*, replace: dict[int, str] | None = None, insert_after: dict[int, str | list[str]] | None = None,
-           delete: range | tuple[int, ...] = (), stop_after: int | None = None) -> str:
+def edited(
+    *,
+    replace: dict[int, str] | None = None,
+    insert_after: dict[int, str | list[str]] | None = None,
+    delete: range | tuple[int, ...] = (),
+    stop_after: int | None = None,
+) -> str:
     """SMALL_CHECKS with whole lines changed; every number is a line number of SMALL_CHECKS as listed above.
 
     ``replace={n: line}`` puts ``line`` in place of line n, ``insert_after={n: lines}`` adds ``lines`` after
@@ -185,108 +191,168 @@ def edited(*, replace: dict[int, str] | None = None, insert_after: dict[int, str
 
 CASES = [
     pytest.param(
-        edited(insert_after={15: [
-            "    methd: psi                    # line 16, column 5: the key",
-            "    alert:",
-            "      - when: drift_share > 0.3",
-        ]}),
-        16, 5, "checks[0].methd", ["unknown key 'methd'", "did you mean 'method'?", "; allowed: ", "min_rows"],
+        edited(
+            insert_after={
+                15: [
+                    "    methd: psi                    # line 16, column 5: the key",
+                    "    alert:",
+                    "      - when: drift_share > 0.3",
+                ]
+            }
+        ),
+        16,
+        5,
+        "checks[0].methd",
+        ["unknown key 'methd'", "did you mean 'method'?", "; allowed: ", "min_rows"],
         id="misspelt-key",
     ),
     pytest.param(
         edited(insert_after={15: "    min_rows: lots                # line 16, column 15: the value"}),
-        16, 15, "checks[0].min_rows", ["expected a whole number", "got text"],
+        16,
+        15,
+        "checks[0].min_rows",
+        ["expected a whole number", "got text"],
         id="wrong-type-text-for-number",
     ),
     pytest.param(
         edited(insert_after={15: "    features: 3                   # line 16, column 15"}),
-        16, 15, "checks[0].features", ["expected a list", "got a number"],
+        16,
+        15,
+        "checks[0].features",
+        ["expected a list", "got a number"],
         id="wrong-type-number-for-list",
     ),
     pytest.param(
-        edited(insert_after={15: [
-            "    alert:",
-            "      - when: drift_share > 0.3",
-            "        severity: warning",
-            "      - when: drift_shar > 0.5    # line 19, column 15",
-            "        severity: critical",
-        ]}),
-        19, 15, "checks[0].alert[1].when",
+        edited(
+            insert_after={
+                15: [
+                    "    alert:",
+                    "      - when: drift_share > 0.3",
+                    "        severity: warning",
+                    "      - when: drift_shar > 0.5    # line 19, column 15",
+                    "        severity: critical",
+                ]
+            }
+        ),
+        19,
+        15,
+        "checks[0].alert[1].when",
         ["unknown metric 'drift_shar'", "(did you mean 'drift_share'?)", "; a drift check has ", "drifted_count"],
         id="unknown-metric",
     ),
     pytest.param(
-        edited(insert_after={15: [
-            "    alert:",
-            "      - when: drift_share => 0.5  # line 17, column 15",
-        ]}),
-        17, 15, "checks[0].alert[0].when",
+        edited(
+            insert_after={
+                15: [
+                    "    alert:",
+                    "      - when: drift_share => 0.5  # line 17, column 15",
+                ]
+            }
+        ),
+        17,
+        15,
+        "checks[0].alert[0].when",
         ["cannot read condition 'drift_share => 0.5'", "metric OP number", "> >= < <= == !="],
         id="unreadable-condition",
     ),
     pytest.param(
         edited(replace={2: "owner: fraud-teem                 # line 2, column 8"}),
-        2, 8, "owner",
+        2,
+        8,
+        "owner",
         ["unknown owner 'fraud-teem'", "(did you mean 'fraud-team'?)", "owners in the config: fraud-team, ml-platform"],
         id="unknown-owner",
     ),
     pytest.param(
         edited(replace={5: "  path: ${MONITOR_TEST_LIVE_DIR}/live-*.parquet   # line 5, column 9"}),
-        5, 9, "source.path",
-        ["environment variable MONITOR_TEST_LIVE_DIR is not set and has no default",
-         "${MONITOR_TEST_LIVE_DIR:-default}"],
+        5,
+        9,
+        "source.path",
+        ["environment variable MONITOR_TEST_LIVE_DIR is not set and has no default", "${MONITOR_TEST_LIVE_DIR:-default}"],
         id="unset-variable",
     ),
     pytest.param(
         edited(replace={14: "    every: 15x                    # line 14, column 12"}),
-        14, 12, "checks[0].every", ["bad duration '15x'", "for example 30s, 15m, 1h, 7d"],
+        14,
+        12,
+        "checks[0].every",
+        ["bad duration '15x'", "for example 30s, 15m, 1h, 7d"],
         id="bad-duration",
     ),
     pytest.param(
-        edited(insert_after={15: [
-            "  - name: feature-drift           # line 16, column 11",
-            "    kind: drift",
-            "    every: 1h",
-            "    window: 1d",
-        ]}),
-        16, 11, "checks[1].name", ["duplicate check name 'feature-drift'", "also checks[0]"],
+        edited(
+            insert_after={
+                15: [
+                    "  - name: feature-drift           # line 16, column 11",
+                    "    kind: drift",
+                    "    every: 1h",
+                    "    window: 1d",
+                ]
+            }
+        ),
+        16,
+        11,
+        "checks[1].name",
+        ["duplicate check name 'feature-drift'", "also checks[0]"],
         id="duplicate-check-name",
     ),
     pytest.param(
         edited(insert_after={15: "    every: 30m                    # line 16, column 5: the second key"}),
-        16, 5, "checks[0].every", ["duplicate key 'every'", "first written at line 14"],
+        16,
+        5,
+        "checks[0].every",
+        ["duplicate key 'every'", "first written at line 14"],
         id="duplicate-yaml-key",
     ),
     pytest.param(
         edited(replace={13: "    kind: drfit                   # line 13, column 11"}),
-        13, 11, "checks[0].kind", ["unknown kind 'drfit'", "(did you mean 'drift'?)", "; expected one of ", "latency"],
+        13,
+        11,
+        "checks[0].kind",
+        ["unknown kind 'drfit'", "(did you mean 'drift'?)", "; expected one of ", "latency"],
         id="unknown-check-kind",
     ),
     pytest.param(
-        edited(replace={
-            12: "  - name: latency",
-            13: "    kind: latency                 # line 13, column 11: the source has no latency column",
-            14: "    every: 1m",
-            15: "    window: 10m",
-        }),
-        13, 11, "checks[0].kind", ["a latency check needs the source's latency column: add source.latency"],
+        edited(
+            replace={
+                12: "  - name: latency",
+                13: "    kind: latency                 # line 13, column 11: the source has no latency column",
+                14: "    every: 1m",
+                15: "    window: 10m",
+            }
+        ),
+        13,
+        11,
+        "checks[0].kind",
+        ["a latency check needs the source's latency column: add source.latency"],
         id="latency-without-latency-column",
     ),
     pytest.param(
         # lines 9-10 (the reference) deleted, so line 13 moves up to line 11
         edited(delete=(9, 10), replace={13: "    kind: drift                   # line 11, column 11: no reference above"}),
-        11, 11, "checks[0].kind", ["a drift check needs a reference data set: add reference.path"],
+        11,
+        11,
+        "checks[0].kind",
+        ["a drift check needs a reference data set: add reference.path"],
         id="drift-without-reference",
     ),
     pytest.param(
         edited(replace={1: "model: fraud scorer               # line 1, column 8: a space"}),
-        1, 8, "model", ["use only letters, digits, '.', '_' and '-'"],
+        1,
+        8,
+        "model",
+        ["use only letters, digits, '.', '_' and '-'"],
         id="bad-model-name",
     ),
     pytest.param(
-        edited(replace={8: "  features: [amount, contry]"},
-               insert_after={15: "    features: [amount, contri]    # line 16, column 24"}),
-        16, 24, "checks[0].features[1]", ["'contri' is not a feature of the source", "(did you mean 'contry'?)"],
+        edited(
+            replace={8: "  features: [amount, contry]"},
+            insert_after={15: "    features: [amount, contri]    # line 16, column 24"},
+        ),
+        16,
+        24,
+        "checks[0].features[1]",
+        ["'contri' is not a feature of the source", "(did you mean 'contry'?)"],
         id="check-feature-not-in-source",
     ),
 ]
@@ -307,36 +373,57 @@ def test_each_mistake_is_one_line_at_its_place(project, capsys, monkeypatch, tex
 
 
 def test_the_spec_example_line_is_printed_exactly(project, capsys):
-    write(project / "checks" / "fraud-scorer.yaml", edited(insert_after={15: [
-        "    alert:",
-        "      - when: drift_share > 0.3",
-        "      - when: drift_shar > 0.5",  # line 18, column 15
-    ]}))
+    write(
+        project / "checks" / "fraud-scorer.yaml",
+        edited(
+            insert_after={
+                15: [
+                    "    alert:",
+                    "      - when: drift_share > 0.3",
+                    "      - when: drift_shar > 0.5",  # line 18, column 15
+                ]
+            }
+        ),
+    )
     code, _, errors = validate(capsys, "--config", "config.yaml", "checks/fraud-scorer.yaml")
     assert code == 1
     assert len(errors) == 1, errors
-    assert errors[0].startswith("checks/fraud-scorer.yaml:18:15: checks[0].alert[1].when: unknown metric 'drift_shar' "
-                                "(did you mean 'drift_share'?)")
+    assert errors[0].startswith(
+        "checks/fraud-scorer.yaml:18:15: checks[0].alert[1].when: unknown metric 'drift_shar' (did you mean 'drift_share'?)"
+    )
     # and it lists what a drift check does measure
-    assert {"drift_share", "drifted_count", "drift_score", "drifted"} <= set(errors[0].split("; a drift check has ")[1].split(", "))
+    assert {"drift_share", "drifted_count", "drift_score", "drifted"} <= set(
+        errors[0].split("; a drift check has ")[1].split(", ")
+    )
 
 
 @pytest.mark.parametrize(
     ("text", "line", "col", "fragment"),
     [
         pytest.param(
-            edited(stop_after=8, replace={8: "  features: [amount, country"}, insert_after={8: [
-                "  prediction: score                # line 8 never closed its '[': the parser stops at this ':'",
-                "                                   # (line 9, column 13)",
-            ]}),
-            9, 13, "expected ',' or ']'",
+            edited(
+                stop_after=8,
+                replace={8: "  features: [amount, country"},
+                insert_after={
+                    8: [
+                        "  prediction: score                # line 8 never closed its '[': the parser stops at this ':'",
+                        "                                   # (line 9, column 13)",
+                    ]
+                },
+            ),
+            9,
+            13,
+            "expected ',' or ']'",
             id="unclosed-bracket",
         ),
         pytest.param(
-            edited(stop_after=5, insert_after={5: (
-                "   timestamp: created_at           # one space too many: line 6, column 13 (the ':')"
-            )}),
-            6, 13, "unexpected ':' (is this line indented too far",
+            edited(
+                stop_after=5,
+                insert_after={5: ("   timestamp: created_at           # one space too many: line 6, column 13 (the ':')")},
+            ),
+            6,
+            13,
+            "unexpected ':' (is this line indented too far",
             id="indented-too-far",
         ),
         pytest.param(
@@ -348,7 +435,9 @@ def test_the_spec_example_line_is_printed_exactly(project, capsys):
                 kind: drift
                every: 15m                      # one space too few: line 6, column 4
             """,
-            6, 4, "expected <block end>",
+            6,
+            4,
+            "expected <block end>",
             id="indented-too-little",
         ),
         pytest.param(
@@ -356,7 +445,9 @@ def test_the_spec_example_line_is_printed_exactly(project, capsys):
             model: 'fraud-scorer
             owner: fraud-team
             """,
-            3, 1, "while scanning a quoted scalar",
+            3,
+            1,
+            "while scanning a quoted scalar",
             id="unclosed-quote",
         ),
     ],
@@ -371,15 +462,20 @@ def test_yaml_syntax_errors_give_line_and_column(project, capsys, text, line, co
 
 
 def test_every_problem_of_a_file_is_reported_in_line_order(project, capsys):
-    write(project / "checks" / "fraud-scorer.yaml", edited(
-        replace={14: "    every: 15x                    # line 14"},
-        insert_after={15: [
-            "    methd: psi                    # line 16",
-            "    alert:",
-            "      - when: drift_share > 0.3",
-            "        severity: critcal         # line 19",
-        ]},
-    ))
+    write(
+        project / "checks" / "fraud-scorer.yaml",
+        edited(
+            replace={14: "    every: 15x                    # line 14"},
+            insert_after={
+                15: [
+                    "    methd: psi                    # line 16",
+                    "    alert:",
+                    "      - when: drift_share > 0.3",
+                    "        severity: critcal         # line 19",
+                ]
+            },
+        ),
+    )
     code, _, errors = validate(capsys, "--config", "config.yaml", "checks/fraud-scorer.yaml")
     assert code == 1
     assert [e.split(": ", 2)[:2] for e in errors] == [
@@ -393,7 +489,9 @@ def test_every_problem_of_a_file_is_reported_in_line_order(project, capsys):
 def test_problems_in_several_files_are_all_reported(project, capsys):
     """Without FILE arguments every file of checks_dir is validated; a good file does not hide a bad one."""
     write(project / "checks" / "fraud-scorer.yaml", VALID_CHECKS)
-    write(project / "checks" / "churn.yaml", dedent("""\
+    write(
+        project / "checks" / "churn.yaml",
+        dedent("""\
         model: churn
         owner: ml-platfrom                # line 2, column 8
         source:
@@ -407,8 +505,11 @@ def test_problems_in_several_files_are_all_reported(project, capsys):
             kind: drift                   # line 11, column 11: no reference
             every: 1h
             window: 1d
-        """))
-    write(project / "checks" / "search.yml", dedent("""\
+        """),
+    )
+    write(
+        project / "checks" / "search.yml",
+        dedent("""\
         model: search
         owner: ml-platform
         source:
@@ -423,13 +524,15 @@ def test_problems_in_several_files_are_all_reported(project, capsys):
             kind: latency
             every: 1m
             window: 5
-        """))
+        """),
+    )
     code, _, errors = validate(capsys, "--config", "config.yaml")
     checks_dir = project.resolve() / "checks"
     assert code == 1
     assert len(errors) == 3, errors
-    assert errors[0].startswith(f"{checks_dir / 'churn.yaml'}:2:8: owner: unknown owner 'ml-platfrom' "
-                                "(did you mean 'ml-platform'?)")
+    assert errors[0].startswith(
+        f"{checks_dir / 'churn.yaml'}:2:8: owner: unknown owner 'ml-platfrom' (did you mean 'ml-platform'?)"
+    )
     assert errors[1].startswith(f"{checks_dir / 'churn.yaml'}:11:11: checks[0].kind: a drift check needs a reference")
     assert errors[2].startswith(f"{checks_dir / 'search.yml'}:14:13: checks[0].window: duration 5 has no unit")
 
@@ -437,15 +540,16 @@ def test_problems_in_several_files_are_all_reported(project, capsys):
 def test_the_same_model_in_two_files_is_an_error(project, capsys):
     write(project / "checks" / "fraud-scorer.yaml", VALID_CHECKS)
     write(project / "checks" / "fraud-scorer-copy.yaml", VALID_CHECKS)
-    code, _, errors = validate(capsys, "--config", "config.yaml", "checks/fraud-scorer.yaml",
-                               "checks/fraud-scorer-copy.yaml")
+    code, _, errors = validate(capsys, "--config", "config.yaml", "checks/fraud-scorer.yaml", "checks/fraud-scorer-copy.yaml")
     assert code == 1
     assert len(errors) == 1, errors
-    assert errors[0].startswith("checks/fraud-scorer-copy.yaml:1:1: model: model 'fraud-scorer' is already defined "
-                                "in checks/fraud-scorer.yaml")
+    assert errors[0].startswith(
+        "checks/fraud-scorer-copy.yaml:1:1: model: model 'fraud-scorer' is already defined in checks/fraud-scorer.yaml"
+    )
 
 
 # --- FILE arguments -----------------------------------------------------------------------------------
+
 
 def test_a_single_file_argument_validates_only_that_file(project, capsys):
     write(project / "checks" / "fraud-scorer.yaml", VALID_CHECKS)
@@ -475,16 +579,20 @@ def test_a_missing_file_argument_is_reported(project, capsys):
 
 # --- the daemon config --------------------------------------------------------------------------------
 
+
 def test_a_broken_daemon_config_is_reported_at_its_own_place(project, capsys):
     write(project / "checks" / "fraud-scorer.yaml", VALID_CHECKS)
-    write(project / "config.yaml", dedent("""\
+    write(
+        project / "config.yaml",
+        dedent("""\
         database:
           url: sqlite:///monitor.db
         check_dir: checks                 # line 3, column 1: checks_dir
         owners:
           fraud-team:
             slack: "#fraud-alerts"
-        """))
+        """),
+    )
     code, out, errors = validate(capsys, "--config", "config.yaml")
     assert code == 1
     assert "ok:" not in out
@@ -589,8 +697,14 @@ VARIABLES_CONFIG = dedent("""\
         webhook: ${MONITOR_TEST_PAGER_URL}
         mention: ["$$5 off", "@dana"]
     """)
-VARIABLES = ["MONITOR_TEST_DB_URL", "MONITOR_TEST_INGEST_TOKEN", "MONITOR_TEST_SLACK_TOKEN", "MONITOR_TEST_SLACK_URL",
-             "MONITOR_TEST_ENV", "MONITOR_TEST_PAGER_URL"]
+VARIABLES = [
+    "MONITOR_TEST_DB_URL",
+    "MONITOR_TEST_INGEST_TOKEN",
+    "MONITOR_TEST_SLACK_TOKEN",
+    "MONITOR_TEST_SLACK_URL",
+    "MONITOR_TEST_ENV",
+    "MONITOR_TEST_PAGER_URL",
+]
 
 
 @pytest.fixture
@@ -652,7 +766,9 @@ def test_an_unset_variable_without_default_names_the_variable(variables_config, 
 
 
 def test_variables_in_a_check_file(tmp_path, monkeypatch):
-    path = write(tmp_path / "checks" / "fraud-scorer.yaml", dedent("""\
+    path = write(
+        tmp_path / "checks" / "fraud-scorer.yaml",
+        dedent("""\
         model: fraud-scorer
         owner: ${MONITOR_TEST_OWNER:-fraud-team}
         source:
@@ -668,7 +784,8 @@ def test_variables_in_a_check_file(tmp_path, monkeypatch):
             kind: latency
             every: ${MONITOR_TEST_EVERY:-1m}
             window: 10m
-        """))
+        """),
+    )
     monkeypatch.delenv("MONITOR_TEST_OWNER", raising=False)
     monkeypatch.delenv("MONITOR_TEST_EVERY", raising=False)
     monkeypatch.setenv("MONITOR_TEST_FRAUD_DB", "postgresql+psycopg://reader@db/fraud")
@@ -688,6 +805,7 @@ def test_variables_in_a_check_file(tmp_path, monkeypatch):
 
 
 # --- secrets ------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("text", "expected"),
@@ -747,7 +865,7 @@ def test_errors_never_print_a_secret(project, capsys, monkeypatch, text, expecte
     assert code == 1
     errors = captured.err.splitlines()
     assert len(errors) == len(expected), errors
-    for line, start in zip(errors, expected):
+    for line, start in zip(errors, expected, strict=False):
         assert line.startswith(start), line
     assert SECRET not in captured.out + captured.err
     assert "secret-value" not in captured.out + captured.err
@@ -755,11 +873,13 @@ def test_errors_never_print_a_secret(project, capsys, monkeypatch, text, expecte
 
 # --- the real command, in a subprocess ----------------------------------------------------------------
 
+
 def monitor(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k != "MONITOR_CONFIG"}
     environment.update(env or {})
-    return subprocess.run([sys.executable, "-m", "monitor", *args], cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_subprocess_exit_0_on_a_valid_project(tmp_path):
@@ -779,8 +899,9 @@ def test_subprocess_exit_1_with_the_problem_on_stderr(tmp_path):
     assert done.stdout == ""
     lines = done.stderr.splitlines()
     assert len(lines) == 1, lines
-    assert re.match(r"^checks/fraud-scorer\.yaml:18:5: checks\[0\]\.methd: unknown key 'methd' \(did you mean 'method'\?\)",
-                    lines[0]), lines[0]
+    assert re.match(
+        r"^checks/fraud-scorer\.yaml:18:5: checks\[0\]\.methd: unknown key 'methd' \(did you mean 'method'\?\)", lines[0]
+    ), lines[0]
 
 
 def test_subprocess_exit_1_on_a_broken_daemon_config(tmp_path):
@@ -798,6 +919,7 @@ def test_subprocess_exit_2_on_a_usage_error(tmp_path):
 
 # --- what the repository ships ------------------------------------------------------------------------
 
+
 def test_shipped_config_and_checks_are_valid():
     """config.example.yaml and every file in checks/ validate with none of their ${VAR}s set: all have defaults."""
     config = REPO / "config.example.yaml"
@@ -809,36 +931,57 @@ def test_shipped_config_and_checks_are_valid():
         variables |= set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", path.read_text(encoding="utf-8")))
     env = {k: v for k, v in os.environ.items() if k not in variables and k != "MONITOR_CONFIG"}
 
-    done = subprocess.run([sys.executable, "-m", "monitor", "validate", "--config", "config.example.yaml"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "validate", "--config", "config.example.yaml"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
     assert f"ok: {len(check_files)} model(s)" in done.stdout, "every file in checks/ is a model the config picks up"
 
     listed = [str(p.relative_to(REPO)) for p in check_files]
-    done = subprocess.run([sys.executable, "-m", "monitor", "validate", "--config", "config.example.yaml", *listed],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "validate", "--config", "config.example.yaml", *listed],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
 
 
 def test_two_rules_with_the_same_condition_are_an_error(project, capsys):
     """A rule is known by its condition: two alike would share one episode (and could not be recorded)."""
-    write(project / "checks" / "fraud-scorer.yaml", SMALL_CHECKS + (
-        "    alert:\n"
-        "      - when: drift_share > 0.3\n"
-        "        severity: warning\n"
-        "      - when: drift_share > 0.3\n"      # line 19, column 15
-        "        severity: critical\n"))
+    write(
+        project / "checks" / "fraud-scorer.yaml",
+        SMALL_CHECKS
+        + (
+            "    alert:\n"
+            "      - when: drift_share > 0.3\n"
+            "        severity: warning\n"
+            "      - when: drift_share > 0.3\n"  # line 19, column 15
+            "        severity: critical\n"
+        ),
+    )
     code, _, errors = validate(capsys, "--config", "config.yaml")
     assert code == 1
     assert len(errors) == 1
-    assert errors[0].endswith("checks/fraud-scorer.yaml:19:15: checks[0].alert[1].when: the same condition as alert[0]: "
-                              "a rule is known by its condition, so give each rule of a check its own "
-                              "(e.g. a higher threshold for critical)")
+    assert errors[0].endswith(
+        "checks/fraud-scorer.yaml:19:15: checks[0].alert[1].when: the same condition as alert[0]: "
+        "a rule is known by its condition, so give each rule of a check its own "
+        "(e.g. a higher threshold for critical)"
+    )
 
 
 def test_a_metric_the_check_does_not_produce_is_refused(project, capsys):
     """A regression check has no roc_auc: a rule on it could never fire."""
-    write(project / "checks" / "fraud-scorer.yaml", dedent("""\
+    write(
+        project / "checks" / "fraud-scorer.yaml",
+        dedent("""\
         model: fraud-scorer
         owner: fraud-team
         source:
@@ -857,17 +1000,22 @@ def test_a_metric_the_check_does_not_produce_is_refused(project, capsys):
             window: 1d
             alert:
               - when: roc_auc < 0.7           # line 18, column 15
-    """))
+    """),
+    )
     code, _, errors = validate(capsys, "--config", "config.yaml")
     assert code == 1
     assert len(errors) == 1
-    assert errors[0].endswith("checks/fraud-scorer.yaml:18:15: checks[0].alert[0].when: unknown metric 'roc_auc'; "
-                              "a performance check has mae, mape, rmse")
+    assert errors[0].endswith(
+        "checks/fraud-scorer.yaml:18:15: checks[0].alert[0].when: unknown metric 'roc_auc'; "
+        "a performance check has mae, mape, rmse"
+    )
 
 
 def test_an_ingest_source_cannot_rename_the_keys_the_api_fixes(project, capsys):
     """The API's keys are fixed: a renamed one would be accepted and silently ignored, so it is refused."""
-    write(project / "checks" / "fraud-scorer.yaml", dedent("""\
+    write(
+        project / "checks" / "fraud-scorer.yaml",
+        dedent("""\
         model: fraud-scorer
         owner: fraud-team
         source:
@@ -879,9 +1027,11 @@ def test_an_ingest_source_cannot_rename_the_keys_the_api_fixes(project, capsys):
             kind: volume
             every: 1m
             window: 10m
-    """))
+    """),
+    )
     code, _, errors = validate(capsys, "--config", "config.yaml")
     assert code == 1
     assert len(errors) == 1
-    assert errors[0].endswith("checks/fraud-scorer.yaml:6:12: source.latency: 'response_ms' is not allowed; "
-                              "expected one of 'latency_ms'"), errors[0]
+    assert errors[0].endswith(
+        "checks/fraud-scorer.yaml:6:12: source.latency: 'response_ms' is not allowed; expected one of 'latency_ms'"
+    ), errors[0]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -42,7 +42,7 @@ class Condition:
     text: str
 
     @classmethod
-    def parse(cls, text: str) -> "Condition":
+    def parse(cls, text: str) -> Condition:
         if not isinstance(text, str):
             raise ConditionError("expected a condition such as 'drift_share > 0.3'")
         match = _GRAMMAR.match(text)

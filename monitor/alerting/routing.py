@@ -6,7 +6,7 @@ picks the notifier. Without a Slack token, every Slack receiver becomes the cons
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from monitor.config.models import DaemonConfig
 

@@ -7,9 +7,9 @@ metric (``drifted == 1``) gives one per feature, each its own episode.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Iterable
 
 from monitor.checks.base import MetricValue, RuleSpec
 

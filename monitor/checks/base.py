@@ -8,9 +8,10 @@ A check kind is one module that defines a ``Spec`` (its keys in a check file, a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, HttpUrl
 
@@ -60,8 +61,8 @@ class Window:
 
     start: datetime
     end: datetime
-    frame: "pd.DataFrame"
-    summary: "Summary | None" = None
+    frame: pd.DataFrame
+    summary: Summary | None = None
 
     @property
     def rows(self) -> int:
@@ -91,11 +92,11 @@ class Evaluation:
     error: str | None = None
 
     @classmethod
-    def insufficient(cls, sample_size: int, needed: int) -> "Evaluation":
+    def insufficient(cls, sample_size: int, needed: int) -> Evaluation:
         return cls("insufficient_data", sample_size, error=f"{sample_size} rows in the window, {needed} needed")
 
     @classmethod
-    def failed(cls, reason: str, sample_size: int = 0) -> "Evaluation":
+    def failed(cls, reason: str, sample_size: int = 0) -> Evaluation:
         return cls("error", sample_size, error=reason)
 
 
@@ -107,16 +108,16 @@ class CheckKind:
     spec: type[CheckSpec]
     dataset_metrics: frozenset[str]
     feature_metrics: frozenset[str]
-    evaluate: Callable[["CheckSpec", Window, "Reference | None", list[str]], Evaluation]
+    evaluate: Callable[[CheckSpec, Window, Reference | None, list[str]], Evaluation]
     needs_reference: bool = False
     required_roles: tuple[str, ...] = ()
 
-    metrics_for: Callable[["CheckSpec"], frozenset[str]] | None = None
+    metrics_for: Callable[[CheckSpec], frozenset[str]] | None = None
 
     @property
     def metrics(self) -> frozenset[str]:
         return self.dataset_metrics | self.feature_metrics
 
-    def metrics_of(self, spec: "CheckSpec") -> frozenset[str]:
+    def metrics_of(self, spec: CheckSpec) -> frozenset[str]:
         """The metrics this check (with its settings) produces; a rule may only name these."""
         return self.metrics_for(spec) if self.metrics_for else self.metrics

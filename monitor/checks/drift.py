@@ -16,8 +16,24 @@ from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, W
 
 # Evidently's stat-test names (its legacy registry); a test keeps this list equal to evidently's.
 METHODS = (
-    "anderson", "chisquare", "cramer_von_mises", "ed", "es", "fisher_exact", "g_test", "hellinger",
-    "jensenshannon", "kl_div", "ks", "mannw", "empirical_mmd", "psi", "t_test", "TVD", "wasserstein", "z",
+    "anderson",
+    "chisquare",
+    "cramer_von_mises",
+    "ed",
+    "es",
+    "fisher_exact",
+    "g_test",
+    "hellinger",
+    "jensenshannon",
+    "kl_div",
+    "ks",
+    "mannw",
+    "empirical_mmd",
+    "psi",
+    "t_test",
+    "TVD",
+    "wasserstein",
+    "z",
 )
 
 
@@ -54,8 +70,14 @@ def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) ->
     from evidently.legacy.report import Report
 
     numerical = reference.numerical(columns)
-    mapping = ColumnMapping(numerical_features=numerical, categorical_features=[c for c in columns if c not in numerical],
-                            target=None, prediction=None, datetime=None, id=None)
+    mapping = ColumnMapping(
+        numerical_features=numerical,
+        categorical_features=[c for c in columns if c not in numerical],
+        target=None,
+        prediction=None,
+        datetime=None,
+        id=None,
+    )
     current = frame[columns]
     text = [c for c in columns if c not in numerical and current[c].dtype != reference.frame[c].dtype]
     if text:  # a category sent as 80331 is the reference's "80331", not a new category
@@ -67,14 +89,28 @@ def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) ->
     except (ValueError, TypeError, KeyError) as exc:
         return Evaluation.failed(f"evidently could not compute drift: {exc}", sample_size)
 
-    values = [MetricValue("drift_share", float(result["share_of_drifted_columns"])),
-              MetricValue("drifted_count", float(result["number_of_drifted_columns"]))]
+    values = [
+        MetricValue("drift_share", float(result["share_of_drifted_columns"])),
+        MetricValue("drifted_count", float(result["number_of_drifted_columns"])),
+    ]
     per_feature = []
     for name, column in result["drift_by_columns"].items():
-        score, threshold, drifted = float(column["drift_score"]), float(column["stattest_threshold"]), bool(column["drift_detected"])
+        score, threshold, drifted = (
+            float(column["drift_score"]),
+            float(column["stattest_threshold"]),
+            bool(column["drift_detected"]),
+        )
         values += [MetricValue("drift_score", score, name), MetricValue("drifted", float(drifted), name)]
-        per_feature.append({"feature": name, "score": score, "method": column["stattest_name"], "threshold": threshold,
-                            "drifted": drifted, "strength": strength(score, threshold, drifted)})
+        per_feature.append(
+            {
+                "feature": name,
+                "score": score,
+                "method": column["stattest_name"],
+                "threshold": threshold,
+                "drifted": drifted,
+                "strength": strength(score, threshold, drifted),
+            }
+        )
     per_feature.sort(key=lambda f: (not f["drifted"], -f["strength"]))
     return Evaluation("ok", sample_size, values, evidence={"features": per_feature})
 

@@ -33,8 +33,13 @@ def evaluate(spec: LatencySpec, window: Window, reference, features: list[str]) 
     if len(latencies) < spec.min_rows:
         return Evaluation.insufficient(len(latencies), spec.min_rows)
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
-    values = [MetricValue("p50_ms", float(p50)), MetricValue("p95_ms", float(p95)), MetricValue("p99_ms", float(p99)),
-              MetricValue("max_ms", float(latencies.max())), MetricValue("mean_ms", float(latencies.mean()))]
+    values = [
+        MetricValue("p50_ms", float(p50)),
+        MetricValue("p95_ms", float(p95)),
+        MetricValue("p99_ms", float(p99)),
+        MetricValue("max_ms", float(latencies.max())),
+        MetricValue("mean_ms", float(latencies.mean())),
+    ]
     return Evaluation("ok", len(latencies), values)
 
 

@@ -42,8 +42,11 @@ def evaluate(spec: PerformanceSpec, window: Window, reference, features: list[st
 
     frame = window.frame[[PREDICTION, LABEL]].dropna()
     if len(frame) < spec.min_rows:
-        return Evaluation("insufficient_data", len(frame),
-                          error=f"{len(frame)} labelled predictions in the window, {spec.min_rows} needed (labels not in yet?)")
+        return Evaluation(
+            "insufficient_data",
+            len(frame),
+            error=f"{len(frame)} labelled predictions in the window, {spec.min_rows} needed (labels not in yet?)",
+        )
     from evidently.legacy.metrics import ClassificationQualityMetric, RegressionQualityMetric
     from evidently.legacy.pipeline.column_mapping import ColumnMapping
     from evidently.legacy.report import Report

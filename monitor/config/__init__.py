@@ -17,8 +17,13 @@ if TYPE_CHECKING:
     from monitor.config.models import DaemonConfig, ModelConfig
 
 _LAZY = {
-    "CheckFiles": "loader", "check_file_paths": "loader", "load_check_files": "loader", "load_config": "loader",
-    "load_model_file": "loader", "DaemonConfig": "models", "ModelConfig": "models",
+    "CheckFiles": "loader",
+    "check_file_paths": "loader",
+    "load_check_files": "loader",
+    "load_config": "loader",
+    "load_model_file": "loader",
+    "DaemonConfig": "models",
+    "ModelConfig": "models",
 }
 
 
@@ -28,5 +33,14 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'monitor.config' has no attribute {name!r}")
 
 
-__all__ = ["CheckFiles", "ConfigError", "ConfigIssue", "DaemonConfig", "ModelConfig", "check_file_paths",
-           "load_check_files", "load_config", "load_model_file"]
+__all__ = [
+    "CheckFiles",
+    "ConfigError",
+    "ConfigIssue",
+    "DaemonConfig",
+    "ModelConfig",
+    "check_file_paths",
+    "load_check_files",
+    "load_config",
+    "load_model_file",
+]

@@ -14,9 +14,10 @@ from __future__ import annotations
 import difflib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -45,19 +46,31 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
 
         host = config.server.listen.rpartition(":")[0]
         if not config.server.token.get_secret_value() and not is_loopback(host):
-            doc.issues.append(doc.issue(("server", "listen"), f"listening on {host or 'every address'} needs a bearer token: "
-                                        "set server.token (e.g. ${MONITOR_INGEST_TOKEN}) or listen on 127.0.0.1"))
+            doc.issues.append(
+                doc.issue(
+                    ("server", "listen"),
+                    f"listening on {host or 'every address'} needs a bearer token: "
+                    "set server.token (e.g. ${MONITOR_INGEST_TOKEN}) or listen on 127.0.0.1",
+                )
+            )
         for i, route in enumerate(config.routes):
             for j, owner in enumerate(route.also):
                 if owner not in config.owners:
-                    doc.issues.append(doc.issue(("routes", i, "also", j), f"unknown owner {owner!r}{suggest(owner, config.owners)}"))
+                    doc.issues.append(
+                        doc.issue(("routes", i, "also", j), f"unknown owner {owner!r}{suggest(owner, config.owners)}")
+                    )
     if doc.issues:
         raise ConfigError(doc.issues)
     return config
 
 
-def load_model_file(path: str | Path, config: DaemonConfig | None = None, *, base_dir: Path | None = None,
-                    environ: Mapping[str, str] | None = None) -> ModelConfig:
+def load_model_file(
+    path: str | Path,
+    config: DaemonConfig | None = None,
+    *,
+    base_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ModelConfig:
     """One check file, validated against the daemon config's owners when one is given."""
     doc = _read(Path(path), environ)
     model = _validate(doc, ModelConfig)
@@ -81,8 +94,9 @@ def check_file_paths(directory: Path) -> list[Path]:
     return sorted({p for pattern in CHECK_FILE_PATTERNS for p in directory.glob(pattern)})
 
 
-def load_check_files(paths: list[Path], config: DaemonConfig | None, *, base_dir: Path | None = None,
-                     environ: Mapping[str, str] | None = None) -> CheckFiles:
+def load_check_files(
+    paths: list[Path], config: DaemonConfig | None, *, base_dir: Path | None = None, environ: Mapping[str, str] | None = None
+) -> CheckFiles:
     out = CheckFiles()
     for path in paths:
         try:
@@ -91,8 +105,15 @@ def load_check_files(paths: list[Path], config: DaemonConfig | None, *, base_dir
             out.issues.extend(exc.issues)
             continue
         if model.model in out.models:
-            out.issues.append(ConfigIssue(str(path), 1, 1, "model",
-                                          f"model {model.model!r} is already defined in {out.files[model.model]}: one file per model"))
+            out.issues.append(
+                ConfigIssue(
+                    str(path),
+                    1,
+                    1,
+                    "model",
+                    f"model {model.model!r} is already defined in {out.files[model.model]}: one file per model",
+                )
+            )
             continue
         out.models[model.model] = model
         out.files[model.model] = path
@@ -129,7 +150,9 @@ def _issue_from_pydantic(doc: Document, model_cls: type[BaseModel], error: Mappi
     if kind == "extra_forbidden":
         parent = _annotation_at(model_cls, path[:-1], doc.data)
         known = _field_names(parent)
-        return doc.issue(path, f"unknown key {path[-1]!r}{suggest(path[-1], known)}; allowed: {', '.join(sorted(known))}", key=True)
+        return doc.issue(
+            path, f"unknown key {path[-1]!r}{suggest(path[-1], known)}; allowed: {', '.join(sorted(known))}", key=True
+        )
     if kind == "missing":
         return doc.issue(path, "required key is missing")
     if kind == "union_tag_invalid":
@@ -168,11 +191,19 @@ def _pattern_hint(annotation: Any) -> str | None:
 
 _MISSING = object()
 _PLAIN_MESSAGES = {
-    "int_parsing": "expected a whole number", "int_type": "expected a whole number",
-    "int_from_float": "expected a whole number", "float_parsing": "expected a number", "float_type": "expected a number",
-    "string_type": "expected text", "bool_parsing": "expected true or false", "bool_type": "expected true or false",
-    "list_type": "expected a list", "dict_type": "expected a mapping of keys", "model_type": "expected a mapping of keys",
-    "model_attributes_type": "expected a mapping of keys", "too_short": "add at least one item",
+    "int_parsing": "expected a whole number",
+    "int_type": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "string_type": "expected text",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping of keys",
+    "model_type": "expected a mapping of keys",
+    "model_attributes_type": "expected a mapping of keys",
+    "too_short": "add at least one item",
 }
 
 
@@ -186,7 +217,15 @@ def _get(data: Any, path: tuple) -> Any:
 
 
 def _describe(value: Any) -> str:
-    names = {dict: "a mapping", list: "a list", str: "text", bool: "true/false", int: "a number", float: "a number", type(None): "nothing"}
+    names = {
+        dict: "a mapping",
+        list: "a list",
+        str: "text",
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        type(None): "nothing",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -264,37 +303,59 @@ def _semantic_issues(doc: Document, model: ModelConfig, config: DaemonConfig | N
     issues = []
     if config is not None and model.owner not in config.owners:
         known = ", ".join(sorted(config.owners)) or "none are configured"
-        issues.append(doc.issue(("owner",), f"unknown owner {model.owner!r}{suggest(model.owner, config.owners)}; owners in the config: {known}"))
+        issues.append(
+            doc.issue(
+                ("owner",), f"unknown owner {model.owner!r}{suggest(model.owner, config.owners)}; owners in the config: {known}"
+            )
+        )
     roles = model.source.roles()
     seen: dict[str, int] = {}
     for i, check in enumerate(model.checks):
         kind = CHECKS[check.kind]
         if check.name in seen:
-            issues.append(doc.issue(("checks", i, "name"), f"duplicate check name {check.name!r} (also checks[{seen[check.name]}])"))
+            issues.append(
+                doc.issue(("checks", i, "name"), f"duplicate check name {check.name!r} (also checks[{seen[check.name]}])")
+            )
         seen.setdefault(check.name, i)
         if kind.needs_reference and model.reference is None:
-            issues.append(doc.issue(("checks", i, "kind"), f"a {check.kind} check needs a reference data set: add reference.path"))
+            issues.append(
+                doc.issue(("checks", i, "kind"), f"a {check.kind} check needs a reference data set: add reference.path")
+            )
         for role in kind.required_roles:
             if role not in roles:
                 key = role.lstrip("@").removesuffix("_ms")
-                issues.append(doc.issue(("checks", i, "kind"), f"a {check.kind} check needs the source's {key} column: add source.{key}"))
+                issues.append(
+                    doc.issue(("checks", i, "kind"), f"a {check.kind} check needs the source's {key} column: add source.{key}")
+                )
         for j, feature in enumerate(getattr(check, "features", None) or []):
             if feature not in model.source.features:
-                issues.append(doc.issue(("checks", i, "features", j),
-                                        f"{feature!r} is not a feature of the source{suggest(feature, model.source.features)}"))
+                issues.append(
+                    doc.issue(
+                        ("checks", i, "features", j),
+                        f"{feature!r} is not a feature of the source{suggest(feature, model.source.features)}",
+                    )
+                )
         conditions: dict[str, int] = {}
         for j, rule in enumerate(check.alert):
             if rule.when.text in conditions:
-                issues.append(doc.issue(("checks", i, "alert", j, "when"),
-                                        f"the same condition as alert[{conditions[rule.when.text]}]: a rule is known by its "
-                                        "condition, so give each rule of a check its own (e.g. a higher threshold for critical)"))
+                issues.append(
+                    doc.issue(
+                        ("checks", i, "alert", j, "when"),
+                        f"the same condition as alert[{conditions[rule.when.text]}]: a rule is known by its "
+                        "condition, so give each rule of a check its own (e.g. a higher threshold for critical)",
+                    )
+                )
             conditions.setdefault(rule.when.text, j)
             metric = rule.when.metric
             metrics = kind.metrics_of(check)
             if metric not in metrics:
-                issues.append(doc.issue(("checks", i, "alert", j, "when"),
-                                        f"unknown metric {metric!r}{suggest(metric, metrics)}; "
-                                        f"a {check.kind} check has {', '.join(sorted(metrics))}"))
+                issues.append(
+                    doc.issue(
+                        ("checks", i, "alert", j, "when"),
+                        f"unknown metric {metric!r}{suggest(metric, metrics)}; "
+                        f"a {check.kind} check has {', '.join(sorted(metrics))}",
+                    )
+                )
     return issues
 
 

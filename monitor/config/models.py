@@ -7,7 +7,7 @@ Check and source sections are the plug-ins' own specs, joined here by their ``ki
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Union
+from typing import Annotated
 
 from pydantic import Field, SecretStr
 
@@ -17,8 +17,8 @@ from monitor.config.types import Duration, Name, StrictModel
 from monitor.sources import SOURCES
 from monitor.sources.reference import ReferenceSpec
 
-CheckSpecs = Annotated[Union[tuple(kind.spec for kind in CHECKS.values())], Field(discriminator="kind")]  # type: ignore[misc]
-SourceSpecs = Annotated[Union[tuple(kind.spec for kind in SOURCES.values())], Field(discriminator="kind")]  # type: ignore[misc]
+CheckSpecs = Annotated[tuple(kind.spec for kind in CHECKS.values()), Field(discriminator="kind")]  # type: ignore[misc]
+SourceSpecs = Annotated[tuple(kind.spec for kind in SOURCES.values()), Field(discriminator="kind")]  # type: ignore[misc]
 
 
 class DatabaseConfig(StrictModel):

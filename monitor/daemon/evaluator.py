@@ -48,7 +48,7 @@ class Change:
 class RunResult:
     model: str
     check: str
-    outcome: str                     # ok, breach, insufficient_data or error
+    outcome: str  # ok, breach, insufficient_data or error
     evaluation: Evaluation
     window_start: datetime
     window_end: datetime
@@ -111,21 +111,47 @@ class Evaluator:
     # -- recording ------------------------------------------------------------------------------
     def _record(self, session: Session, model: ModelConfig, check: CheckSpec, result: RunResult, started: datetime) -> None:
         evaluation, now = result.evaluation, self.clock.now()
-        run = CheckRun(model=model.model, check=check.name, kind=check.kind, started=started, finished=now,
-                       window_start=result.window_start, window_end=result.window_end, outcome=result.outcome,
-                       sample_size=evaluation.sample_size, error=evaluation.error, evidence=evaluation.evidence or None)
+        run = CheckRun(
+            model=model.model,
+            check=check.name,
+            kind=check.kind,
+            started=started,
+            finished=now,
+            window_start=result.window_start,
+            window_end=result.window_end,
+            outcome=result.outcome,
+            sample_size=evaluation.sample_size,
+            error=evaluation.error,
+            evidence=evaluation.evidence or None,
+        )
         session.add(run)
         session.flush()
         result.run_id = run.id
-        session.add_all(Metric(time=now, model=model.model, check=check.name, metric=v.metric, feature=v.feature,
-                               value=v.value, window_start=result.window_start, window_end=result.window_end,
-                               sample_size=evaluation.sample_size, run_id=run.id) for v in evaluation.values)
+        session.add_all(
+            Metric(
+                time=now,
+                model=model.model,
+                check=check.name,
+                metric=v.metric,
+                feature=v.feature,
+                value=v.value,
+                window_start=result.window_start,
+                window_end=result.window_end,
+                sample_size=evaluation.sample_size,
+                run_id=run.id,
+            )
+            for v in evaluation.values
+        )
         if not result.observations:
             return
         # Episodes are timed by when runs start, not end: a slow run must not delay a `for:` by an interval.
         at = started
-        open_alerts = {(a.rule, a.feature): a for a in session.scalars(
-            sa.select(Alert).where(Alert.model == model.model, Alert.check == check.name, Alert.state.in_(OPEN_STATES)))}
+        open_alerts = {
+            (a.rule, a.feature): a
+            for a in session.scalars(
+                sa.select(Alert).where(Alert.model == model.model, Alert.check == check.name, Alert.state.in_(OPEN_STATES))
+            )
+        }
         for observation in result.observations:
             alert = open_alerts.get(observation.key)
             episode = OpenEpisode(alert.state, alert.started) if alert else None
@@ -133,9 +159,16 @@ class Evaluator:
             if step is None:
                 continue
             if alert is None:
-                alert = Alert(model=model.model, check=check.name, rule=observation.rule.when.text,
-                              feature=observation.feature, severity=observation.rule.severity, started=at,
-                              threshold=observation.rule.when.threshold, owner=model.owner)
+                alert = Alert(
+                    model=model.model,
+                    check=check.name,
+                    rule=observation.rule.when.text,
+                    feature=observation.feature,
+                    severity=observation.rule.severity,
+                    started=at,
+                    threshold=observation.rule.when.threshold,
+                    owner=model.owner,
+                )
                 session.add(alert)
             changed = alert.state != step.state
             alert.state, alert.last_value, alert.updated = step.state, observation.value, at
@@ -151,24 +184,51 @@ class Evaluator:
             if changed or step.notify:
                 result.changes.append(Change(alert.id, alert.rule, alert.feature, alert.state, observation.value, step.notify))
 
-    def _message(self, model: ModelConfig, check: CheckSpec, alert: Alert, observation: Observation,
-                 result: RunResult, event: str) -> AlertMessage:
+    def _message(
+        self, model: ModelConfig, check: CheckSpec, alert: Alert, observation: Observation, result: RunResult, event: str
+    ) -> AlertMessage:
         features = result.evaluation.evidence.get("features", [])
         drifted = [{k: f[k] for k in ("feature", "score", "method", "threshold")} for f in features if f.get("drifted")]
         owner = self.config.owners.get(model.owner)
         iso = lambda t: t.isoformat() if t else None  # noqa: E731
         return AlertMessage(
-            alert_id=alert.id, event=event, model=model.model, check=check.name, kind=check.kind, owner=model.owner,
-            severity=alert.severity, rule=alert.rule, metric=observation.rule.when.metric, value=observation.value,
-            threshold=alert.threshold, started=iso(alert.started), fired=iso(alert.fired), resolved=iso(alert.resolved),
-            window=format_duration(check.window), window_start=iso(result.window_start), window_end=iso(result.window_end),
-            sample_size=result.evaluation.sample_size, feature=alert.feature,
-            mentions=list(owner.mention) if owner else [], top_features=drifted[:TOP_FEATURES],
+            alert_id=alert.id,
+            event=event,
+            model=model.model,
+            check=check.name,
+            kind=check.kind,
+            owner=model.owner,
+            severity=alert.severity,
+            rule=alert.rule,
+            metric=observation.rule.when.metric,
+            value=observation.value,
+            threshold=alert.threshold,
+            started=iso(alert.started),
+            fired=iso(alert.fired),
+            resolved=iso(alert.resolved),
+            window=format_duration(check.window),
+            window_start=iso(result.window_start),
+            window_end=iso(result.window_end),
+            sample_size=result.evaluation.sample_size,
+            feature=alert.feature,
+            mentions=list(owner.mention) if owner else [],
+            top_features=drifted[:TOP_FEATURES],
             links={name: str(url) for name, url in check.links.model_dump().items() if url},
         )
 
     def _enqueue(self, session: Session, alert: Alert, message: AlertMessage, now: datetime) -> None:
         labels = {"severity": alert.severity, "model": alert.model, "check": alert.check, "owner": alert.owner}
         for receiver in receivers_for(alert.owner, labels, self.config):
-            session.add(Notification(alert_id=alert.id, event=message.event, receiver=receiver, status="pending",
-                                     attempts=0, created=now, time=now, next_attempt=now, payload=message.to_dict()))
+            session.add(
+                Notification(
+                    alert_id=alert.id,
+                    event=message.event,
+                    receiver=receiver,
+                    status="pending",
+                    attempts=0,
+                    created=now,
+                    time=now,
+                    next_attempt=now,
+                    payload=message.to_dict(),
+                )
+            )

@@ -30,7 +30,7 @@ class Project:
         return self.base_dir / self.config.checks_dir
 
     @classmethod
-    def load(cls, config_path: Path | None, files: list[Path] | None = None) -> "Project":
+    def load(cls, config_path: Path | None, files: list[Path] | None = None) -> Project:
         """Raises ConfigError for a bad daemon config; bad check files are kept in ``checks.issues``.
 
         Without a config file no owners are known, so check files are not checked against them.

@@ -49,15 +49,17 @@ def describe(result: RunResult) -> str:
 
 
 class Daemon:
-    def __init__(self, project: Project, *, clock: Clock | None = None, console=None, engine: Engine | None = None,
-                 workers: int = 4) -> None:
+    def __init__(
+        self, project: Project, *, clock: Clock | None = None, console=None, engine: Engine | None = None, workers: int = 4
+    ) -> None:
         self.project = project
         self.clock = clock or SystemClock()
         self.engine = engine or db.create_engine(project.config.database.url)
         self.telemetry = Telemetry()
         self.evaluator = Evaluator(self.engine, project.config, self.clock)
-        self.outbox = Outbox(self.engine, build_notifiers(project.config, console), self.clock,
-                             on_attempt=self.telemetry.record_delivery)
+        self.outbox = Outbox(
+            self.engine, build_notifiers(project.config, console), self.clock, on_attempt=self.telemetry.record_delivery
+        )
         self.sampler = Sampler(self.engine, self.clock, capacity=project.config.ingest.sample_per_minute)
         self.http = None
         self.workers = workers
@@ -71,8 +73,9 @@ class Daemon:
             result = self.evaluator.run(model, check)
         except sa.exc.SQLAlchemyError as exc:
             # Nothing was recorded (one transaction): the next run of this check tries again.
-            log.error("%s/%s: evaluated but not recorded (database error; the next run tries again): %s",
-                      model.model, check.name, exc)
+            log.error(
+                "%s/%s: evaluated but not recorded (database error; the next run tries again): %s", model.model, check.name, exc
+            )
             return None
         (log.warning if result.outcome in ("breach", "error") else log.info)(describe(result))
         self.telemetry.record_run(result)
@@ -107,10 +110,15 @@ class Daemon:
 
         config = self.project.config
         models = sorted(self.project.checks.models)
-        state = ServerState(models=self.ingest_models(), sampler=self.sampler, telemetry=self.telemetry,
-                            token=config.server.token.get_secret_value(), max_body_bytes=config.ingest.max_body_bytes,
-                            max_concurrent=config.ingest.max_concurrent_requests,
-                            status_page=lambda: render_status(self.engine, models))
+        state = ServerState(
+            models=self.ingest_models(),
+            sampler=self.sampler,
+            telemetry=self.telemetry,
+            token=config.server.token.get_secret_value(),
+            max_body_bytes=config.ingest.max_body_bytes,
+            max_concurrent=config.ingest.max_concurrent_requests,
+            status_page=lambda: render_status(self.engine, models),
+        )
         self.http = HttpServer(create_app(state), config.server.listen)
         self.http.start()
         log.info("HTTP API on %s", self.http.url)
@@ -136,17 +144,35 @@ class Daemon:
         for model in self.project.checks.models.values():
             for check in model.checks:
                 self._scheduler.add_job(
-                    self.evaluate, "interval", args=(model, check), seconds=check.every.total_seconds(),
-                    id=f"{model.model}/{check.name}", name=f"{model.model}/{check.name}",
+                    self.evaluate,
+                    "interval",
+                    args=(model, check),
+                    seconds=check.every.total_seconds(),
+                    id=f"{model.model}/{check.name}",
+                    name=f"{model.model}/{check.name}",
                     next_run_time=now + timedelta(milliseconds=50 * count),
-                    max_instances=1, coalesce=True, misfire_grace_time=max(1, int(check.every.total_seconds())),
+                    max_instances=1,
+                    coalesce=True,
+                    misfire_grace_time=max(1, int(check.every.total_seconds())),
                 )
                 count += 1
-        self._scheduler.add_job(self.remove_expired_samples, "interval", hours=1, id="retention", name="retention",
-                                next_run_time=now + timedelta(minutes=1), max_instances=1, coalesce=True)
+        self._scheduler.add_job(
+            self.remove_expired_samples,
+            "interval",
+            hours=1,
+            id="retention",
+            name="retention",
+            next_run_time=now + timedelta(minutes=1),
+            max_instances=1,
+            coalesce=True,
+        )
         self._scheduler.start()
-        log.info("monitor started: %d checks of %d models, database %s", count, len(self.project.checks.models),
-                 self.engine.url.render_as_string(hide_password=True))
+        log.info(
+            "monitor started: %d checks of %d models, database %s",
+            count,
+            len(self.project.checks.models),
+            self.engine.url.render_as_string(hide_password=True),
+        )
 
     def stop(self) -> None:
         """No new rows, then no new evaluations; then the last samples are written and the last

@@ -18,21 +18,37 @@ class Telemetry:
         self.registry = CollectorRegistry()
         self.started = time.time()
         self.last_success: float | None = None
-        self.rows = Counter("monitor_ingest_rows", "Rows posted to the ingest API, by result.",
-                            ["model", "result"], registry=self.registry)
-        self.labels = Counter("monitor_ingest_labels", "Labels posted to the ingest API, by result.",
-                              ["model", "result"], registry=self.registry)
-        self.evaluations = Counter("monitor_evaluations", "Check evaluations, by outcome.",
-                                   ["model", "check", "outcome"], registry=self.registry)
-        self.duration = Histogram("monitor_evaluation_duration_seconds", "Time to evaluate a check.",
-                                  ["model", "check"], registry=self.registry,
-                                  buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
-        self.notifications = Counter("monitor_notification_attempts", "Notification delivery attempts, by receiver kind and result.",
-                                     ["receiver", "result"], registry=self.registry)
-        self.values = Gauge("monitor_check_value", "The latest value of each check metric.",
-                            ["model", "check", "metric", "feature"], registry=self.registry)
-        self.last_cycle = Gauge("monitor_last_success_timestamp_seconds", "When an evaluation last completed without error.",
-                                registry=self.registry)
+        self.rows = Counter(
+            "monitor_ingest_rows", "Rows posted to the ingest API, by result.", ["model", "result"], registry=self.registry
+        )
+        self.labels = Counter(
+            "monitor_ingest_labels", "Labels posted to the ingest API, by result.", ["model", "result"], registry=self.registry
+        )
+        self.evaluations = Counter(
+            "monitor_evaluations", "Check evaluations, by outcome.", ["model", "check", "outcome"], registry=self.registry
+        )
+        self.duration = Histogram(
+            "monitor_evaluation_duration_seconds",
+            "Time to evaluate a check.",
+            ["model", "check"],
+            registry=self.registry,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.notifications = Counter(
+            "monitor_notification_attempts",
+            "Notification delivery attempts, by receiver kind and result.",
+            ["receiver", "result"],
+            registry=self.registry,
+        )
+        self.values = Gauge(
+            "monitor_check_value",
+            "The latest value of each check metric.",
+            ["model", "check", "metric", "feature"],
+            registry=self.registry,
+        )
+        self.last_cycle = Gauge(
+            "monitor_last_success_timestamp_seconds", "When an evaluation last completed without error.", registry=self.registry
+        )
         self.sample_rows = Gauge("monitor_ingest_sample_rows_in_memory", "Sampled rows held in memory.", registry=self.registry)
 
     def record_run(self, result: RunResult) -> None:

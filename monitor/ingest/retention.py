@@ -22,8 +22,12 @@ def delete_expired(engine: Engine, before: datetime) -> int:
     removed = 0
     while True:
         with engine.begin() as conn:
-            keys = conn.execute(sa.select(stats.c.model, stats.c.minute).where(stats.c.minute < before)
-                                .order_by(stats.c.minute).limit(MINUTES_PER_BATCH)).all()
+            keys = conn.execute(
+                sa.select(stats.c.model, stats.c.minute)
+                .where(stats.c.minute < before)
+                .order_by(stats.c.minute)
+                .limit(MINUTES_PER_BATCH)
+            ).all()
             for model, minute in keys:
                 conn.execute(sa.delete(samples).where(samples.c.model == model, samples.c.minute == minute))
                 conn.execute(sa.delete(stats).where(stats.c.model == model, stats.c.minute == minute))

@@ -9,9 +9,10 @@ about ten microseconds for each row, which rules out building a pydantic model p
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Literal
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 import orjson
 
@@ -19,8 +20,8 @@ from monitor.storage.tables import Sample
 
 FeatureType = Literal["number", "string", "boolean", "any"]
 _ROW_KEYS = {"id", "ts", "features", "prediction", "latency_ms", "model_version"}
-_FIRST_TS = datetime(1, 1, 1, tzinfo=timezone.utc).timestamp()
-_END_TS = datetime(9999, 12, 31, 23, 59, tzinfo=timezone.utc).timestamp()
+_FIRST_TS = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+_END_TS = datetime(9999, 12, 31, 23, 59, tzinfo=UTC).timestamp()
 # How far ahead of the daemon's clock a row's ts may be (clock skew). A later minute would never leave
 # memory (only minutes past are written and dropped) nor be deleted by retention (older than a cutoff).
 MAX_FUTURE_SECONDS = 5 * 60
@@ -97,7 +98,7 @@ def _timestamp(value: Any, received: float) -> float:
     else:
         stamp = datetime.fromisoformat(value)
         if stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=timezone.utc)
+            stamp = stamp.replace(tzinfo=UTC)
         epoch = stamp.timestamp()
     if not _FIRST_TS <= epoch < _END_TS:  # its minute must be a datetime (epoch milliseconds are not)
         raise ValueError
@@ -107,7 +108,8 @@ def _timestamp(value: Any, received: float) -> float:
 # The exact types each feature type accepts. orjson only produces exact types (bool is never an int
 # here), so a set lookup decides the common case; _type_error only words the failures.
 _ACCEPTED_TYPES: dict[str, frozenset[type]] = {
-    "number": frozenset({int, float, type(None)}), "string": frozenset({str, int, type(None)}),
+    "number": frozenset({int, float, type(None)}),
+    "string": frozenset({str, int, type(None)}),
     "boolean": frozenset({bool, type(None)}),
 }
 
@@ -120,7 +122,11 @@ def _type_error(value: Any, expected: FeatureType) -> str | None:
             return f"expected a number, got {type(value).__name__}"
         return None
     if expected == "string":
-        return None if isinstance(value, (str, int)) and not isinstance(value, bool) else f"expected text, got {type(value).__name__}"
+        return (
+            None
+            if isinstance(value, (str, int)) and not isinstance(value, bool)
+            else f"expected text, got {type(value).__name__}"
+        )
     return None if isinstance(value, bool) else f"expected true or false, got {type(value).__name__}"
 
 

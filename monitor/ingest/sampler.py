@@ -19,9 +19,10 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -42,7 +43,7 @@ def minute_of(epoch_seconds: float) -> int:
 
 
 def as_datetime(epoch_seconds: float) -> datetime:
-    return datetime.fromtimestamp(epoch_seconds, timezone.utc)
+    return datetime.fromtimestamp(epoch_seconds, UTC)
 
 
 class Overloaded(Exception):
@@ -65,8 +66,9 @@ class Bucket:
 
 
 class Sampler:
-    def __init__(self, engine: Engine, clock: Clock, *, capacity: int = 1000, max_dirty_buckets: int = 10_000,
-                 seed: int | None = None) -> None:
+    def __init__(
+        self, engine: Engine, clock: Clock, *, capacity: int = 1000, max_dirty_buckets: int = 10_000, seed: int | None = None
+    ) -> None:
         self.engine = engine
         self.clock = clock
         self.capacity = capacity
@@ -140,12 +142,18 @@ class Sampler:
         try:
             with self.engine.begin() as conn:
                 for start in range(0, len(remaining), 500):
-                    found = conn.scalars(sa.select(table.c.row_id).where(
-                        table.c.model == model, table.c.row_id.in_(remaining[start:start + 500]))).all()
+                    found = conn.scalars(
+                        sa.select(table.c.row_id).where(
+                            table.c.model == model, table.c.row_id.in_(remaining[start : start + 500])
+                        )
+                    ).all()
                     if found:
-                        conn.execute(sa.update(table).where(table.c.model == model, table.c.row_id == sa.bindparam("rid"))
-                                     .values(label=sa.bindparam("new_label", type_=sa.JSON), labelled=labelled_at),
-                                     [{"rid": row_id, "new_label": wanted[row_id]} for row_id in set(found)])
+                        conn.execute(
+                            sa.update(table)
+                            .where(table.c.model == model, table.c.row_id == sa.bindparam("rid"))
+                            .values(label=sa.bindparam("new_label", type_=sa.JSON), labelled=labelled_at),
+                            [{"rid": row_id, "new_label": wanted[row_id]} for row_id in set(found)],
+                        )
                         matched.update(found)
         except sa.exc.SQLAlchemyError as exc:
             raise StorageUnavailable(str(exc)) from exc
@@ -160,8 +168,9 @@ class Sampler:
         return len(matched)
 
     # -- memory -----------------------------------------------------------------------------------
-    def _with_buckets(self, model: str, minutes: set[int], work: Callable[[dict[int, Bucket]], None], *,
-                      refuse_when_behind: bool = False) -> None:
+    def _with_buckets(
+        self, model: str, minutes: set[int], work: Callable[[dict[int, Bucket]], None], *, refuse_when_behind: bool = False
+    ) -> None:
         """Run ``work`` under the lock on the buckets of ``minutes``, each in memory first.
 
         A bucket not in memory (a minute written and dropped, or one written before a restart) is read
@@ -192,17 +201,35 @@ class Sampler:
         when = as_datetime(minute)
         try:
             with self.engine.connect() as conn:
-                stat = conn.execute(sa.select(IngestStat.__table__).where(
-                    IngestStat.model == model, IngestStat.minute == when)).mappings().first()
+                stat = (
+                    conn.execute(sa.select(IngestStat.__table__).where(IngestStat.model == model, IngestStat.minute == when))
+                    .mappings()
+                    .first()
+                )
                 if stat is None:
                     return Bucket()
-                samples = conn.execute(sa.select(Sample.__table__).where(
-                    Sample.model == model, Sample.minute == when).order_by(Sample.slot)).mappings().all()
+                samples = (
+                    conn.execute(
+                        sa.select(Sample.__table__).where(Sample.model == model, Sample.minute == when).order_by(Sample.slot)
+                    )
+                    .mappings()
+                    .all()
+                )
         except sa.exc.SQLAlchemyError as exc:
             raise StorageUnavailable(str(exc)) from exc
-        slots = [{"id": s["row_id"], "ts": s["ts"].timestamp(), "features": s["features"], "prediction": s["prediction"],
-                  "latency_ms": s["latency_ms"], "model_version": s["model_version"], "label": s["label"],
-                  "labelled": s["labelled"]} for s in samples]
+        slots = [
+            {
+                "id": s["row_id"],
+                "ts": s["ts"].timestamp(),
+                "features": s["features"],
+                "prediction": s["prediction"],
+                "latency_ms": s["latency_ms"],
+                "model_version": s["model_version"],
+                "label": s["label"],
+                "labelled": s["labelled"],
+            }
+            for s in samples
+        ]
         return Bucket(stat["accepted"], stat["rejected"], stat["labels"], LatencySketch(stat["latency_sketch"]), slots)
 
     def backlog(self) -> int:
@@ -228,8 +255,15 @@ class Sampler:
                 if not bucket.dirty:
                     continue
                 when = as_datetime(minute)
-                stat = {"model": model, "minute": when, "accepted": bucket.accepted, "rejected": bucket.rejected,
-                        "labels": bucket.labels, "latency_sketch": dict(bucket.sketch.buckets), "updated": now}
+                stat = {
+                    "model": model,
+                    "minute": when,
+                    "accepted": bucket.accepted,
+                    "rejected": bucket.rejected,
+                    "labels": bucket.labels,
+                    "latency_sketch": dict(bucket.sketch.buckets),
+                    "updated": now,
+                }
                 samples = [_sample_row(model, when, slot, bucket.slots[slot]) for slot in sorted(bucket.dirty_slots)]
                 pending.append((bucket, stat, samples, set(bucket.dirty_slots)))
                 bucket.dirty, bucket.dirty_slots = False, set()
@@ -274,7 +308,16 @@ class Sampler:
 
 
 def _sample_row(model: str, minute: datetime, slot: int, row: dict[str, Any]) -> dict[str, Any]:
-    return {"model": model, "minute": minute, "slot": slot, "row_id": row["id"], "ts": as_datetime(row["ts"]),
-            "features": row["features"], "prediction": row.get("prediction"), "latency_ms": row.get("latency_ms"),
-            "model_version": None if row.get("model_version") is None else str(row["model_version"]),
-            "label": row.get("label"), "labelled": row.get("labelled")}
+    return {
+        "model": model,
+        "minute": minute,
+        "slot": slot,
+        "row_id": row["id"],
+        "ts": as_datetime(row["ts"]),
+        "features": row["features"],
+        "prediction": row.get("prediction"),
+        "latency_ms": row.get("latency_ms"),
+        "model_version": None if row.get("model_version") is None else str(row["model_version"]),
+        "label": row.get("label"),
+        "labelled": row.get("labelled"),
+    }

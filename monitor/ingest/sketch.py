@@ -12,7 +12,7 @@ of our schema, and the whole of it is forty lines.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -41,11 +41,11 @@ class LatencySketch:
             self.buckets[ZERO] = self.buckets.get(ZERO, 0) + zeros
         if len(positive):
             keys, counts = np.unique(np.ceil(np.log(positive) / _LOG_GAMMA).astype(np.int64), return_counts=True)
-            for key, count in zip(keys.tolist(), counts.tolist()):
+            for key, count in zip(keys.tolist(), counts.tolist(), strict=False):
                 name = str(key)
                 self.buckets[name] = self.buckets.get(name, 0) + count
 
-    def merge(self, other: "LatencySketch") -> "LatencySketch":
+    def merge(self, other: LatencySketch) -> LatencySketch:
         for key, count in other.buckets.items():
             self.buckets[key] = self.buckets.get(key, 0) + count
         return self

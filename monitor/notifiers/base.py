@@ -30,11 +30,11 @@ class Delivery:
     retry_after: float | None = None
 
     @classmethod
-    def sent(cls, message_id: str | None = None, channel_id: str | None = None) -> "Delivery":
+    def sent(cls, message_id: str | None = None, channel_id: str | None = None) -> Delivery:
         return cls(True, Posted(message_id, channel_id))
 
     @classmethod
-    def failed(cls, error: str, *, retry: bool, retry_after: float | None = None) -> "Delivery":
+    def failed(cls, error: str, *, retry: bool, retry_after: float | None = None) -> Delivery:
         return cls(False, error=error, retry=retry, retry_after=retry_after)
 
 

@@ -18,7 +18,7 @@ _EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info"
 @dataclass(frozen=True)
 class AlertMessage:
     alert_id: int
-    event: str                      # "firing" or "resolved"
+    event: str  # "firing" or "resolved"
     model: str
     check: str
     kind: str
@@ -28,8 +28,8 @@ class AlertMessage:
     metric: str
     value: float
     threshold: float
-    started: str                    # ISO-8601 UTC, when the condition first held
-    window: str                     # the check's window, e.g. "1h"
+    started: str  # ISO-8601 UTC, when the condition first held
+    window: str  # the check's window, e.g. "1h"
     window_start: str
     window_end: str
     sample_size: int
@@ -44,7 +44,7 @@ class AlertMessage:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "AlertMessage":
+    def from_dict(cls, data: dict[str, Any]) -> AlertMessage:
         return cls(**data)
 
     @property
@@ -61,7 +61,9 @@ class AlertMessage:
             out.append(f"resolved {_when(self.resolved)}; breaching since {since}")
         else:
             out.append(f"since {since}")
-        out.append(f"window: last {self.window} ({_when(self.window_start)} to {_when(self.window_end)}), {self.sample_size:,} rows")
+        out.append(
+            f"window: last {self.window} ({_when(self.window_start)} to {_when(self.window_end)}), {self.sample_size:,} rows"
+        )
         owner = " ".join([f"owner: {self.owner}", *self.mentions])
         out.append(owner)
         if self.top_features:

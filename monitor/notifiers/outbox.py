@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Callable, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -43,9 +43,17 @@ def delivery_key(notification_id: int) -> str:
 
 
 class Outbox:
-    def __init__(self, engine: Engine, notifiers: Mapping[str, Notifier], clock: Clock, *,
-                 backoff_base: float = 2.0, backoff_cap: float = 300.0, lease: timedelta = timedelta(minutes=5),
-                 on_attempt: Callable[[str, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        notifiers: Mapping[str, Notifier],
+        clock: Clock,
+        *,
+        backoff_base: float = 2.0,
+        backoff_cap: float = 300.0,
+        lease: timedelta = timedelta(minutes=5),
+        on_attempt: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.notifiers = dict(notifiers)
         self.clock = clock
@@ -66,10 +74,10 @@ class Outbox:
         while True:
             try:
                 if not self._recovered:
-                    self.recover()            # at start-up every claim is a leftover of the last process
+                    self.recover()  # at start-up every claim is a leftover of the last process
                     self._recovered = True
                 else:
-                    self.recover_stale()      # claims this process never recorded (a database error)
+                    self.recover_stale()  # claims this process never recorded (a database error)
                 self.deliver_due()
             except sa.exc.SQLAlchemyError as exc:  # the database is down: keep the loop, try next tick
                 log.error("outbox cannot reach the database: %s", exc)
@@ -90,7 +98,8 @@ class Outbox:
         same claim, so one recorded meanwhile by its process is not touched.
         """
         query = sa.select(Notification.id, Notification.receiver, Notification.created, Notification.time).where(
-            Notification.status == "sending")
+            Notification.status == "sending"
+        )
         if older_than is not None:
             query = query.where(Notification.time < self.clock.now() - older_than)
         with Session(self.engine) as session:
@@ -103,14 +112,21 @@ class Outbox:
             else:
                 values = dict(status="pending", next_attempt=self.clock.now())
             with self.engine.begin() as conn:
-                done = conn.execute(
-                    sa.update(Notification)
-                    .where(Notification.id == notification_id, Notification.status == "sending", Notification.time == claimed)
-                    .values(time=self.clock.now(), **values)).rowcount == 1
+                done = (
+                    conn.execute(
+                        sa.update(Notification)
+                        .where(Notification.id == notification_id, Notification.status == "sending", Notification.time == claimed)
+                        .values(time=self.clock.now(), **values)
+                    ).rowcount
+                    == 1
+                )
             if done:
                 settled += 1
-                log.info("notification %s was in doubt: %s", notification_id,
-                         "found delivered, not sending it again" if found is not None else "sending it (again)")
+                log.info(
+                    "notification %s was in doubt: %s",
+                    notification_id,
+                    "found delivered, not sending it again" if found is not None else "sending it (again)",
+                )
         return settled
 
     def recover_stale(self) -> int:
@@ -145,20 +161,27 @@ class Outbox:
         now = self.clock.now()
         with Session(self.engine) as session:
             # The oldest unfinished notification of each (alert, receiver) is the only one that may go.
-            heads = (sa.select(sa.func.min(Notification.id))
-                     .where(Notification.status.in_(UNFINISHED))
-                     .group_by(Notification.alert_id, Notification.receiver))
-            return list(session.scalars(
-                sa.select(Notification.id)
-                .where(Notification.status == "pending", Notification.next_attempt <= now, Notification.id.in_(heads))
-                .order_by(Notification.id).limit(limit)))
+            heads = (
+                sa.select(sa.func.min(Notification.id))
+                .where(Notification.status.in_(UNFINISHED))
+                .group_by(Notification.alert_id, Notification.receiver)
+            )
+            return list(
+                session.scalars(
+                    sa.select(Notification.id)
+                    .where(Notification.status == "pending", Notification.next_attempt <= now, Notification.id.in_(heads))
+                    .order_by(Notification.id)
+                    .limit(limit)
+                )
+            )
 
     def _claim(self, notification_id: int) -> bool:
         with self.engine.begin() as conn:
             claimed = conn.execute(
                 sa.update(Notification)
                 .where(Notification.id == notification_id, Notification.status == "pending")
-                .values(status="sending", attempts=Notification.attempts + 1, time=self.clock.now()))
+                .values(status="sending", attempts=Notification.attempts + 1, time=self.clock.now())
+            )
             return claimed.rowcount == 1
 
     def _deliver(self, notification_id: int) -> int:
@@ -195,9 +218,15 @@ class Outbox:
     def _previous(self, session: Session, row: Notification) -> Posted | None:
         first = session.scalars(
             sa.select(Notification)
-            .where(Notification.alert_id == row.alert_id, Notification.receiver == row.receiver,
-                   Notification.event == "firing", Notification.status == "sent")
-            .order_by(Notification.id.desc()).limit(1)).first()
+            .where(
+                Notification.alert_id == row.alert_id,
+                Notification.receiver == row.receiver,
+                Notification.event == "firing",
+                Notification.status == "sent",
+            )
+            .order_by(Notification.id.desc())
+            .limit(1)
+        ).first()
         return Posted(first.message_id, first.channel_id) if first and first.message_id else None
 
     def _record(self, row: Notification, delivery: Delivery) -> None:
@@ -211,8 +240,14 @@ class Outbox:
         elif delivery.retry:
             row.status, row.error = "pending", delivery.error
             row.next_attempt = now + self.backoff(row.attempts, delivery.retry_after)
-            log.warning("notification %s to %s failed (%s); attempt %s, next at %s", row.id, row.receiver,
-                        delivery.error, row.attempts, row.next_attempt.isoformat(timespec="seconds"))
+            log.warning(
+                "notification %s to %s failed (%s); attempt %s, next at %s",
+                row.id,
+                row.receiver,
+                delivery.error,
+                row.attempts,
+                row.next_attempt.isoformat(timespec="seconds"),
+            )
         else:
             row.status, row.error = "failed", delivery.error
             log.error("notification %s to %s failed for good: %s", row.id, row.receiver, delivery.error)

@@ -27,8 +27,9 @@ _TRANSIENT = {"ratelimited", "internal_error", "fatal_error", "service_unavailab
 
 
 class SlackNotifier:
-    def __init__(self, token: str, base_url: str = "https://slack.com/api/", *, rate_limit_retries: int = 2,
-                 timeout: float = 10.0) -> None:
+    def __init__(
+        self, token: str, base_url: str = "https://slack.com/api/", *, rate_limit_retries: int = 2, timeout: float = 10.0
+    ) -> None:
         from slack_sdk import WebClient
         from slack_sdk.http_retry.builtin_handlers import (
             ConnectionErrorRetryHandler,
@@ -38,11 +39,16 @@ class SlackNotifier:
 
         if not base_url.endswith("/"):
             base_url += "/"
-        self.client = WebClient(token=token, base_url=base_url, timeout=int(timeout), retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=rate_limit_retries),
-            ServerErrorRetryHandler(max_retry_count=2),
-        ])
+        self.client = WebClient(
+            token=token,
+            base_url=base_url,
+            timeout=int(timeout),
+            retry_handlers=[
+                ConnectionErrorRetryHandler(max_retry_count=2),
+                RateLimitErrorRetryHandler(max_retry_count=rate_limit_retries),
+                ServerErrorRetryHandler(max_retry_count=2),
+            ],
+        )
         self._channel_ids: dict[str, str] = {}
         self._lock = Lock()
 
@@ -53,20 +59,29 @@ class SlackNotifier:
 
         def post():
             return self.client.chat_postMessage(
-                channel=target, text=text, blocks=blocks, unfurl_links=False,
+                channel=target,
+                text=text,
+                blocks=blocks,
+                unfurl_links=False,
                 metadata={"event_type": METADATA_EVENT, "event_payload": {"key": key}},
             )
 
         try:
             if previous is not None and previous.message_id and previous.channel_id:
                 try:
-                    response = self.client.chat_update(channel=previous.channel_id, ts=previous.message_id, text=text, blocks=blocks)
+                    response = self.client.chat_update(
+                        channel=previous.channel_id, ts=previous.message_id, text=text, blocks=blocks
+                    )
                 except SlackApiError as exc:
                     if exc.response.get("error") != "message_not_found":
                         raise
                     # Someone deleted the message to update: say it in a new one rather than not at all.
-                    log.warning("slack message %s in %s is gone; posting a new one to %s", previous.message_id,
-                                previous.channel_id, target)
+                    log.warning(
+                        "slack message %s in %s is gone; posting a new one to %s",
+                        previous.message_id,
+                        previous.channel_id,
+                        target,
+                    )
                     response = post()
             else:
                 response = post()
@@ -85,8 +100,9 @@ class SlackNotifier:
                 return None
             cursor = None
             while True:
-                page = self.client.conversations_history(channel=channel, oldest=f"{since.timestamp() - 60:.6f}",
-                                                         include_all_metadata=True, limit=200, cursor=cursor)
+                page = self.client.conversations_history(
+                    channel=channel, oldest=f"{since.timestamp() - 60:.6f}", include_all_metadata=True, limit=200, cursor=cursor
+                )
                 for item in page.get("messages", []):
                     metadata = item.get("metadata") or {}
                     if metadata.get("event_type") == METADATA_EVENT and metadata.get("event_payload", {}).get("key") == key:

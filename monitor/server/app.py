@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import orjson
 from starlette.applications import Starlette
@@ -35,7 +35,7 @@ class BodyTooLarge(Exception):
 
 @dataclass
 class ServerState:
-    models: dict[str, dict[str, FeatureType]]   # model -> feature -> type, for models with an ingest source
+    models: dict[str, dict[str, FeatureType]]  # model -> feature -> type, for models with an ingest source
     sampler: Sampler
     telemetry: Telemetry
     token: str
@@ -123,9 +123,15 @@ def create_app(state: ServerState) -> Starlette:
 
     async def healthz(request: Request) -> Response:
         last = state.telemetry.last_success
-        return _json(200, {"status": "ok", "uptime_s": round(time.time() - state.telemetry.started, 1),
-                           "last_success": None if last is None else round(last, 3),
-                           "last_success_age_s": None if last is None else round(time.time() - last, 1)})
+        return _json(
+            200,
+            {
+                "status": "ok",
+                "uptime_s": round(time.time() - state.telemetry.started, 1),
+                "last_success": None if last is None else round(last, 3),
+                "last_success_age_s": None if last is None else round(time.time() - last, 1),
+            },
+        )
 
     async def metrics(request: Request) -> Response:
         state.telemetry.sample_rows.set(state.sampler.sampled_rows())
@@ -136,10 +142,12 @@ def create_app(state: ServerState) -> Starlette:
 
         return HTMLResponse(await run_in_threadpool(state.status_page))
 
-    return Starlette(routes=[
-        Route("/v1/models/{model}/predictions", predictions, methods=["POST"]),
-        Route("/v1/models/{model}/labels", labels, methods=["POST"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/", index, methods=["GET"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/v1/models/{model}/predictions", predictions, methods=["POST"]),
+            Route("/v1/models/{model}/labels", labels, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/", index, methods=["GET"]),
+        ]
+    )

@@ -23,8 +23,11 @@ class HttpServer:
     def __init__(self, app, listen: str) -> None:
         host, _, port = listen.rpartition(":")
         self.host = host or "127.0.0.1"
-        self._server = uvicorn.Server(uvicorn.Config(app, host=self.host, port=int(port), log_level="warning",
-                                                     access_log=False, lifespan="off", loop="asyncio"))
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                app, host=self.host, port=int(port), log_level="warning", access_log=False, lifespan="off", loop="asyncio"
+            )
+        )
         self._thread: threading.Thread | None = None
 
     def start(self, timeout: float = 10.0) -> None:

@@ -7,9 +7,10 @@ so a check asks for ``frame[LATENCY]`` whatever the column was called at the sou
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import Field
 
@@ -43,15 +44,21 @@ class SourceSpec(StrictModel):
 
     def roles(self) -> dict[str, str]:
         """Reserved role name -> column name at the source, for the roles this model declares."""
-        mapping = {ID: self.id, TS: self.timestamp, PREDICTION: self.prediction, LATENCY: self.latency,
-                   LABEL: self.label, VERSION: self.model_version}
+        mapping = {
+            ID: self.id,
+            TS: self.timestamp,
+            PREDICTION: self.prediction,
+            LATENCY: self.latency,
+            LABEL: self.label,
+            VERSION: self.model_version,
+        }
         return {role: column for role, column in mapping.items() if column}
 
     def columns(self) -> list[str]:
         """Every column to read, each once, in a stable order."""
         return list(dict.fromkeys([*self.roles().values(), *self.features]))
 
-    def to_frame(self, raw: "pd.DataFrame") -> "pd.DataFrame":
+    def to_frame(self, raw: pd.DataFrame) -> pd.DataFrame:
         """Rename a frame read at the source into the roles checks use, timestamps in UTC."""
         import pandas as pd
 
@@ -64,7 +71,7 @@ class SourceSpec(StrictModel):
         return out.reset_index(drop=True)
 
 
-def to_utc(column: "pd.Series") -> "pd.Series":
+def to_utc(column: pd.Series) -> pd.Series:
     """Timestamps as UTC; naive ones are taken to be UTC already; numbers are epoch seconds."""
     import pandas as pd
 
@@ -89,7 +96,7 @@ class SourceContext:
     """What a source may need besides its spec: whose rows, and the daemon's own database."""
 
     model: str
-    engine: "Engine | None" = None
+    engine: Engine | None = None
 
 
 @dataclass(frozen=True)
@@ -97,14 +104,14 @@ class Summary:
     """Exact figures over every row of a window, for a source whose frame is only a sample of them."""
 
     rows: int
-    latency: "LatencySketch"
+    latency: LatencySketch
 
 
 class Source(Protocol):
     """A source whose frame is only a sample of the window's rows (``ingest``) also has
     ``summary(start, end) -> Summary``: the exact count and latency over all of them."""
 
-    def read(self, start: datetime, end: datetime) -> "pd.DataFrame":
+    def read(self, start: datetime, end: datetime) -> pd.DataFrame:
         """Rows with ``start <= timestamp < end``, in the role layout above; raises SourceError."""
 
 

@@ -93,8 +93,9 @@ class FilesSource:
 
             tz = getattr(ts_type, "tz", None)
             lo, hi = (start, end) if tz else (start.replace(tzinfo=None), end.replace(tzinfo=None))
-            table = dataset.to_table(columns=self.spec.columns(),
-                                     filter=(field >= pa.scalar(lo, ts_type)) & (field < pa.scalar(hi, ts_type)))
+            table = dataset.to_table(
+                columns=self.spec.columns(), filter=(field >= pa.scalar(lo, ts_type)) & (field < pa.scalar(hi, ts_type))
+            )
             return self.spec.to_frame(table.to_pandas())
         # Timestamps stored as text: filter after conversion.
         return self._in_window(self.spec.to_frame(dataset.to_table(columns=self.spec.columns()).to_pandas()), start, end)

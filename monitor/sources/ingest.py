@@ -41,7 +41,8 @@ class IngestSpec(SourceSpec):
     label: Literal["label"] = "label"
     model_version: Literal["model_version"] = "model_version"
     feature_types: dict[Identifier, FeatureTypeName] = Field(
-        {}, description="the type each posted feature must have; from the reference's column types when unset")
+        {}, description="the type each posted feature must have; from the reference's column types when unset"
+    )
 
 
 class IngestSource:
@@ -69,9 +70,18 @@ class IngestSource:
         stats, samples = IngestStat.__table__, Sample.__table__
         with self.engine.connect() as conn:
             counts = dict(conn.execute(sa.select(stats.c.minute, stats.c.accepted).where(self._minutes(stats, start, end))).all())
-            rows = conn.execute(sa.select(samples.c.minute, samples.c.row_id, samples.c.ts, samples.c.features,
-                                          samples.c.prediction, samples.c.latency_ms, samples.c.model_version,
-                                          samples.c.label).where(self._minutes(samples, start, end))).all()
+            rows = conn.execute(
+                sa.select(
+                    samples.c.minute,
+                    samples.c.row_id,
+                    samples.c.ts,
+                    samples.c.features,
+                    samples.c.prediction,
+                    samples.c.latency_ms,
+                    samples.c.model_version,
+                    samples.c.label,
+                ).where(self._minutes(samples, start, end))
+            ).all()
         by_minute: dict[datetime, list] = {}
         for row in rows:
             by_minute.setdefault(row.minute, []).append(row)
@@ -83,21 +93,23 @@ class IngestSource:
             picks = kept if take >= len(kept) else [kept[i] for i in rng.choice(len(kept), take, replace=False)]
             chosen.extend(picks)
         features = pd.DataFrame.from_records([r.features for r in chosen], columns=self.spec.features)
-        frame = pd.DataFrame({
-            ID: [r.row_id for r in chosen],
-            TS: pd.to_datetime([r.ts for r in chosen], utc=True),
-            PREDICTION: [r.prediction for r in chosen],
-            LATENCY: pd.to_numeric(pd.Series([r.latency_ms for r in chosen], dtype=object), errors="coerce"),
-            VERSION: [r.model_version for r in chosen],
-            LABEL: [r.label for r in chosen],
-        })
+        frame = pd.DataFrame(
+            {
+                ID: [r.row_id for r in chosen],
+                TS: pd.to_datetime([r.ts for r in chosen], utc=True),
+                PREDICTION: [r.prediction for r in chosen],
+                LATENCY: pd.to_numeric(pd.Series([r.latency_ms for r in chosen], dtype=object), errors="coerce"),
+                VERSION: [r.model_version for r in chosen],
+                LABEL: [r.label for r in chosen],
+            }
+        )
         return pd.concat([frame, features], axis=1)
 
 
 KIND = SourceKind("ingest", IngestSpec, IngestSource)
 
 
-def feature_types(spec: IngestSpec, reference: "Reference | None") -> dict[str, str]:
+def feature_types(spec: IngestSpec, reference: Reference | None) -> dict[str, str]:
     """What each posted feature must be: the spec's ``feature_types``, else the reference's column
     types (numbers, true/false, anything else text), else anything."""
     out: dict[str, str] = {}

@@ -28,7 +28,7 @@ class ReferenceSpec(StrictModel):
 @dataclass(frozen=True)
 class Reference:
     path: Path
-    frame: "pd.DataFrame"
+    frame: pd.DataFrame
 
     def column_type(self, name: str) -> str:
         """``number``, ``boolean`` or ``string``: what a live value of this column should be."""

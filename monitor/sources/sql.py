@@ -7,7 +7,7 @@ when the source is first read; SQLAlchemy quotes them. No user text is ever past
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from threading import Lock
 from typing import Literal
 
@@ -54,8 +54,7 @@ class SqlSource:
         self._aware = bool(getattr(present[self.spec.timestamp], "timezone", False))
         table = sa.table(name, *(sa.column(c) for c in self.spec.columns()), schema=schema or None)
         ts = table.c[self.spec.timestamp]
-        return (sa.select(*(table.c[c] for c in self.spec.columns()))
-                .where(ts >= sa.bindparam("start"), ts < sa.bindparam("end")))
+        return sa.select(*(table.c[c] for c in self.spec.columns())).where(ts >= sa.bindparam("start"), ts < sa.bindparam("end"))
 
     def read(self, start: datetime, end: datetime):
         import pandas as pd
@@ -68,13 +67,17 @@ class SqlSource:
                 # A timestamptz column gets aware bounds: naive ones would be read in the session's
                 # TimeZone, which need not be UTC. Naive columns hold UTC and get naive UTC bounds.
                 if self._aware:
-                    bounds = {"start": start.astimezone(timezone.utc), "end": end.astimezone(timezone.utc)}
+                    bounds = {"start": start.astimezone(UTC), "end": end.astimezone(UTC)}
                 else:
-                    bounds = {"start": start.astimezone(timezone.utc).replace(tzinfo=None),
-                              "end": end.astimezone(timezone.utc).replace(tzinfo=None)}
+                    bounds = {
+                        "start": start.astimezone(UTC).replace(tzinfo=None),
+                        "end": end.astimezone(UTC).replace(tzinfo=None),
+                    }
                 raw = pd.read_sql(self._query, conn, params=bounds)
         except sa.exc.SQLAlchemyError as exc:
-            raise SourceError(f"cannot read table {self.spec.table}: {type(exc).__name__}: {exc.orig if hasattr(exc, 'orig') else exc}") from exc
+            raise SourceError(
+                f"cannot read table {self.spec.table}: {type(exc).__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"
+            ) from exc
         return self.spec.to_frame(raw)
 
 

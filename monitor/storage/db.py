@@ -11,7 +11,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-_PACKAGED = Path(__file__).parent / "migrations"          # inside a wheel
+_PACKAGED = Path(__file__).parent / "migrations"  # inside a wheel
 _CHECKOUT = Path(__file__).resolve().parents[2] / "alembic"  # in a source checkout
 
 
@@ -43,8 +43,9 @@ def create_engine(url: str) -> Engine:
 
 def _migrate(engine: Engine, direction: str, revision: str) -> None:
     """Run Alembic on a connection of ``engine`` (env.py then needs no URL, so none is handed over)."""
-    from alembic import command
     from alembic.config import Config
+
+    from alembic import command
 
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
@@ -72,13 +73,19 @@ def not_at_head(engine: Engine) -> str | None:
     """Why a command that must not migrate cannot use this database, or None when its schema is at head."""
     url = engine.url
     head = head_revision()
-    missing_file = (url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:"
-                    and not Path(url.database).expanduser().exists())
+    missing_file = (
+        url.get_backend_name() == "sqlite"
+        and url.database
+        and url.database != ":memory:"
+        and not Path(url.database).expanduser().exists()
+    )
     current = None if missing_file else current_revision(engine)  # connecting would create the file
     if current == head:
         return None
-    return (f"{url.render_as_string(hide_password=True)}: the database is at revision "
-            f"{current or 'none (empty database)'}, not at head ({head}): run `monitor db upgrade` first")
+    return (
+        f"{url.render_as_string(hide_password=True)}: the database is at revision "
+        f"{current or 'none (empty database)'}, not at head ({head}): run `monitor db upgrade` first"
+    )
 
 
 def current_revision(engine: Engine) -> str | None:

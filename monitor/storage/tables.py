@@ -6,7 +6,7 @@ for the daemon's queries, and a test keeps the two equal.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -29,13 +29,13 @@ class UtcDateTime(TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -103,9 +103,16 @@ class Alert(Base):
     __table_args__ = (
         sa.Index("ix_alerts_model_state", "model", "state"),
         # At most one open episode per rule and feature: the database, not the code, guarantees it.
-        sa.Index("uq_alerts_open_episode", "model", "check", "rule", "feature", unique=True,
-                 sqlite_where=sa.text("state IN ('pending', 'firing')"),
-                 postgresql_where=sa.text("state IN ('pending', 'firing')")),
+        sa.Index(
+            "uq_alerts_open_episode",
+            "model",
+            "check",
+            "rule",
+            "feature",
+            unique=True,
+            sqlite_where=sa.text("state IN ('pending', 'firing')"),
+            postgresql_where=sa.text("state IN ('pending', 'firing')"),
+        ),
     )
 
 
@@ -128,8 +135,10 @@ class Notification(Base):
     channel_id: Mapped[str | None] = mapped_column(sa.String(100))
     payload: Mapped[dict] = mapped_column(sa.JSON)
 
-    __table_args__ = (sa.Index("ix_notifications_status_next", "status", "next_attempt"),
-                      sa.Index("ix_notifications_alert", "alert_id"))
+    __table_args__ = (
+        sa.Index("ix_notifications_status_next", "status", "next_attempt"),
+        sa.Index("ix_notifications_alert", "alert_id"),
+    )
 
 
 class IngestStat(Base):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -19,6 +20,5 @@ def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]],
         raise NotImplementedError(f"upsert is not written for {conn.dialect.name}")
     statement = insert(table)
     columns = [c for c in rows[0] if c not in keys]
-    statement = statement.on_conflict_do_update(index_elements=list(keys),
-                                                set_={c: statement.excluded[c] for c in columns})
+    statement = statement.on_conflict_do_update(index_elements=list(keys), set_={c: statement.excluded[c] for c in columns})
     conn.execute(statement, list(rows))

@@ -45,9 +45,10 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 API_PREFIX = "/api/"
@@ -59,14 +60,14 @@ BOT_ID = "B0BOT0001"
 class Request:
     """One request as the server saw it."""
 
-    method: str                     # the API method, e.g. "chat.postMessage"
-    body: dict[str, Any]            # the parameters: JSON body, form body and query string, merged
-    http_method: str                # "POST" (slack-sdk always posts) or "GET"
+    method: str  # the API method, e.g. "chat.postMessage"
+    body: dict[str, Any]  # the parameters: JSON body, form body and query string, merged
+    http_method: str  # "POST" (slack-sdk always posts) or "GET"
     content_type: str
     authorization: str | None
-    status: int = 200               # the HTTP status answered
-    ok: bool = True                 # the ``ok`` answered
-    error: str | None = None        # the ``error`` answered, if any
+    status: int = 200  # the HTTP status answered
+    ok: bool = True  # the ``ok`` answered
+    error: str | None = None  # the ``error`` answered, if any
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,7 @@ class Message:
     updates: list[dict[str, Any]] = field(default_factory=list)
 
     def as_api(self, *, with_metadata: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "message", "user": BOT_USER, "bot_id": BOT_ID, "ts": self.ts,
-                               "text": self.text or ""}
+        out: dict[str, Any] = {"type": "message", "user": BOT_USER, "bot_id": BOT_ID, "ts": self.ts, "text": self.text or ""}
         if self.blocks is not None:
             out["blocks"] = self.blocks
         if self.thread_ts:
@@ -102,14 +102,20 @@ class Message:
 
 
 class FakeSlackAPI:
-    def __init__(self, token: str = "xoxb-test", *, channels: Iterable[str] | None = None,
-                 now: Callable[[], float] = time.time, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        token: str = "xoxb-test",
+        *,
+        channels: Iterable[str] | None = None,
+        now: Callable[[], float] = time.time,
+        host: str = "127.0.0.1",
+    ) -> None:
         self.token = token
         self.now = now
         self.host = host
         self.fixed_channels = channels is not None
         self._lock = threading.RLock()
-        self._channels: dict[str, str] = {}           # name -> id
+        self._channels: dict[str, str] = {}  # name -> id
         self._messages: dict[str, list[Message]] = {}  # channel id -> messages, oldest first
         self._faults: dict[str, deque[Fault]] = {}
         self._requests: list[Request] = []
@@ -121,7 +127,7 @@ class FakeSlackAPI:
             self.create_channel(name)
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def start(self) -> "FakeSlackAPI":
+    def start(self) -> FakeSlackAPI:
         """Listen (again, on the same port after a ``stop()``); returns self."""
         with self._lock:
             if self._server is not None:
@@ -130,8 +136,9 @@ class FakeSlackAPI:
             server.daemon_threads = True
             self._port = server.server_address[1]
             self._server = server
-            self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                            name=f"fake-slack-{self._port}", daemon=True)
+            self._thread = threading.Thread(
+                target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"fake-slack-{self._port}", daemon=True
+            )
             self._thread.start()
             return self
 
@@ -146,7 +153,7 @@ class FakeSlackAPI:
         if thread is not None:
             thread.join(timeout=5)
 
-    def __enter__(self) -> "FakeSlackAPI":
+    def __enter__(self) -> FakeSlackAPI:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -168,8 +175,9 @@ class FakeSlackAPI:
         return f"http://{self.host}:{self.port}{API_PREFIX}"
 
     # -- scripting and inspection ---------------------------------------------------------------
-    def fail_next(self, method: str, *, status: int = 200, error: str | None = None,
-                  retry_after: float | None = None, times: int = 1) -> None:
+    def fail_next(
+        self, method: str, *, status: int = 200, error: str | None = None, retry_after: float | None = None, times: int = 1
+    ) -> None:
         """Answer the next ``times`` requests of ``method`` (``"*"``: any method) with a fault.
 
         ``status=429`` answers ``ratelimited`` (with a Retry-After header when ``retry_after`` is
@@ -231,7 +239,7 @@ class FakeSlackAPI:
     # -- request handling (called on the server's threads) --------------------------------------
     def handle(self, http_method: str, path: str, headers, raw: bytes) -> tuple[int, dict[str, str], dict[str, Any]]:
         parts = urlsplit(path)
-        method = parts.path[len(API_PREFIX):] if parts.path.startswith(API_PREFIX) else parts.path.lstrip("/")
+        method = parts.path[len(API_PREFIX) :] if parts.path.startswith(API_PREFIX) else parts.path.lstrip("/")
         content_type = headers.get("Content-Type", "") or ""
         body: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
         parse_error = None
@@ -250,12 +258,16 @@ class FakeSlackAPI:
 
         with self._lock:
             status, extra_headers, answer = self._answer(method, body, authorization, parse_error)
-            self._requests.append(Request(method, body, http_method, content_type, authorization, status,
-                                          bool(answer.get("ok")), answer.get("error")))
+            self._requests.append(
+                Request(
+                    method, body, http_method, content_type, authorization, status, bool(answer.get("ok")), answer.get("error")
+                )
+            )
         return status, extra_headers, answer
 
-    def _answer(self, method: str, body: dict[str, Any], authorization: str | None,
-                parse_error: str | None) -> tuple[int, dict[str, str], dict[str, Any]]:
+    def _answer(
+        self, method: str, body: dict[str, Any], authorization: str | None, parse_error: str | None
+    ) -> tuple[int, dict[str, str], dict[str, Any]]:
         if authorization != f"Bearer {self.token}":
             return 200, {}, {"ok": False, "error": "invalid_auth"}
         fault = self._take_fault(method)
@@ -303,8 +315,9 @@ class FakeSlackAPI:
         if not text and not blocks:
             return {"ok": False, "error": "no_text"}
         metadata = _maybe_json(body.get("metadata"))
-        if metadata is not None and (not isinstance(metadata, dict) or "event_type" not in metadata
-                                     or "event_payload" not in metadata):
+        if metadata is not None and (
+            not isinstance(metadata, dict) or "event_type" not in metadata or "event_payload" not in metadata
+        ):
             return {"ok": False, "error": "invalid_metadata_format"}
         thread_ts = body.get("thread_ts") or None
         if thread_ts and not any(m.ts == thread_ts for m in self._messages[channel]):
@@ -333,8 +346,13 @@ class FakeSlackAPI:
             message.metadata = metadata
         message.edited = True
         message.updates.append({"ts": self._next_ts(), "text": text, "blocks": blocks})
-        return {"ok": True, "channel": channel, "ts": message.ts, "text": message.text,
-                "message": message.as_api(with_metadata=True)}
+        return {
+            "ok": True,
+            "channel": channel,
+            "ts": message.ts,
+            "text": message.text,
+            "message": message.as_api(with_metadata=True),
+        }
 
     def _conversations_history(self, body: dict[str, Any]) -> dict[str, Any]:
         channel = self._resolve(str(body.get("channel") or ""))
@@ -357,13 +375,16 @@ class FakeSlackAPI:
             return above and below
 
         # Top-level messages only, as Slack does (replies live in conversations.replies).
-        matching = [m for m in reversed(self._messages[channel])
-                    if within(m) and (not m.thread_ts or m.thread_ts == m.ts)]
-        page = matching[offset:offset + limit]
+        matching = [m for m in reversed(self._messages[channel]) if within(m) and (not m.thread_ts or m.thread_ts == m.ts)]
+        page = matching[offset : offset + limit]
         has_more = offset + limit < len(matching)
-        return {"ok": True, "messages": [m.as_api(with_metadata=with_metadata) for m in page],
-                "has_more": has_more, "pin_count": 0,
-                "response_metadata": {"next_cursor": _encode_cursor(offset + limit) if has_more else ""}}
+        return {
+            "ok": True,
+            "messages": [m.as_api(with_metadata=with_metadata) for m in page],
+            "has_more": has_more,
+            "pin_count": 0,
+            "response_metadata": {"next_cursor": _encode_cursor(offset + limit) if has_more else ""},
+        }
 
     def _conversations_list(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -372,12 +393,16 @@ class FakeSlackAPI:
         except (TypeError, ValueError):
             return {"ok": False, "error": "invalid_arguments"}
         everything = sorted(self._channels.items(), key=lambda item: item[1])
-        page = everything[offset:offset + limit]
+        page = everything[offset : offset + limit]
         has_more = offset + limit < len(everything)
-        return {"ok": True,
-                "channels": [{"id": cid, "name": name, "is_channel": True, "is_private": False,
-                              "is_archived": False, "is_member": True} for name, cid in page],
-                "response_metadata": {"next_cursor": _encode_cursor(offset + limit) if has_more else ""}}
+        return {
+            "ok": True,
+            "channels": [
+                {"id": cid, "name": name, "is_channel": True, "is_private": False, "is_archived": False, "is_member": True}
+                for name, cid in page
+            ],
+            "response_metadata": {"next_cursor": _encode_cursor(offset + limit) if has_more else ""},
+        }
 
 
 _METHODS: dict[str, Callable[[FakeSlackAPI, dict[str, Any]], dict[str, Any]]] = {
@@ -457,4 +482,4 @@ def _decode_cursor(cursor: Any) -> int:
     text = base64.urlsafe_b64decode(str(cursor).encode()).decode()
     if not text.startswith("offset:"):
         raise ValueError(f"bad cursor {cursor!r}")
-    return int(text[len("offset:"):])
+    return int(text[len("offset:") :])
