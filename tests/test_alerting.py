@@ -10,7 +10,7 @@ import pytest
 from monitor.alerting.episodes import OpenEpisode, Step, advance
 from monitor.alerting.routing import receivers_for
 from monitor.alerting.rules import observe
-from monitor.checks.base import MetricValue, RuleSpec
+from monitor.alerting.rules import MetricValue, RuleSpec
 from monitor.config.models import DaemonConfig
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -138,7 +138,7 @@ def test_a_per_feature_rule_gives_one_observation_per_feature():
         ("country", 1.0, True),
         ("account_age_days", 0.0, False),
     ]
-    assert {o.key for o in observations} == {("drifted == 1", f) for f in ("amount", "country", "account_age_days")}
+    assert {o.key for o in observations} == {("drifted == 1.0", f) for f in ("amount", "country", "account_age_days")}
     assert all(o.hold == 30 * M for o in observations)
 
 

@@ -105,7 +105,7 @@ def test_open_episode_index_is_unique_and_partial(engine):
     indexes = {ix["name"]: ix for ix in sa.inspect(engine).get_indexes("alerts")}
     index = indexes["uq_alerts_open_episode"]
     assert bool(index["unique"])
-    assert index["column_names"] == ["model", "check", "rule", "feature"]
+    assert index["column_names"] == ["model", "check", "rule_key", "feature"]
     where = index["dialect_options"][f"{engine.dialect.name}_where"]
     where = str(getattr(where, "text", where))
     assert "state" in where and "'pending'" in where and "'firing'" in where
@@ -173,6 +173,7 @@ def _alert(state: str, feature: str = "", **kw) -> Alert:
         model="fraud-scorer",
         check="feature-drift",
         rule="drift_share > 0.3",
+        rule_key="drift_share > 0.3",
         feature=feature,
         severity="critical",
         state=state,
@@ -211,7 +212,7 @@ def test_many_ended_episodes_and_one_open_per_key(engine):
     # other keys are other episodes
     _insert(engine, _alert("firing", feature="amount"))
     _insert(engine, _alert("pending", feature="country"))
-    _insert(engine, _alert("firing", rule="drift_share > 0.5"))
+    _insert(engine, _alert("firing", rule="drift_share > 0.5", rule_key="drift_share > 0.5"))
     _insert(engine, _alert("firing", model="other-model"))
     _insert(engine, _alert("firing", check="other-check"))
     # closing the open episode frees the key for a new one

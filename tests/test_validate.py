@@ -963,7 +963,7 @@ def test_two_rules_with_the_same_condition_are_an_error(project, capsys):
             "    alert:\n"
             "      - when: drift_share > 0.3\n"
             "        severity: warning\n"
-            "      - when: drift_share > 0.3\n"  # line 19, column 15
+            "      - when: drift_share>0.30\n"  # line 19, column 15: the same rule, however written
             "        severity: critical\n"
         ),
     )
@@ -972,7 +972,7 @@ def test_two_rules_with_the_same_condition_are_an_error(project, capsys):
     assert len(errors) == 1
     assert errors[0].endswith(
         "checks/fraud-scorer.yaml:19:15: checks[0].alert[1].when: the same condition as alert[0]: "
-        "a rule is known by its condition, so give each rule of a check its own "
+        "a rule is known by its id, or by its condition when it has none, so give each rule of a check its own "
         "(e.g. a higher threshold for critical)"
     )
 

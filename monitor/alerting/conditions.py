@@ -56,6 +56,11 @@ class Condition:
             threshold /= 100.0
         return cls(metric=match["metric"], op=match["op"], threshold=threshold, text=" ".join(text.split()))
 
+    @property
+    def canonical(self) -> str:
+        """The condition as one rule: ``p99_ms>250``, ``p99_ms > 250`` and ``p99_ms > 250.0`` read alike."""
+        return f"{self.metric} {self.op} {self.threshold!r}"
+
     def holds(self, value: float) -> bool:
         """Whether ``value`` breaches the condition. NaN never does: no data is not a breach."""
         if value is None or math.isnan(value):

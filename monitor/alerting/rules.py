@@ -1,7 +1,12 @@
-"""Rules applied to one evaluation's values: which (rule, feature) pairs hold their condition now.
+"""Rules and the values they judge: which (rule, feature) pairs hold their condition now.
 
-A rule on a data-set metric (``drift_share > 0.3``) gives one observation; a rule on a per-feature
-metric (``drifted == 1``) gives one per feature, each its own episode.
+A check produces :class:`MetricValue` rows; a rule (:class:`RuleSpec`, one ``alert:`` item of a check
+file) names one metric. A rule on a data-set metric (``drift_share > 0.3``) gives one observation; a
+rule on a per-feature metric (``drifted == 1``) gives one per feature, each its own episode.
+
+A rule is known by its :attr:`RuleSpec.key`: the ``id:`` the file gives it, else its condition in
+canonical form, so an edit of spacing keeps the rule and an edit of the threshold without an ``id``
+makes a new one (the old one's open episode is then closed, see :func:`orphaned`).
 """
 
 from __future__ import annotations
@@ -10,8 +15,36 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Annotated, Literal
 
-from monitor.checks.base import MetricValue, RuleSpec
+from pydantic import Field, PlainValidator, WithJsonSchema
+
+from monitor.alerting.conditions import Condition
+from monitor.config.types import Duration, Name, StrictModel
+
+Severity = Literal["info", "warning", "critical"]
+ConditionText = Annotated[Condition, PlainValidator(Condition.parse), WithJsonSchema({"type": "string"})]
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One number a check produced; ``feature`` is empty for a data-set level value."""
+
+    metric: str
+    value: float
+    feature: str = ""
+
+
+class RuleSpec(StrictModel):
+    id: Name | None = Field(None, description="keeps the rule (and its open alert) when its condition is edited")
+    when: ConditionText
+    severity: Severity = "warning"
+    for_: Duration | None = Field(None, alias="for", description="how long the condition must hold; the check's `for` otherwise")
+
+    @property
+    def key(self) -> str:
+        """What an episode belongs to. An id has no spaces and a condition always has, so they never meet."""
+        return self.id if self.id else self.when.canonical
 
 
 @dataclass(frozen=True)
@@ -24,7 +57,7 @@ class Observation:
 
     @property
     def key(self) -> tuple[str, str]:
-        return (self.rule.when.text, self.feature)
+        return (self.rule.key, self.feature)
 
 
 def observe(rules: Iterable[RuleSpec], values: Iterable[MetricValue], check_hold: timedelta) -> list[Observation]:

@@ -1,11 +1,22 @@
 """What is measured: one module per check kind, found through ``CHECKS`` by its YAML ``kind``.
 
-Adding a kind is one new module defining ``KIND`` (see :mod:`monitor.checks.base`) and one line here.
+Adding a kind is one new module defining ``KIND`` (see :mod:`monitor.checks.base`) and its entry
+here: its ``KIND`` in ``CHECKS`` and its spec in ``CheckSpecs``, the union the config is parsed
+into (written out, so that the type checker reads every kind).
 """
 
-from monitor.checks import drift, latency, performance, volume
-from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, RuleSpec
+from typing import Annotated
 
+from pydantic import Field
+
+from monitor.checks import drift, latency, performance, volume
+from monitor.alerting.rules import MetricValue, RuleSpec
+from monitor.checks.base import CheckKind, CheckSpec, Evaluation
+
+CheckSpecs = Annotated[
+    drift.DriftSpec | latency.LatencySpec | performance.PerformanceSpec | volume.VolumeSpec,
+    Field(discriminator="kind"),
+]
 CHECKS: dict[str, CheckKind] = {kind.kind: kind for kind in (drift.KIND, latency.KIND, performance.KIND, volume.KIND)}
 
-__all__ = ["CHECKS", "CheckKind", "CheckSpec", "Evaluation", "MetricValue", "RuleSpec"]
+__all__ = ["CHECKS", "CheckSpecs", "CheckKind", "CheckSpec", "Evaluation", "MetricValue", "RuleSpec"]

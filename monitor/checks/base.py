@@ -15,22 +15,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, HttpUrl
 
-from monitor.config.types import ConditionText, Duration, Name, StrictModel
+from monitor.alerting.rules import MetricValue, RuleSpec
+from monitor.config.types import Duration, Name, StrictModel
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from monitor.sources.base import Summary
     from monitor.sources.reference import Reference
-
-Severity = Literal["info", "warning", "critical"]
-
-
-class RuleSpec(StrictModel):
-    when: ConditionText
-    severity: Severity = "warning"
-    for_: Duration | None = Field(None, alias="for", description="how long the condition must hold; the check's `for` otherwise")
-
 
 class Links(StrictModel):
     runbook: HttpUrl | None = None
@@ -67,15 +59,6 @@ class Window:
     @property
     def rows(self) -> int:
         return self.summary.rows if self.summary is not None else len(self.frame)
-
-
-@dataclass(frozen=True)
-class MetricValue:
-    """One number a check produced; ``feature`` is empty for a data-set level value."""
-
-    metric: str
-    value: float
-    feature: str = ""
 
 
 Outcome = Literal["ok", "insufficient_data", "error"]

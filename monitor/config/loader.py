@@ -335,17 +335,18 @@ def _semantic_issues(doc: Document, model: ModelConfig, config: DaemonConfig | N
                         f"{feature!r} is not a feature of the source{suggest(feature, model.source.features)}",
                     )
                 )
-        conditions: dict[str, int] = {}
+        keys: dict[str, int] = {}
         for j, rule in enumerate(check.alert):
-            if rule.when.text in conditions:
+            if rule.key in keys:
+                where, what = (("id",), "id") if rule.id else (("when",), "condition")
                 issues.append(
                     doc.issue(
-                        ("checks", i, "alert", j, "when"),
-                        f"the same condition as alert[{conditions[rule.when.text]}]: a rule is known by its "
-                        "condition, so give each rule of a check its own (e.g. a higher threshold for critical)",
+                        ("checks", i, "alert", j, *where),
+                        f"the same {what} as alert[{keys[rule.key]}]: a rule is known by its id, or by its condition "
+                        "when it has none, so give each rule of a check its own (e.g. a higher threshold for critical)",
                     )
                 )
-            conditions.setdefault(rule.when.text, j)
+            keys.setdefault(rule.key, j)
             metric = rule.when.metric
             metrics = kind.metrics_of(check)
             if metric not in metrics:

@@ -7,18 +7,14 @@ Check and source sections are the plug-ins' own specs, joined here by their ``ki
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
-
 from pydantic import Field, SecretStr
 
-from monitor.checks import CHECKS
-from monitor.checks.base import Severity
+from monitor.checks import CheckSpecs
+from monitor.alerting.rules import Severity
 from monitor.config.types import Duration, Name, StrictModel
-from monitor.sources import SOURCES
+from monitor.sources import SourceSpecs
 from monitor.sources.reference import ReferenceSpec
 
-CheckSpecs = Annotated[tuple(kind.spec for kind in CHECKS.values()), Field(discriminator="kind")]  # type: ignore[misc]
-SourceSpecs = Annotated[tuple(kind.spec for kind in SOURCES.values()), Field(discriminator="kind")]  # type: ignore[misc]
 
 
 class DatabaseConfig(StrictModel):

@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from monitor.alerting.conditions import Condition
 from monitor.config.durations import parse_duration
 
 
@@ -18,7 +17,6 @@ class StrictModel(BaseModel):
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), WithJsonSchema({"type": "string"})]
-ConditionText = Annotated[Condition, PlainValidator(Condition.parse), WithJsonSchema({"type": "string"})]
 Name = Annotated[
     str,
     Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", description="letters, digits, '.', '_' and '-'"),

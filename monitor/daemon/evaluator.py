@@ -147,7 +147,7 @@ class Evaluator:
         # Episodes are timed by when runs start, not end: a slow run must not delay a `for:` by an interval.
         at = started
         open_alerts = {
-            (a.rule, a.feature): a
+            (a.rule_key, a.feature): a
             for a in session.scalars(
                 sa.select(Alert).where(Alert.model == model.model, Alert.check == check.name, Alert.state.in_(OPEN_STATES))
             )
@@ -163,6 +163,7 @@ class Evaluator:
                     model=model.model,
                     check=check.name,
                     rule=observation.rule.when.text,
+                    rule_key=observation.rule.key,
                     feature=observation.feature,
                     severity=observation.rule.severity,
                     started=at,
@@ -172,6 +173,8 @@ class Evaluator:
                 session.add(alert)
             changed = alert.state != step.state
             alert.state, alert.last_value, alert.updated = step.state, observation.value, at
+            # A rule kept by its id may have a new condition: the row shows the one now judged.
+            alert.rule, alert.threshold = observation.rule.when.text, observation.rule.when.threshold
             if step.notify == "firing":
                 alert.fired = at
             if not step.is_open:

@@ -99,6 +99,12 @@ class Alert(Base):
     owner: Mapped[str] = mapped_column(sa.String(100))
     summary: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
     updated: Mapped[datetime] = mapped_column(UtcDateTime)
+    # What the episode belongs to: the rule's `id:`, else its canonical condition (see RuleSpec.key).
+    rule_key: Mapped[str] = mapped_column(sa.String(200), default="", server_default="")
+    # Why it ended other than by its condition: a rule removed from its file, a manual close.
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    # Bumped by every change; an UPDATE names the version it read, so two writers never both win.
+    version: Mapped[int] = mapped_column(sa.Integer, default=1, server_default="1")
 
     __table_args__ = (
         sa.Index("ix_alerts_model_state", "model", "state"),
@@ -107,13 +113,16 @@ class Alert(Base):
             "uq_alerts_open_episode",
             "model",
             "check",
-            "rule",
+            "rule_key",
             "feature",
             unique=True,
             sqlite_where=sa.text("state IN ('pending', 'firing')"),
             postgresql_where=sa.text("state IN ('pending', 'firing')"),
         ),
     )
+    # SQLAlchemy adds `AND version = <read>` to every UPDATE and raises StaleDataError when another
+    # writer (a replica, `monitor alerts close`) changed the row first.
+    __mapper_args__ = {"version_id_col": version}
 
 
 class Notification(Base):
@@ -170,6 +179,7 @@ class Sample(Base):
     latency_ms: Mapped[float | None] = mapped_column(sa.Float)
     model_version: Mapped[str | None] = mapped_column(sa.String(100))
     label: Mapped[object | None] = mapped_column(sa.JSON(none_as_null=True))
+    probability: Mapped[float | None] = mapped_column(sa.Float)
     labelled: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (sa.Index("ix_samples_model_row_id", "model", "row_id"),)
