@@ -9,8 +9,7 @@ import pytest
 
 from monitor.alerting.episodes import OpenEpisode, Step, advance
 from monitor.alerting.routing import receivers_for
-from monitor.alerting.rules import observe
-from monitor.alerting.rules import MetricValue, RuleSpec
+from monitor.alerting.rules import MetricValue, RuleSpec, observe
 from monitor.config.models import DaemonConfig
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -9,8 +9,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from monitor.checks import drift, latency, performance, volume
 from monitor.alerting.rules import MetricValue, RuleSpec
+from monitor.checks import drift, latency, performance, volume
 from monitor.checks.base import CheckKind, CheckSpec, Evaluation
 
 CheckSpecs = Annotated[

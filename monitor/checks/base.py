@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from monitor.sources.base import Summary
     from monitor.sources.reference import Reference
 
+
 class Links(StrictModel):
     runbook: HttpUrl | None = None
     dashboard: HttpUrl | None = None

@@ -7,14 +7,14 @@ Check and source sections are the plug-ins' own specs, joined here by their ``ki
 from __future__ import annotations
 
 from datetime import timedelta
+
 from pydantic import Field, SecretStr
 
-from monitor.checks import CheckSpecs
 from monitor.alerting.rules import Severity
+from monitor.checks import CheckSpecs
 from monitor.config.types import Duration, Name, StrictModel
 from monitor.sources import SourceSpecs
 from monitor.sources.reference import ReferenceSpec
-
 
 
 class DatabaseConfig(StrictModel):
