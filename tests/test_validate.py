@@ -15,7 +15,7 @@ from pathlib import Path
 from textwrap import dedent
 
 import pytest
-from factories import write_project
+from factories import reference_frame, write_project
 
 from monitor.cli import main
 from monitor.config import ConfigError, load_config, load_model_file
@@ -94,6 +94,8 @@ def project(tmp_path, monkeypatch):
     """An empty directory with CONFIG as config.yaml, made the current directory."""
     write(tmp_path / "config.yaml", CONFIG)
     (tmp_path / "checks").mkdir()
+    (tmp_path / "data").mkdir()
+    reference_frame().to_parquet(tmp_path / "data" / "reference.parquet")  # the files' reference.path
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -345,15 +347,20 @@ CASES = [
         id="bad-model-name",
     ),
     pytest.param(
-        edited(
-            replace={8: "  features: [amount, contry]"},
-            insert_after={15: "    features: [amount, contri]    # line 16, column 24"},
-        ),
+        edited(insert_after={15: "    features: [amount, contri]    # line 16, column 24"}),
         16,
         24,
         "checks[0].features[1]",
-        ["'contri' is not a feature of the source", "(did you mean 'contry'?)"],
+        ["'contri' is not a feature of the source", "(did you mean 'country'?)"],
         id="check-feature-not-in-source",
+    ),
+    pytest.param(
+        edited(replace={8: "  features: [amount, contry]      # line 8, column 22"}),
+        8,
+        22,
+        "source.features[1]",
+        ["'contry' is not a column of the reference", "data/reference.parquet (did you mean 'country'?)"],
+        id="source-feature-not-in-reference",
     ),
 ]
 

@@ -84,19 +84,33 @@ class Evaluation:
         return cls("error", sample_size, error=reason)
 
 
+# A problem a check kind finds in its spec against the model's reference, at load time: the path of
+# the key within the check (``("method",)``, ``("features", 2)``) and what to change.
+SpecProblem = tuple[tuple[str | int, ...], str]
+
+
 @dataclass(frozen=True)
 class CheckKind:
-    """A plug-in: the ``kind`` it answers to, its spec, its metrics and its evaluation."""
+    """A plug-in: the ``kind`` it answers to, its spec, its metrics, what it needs and its evaluation.
+
+    What it needs decides what the evaluator reads for it: ``reads_rows`` (the source's rows in the
+    window; a kind without it, such as a probe, is given a :class:`Window` with no rows and may run
+    on a model that has no source), ``needs_reference`` (the model's reference data set) and
+    ``required_roles`` (source columns beyond the features, e.g. ``@latency_ms``).
+    ``check_reference``, when set, is asked at load time (``monitor validate`` and the daemon's start)
+    what in the spec cannot work with this reference, so that it fails there and not on every run.
+    """
 
     kind: str
     spec: type[CheckSpec]
     dataset_metrics: frozenset[str]
     feature_metrics: frozenset[str]
-    evaluate: Callable[[CheckSpec, Window, Reference | None, list[str]], Evaluation]
+    evaluate: Callable[[Any, Window, Reference | None, list[str]], Evaluation]
+    reads_rows: bool = True
     needs_reference: bool = False
     required_roles: tuple[str, ...] = ()
-
-    metrics_for: Callable[[CheckSpec], frozenset[str]] | None = None
+    metrics_for: Callable[[Any], frozenset[str]] | None = None
+    check_reference: Callable[[Any, Reference, list[str]], list[SpecProblem]] | None = None
 
     @property
     def metrics(self) -> frozenset[str]:

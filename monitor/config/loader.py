@@ -25,6 +25,8 @@ from monitor.checks import CHECKS
 from monitor.config.document import Document, read_document
 from monitor.config.errors import ConfigError, ConfigIssue
 from monitor.config.models import DaemonConfig, ModelConfig
+from monitor.sources.base import SourceError
+from monitor.sources.reference import Reference, load_reference
 
 CHECK_FILE_PATTERNS = ("*.yaml", "*.yml")
 
@@ -75,10 +77,11 @@ def load_model_file(
     doc = _read(Path(path), environ)
     model = _validate(doc, ModelConfig)
     if model is not None:
+        model = _resolve_paths(model, base_dir or Path.cwd())
         doc.issues.extend(_semantic_issues(doc, model, config))
     if doc.issues:
         raise ConfigError(doc.issues)
-    return _resolve_paths(model, base_dir or Path.cwd())
+    return model
 
 
 @dataclass
@@ -236,9 +239,10 @@ def _unwrap(annotation: Any) -> Any:
 
 
 def _union_members(annotation: Any) -> tuple:
+    """The members of a union, nested unions flattened (an optional section is ``Annotated[A | B] | None``)."""
     origin = typing.get_origin(annotation)
     if origin is typing.Union or origin is types.UnionType:
-        return typing.get_args(annotation)
+        return tuple(m for arg in typing.get_args(annotation) for m in (_union_members(_unwrap(arg)) or (arg,)))
     return ()
 
 
@@ -308,7 +312,9 @@ def _semantic_issues(doc: Document, model: ModelConfig, config: DaemonConfig | N
                 ("owner",), f"unknown owner {model.owner!r}{suggest(model.owner, config.owners)}; owners in the config: {known}"
             )
         )
-    roles = model.source.roles()
+    features = model.source.features if model.source else []
+    roles = model.source.roles() if model.source else {}
+    reference = _reference(doc, model, issues)
     seen: dict[str, int] = {}
     for i, check in enumerate(model.checks):
         kind = CHECKS[check.kind]
@@ -317,6 +323,9 @@ def _semantic_issues(doc: Document, model: ModelConfig, config: DaemonConfig | N
                 doc.issue(("checks", i, "name"), f"duplicate check name {check.name!r} (also checks[{seen[check.name]}])")
             )
         seen.setdefault(check.name, i)
+        if kind.reads_rows and model.source is None:
+            issues.append(doc.issue(("checks", i, "kind"), f"a {check.kind} check reads the model's rows: add a source"))
+            continue
         if kind.needs_reference and model.reference is None:
             issues.append(
                 doc.issue(("checks", i, "kind"), f"a {check.kind} check needs a reference data set: add reference.path")
@@ -327,12 +336,15 @@ def _semantic_issues(doc: Document, model: ModelConfig, config: DaemonConfig | N
                 issues.append(
                     doc.issue(("checks", i, "kind"), f"a {check.kind} check needs the source's {key} column: add source.{key}")
                 )
+        if reference is not None and kind.check_reference is not None:
+            for where, message in kind.check_reference(check, reference, features):
+                issues.append(doc.issue(("checks", i, *where), message))
         for j, feature in enumerate(getattr(check, "features", None) or []):
-            if feature not in model.source.features:
+            if feature not in features:
                 issues.append(
                     doc.issue(
                         ("checks", i, "features", j),
-                        f"{feature!r} is not a feature of the source{suggest(feature, model.source.features)}",
+                        f"{feature!r} is not a feature of the source{suggest(feature, features)}",
                     )
                 )
         keys: dict[str, int] = {}
@@ -358,6 +370,27 @@ def _semantic_issues(doc: Document, model: ModelConfig, config: DaemonConfig | N
                     )
                 )
     return issues
+
+
+def _reference(doc: Document, model: ModelConfig, issues: list[ConfigIssue]) -> Reference | None:
+    """The model's reference, read as the checks will read it; what cannot work is an issue here."""
+    if model.reference is None:
+        return None
+    try:
+        reference = load_reference(model.reference.path, [])
+    except SourceError as exc:
+        issues.append(doc.issue(("reference", "path"), f"cannot read {exc}"))
+        return None
+    columns = [str(c) for c in reference.frame.columns]
+    for j, feature in enumerate(model.source.features if model.source else []):
+        if feature not in columns:
+            issues.append(
+                doc.issue(
+                    ("source", "features", j),
+                    f"{feature!r} is not a column of the reference {model.reference.path}{suggest(feature, columns)}",
+                )
+            )
+    return reference
 
 
 def _resolve_paths(model: ModelConfig, base_dir: Path) -> ModelConfig:

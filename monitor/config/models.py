@@ -78,7 +78,7 @@ class DaemonConfig(StrictModel):
 class ModelConfig(StrictModel):
     model: Name
     owner: Name
-    source: SourceSpecs
+    source: SourceSpecs | None = Field(None, description="where the model's rows come from; a model of probes alone has none")
     reference: ReferenceSpec | None = None
     checks: list[CheckSpecs] = Field(min_length=1)
 

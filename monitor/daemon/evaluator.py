@@ -20,12 +20,13 @@ from monitor.alerting.episodes import OpenEpisode, advance
 from monitor.alerting.routing import receivers_for
 from monitor.alerting.rules import Observation, observe
 from monitor.checks import CHECKS
-from monitor.checks.base import CheckSpec, Evaluation, Window
+from monitor.checks.base import CheckKind, CheckSpec, Evaluation, Window
 from monitor.clock import Clock
 from monitor.config.durations import format_duration
 from monitor.config.models import DaemonConfig, ModelConfig
 from monitor.notifiers.message import TOP_FEATURES, AlertMessage
 from monitor.sources import SourceContext, SourceError, open_source
+from monitor.sources.base import SampledSource, Source, SourceSpec
 from monitor.sources.reference import load_reference
 from monitor.storage.tables import OPEN_STATES, Alert, CheckRun, Metric, Notification
 
@@ -67,7 +68,7 @@ class Evaluator:
         self.engine = engine
         self.config = config
         self.clock = clock
-        self._sources: dict[tuple[str, int], object] = {}
+        self._sources: dict[tuple[str, str], Source] = {}
 
     def run(self, model: ModelConfig, check: CheckSpec, *, dry_run: bool = False) -> RunResult:
         began = time.perf_counter()
@@ -88,20 +89,31 @@ class Evaluator:
         return result
 
     # -- computing ------------------------------------------------------------------------------
-    def _source(self, model: ModelConfig):
-        key = (model.model, hash(model.source.model_dump_json()))
+    def _source(self, model: ModelConfig, source: SourceSpec) -> Source:
+        key = (model.model, source.model_dump_json())
         if key not in self._sources:
-            self._sources[key] = open_source(model.source, SourceContext(model.model, self.engine))
+            self._sources[key] = open_source(source, SourceContext(model.model, self.engine))
         return self._sources[key]
+
+    def _window(self, model: ModelConfig, kind: CheckKind, start: datetime, end: datetime) -> Window:
+        """The rows a kind reads, from the model's source; a kind that reads none gets the bounds alone."""
+        import pandas as pd
+
+        if not kind.reads_rows or model.source is None:
+            return Window(start, end, pd.DataFrame())
+        source = self._source(model, model.source)
+        summary = source.summary(start, end) if isinstance(source, SampledSource) else None
+        return Window(start, end, source.read(start, end), summary)
 
     def _evaluate(self, model: ModelConfig, check: CheckSpec, start: datetime, end: datetime) -> Evaluation:
         kind = CHECKS[check.kind]
+        features = model.source.features if model.source else []
         try:
-            source = self._source(model)
-            frame = source.read(start, end)
-            summary = source.summary(start, end) if hasattr(source, "summary") else None
-            reference = load_reference(model.reference.path, model.source.features) if kind.needs_reference else None
-            return kind.evaluate(check, Window(start, end, frame, summary), reference, model.source.features)
+            window = self._window(model, kind, start, end)
+            reference = None
+            if kind.needs_reference and model.reference is not None:
+                reference = load_reference(model.reference.path, features)
+            return kind.evaluate(check, window, reference, features)
         except SourceError as exc:
             return Evaluation.failed(str(exc))
         except Exception as exc:  # a failing check is an `error` run with its reason, never a dead daemon

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from pydantic import Field
 
@@ -108,11 +108,17 @@ class Summary:
 
 
 class Source(Protocol):
-    """A source whose frame is only a sample of the window's rows (``ingest``) also has
-    ``summary(start, end) -> Summary``: the exact count and latency over all of them."""
-
     def read(self, start: datetime, end: datetime) -> pd.DataFrame:
         """Rows with ``start <= timestamp < end``, in the role layout above; raises SourceError."""
+
+
+@runtime_checkable
+class SampledSource(Source, Protocol):
+    """A source whose frame is only a sample of the window's rows (``ingest``): it also gives the
+    exact count and latency over all of them."""
+
+    def summary(self, start: datetime, end: datetime) -> Summary:
+        """Exact figures over every row with ``start <= timestamp < end``."""
 
 
 @dataclass(frozen=True)
