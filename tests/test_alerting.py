@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from monitor.alerting.episodes import OpenEpisode, Step, advance
-from monitor.alerting.routing import receivers_for
+from monitor.alerting.routing import owners_for
 from monitor.alerting.rules import MetricValue, RuleSpec, observe
 from monitor.config.models import DaemonConfig
+from monitor.notifiers.registry import Receivers
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
@@ -205,26 +206,26 @@ ROUTES = [
 
 ROUTING_CASES = [
     # id,                               token,       routes, owner,         severity,   expected
-    ("owner's channel", "xoxb-test", [], "fraud-team", "warning", ["slack:#fraud-alerts"]),
-    ("owner without a channel", "xoxb-test", [], "ml-platform", "warning", ["console:ml-platform"]),
-    ("unknown owner", "xoxb-test", [], "nobody", "critical", ["console:nobody"]),
-    ("no route matches", "xoxb-test", ROUTES, "fraud-team", "warning", ["slack:#fraud-alerts"]),
+    ("owner's channel", "xoxb-test", [], "fraud-team", "warning", ["fraud-team/slack"]),
+    ("owner without a channel", "xoxb-test", [], "ml-platform", "warning", ["ml-platform/console"]),
+    ("unknown owner", "xoxb-test", [], "nobody", "critical", ["nobody/console"]),
+    ("no route matches", "xoxb-test", ROUTES, "fraud-team", "warning", ["fraud-team/slack"]),
     (
         "critical: routes, each once",
         "xoxb-test",
         ROUTES,
         "fraud-team",
         "critical",
-        ["slack:#fraud-alerts", "slack:#oncall", "console:ml-platform"],
+        ["fraud-team/slack", "oncall/slack", "ml-platform/console"],
     ),
-    ("no Slack token: console", "", [], "fraud-team", "warning", ["console:fraud-team"]),
+    ("no Slack token: console", "", [], "fraud-team", "warning", ["fraud-team/console"]),
     (
         "no Slack token, routed: console",
         "",
         ROUTES,
         "fraud-team",
         "critical",
-        ["console:fraud-team", "console:oncall", "console:ml-platform"],
+        ["fraud-team/console", "oncall/console", "ml-platform/console"],
     ),
 ]
 
@@ -237,4 +238,26 @@ def test_receivers_for(token, routes, owner, severity, expected):
 
 
 def test_default_config_sends_to_the_console():
-    assert receivers_for("fraud-team", labels("critical"), DaemonConfig()) == ["console:fraud-team"]
+    assert receivers_for("fraud-team", labels("critical"), DaemonConfig()) == ["fraud-team/console"]
+
+
+def test_routing_chooses_owners_only():
+    """Routing is a pure decision over labels: owners, each once, the alert's own first."""
+    routes = [({"severity": "critical"}, ["oncall", "fraud-team"]), ({"model": "churn-model"}, ["ml-platform"])]
+    assert owners_for("fraud-team", labels("critical"), routes) == ["fraud-team", "oncall"]
+    assert owners_for("fraud-team", labels("warning"), routes) == ["fraud-team"]
+
+
+def test_a_receiver_is_named_by_owner_and_its_target_stays_in_memory():
+    receivers = Receivers(config("xoxb-test", []))
+    (slack,) = receivers.of("fraud-team")
+    assert (slack.name, slack.kind, slack.target) == ("fraud-team/slack", "slack", "#fraud-alerts")
+    assert receivers.resolve("fraud-team/slack") == slack
+    assert receivers.resolve("gone-team/slack") is None
+
+
+def receivers_for(owner: str, alert_labels: dict[str, str], daemon_config: DaemonConfig) -> list[str]:
+    """What the evaluator enqueues: each routed owner's receivers, each once."""
+    routes = [(route.match.labels(), route.also) for route in daemon_config.routes]
+    receivers = Receivers(daemon_config)
+    return list(dict.fromkeys(r.name for o in owners_for(owner, alert_labels, routes) for r in receivers.of(o)))

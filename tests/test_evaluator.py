@@ -22,7 +22,7 @@ from monitor.storage.tables import Alert, CheckRun, Metric, Notification
 MODEL = "fraud-scorer"
 DRIFT = "feature-drift"
 RULE = "drift_share > 0.3"
-RECEIVER = "console:fraud-team"  # the owner has a Slack channel, but there is no Slack token
+RECEIVER = "fraud-team/console"  # the owner has a Slack channel, but there is no Slack token
 
 
 class Setup:

@@ -24,9 +24,9 @@ from sqlalchemy.orm import Session
 from monitor.clock import FixedClock
 from monitor.daemon.evaluator import Evaluator, RunResult
 from monitor.daemon.project import Project
-from monitor.notifiers import build_notifiers
 from monitor.notifiers.message import AlertMessage
 from monitor.notifiers.outbox import Outbox, delivery_key
+from monitor.notifiers.registry import Receivers
 from monitor.notifiers.slack import METADATA_EVENT, SlackNotifier
 from monitor.storage import db
 from monitor.storage.tables import Alert, Notification
@@ -94,7 +94,7 @@ class Pipeline:
             engine,
             self.clock,
             Evaluator(engine, self.project.config, self.clock),
-            Outbox(engine, build_notifiers(self.project.config), self.clock),
+            Outbox(engine, Receivers(self.project.config), self.clock),
         )
 
     def notifications(self) -> list[Notification]:
@@ -127,13 +127,13 @@ def build(
     project = Project.load(config_path)
     assert not project.checks.issues, project.checks.issues
     return Pipeline(
-        project, engine, clock, Evaluator(engine, project.config, clock), Outbox(engine, build_notifiers(project.config), clock)
+        project, engine, clock, Evaluator(engine, project.config, clock), Outbox(engine, Receivers(project.config), clock)
     )
 
 
 def without_retry_pauses(outbox: Outbox) -> None:
     """Keep slack-sdk's retry handlers and their retry counts, but make their backoff pauses zero."""
-    for handler in outbox.notifiers["slack"].client.retry_handlers:
+    for handler in outbox.receivers.notifier("slack").client.retry_handlers:
         handler.interval_calculator = FixedValueRetryIntervalCalculator(0.0)
 
 
@@ -185,7 +185,7 @@ def test_firing_alert_posts_one_message_with_the_facts_in_the_owners_channel(tmp
     [message] = slack.messages("#fraud-alerts")
     assert message.text == text and message.metadata == body["metadata"]
     assert (notification.status, notification.attempts, notification.error) == ("sent", 1, None)
-    assert (notification.event, notification.receiver) == ("firing", "slack:#fraud-alerts")
+    assert (notification.event, notification.receiver) == ("firing", "fraud-team/slack")
     assert (notification.message_id, notification.channel_id) == (message.ts, channel)
     [alert] = p.alerts()
     assert (alert.state, alert.severity, alert.owner, alert.fired) == ("firing", "critical", "fraud-team", T0)
@@ -441,9 +441,9 @@ def test_critical_alert_is_routed_to_a_second_owner_too(tmp_path, sqlite_engine,
 
     by_receiver = {(n.receiver, n.payload["check"]): n for n in p.notifications()}
     assert sorted(by_receiver) == [
-        ("slack:#fraud-alerts", "feature-drift"),
-        ("slack:#fraud-alerts", "latency"),
-        ("slack:#ml-platform", "feature-drift"),
+        ("fraud-team/slack", "feature-drift"),
+        ("fraud-team/slack", "latency"),
+        ("ml-platform/slack", "feature-drift"),
     ]
     assert all(n.status == "sent" for n in by_receiver.values())
     assert [r.body["channel"] for r in posts(slack)] == ["#fraud-alerts", "#ml-platform", "#fraud-alerts"]
@@ -456,7 +456,7 @@ def test_critical_alert_is_routed_to_a_second_owner_too(tmp_path, sqlite_engine,
         "[FIRING critical] fraud-scorer / feature-drift",
         "[FIRING warning] fraud-scorer / latency",
     ]
-    assert by_receiver[("slack:#ml-platform", "feature-drift")].channel_id == platform
+    assert by_receiver[("ml-platform/slack", "feature-drift")].channel_id == platform
 
     # Resolution updates each receiver's own message, in its own channel.
     p.resolve("feature-drift")

@@ -1,29 +1,21 @@
-"""Who is told about an alert: the owner's receivers, plus those of every route whose labels match.
+"""Who is told about an alert: its owner, then the owners of every route whose labels match.
 
-A receiver is named ``scheme:target`` (``slack:#fraud-alerts``, ``console:fraud-team``); the scheme
-picks the notifier. Without a Slack token, every Slack receiver becomes the console.
+A pure decision over labels: which *owners* hear of an alert. Which receivers an owner has (a Slack
+channel, a pager, e-mail) and how each is reached is the notifiers' business (monitor/notifiers).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
-from monitor.config.models import DaemonConfig
-
-
-def owner_receivers(owner: str, config: DaemonConfig) -> list[str]:
-    settings = config.owners.get(owner)
-    slack_on = bool(config.notifiers.slack.token.get_secret_value())
-    if settings is not None and settings.slack and slack_on:
-        return [f"slack:{settings.slack}"]
-    return [f"console:{owner}"]
+# One route as the config gives it: the labels an alert must have, and the owners told too.
+RouteRule = tuple[Mapping[str, str], Sequence[str]]
 
 
-def receivers_for(owner: str, labels: Mapping[str, str], config: DaemonConfig) -> list[str]:
-    """Receivers in order, each once: the owner's first, then each matching route's ``also`` owners."""
-    out = owner_receivers(owner, config)
-    for route in config.routes:
-        if all(labels.get(key) == value for key, value in route.match.labels().items()):
-            for other in route.also:
-                out += owner_receivers(other, config)
+def owners_for(owner: str, labels: Mapping[str, str], routes: Iterable[RouteRule]) -> list[str]:
+    """Owners in order, each once: the alert's own first, then each matching route's ``also``."""
+    out = [owner]
+    for match, also in routes:
+        if all(labels.get(key) == value for key, value in match.items()):
+            out.extend(also)
     return list(dict.fromkeys(out))

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from monitor.alerting.episodes import OpenEpisode, advance
-from monitor.alerting.routing import receivers_for
+from monitor.alerting.routing import owners_for
 from monitor.alerting.rules import Observation, observe
 from monitor.checks import CHECKS
 from monitor.checks.base import CheckKind, CheckSpec, Evaluation, Window
@@ -25,6 +25,7 @@ from monitor.clock import Clock
 from monitor.config.durations import format_duration
 from monitor.config.models import DaemonConfig, ModelConfig
 from monitor.notifiers.message import TOP_FEATURES, AlertMessage
+from monitor.notifiers.registry import Receivers
 from monitor.sources import SourceContext, SourceError, open_source
 from monitor.sources.base import SampledSource, Source, SourceSpec
 from monitor.sources.reference import load_reference
@@ -64,10 +65,11 @@ class RunResult:
 
 
 class Evaluator:
-    def __init__(self, engine: Engine, config: DaemonConfig, clock: Clock) -> None:
+    def __init__(self, engine: Engine, config: DaemonConfig, clock: Clock, receivers: Receivers | None = None) -> None:
         self.engine = engine
         self.config = config
         self.clock = clock
+        self.receivers = receivers or Receivers(config)
         self._sources: dict[tuple[str, str], Source] = {}
 
     def run(self, model: ModelConfig, check: CheckSpec, *, dry_run: bool = False) -> RunResult:
@@ -233,7 +235,9 @@ class Evaluator:
 
     def _enqueue(self, session: Session, alert: Alert, message: AlertMessage, now: datetime) -> None:
         labels = {"severity": alert.severity, "model": alert.model, "check": alert.check, "owner": alert.owner}
-        for receiver in receivers_for(alert.owner, labels, self.config):
+        routes = [(route.match.labels(), route.also) for route in self.config.routes]
+        names = [r.name for owner in owners_for(alert.owner, labels, routes) for r in self.receivers.of(owner)]
+        for receiver in dict.fromkeys(names):
             session.add(
                 Notification(
                     alert_id=alert.id,

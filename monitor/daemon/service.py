@@ -24,8 +24,8 @@ from monitor.daemon.project import Project
 from monitor.daemon.telemetry import Telemetry
 from monitor.ingest.retention import delete_expired
 from monitor.ingest.sampler import Sampler
-from monitor.notifiers import build_notifiers
 from monitor.notifiers.outbox import Outbox
+from monitor.notifiers.registry import Receivers
 from monitor.sources import SourceError
 from monitor.sources.ingest import feature_types
 from monitor.sources.reference import load_reference
@@ -56,10 +56,9 @@ class Daemon:
         self.clock = clock or SystemClock()
         self.engine = engine or db.create_engine(project.config.database.url)
         self.telemetry = Telemetry()
-        self.evaluator = Evaluator(self.engine, project.config, self.clock)
-        self.outbox = Outbox(
-            self.engine, build_notifiers(project.config, console), self.clock, on_attempt=self.telemetry.record_delivery
-        )
+        receivers = Receivers(project.config, console)
+        self.evaluator = Evaluator(self.engine, project.config, self.clock, receivers)
+        self.outbox = Outbox(self.engine, receivers, self.clock, on_attempt=self.telemetry.record_delivery)
         self.sampler = Sampler(self.engine, self.clock, capacity=project.config.ingest.sample_per_minute)
         self.http = None
         self.workers = workers

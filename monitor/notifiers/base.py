@@ -1,4 +1,9 @@
-"""The notifier plug-in interface: send one alert message to one target, and say what happened.
+"""The receiver plug-in interface: a receiver kind finds an owner's receivers in the config and sends
+one alert message to one of them, saying what happened.
+
+A *receiver* is named ``owner/kind`` (``fraud-team/slack``): that name is what the ``notifications``
+table and the logs show. Its *target* (a channel, a webhook URL) stays in memory, taken from the
+config at start: a secret in a target is never stored or logged.
 
 As in Alertmanager, the notifier decides whether a failure is worth retrying: a rate limit or a
 server error is; a revoked token or an unknown channel is not, and becomes a visible error.
@@ -6,11 +11,15 @@ server error is; a revoked token or an unknown channel is not, and becomes a vis
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from monitor.notifiers.message import AlertMessage
+
+if TYPE_CHECKING:
+    from monitor.config.models import DaemonConfig, Owner
 
 
 @dataclass(frozen=True)
@@ -48,3 +57,19 @@ class Notifier(Protocol):
 
     def find(self, target: str, key: str, since: datetime) -> Posted | None:
         """The message delivered with ``key`` since ``since``, or None when it is not there (or unknowable)."""
+
+
+@dataclass(frozen=True)
+class Receiver:
+    name: str  # "fraud-team/slack": what tables and logs show
+    kind: str  # which notifier delivers to it
+    target: str = ""  # what that notifier needs (a channel, a URL); may be a secret: never stored or logged
+
+
+@dataclass(frozen=True)
+class ReceiverKind:
+    """A plug-in: the kind, an owner's receivers of this kind, and the notifier (None: not configured)."""
+
+    kind: str
+    receivers: Callable[[str, Owner, DaemonConfig], list[Receiver]]
+    notifier: Callable[[DaemonConfig, TextIO | None], Notifier | None]

@@ -1,14 +1,18 @@
-"""Receiver ``console``: the alert printed to the terminal, for the demo and for daemons without Slack."""
+"""Receiver ``console``: the alert printed to the terminal, for the demo and for owners with no other
+receiver that can be reached (no Slack token, say)."""
 
 from __future__ import annotations
 
 import sys
 from datetime import datetime
 from threading import Lock
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from monitor.notifiers.base import Delivery, Posted
+from monitor.notifiers.base import Delivery, Posted, Receiver, ReceiverKind
 from monitor.notifiers.message import AlertMessage
+
+if TYPE_CHECKING:
+    from monitor.config.models import DaemonConfig, Owner
 
 
 class ConsoleNotifier:
@@ -27,3 +31,14 @@ class ConsoleNotifier:
     def find(self, target: str, key: str, since: datetime) -> Posted | None:
         # A terminal keeps no record: an in-doubt console delivery is printed again (at least once).
         return None
+
+
+def receiver(owner: str) -> Receiver:
+    return Receiver(f"{owner}/console", "console", owner)
+
+
+def _receivers(owner: str, settings: Owner, config: DaemonConfig) -> list[Receiver]:
+    return []  # the console is the fallback of an owner with no other receiver, never chosen
+
+
+KIND = ReceiverKind("console", _receivers, lambda config, stream: ConsoleNotifier(stream))

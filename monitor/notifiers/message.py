@@ -1,4 +1,7 @@
-"""What an alert says, frozen when its state changes, and how it reads as text and as Slack blocks.
+"""What an alert says, frozen when its state changes: receiver-neutral data, and its plain text.
+
+Each receiver renders it its own way (Slack's mrkdwn and Block Kit live in notifiers/slack.py); the
+plain text here is what the console prints and what every rendering starts from.
 
 The evaluator builds an :class:`AlertMessage` from the episode and its evidence and stores it with each
 pending delivery, so a message delivered late (Slack down, a restart) still tells what was true when
@@ -7,12 +10,12 @@ the alert changed, not what is true when it finally goes out.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 TOP_FEATURES = 10
-_EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class AlertMessage:
     mentions: list[str] = field(default_factory=list)
     top_features: list[dict[str, Any]] = field(default_factory=list)
     links: dict[str, str] = field(default_factory=dict)
+    reason: str | None = None  # why a resolved episode ended other than by its condition
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,14 +54,16 @@ class AlertMessage:
     @property
     def subject(self) -> str:
         where = f"{self.model} / {self.check}" + (f" / {self.feature}" if self.feature else "")
-        state = "RESOLVED" if self.event == "resolved" else f"FIRING {self.severity}"
-        return f"[{state}] {where}: {self.metric} = {_number(self.value)}"
+        state = ("CLOSED" if self.reason else "RESOLVED") if self.event == "resolved" else f"FIRING {self.severity}"
+        return f"[{state}] {where}: {self.metric} = {format_number(self.value, self.threshold)}"
 
     def lines(self) -> list[str]:
         """The body, one fact a line, the same on every receiver."""
-        out = [f"rule: {self.rule} (threshold {_number(self.threshold)}), severity {self.severity}"]
+        out = [f"rule: {self.rule} (threshold {format_number(self.threshold)}), severity {self.severity}"]
         since = _when(self.started)
-        if self.event == "resolved":
+        if self.event == "resolved" and self.reason:
+            out.append(f"closed {_when(self.resolved)}: {self.reason}; breaching since {since}")
+        elif self.event == "resolved":
             out.append(f"resolved {_when(self.resolved)}; breaching since {since}")
         else:
             out.append(f"since {since}")
@@ -75,28 +81,29 @@ class AlertMessage:
     def text(self) -> str:
         return "\n".join([self.subject, *self.lines()])
 
-    def slack_text(self) -> str:
-        """:meth:`text` for Slack's plain-text fallback (notifications, screen readers), escaped as mrkdwn."""
-        return "\n".join([_escape(self.subject), *self._slack_lines()])
 
-    def slack_blocks(self) -> list[dict[str, Any]]:
-        emoji = ":white_check_mark:" if self.event == "resolved" else _EMOJI.get(self.severity, "")
-        body = "\n".join(self._slack_lines())
-        return [
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"{emoji} *{_escape(self.subject)}*"}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": body}},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"monitor alert #{self.alert_id}"}]},
-        ]
-
-    def _slack_lines(self) -> list[str]:
-        # The owner line is left as written: its mentions are Slack control sequences such as <@U0123>.
-        return [_escape(line) if not line.startswith("owner:") else line for line in self.lines()]
+def format_number(value: float | None, against: float | None = None) -> str:
+    """A value for people: four significant digits, and never fewer decimals than ``against`` (its
+    threshold) has, nor so few that the two read alike when they differ (0.95999 against 0.9633 is
+    0.9600, not 0.96; 0.30004 against 0.3 is 0.30004)."""
+    if value is None or not math.isfinite(value):
+        return "n/a" if value is None else str(value)
+    short = f"{value:.4g}"
+    if against is None or not math.isfinite(against) or "e" in short:
+        return short if abs(value) < 1e4 else f"{value:,.0f}"
+    places = max(_decimals(float(short)), _decimals(against))
+    while places < 12 and value != against and round(value, places) == round(against, places):
+        places += 1
+    return f"{value:,.{places}f}" if abs(value) >= 1e4 else f"{value:.{places}f}"
 
 
-def _number(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+def _decimals(number: float) -> int:
+    """Decimals in the shortest form of ``number``: 0.9633 has 4, 250.0 has 0."""
+    text = repr(float(number))
+    if "e" in text:
+        return 12
+    whole, _, fraction = text.partition(".")
+    return 0 if fraction == "0" else len(fraction)
 
 
 def _when(iso: str | None) -> str:
@@ -107,9 +114,4 @@ def _when(iso: str | None) -> str:
 
 def _feature(item: dict[str, Any]) -> str:
     op = "<" if item["score"] < item["threshold"] else ">="
-    return f"{item['feature']} ({item['method']} {_number(item['score'])} {op} {_number(item['threshold'])})"
-
-
-def _escape(text: str) -> str:
-    """Slack mrkdwn control characters in text that came from files or data."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return f"{item['feature']} ({item['method']} {format_number(item['score'], item['threshold'])} {op} {format_number(item['threshold'])})"

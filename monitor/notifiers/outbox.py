@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -29,8 +29,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from monitor.clock import Clock
-from monitor.notifiers.base import Delivery, Notifier, Posted
+from monitor.notifiers.base import Delivery, Posted, Receiver
 from monitor.notifiers.message import AlertMessage
+from monitor.notifiers.registry import Receivers
 from monitor.storage.tables import Notification
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class Outbox:
     def __init__(
         self,
         engine: Engine,
-        notifiers: Mapping[str, Notifier],
+        receivers: Receivers,
         clock: Clock,
         *,
         backoff_base: float = 2.0,
@@ -55,7 +56,7 @@ class Outbox:
         on_attempt: Callable[[str, str], None] | None = None,
     ) -> None:
         self.engine = engine
-        self.notifiers = dict(notifiers)
+        self.receivers = receivers
         self.clock = clock
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -134,14 +135,14 @@ class Outbox:
         return self.recover(older_than=self.lease)
 
     def _find(self, notification_id: int, receiver: str, created) -> Posted | None:
-        scheme, target = _split(receiver)
-        notifier = self.notifiers.get(scheme)
-        if notifier is None:
+        found = self.receivers.resolve(receiver)
+        notifier = self.receivers.notifier(found.kind) if found else None
+        if found is None or notifier is None:
             return None
         try:
-            return notifier.find(target, delivery_key(notification_id), created)
+            return notifier.find(found.target, delivery_key(notification_id), created)
         except Exception:  # a notifier bug: not knowing means sending again (at least once)
-            log.exception("notifier %s could not look up notification %s", scheme, notification_id)
+            log.exception("notifier %s could not look up notification %s", found.kind, notification_id)
             return None
 
     # -- delivery -------------------------------------------------------------------------------
@@ -187,22 +188,25 @@ class Outbox:
     def _deliver(self, notification_id: int) -> int:
         with Session(self.engine) as session:
             row = session.get(Notification, notification_id)
-            scheme, target = _split(row.receiver)
-            delivery = self._send(session, row, scheme, target)
+            receiver = self.receivers.resolve(row.receiver)
+            kind = receiver.kind if receiver else "unknown"
+            delivery = self._send(session, row, receiver)
             self._record(row, delivery)
             status = row.status
             session.commit()
         if self.on_attempt:
             try:
-                self.on_attempt(scheme, status)
+                self.on_attempt(kind, status)
             except Exception:
                 log.exception("on_attempt failed for notification %s", notification_id)
         return int(delivery.ok)
 
-    def _send(self, session: Session, row: Notification, scheme: str, target: str) -> Delivery:
-        notifier = self.notifiers.get(scheme)
+    def _send(self, session: Session, row: Notification, receiver: Receiver | None) -> Delivery:
+        if receiver is None:
+            return Delivery.failed(f"receiver {row.receiver!r} is not in the config any more", retry=False)
+        notifier = self.receivers.notifier(receiver.kind)
         if notifier is None:
-            return Delivery.failed(f"no notifier for {scheme!r} receivers is configured", retry=False)
+            return Delivery.failed(f"no notifier for {receiver.kind!r} receivers is configured", retry=False)
         try:
             message = AlertMessage.from_dict(row.payload)
         except Exception as exc:  # e.g. a key this version does not know: retrying cannot help
@@ -210,9 +214,9 @@ class Outbox:
             return Delivery.failed(f"unreadable payload: {type(exc).__name__}: {exc}", retry=False)
         try:
             previous = self._previous(session, row) if row.event == "resolved" else None
-            return notifier.send(target, message, delivery_key(row.id), previous)
+            return notifier.send(receiver.target, message, delivery_key(row.id), previous)
         except Exception as exc:  # a notifier bug must not stop the loop; it is recorded and retried
-            log.exception("notifier %s failed on notification %s", scheme, row.id)
+            log.exception("notifier %s failed on notification %s", receiver.kind, row.id)
             return Delivery.failed(f"{type(exc).__name__}: {exc}", retry=True)
 
     def _previous(self, session: Session, row: Notification) -> Posted | None:
@@ -255,8 +259,3 @@ class Outbox:
     def backoff(self, attempts: int, retry_after: float | None = None) -> timedelta:
         delay = min(self.backoff_base * 2 ** max(attempts - 1, 0), self.backoff_cap)
         return timedelta(seconds=max(delay, retry_after or 0.0))
-
-
-def _split(receiver: str) -> tuple[str, str]:
-    scheme, _, target = receiver.partition(":")
-    return scheme, target

@@ -15,13 +15,18 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from threading import Lock
+from typing import TYPE_CHECKING, Any
 
-from monitor.notifiers.base import Delivery, Posted
+from monitor.notifiers.base import Delivery, Posted, Receiver, ReceiverKind
 from monitor.notifiers.message import AlertMessage
+
+if TYPE_CHECKING:
+    from monitor.config.models import DaemonConfig, Owner
 
 log = logging.getLogger(__name__)
 
 METADATA_EVENT = "monitor_alert"
+_EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
 # Errors that go away by themselves; anything else (invalid_auth, channel_not_found, ...) needs a person.
 _TRANSIENT = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 
@@ -55,7 +60,7 @@ class SlackNotifier:
     def send(self, target: str, message: AlertMessage, key: str, previous: Posted | None) -> Delivery:
         from slack_sdk.errors import SlackApiError, SlackClientError
 
-        text, blocks = message.slack_text(), message.slack_blocks()
+        text, blocks = fallback_text(message), blocks_of(message)
 
         def post():
             return self.client.chat_postMessage(
@@ -146,3 +151,41 @@ def _failure(response) -> Delivery:
                 retry_after = None
     transient = status == 429 or status >= 500 or error in _TRANSIENT
     return Delivery.failed(f"slack answered HTTP {status}: {error or 'no error code'}", retry=transient, retry_after=retry_after)
+
+
+# -- rendering: the message in Slack's mrkdwn and Block Kit -----------------------------------------
+def fallback_text(message: AlertMessage) -> str:
+    """The plain text for Slack's fallback (notifications, screen readers), escaped as mrkdwn."""
+    return "\n".join([escape(message.subject), *_lines(message)])
+
+
+def blocks_of(message: AlertMessage) -> list[dict[str, Any]]:
+    emoji = ":white_check_mark:" if message.event == "resolved" else _EMOJI.get(message.severity, "")
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"{emoji} *{escape(message.subject)}*"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(_lines(message))}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"monitor alert #{message.alert_id}"}]},
+    ]
+
+
+def _lines(message: AlertMessage) -> list[str]:
+    # The owner line is left as written: its mentions are Slack control sequences such as <@U0123>.
+    return [escape(line) if not line.startswith("owner:") else line for line in message.lines()]
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn control characters in text that came from files or data."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# -- the plug-in ------------------------------------------------------------------------------------
+def _receivers(owner: str, settings: Owner, config: DaemonConfig) -> list[Receiver]:
+    return [Receiver(f"{owner}/slack", "slack", settings.slack)] if settings.slack else []
+
+
+def _notifier(config: DaemonConfig, stream: object) -> SlackNotifier | None:
+    token = config.notifiers.slack.token.get_secret_value()
+    return SlackNotifier(token, config.notifiers.slack.base_url) if token else None
+
+
+KIND = ReceiverKind("slack", _receivers, _notifier)
