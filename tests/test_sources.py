@@ -15,7 +15,8 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from monitor.config import ConfigError, load_model_file
+from monitor.config import ConfigError
+from monitor.config.loader import load_model_file
 from monitor.sources import sql as sql_source
 from monitor.sources.base import ID, LATENCY, TS, SourceError
 from monitor.sources.files import FilesSource, FilesSpec

@@ -18,7 +18,8 @@ import pytest
 from factories import reference_frame, write_project
 
 from monitor.cli import main
-from monitor.config import ConfigError, load_config, load_model_file
+from monitor.config import ConfigError
+from monitor.config.loader import load_config, load_model_file
 
 REPO = Path(__file__).parents[1]
 SECRET = "xoxb-secret-value"

@@ -12,6 +12,7 @@ the daemon config, or the current directory when there is none.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import types
 import typing
 from collections.abc import Mapping
@@ -44,8 +45,6 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
     doc = _read(Path(path), environ)
     config = _validate(doc, DaemonConfig)
     if config is not None:
-        from monitor.server.http import is_loopback
-
         host = config.server.listen.rpartition(":")[0]
         if not config.server.token.get_secret_value() and not is_loopback(host):
             doc.issues.append(
@@ -64,6 +63,16 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
     if doc.issues:
         raise ConfigError(doc.issues)
     return config
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen host only accepts connections from this machine ("" means every address)."""
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_model_file(
@@ -142,8 +151,12 @@ def _validate(doc: Document, model_cls: type[BaseModel]) -> Any:
     try:
         return model_cls.model_validate(doc.data)
     except ValidationError as exc:
+        # A value already reported (an unset ${VAR}) is not reported again for what it became.
+        reported = {(i.line, i.col) for i in doc.issues}
         for error in exc.errors(include_input=False, include_url=False):
-            doc.issues.append(_issue_from_pydantic(doc, model_cls, error))
+            issue = _issue_from_pydantic(doc, model_cls, error)
+            if (issue.line, issue.col) not in reported:
+                doc.issues.append(issue)
         return None
 
 

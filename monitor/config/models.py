@@ -12,13 +12,15 @@ from pydantic import Field, SecretStr
 
 from monitor.alerting.rules import Severity
 from monitor.checks import CheckSpecs
-from monitor.config.types import Duration, Name, StrictModel
+from monitor.config.types import DatabaseUrl, Duration, Name, StrictModel
 from monitor.sources import SourceSpecs
 from monitor.sources.reference import ReferenceSpec
 
 
 class DatabaseConfig(StrictModel):
-    url: str = Field("sqlite:///monitor.db", description="SQLAlchemy URL: embedded SQLite by default, PostgreSQL in production")
+    url: DatabaseUrl = Field(
+        "sqlite:///monitor.db", description="SQLAlchemy URL: embedded SQLite by default, PostgreSQL in production"
+    )
 
 
 class ServerConfig(StrictModel):

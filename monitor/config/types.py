@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from monitor.config.durations import parse_duration
 
@@ -24,3 +24,22 @@ Name = Annotated[
 # A column or table name: checked here so that no user text is ever pasted into SQL (see sources/sql.py).
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
 TableName = Annotated[str, Field(pattern=r"^(?:[A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,62}$")]
+
+
+def _database_url(url: str) -> str:
+    """A SQLAlchemy URL that can work here, told before anything connects."""
+    import sqlalchemy as sa
+
+    scheme = url.partition("://")[0]
+    if scheme in ("postgres", "postgresql", "postgresql+psycopg2"):
+        raise ValueError(f"{scheme}:// needs a driver monitor does not install: write postgresql+psycopg://")
+    try:
+        sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise ValueError(
+            "not a database URL: write for example sqlite:///monitor.db or postgresql+psycopg://user@host/db"
+        ) from None
+    return url
+
+
+DatabaseUrl = Annotated[str, AfterValidator(_database_url)]

@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from monitor.config import CheckFiles, DaemonConfig, check_file_paths, load_check_files, load_config
+from monitor.config.loader import CheckFiles, check_file_paths, load_check_files, load_config
+from monitor.config.models import DaemonConfig
 
 DEFAULT_CONFIG = "config.yaml"
 

@@ -21,7 +21,6 @@ from monitor.clock import Clock, SystemClock
 from monitor.config.models import ModelConfig
 from monitor.daemon.evaluator import Evaluator, RunResult
 from monitor.daemon.project import Project
-from monitor.daemon.telemetry import Telemetry
 from monitor.ingest.retention import delete_expired
 from monitor.ingest.sampler import Sampler
 from monitor.notifiers.outbox import Outbox
@@ -30,6 +29,7 @@ from monitor.sources import SourceError
 from monitor.sources.ingest import feature_types
 from monitor.sources.reference import load_reference
 from monitor.storage import db
+from monitor.telemetry import Telemetry
 
 log = logging.getLogger("monitor.daemon")
 
@@ -77,7 +77,7 @@ class Daemon:
             )
             return None
         (log.warning if result.outcome in ("breach", "error") else log.info)(describe(result))
-        self.telemetry.record_run(result)
+        self.telemetry.record_run(result.model, result.check, result.outcome, result.duration_s, result.evaluation.values)
         if result.notifications_owed:
             self.outbox.wake()
         return result

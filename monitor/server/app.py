@@ -24,9 +24,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from monitor.daemon.telemetry import CONTENT_TYPE, Telemetry
 from monitor.ingest.rows import BodyError, FeatureType, Parsed, validate_labels, validate_predictions
 from monitor.ingest.sampler import Overloaded, Sampler, StorageUnavailable
+from monitor.telemetry import CONTENT_TYPE, Telemetry
 
 
 class BodyTooLarge(Exception):

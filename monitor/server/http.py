@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import threading
 import time
 
 import uvicorn
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return host == "localhost"
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class HttpServer:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from threading import Lock
 from typing import Literal
 
-from monitor.config.types import TableName
+from monitor.config.types import DatabaseUrl, TableName
 from monitor.sources.base import SourceContext, SourceError, SourceKind, SourceSpec
 
 _engines: dict[str, object] = {}
@@ -20,7 +20,7 @@ _engines_lock = Lock()
 
 class SqlSpec(SourceSpec):
     kind: Literal["sql"]
-    url: str
+    url: DatabaseUrl
     table: TableName
 
 

@@ -1,14 +1,18 @@
 """The daemon's own health in Prometheus form: what it ingested, evaluated and delivered, and the
-latest value of every check metric. Served at ``GET /metrics``; one registry per daemon."""
+latest value of every check metric. Served at ``GET /metrics``; one registry per daemon.
+
+It stands below the daemon and the server, which both write to it, and knows neither.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from monitor.daemon.evaluator import RunResult
+from monitor.alerting.rules import MetricValue
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -51,17 +55,17 @@ class Telemetry:
         )
         self.sample_rows = Gauge("monitor_ingest_sample_rows_in_memory", "Sampled rows held in memory.", registry=self.registry)
 
-    def record_run(self, result: RunResult) -> None:
-        self.evaluations.labels(result.model, result.check, result.outcome).inc()
-        self.duration.labels(result.model, result.check).observe(result.duration_s)
-        for value in result.evaluation.values:
-            self.values.labels(result.model, result.check, value.metric, value.feature).set(value.value)
-        if result.outcome != "error":
+    def record_run(self, model: str, check: str, outcome: str, duration_s: float, values: Iterable[MetricValue]) -> None:
+        self.evaluations.labels(model, check, outcome).inc()
+        self.duration.labels(model, check).observe(duration_s)
+        for value in values:
+            self.values.labels(model, check, value.metric, value.feature).set(value.value)
+        if outcome != "error":
             self.last_success = time.time()
             self.last_cycle.set(self.last_success)
 
-    def record_delivery(self, scheme: str, status: str) -> None:
-        self.notifications.labels(scheme, status).inc()
+    def record_delivery(self, kind: str, status: str) -> None:
+        self.notifications.labels(kind, status).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

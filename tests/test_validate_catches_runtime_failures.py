@@ -1,0 +1,73 @@
+"""``monitor validate`` refuses what would fail at once at run time: a reference that cannot be read,
+a database URL whose driver is not installed. Each is one ``file:line:col`` line and exit 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from factories import write_project
+
+from monitor.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_config(monkeypatch):
+    monkeypatch.delenv("MONITOR_CONFIG", raising=False)
+
+
+def validate(capsys, config: Path) -> tuple[int, list[str]]:
+    code = main(["validate", "--config", str(config)])
+    return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def test_a_reference_that_does_not_exist(tmp_path, capsys):
+    config = write_project(tmp_path)
+    (tmp_path / "data" / "reference.parquet").unlink()
+    code, errors = validate(capsys, config)
+    assert code == 1
+    [error] = errors
+    assert error.startswith(f"{tmp_path / 'checks' / 'fraud-scorer.yaml'}:15:9: reference.path: cannot read reference ")
+    assert error.endswith("data/reference.parquet: No such file or directory")
+
+
+def test_a_reference_that_cannot_be_read(tmp_path, capsys):
+    config = write_project(tmp_path)
+    (tmp_path / "data" / "reference.parquet").write_bytes(b"not parquet at all")
+    code, errors = validate(capsys, config)
+    assert code == 1
+    [error] = errors
+    assert ":15:9: reference.path: cannot read reference " in error
+
+
+@pytest.mark.parametrize("url", ["postgres://monitor@db/monitor", "postgresql://monitor@db/monitor"])
+def test_a_postgres_url_without_the_installed_driver_says_what_to_write(tmp_path, capsys, url):
+    config = write_project(tmp_path)
+    edit(config, f"url: sqlite:///{tmp_path / 'monitor.db'}", f"url: {url}")
+    code, errors = validate(capsys, config)
+    assert code == 1
+    scheme = url.partition("://")[0]
+    assert errors == [
+        f"{config}:2:8: database.url: {scheme}:// needs a driver monitor does not install: write postgresql+psycopg://"
+    ]
+
+
+def test_an_sql_source_url_is_checked_the_same_way(tmp_path, capsys):
+    config = write_project(tmp_path)
+    checks = tmp_path / "checks" / "fraud-scorer.yaml"
+    edit(
+        checks,
+        "  kind: files\n  path: data/live-*.parquet\n",
+        "  kind: sql\n  url: postgres://reader@db/fraud\n  table: predictions\n",
+    )
+    code, errors = validate(capsys, config)
+    assert code == 1
+    assert errors == [
+        f"{checks}:5:8: source.url: postgres:// needs a driver monitor does not install: write postgresql+psycopg://"
+    ]
