@@ -18,6 +18,7 @@ examples:
   monitor check fraud-scorer/feature-drift      evaluate one check now, store and notify
   monitor check fraud-scorer/feature-drift --dry-run
   monitor run --config config.yaml              the daemon, until SIGTERM or Ctrl-C
+  monitor alerts                                open alert episodes; `monitor alerts close ID --reason TEXT`
   monitor db upgrade                            migrate the database to the latest schema
 
 The config file is --config, else $MONITOR_CONFIG, else ./config.yaml when it exists, else the built-in
@@ -25,12 +26,15 @@ defaults (SQLite in ./monitor.db, check files in ./checks). Secrets come from th
 ${VAR} and ${VAR:-default} in any YAML value.  Docs: README.md and docs/."""
 
 
-def _config_arg(parser: argparse.ArgumentParser) -> None:
+def _config_arg(parser: argparse.ArgumentParser, *, inner: bool = False) -> None:
+    """``--config``; ``inner`` for an action's own parser, so that ``--config`` given before the action
+    is not reset by the action's default."""
     parser.add_argument(
         "--config",
         "-c",
         type=Path,
         metavar="FILE",
+        default=argparse.SUPPRESS if inner else None,
         help="daemon config (default: $MONITOR_CONFIG, else ./config.yaml if present, else built-in defaults)",
     )
 
@@ -103,11 +107,27 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(current)
 
     alerts = commands.add_parser(
-        "alerts", help="list alert episodes", description="List open alert episodes (pending and firing), newest first."
+        "alerts",
+        help="list alert episodes, or close one",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="List open alert episodes (pending and firing), newest first; with no database yet, there are none.\n"
+        "  monitor alerts [--all]                      the list\n"
+        "  monitor alerts close ID --reason TEXT       end one episode by hand (its message says why)",
     )
     alerts.add_argument("--all", action="store_true", help="include ended episodes")
     alerts.add_argument("--limit", type=int, default=50, help="at most this many rows (default 50)")
     _config_arg(alerts)
+    alert_actions = alerts.add_subparsers(dest="alerts_command", metavar="ACTION")
+    close = alert_actions.add_parser(
+        "close",
+        help="end an open episode by hand",
+        description="End an open alert episode by hand, for the rare case its rule cannot (a data set that will not "
+        "come back, say). A firing episode's message is updated to say it was closed and why; a rule that "
+        "still breaches opens a new episode at its next run.",
+    )
+    close.add_argument("id", type=int, metavar="ID", help="the alert number, as `monitor alerts` lists it")
+    close.add_argument("--reason", required=True, metavar="TEXT", help="why, for the people the alert went to")
+    _config_arg(close, inner=True)
 
     demo = commands.add_parser(
         "demo",

@@ -69,18 +69,21 @@ def check(args: argparse.Namespace) -> int:
     daemon = Daemon(project)
     from monitor.storage import db
 
+    read_alerts = True
     if args.dry_run:  # stores nothing, so it does not create or migrate the database either
-        problem = db.not_at_head(daemon.engine)
+        revision = db.existing_revision(daemon.engine)
+        read_alerts = revision is not None
+        problem = db.not_at_head(daemon.engine, revision) if read_alerts else None
         if problem:
             print(problem, file=sys.stderr)
             daemon.engine.dispose()
             return 1
     else:
         db.upgrade(daemon.engine)
-    result = daemon.evaluator.run(model, spec, dry_run=args.dry_run)
+    result = daemon.evaluator.run(model, spec, dry_run=args.dry_run, read_alerts=read_alerts)
     _print_result(result)
     if args.dry_run:
-        print("dry run: nothing stored, nobody notified")
+        print("dry run: nothing stored, nobody notified" + ("" if read_alerts else " (no database yet, so no alert was read)"))
     else:
         daemon.outbox.recover_stale()  # not recover(): a running daemon may have a delivery in hand
         sent = daemon.outbox.deliver_due()
@@ -150,11 +153,23 @@ def alerts(args: argparse.Namespace) -> int:
     if project is None:
         return 1
     engine = db.create_engine(project.config.database.url)
-    problem = db.not_at_head(engine)  # read-only: never creates or migrates the database
+    revision = db.existing_revision(engine)  # read-only: never creates or migrates the database
+    if revision is None:
+        print(
+            f"no alerts yet: {engine.url.render_as_string(hide_password=True)} has no monitor tables "
+            "(the daemon creates them when it first runs)"
+        )
+        engine.dispose()
+        return 0
+    problem = db.not_at_head(engine, revision)
     if problem:
         print(problem, file=sys.stderr)
         engine.dispose()
         return 1
+    if args.alerts_command == "close":
+        code = _close_alert(project, engine, args.id, args.reason)
+        engine.dispose()
+        return code
     query = sa.select(Alert).order_by(Alert.started.desc()).limit(args.limit)
     if not args.all:
         query = query.where(Alert.state.in_(OPEN_STATES))
@@ -168,6 +183,30 @@ def alerts(args: argparse.Namespace) -> int:
             f"#{a.id:<5} {a.state:<9} {a.severity:<8} {target:<40} {a.rule:<28} last {a.last_value:.4g}  since {a.started:%Y-%m-%d %H:%M} UTC"
         )
     engine.dispose()
+    return 0
+
+
+def _close_alert(project: Project, engine, alert_id: int, reason: str) -> int:
+    from sqlalchemy.orm.exc import StaleDataError
+
+    from monitor.clock import SystemClock
+    from monitor.daemon.closing import NotOpen, close_episode
+    from monitor.notifiers.outbox import Outbox
+    from monitor.notifiers.registry import Receivers
+
+    clock = SystemClock()
+    try:
+        alert = close_episode(engine, alert_id, f"closed by hand: {reason}", clock.now())
+    except NotOpen as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except StaleDataError:
+        print(f"alert #{alert_id} changed while closing it (an evaluation ran): try again", file=sys.stderr)
+        return 1
+    outbox = Outbox(engine, Receivers(project.config), clock)
+    outbox.recover_stale()  # not recover(): a running daemon may have a delivery in hand
+    sent = outbox.deliver_due()
+    print(f"alert #{alert.id} {alert.model}/{alert.check} closed: {alert.reason}; {sent} notification(s) delivered")
     return 0
 
 

@@ -3,10 +3,12 @@
 ``advance`` is a pure function of the open episode (if any), whether the condition holds now, the
 time, and how long it must hold (``for:``). It says the next state and whether anyone must be told.
 An episode that goes back to ``ok`` from ``pending`` never fired, so nobody is told.
+``orphaned`` finds the open episodes that no rule can move any more (a rule edited away).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -42,3 +44,33 @@ def advance(episode: OpenEpisode | None, breached: bool, now: datetime, hold: ti
             return Step("ok")
         return Step("firing", "firing") if now - episode.started >= hold else Step("pending")
     return Step("firing") if breached else Step("resolved", "resolved")
+
+
+@dataclass(frozen=True)
+class OpenKey:
+    """What an open episode belongs to, as stored."""
+
+    alert_id: int
+    check: str
+    rule_key: str
+    feature: str
+
+
+def orphaned(
+    episodes: Iterable[OpenKey], rules: Mapping[str, Collection[str]], features: Collection[str]
+) -> list[tuple[int, str]]:
+    """``(alert id, why)`` for each open episode that no rule of the loaded file can ever move again.
+
+    ``rules`` maps each check of the file to its rule keys; ``features`` are the model's features. An
+    episode whose check or rule is gone, or whose feature the model no longer has, would stay open
+    for ever: it is closed, and the reason says which of these it was.
+    """
+    out = []
+    for episode in episodes:
+        if episode.check not in rules:
+            out.append((episode.alert_id, f"check {episode.check!r} removed"))
+        elif episode.rule_key not in rules[episode.check]:
+            out.append((episode.alert_id, "rule removed or its condition changed"))
+        elif episode.feature and episode.feature not in features:
+            out.append((episode.alert_id, f"feature {episode.feature!r} removed"))
+    return out

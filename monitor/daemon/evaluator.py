@@ -72,7 +72,9 @@ class Evaluator:
         self.receivers = receivers or Receivers(config)
         self._sources: dict[tuple[str, str], Source] = {}
 
-    def run(self, model: ModelConfig, check: CheckSpec, *, dry_run: bool = False) -> RunResult:
+    def run(self, model: ModelConfig, check: CheckSpec, *, dry_run: bool = False, read_alerts: bool = True) -> RunResult:
+        """Evaluate and record in one transaction. ``dry_run`` rolls it back; with ``read_alerts``
+        False as well, the database is not touched at all (there may be none yet), so no alert moves."""
         began = time.perf_counter()
         started = self.clock.now()
         window_start, window_end = check.bounds(started)
@@ -80,6 +82,9 @@ class Evaluator:
         observations = observe(check.alert, evaluation.values, check.for_) if evaluation.outcome == "ok" else []
         outcome = "breach" if any(o.breached for o in observations) else evaluation.outcome
         result = RunResult(model.model, check.name, outcome, evaluation, window_start, window_end, observations)
+        if dry_run and not read_alerts:
+            result.duration_s = time.perf_counter() - began
+            return result
         with Session(self.engine) as session:
             self._record(session, model, check, result, started)
             if dry_run:

@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -19,6 +20,7 @@ from sqlalchemy.engine import Engine
 from monitor.checks.base import CheckSpec
 from monitor.clock import Clock, SystemClock
 from monitor.config.models import ModelConfig
+from monitor.daemon.closing import close_orphans
 from monitor.daemon.evaluator import Evaluator, RunResult
 from monitor.daemon.project import Project
 from monitor.ingest.retention import delete_expired
@@ -46,6 +48,14 @@ def describe(result: RunResult) -> str:
     for change in result.changes:
         line += f"; {change.rule}{' [' + change.feature + ']' if change.feature else ''} -> {change.state}"
     return line
+
+
+def _shown(path: Path, base: Path) -> Path:
+    """A check file's path as its owners know it: relative to the project when it lies inside."""
+    try:
+        return path.resolve().relative_to(base.resolve())
+    except ValueError:
+        return path
 
 
 class Daemon:
@@ -81,6 +91,22 @@ class Daemon:
         if result.notifications_owed:
             self.outbox.wake()
         return result
+
+    def prepare(self) -> None:
+        """What comes before the first evaluation: say which files were skipped, migrate, and close the
+        episodes that edited files left without a rule."""
+        for issue in self.project.checks.issues:
+            log.error("check file skipped: %s", issue)
+        db.upgrade(self.engine)
+        self.close_orphans()
+
+    def close_orphans(self) -> None:
+        """Close the episodes of rules that are no longer in their files (edited, removed)."""
+        checks = self.project.checks
+        files = {model: _shown(path, self.project.base_dir) for model, path in checks.files.items()}
+        closed = close_orphans(self.engine, checks.models, files, self.clock.now(), every_file_loaded=not checks.issues)
+        if closed:
+            self.outbox.wake()
 
     def remove_expired_samples(self) -> None:
         removed = delete_expired(self.engine, self.clock.now() - self.project.config.ingest.retention)
@@ -131,9 +157,7 @@ class Daemon:
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        for issue in self.project.checks.issues:
-            log.error("check file skipped: %s", issue)
-        db.upgrade(self.engine)
+        self.prepare()
         self._background(self.outbox.run, "outbox")
         self._background(self.sampler.run, "sampler")
         self._start_http()

@@ -69,21 +69,27 @@ def head_revision() -> str:
     return ScriptDirectory(str(migrations_dir())).get_current_head()
 
 
-def not_at_head(engine: Engine) -> str | None:
-    """Why a command that must not migrate cannot use this database, or None when its schema is at head."""
+def existing_revision(engine: Engine) -> str | None:
+    """The schema revision, or None for an empty database or a SQLite file that does not exist yet
+    (which is not created: a read-only command must leave a fresh folder as it found it)."""
     url = engine.url
-    head = head_revision()
     missing_file = (
         url.get_backend_name() == "sqlite"
         and url.database
         and url.database != ":memory:"
         and not Path(url.database).expanduser().exists()
     )
-    current = None if missing_file else current_revision(engine)  # connecting would create the file
+    return None if missing_file else current_revision(engine)
+
+
+def not_at_head(engine: Engine, current: str | None = None) -> str | None:
+    """Why a command that must not migrate cannot use this database, or None when its schema is at head."""
+    head = head_revision()
+    current = current if current is not None else existing_revision(engine)
     if current == head:
         return None
     return (
-        f"{url.render_as_string(hide_password=True)}: the database is at revision "
+        f"{engine.url.render_as_string(hide_password=True)}: the database is at revision "
         f"{current or 'none (empty database)'}, not at head ({head}): run `monitor db upgrade` first"
     )
 

@@ -1,0 +1,116 @@
+"""Ending episodes other than by their condition: a rule edited away, a model's file gone, a close by hand.
+
+An episode that fired is closed with a "resolved" notification that carries the reason, sent to the
+receivers its "firing" message went to, so that message is updated in place and the on-call engineer
+learns why it ended. One that was only pending ends quietly, as it would by its condition. Each close
+is one transaction guarded by the episode's version: if an evaluation (or a second daemon) moved the
+episode meanwhile, the close is not written and the caller is told.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from monitor.alerting.episodes import OpenKey, orphaned
+from monitor.config.models import ModelConfig
+from monitor.notifiers.message import AlertMessage
+from monitor.storage.tables import OPEN_STATES, Alert, Notification
+
+log = logging.getLogger(__name__)
+
+
+class NotOpen(Exception):
+    """The episode does not exist or has already ended."""
+
+
+def close_episode(engine: Engine, alert_id: int, reason: str, now: datetime) -> Alert:
+    """Close one open episode with ``reason``; raises NotOpen, or StaleDataError when it moved meanwhile."""
+    with Session(engine, expire_on_commit=False) as session:
+        alert = session.get(Alert, alert_id)
+        if alert is None or alert.state not in OPEN_STATES:
+            raise NotOpen(f"alert #{alert_id} " + ("does not exist" if alert is None else f"is not open (it is {alert.state})"))
+        _close(session, alert, reason, now)
+        session.commit()
+        return alert
+
+
+def close_orphans(
+    engine: Engine, models: Mapping[str, ModelConfig], files: Mapping[str, Path], now: datetime, *, every_file_loaded: bool
+) -> list[tuple[int, str]]:
+    """Close the open episodes that no loaded rule can move any more; returns ``(alert id, reason)``.
+
+    A model no file defines is closed too, but only when ``every_file_loaded``: a file that failed to
+    load may be the one that defines it, and its episodes wait for it to be mended.
+    """
+    with Session(engine) as session:
+        open_alerts = session.scalars(sa.select(Alert).where(Alert.state.in_(OPEN_STATES)).order_by(Alert.id)).all()
+    closing: list[tuple[int, str]] = []
+    by_model: dict[str, list[Alert]] = {}
+    for alert in open_alerts:
+        by_model.setdefault(alert.model, []).append(alert)
+    for name, alerts in by_model.items():
+        model = models.get(name)
+        if model is None:
+            if every_file_loaded:
+                closing += [(a.id, f"model {name!r} removed: no check file defines it") for a in alerts]
+            continue
+        rules = {check.name: {rule.key for rule in check.alert} for check in model.checks}
+        features = model.source.features if model.source else []
+        keys = [OpenKey(a.id, a.check, a.rule_key, a.feature) for a in alerts]
+        closing += [(alert_id, f"{why} in {files[name]}") for alert_id, why in orphaned(keys, rules, features)]
+    closed = []
+    for alert_id, reason in closing:
+        try:
+            close_episode(engine, alert_id, reason, now)
+        except (NotOpen, StaleDataError) as exc:  # moved meanwhile: whoever moved it knows the rule
+            log.info("alert #%s not closed (%s)", alert_id, exc)
+            continue
+        log.warning("alert #%s closed: %s", alert_id, reason)
+        closed.append((alert_id, reason))
+    return closed
+
+
+def _close(session: Session, alert: Alert, reason: str, now: datetime) -> None:
+    was_firing = alert.state == "firing"
+    alert.state, alert.resolved, alert.updated, alert.reason = "resolved", now, now, reason
+    session.flush()  # the version check: StaleDataError if another writer moved the episode
+    if not was_firing:
+        return
+    firing = session.scalars(
+        sa.select(Notification)
+        .where(Notification.alert_id == alert.id, Notification.event == "firing")
+        .order_by(Notification.id.desc())
+    ).all()
+    latest: dict[str, Notification] = {}
+    for row in firing:
+        latest.setdefault(row.receiver, row)
+    for receiver, row in latest.items():
+        try:
+            told = AlertMessage.from_dict(row.payload)
+        except TypeError:  # written by another version: it cannot be the base of the closing notice
+            log.error("alert #%s: the firing message to %s cannot be read; no closing notice is sent", alert.id, receiver)
+            continue
+        message = dataclasses.replace(told, event="resolved", resolved=now.isoformat(), reason=reason)
+        alert.summary = message.subject
+        session.add(
+            Notification(
+                alert_id=alert.id,
+                event="resolved",
+                receiver=receiver,
+                status="pending",
+                attempts=0,
+                created=now,
+                time=now,
+                next_attempt=now,
+                payload=message.to_dict(),
+            )
+        )

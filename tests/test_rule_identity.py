@@ -1,0 +1,211 @@
+"""A rule keeps its identity across edits, and an edit never leaves an alert firing for ever.
+
+A rule is known by its ``id:``, else by its condition in canonical form. When a file changes so that
+an open episode's rule, check or feature is gone, the daemon closes that episode at start with a
+notice saying why; ``monitor alerts close ID --reason`` does the same by hand. Every change of an
+episode names the version it read, so two writers never both win. Real SQLite and PostgreSQL, a
+FixedClock, the console receiver captured.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import yaml
+from factories import T0, live_frame, write_project
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from monitor.cli import main
+from monitor.clock import FixedClock
+from monitor.daemon.project import Project
+from monitor.daemon.service import Daemon
+from monitor.storage.tables import Alert, Notification
+
+CHECK_FILE = Path("checks") / "fraud-scorer.yaml"
+
+
+def drift_check(*rules: dict) -> list[dict]:
+    return [{"name": "feature-drift", "kind": "drift", "every": "15m", "window": "1h", "alert": list(rules)}]
+
+
+class Deployment:
+    """A project on disk, restarted as often as a test likes: each start is a new Daemon."""
+
+    def __init__(self, root: Path, database_url: str, rules: list[dict]) -> None:
+        self.root = root
+        self.config = write_project(
+            root, live=live_frame(600, end=T0, drift=True), checks=drift_check(*rules), database_url=database_url
+        )
+        self.clock = FixedClock(T0)
+        self.console = io.StringIO()
+        self.daemon: Daemon | None = None
+        self.restart()
+
+    def restart(self) -> Daemon:
+        """What `monitor run` does before its first evaluation: load, migrate, close orphans."""
+        if self.daemon is not None:
+            self.daemon.engine.dispose()
+        project = Project.load(self.config)
+        assert not project.checks.issues, project.checks.issues
+        self.daemon = Daemon(project, clock=self.clock, console=self.console)
+        self.daemon.prepare()
+        return self.daemon
+
+    def edit_rules(self, *rules: dict) -> None:
+        path = self.root / CHECK_FILE
+        model = yaml.safe_load(path.read_text())
+        model["checks"] = drift_check(*rules)
+        path.write_text(yaml.safe_dump(model, sort_keys=False))
+
+    def evaluate(self):
+        daemon = self.daemon
+        model = daemon.project.checks.models["fraud-scorer"]
+        result = daemon.evaluator.run(model, model.check("feature-drift"))
+        daemon.outbox.deliver_due()
+        return result
+
+    def alerts(self) -> list[Alert]:
+        with Session(self.daemon.engine) as session:
+            return list(session.scalars(sa.select(Alert).order_by(Alert.id)))
+
+    def notifications(self) -> list[Notification]:
+        with Session(self.daemon.engine) as session:
+            return list(session.scalars(sa.select(Notification).order_by(Notification.id)))
+
+
+@pytest.fixture
+def deployment(tmp_path, database_url):
+    made: list[Deployment] = []
+
+    def make(*rules: dict) -> Deployment:
+        made.append(Deployment(tmp_path, database_url, list(rules)))
+        return made[-1]
+
+    yield make
+    for d in made:
+        d.daemon.engine.dispose()
+
+
+def test_editing_a_firing_rules_threshold_closes_the_old_episode_with_the_reason(deployment, capsys):
+    d = deployment({"when": "drift_share > 0.3", "severity": "critical"})
+    assert d.evaluate().outcome == "breach"
+    [old] = d.alerts()
+    assert old.state == "firing"
+
+    d.edit_rules({"when": "drift_share > 0.5", "severity": "critical"})
+    d.clock.advance(timedelta(minutes=15))
+    d.restart()
+    d.daemon.outbox.deliver_due()
+
+    [closed] = d.alerts()
+    assert (closed.id, closed.state) == (old.id, "resolved")
+    assert closed.reason == f"rule removed or its condition changed in {CHECK_FILE}"
+    assert closed.resolved == T0 + timedelta(minutes=15)
+    firing, closing = d.notifications()
+    assert (firing.event, closing.event) == ("firing", "resolved")
+    assert closing.receiver == firing.receiver and closing.status == "sent"
+    assert "[CLOSED] fraud-scorer / feature-drift: drift_share = " in d.console.getvalue()
+    assert f"rule removed or its condition changed in {CHECK_FILE}" in d.console.getvalue()
+
+    # The new rule is evaluated on its own episode; nothing is left orphaned.
+    result = d.evaluate()
+    assert [(c.rule, c.state) for c in result.changes] == [("drift_share > 0.5", "firing")]
+    capsys.readouterr()
+    assert main(["alerts", "--config", str(d.config)]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 1 and "drift_share > 0.5" in listed[0] and f"#{old.id} " not in listed[0]
+
+
+def test_a_rule_with_an_id_keeps_its_episode_when_its_threshold_changes(deployment):
+    d = deployment({"id": "share", "when": "drift_share > 0.3", "severity": "critical"})
+    d.evaluate()
+    [episode] = d.alerts()
+
+    d.edit_rules({"id": "share", "when": "drift_share > 0.35", "severity": "critical"})
+    d.clock.advance(timedelta(minutes=15))
+    d.restart()
+    result = d.evaluate()
+
+    [same] = d.alerts()
+    assert (same.id, same.state, same.rule, same.threshold) == (episode.id, "firing", "drift_share > 0.35", 0.35)
+    assert result.changes == []  # still firing: nobody is told again
+    assert [n.event for n in d.notifications()] == ["firing"]
+
+
+def test_respacing_a_condition_is_the_same_rule(deployment):
+    d = deployment({"when": "drift_share > 0.3"})
+    d.evaluate()
+    d.edit_rules({"when": "drift_share>0.30"})
+    d.restart()
+    d.evaluate()
+    [episode] = d.alerts()
+    assert episode.state == "firing" and episode.reason is None
+
+
+def test_a_pending_episode_of_a_removed_rule_ends_quietly(deployment):
+    d = deployment({"when": "drift_share > 0.3", "for": "1h"})
+    d.evaluate()
+    assert [a.state for a in d.alerts()] == ["pending"]
+    d.edit_rules({"when": "drift_share > 0.9"})
+    d.restart()
+    [closed] = d.alerts()
+    assert closed.state == "resolved" and closed.reason.startswith("rule removed")
+    assert d.notifications() == []  # it never fired, so nobody had been told
+
+
+def test_alerts_close_by_hand_tells_the_receivers_why(deployment, capsys):
+    d = deployment({"when": "drift_share > 0.3", "severity": "critical"})
+    d.evaluate()
+    [alert] = d.alerts()
+    capsys.readouterr()
+
+    assert main(["alerts", "--config", str(d.config), "close", str(alert.id), "--reason", "data set retired"]) == 0
+    out = capsys.readouterr().out
+    assert f"alert #{alert.id} fraud-scorer/feature-drift closed: closed by hand: data set retired" in out
+    [closed] = d.alerts()
+    assert (closed.state, closed.reason) == ("resolved", "closed by hand: data set retired")
+    assert [n.event for n in d.notifications()] == ["firing", "resolved"]
+
+    assert main(["alerts", "--config", str(d.config), "close", str(alert.id), "--reason", "again"]) == 1
+    assert f"alert #{alert.id} is not open (it is resolved)" in capsys.readouterr().err
+
+
+def test_a_change_made_meanwhile_by_another_writer_wins_and_the_stale_one_is_refused(deployment):
+    d = deployment({"when": "drift_share > 0.3"})
+    d.evaluate()
+    engine = d.daemon.engine
+    with Session(engine) as first, Session(engine) as second:
+        mine = first.get(Alert, 1)
+        theirs = second.get(Alert, 1)
+        assert mine.version == theirs.version
+        theirs.state, theirs.reason = "resolved", "closed by the other writer"
+        second.commit()
+        mine.last_value = 0.99
+        with pytest.raises(StaleDataError):
+            first.commit()
+    [alert] = d.alerts()
+    assert (alert.state, alert.reason, alert.last_value) == ("resolved", "closed by the other writer", alert.last_value)
+    assert alert.version == 3  # created, moved by the evaluation's flush, closed
+
+
+def test_a_removed_model_is_closed_only_when_every_check_file_loaded(deployment, tmp_path):
+    d = deployment({"when": "drift_share > 0.3"})
+    d.evaluate()
+    (tmp_path / CHECK_FILE).write_text("model: fraud-scorer\nowner: [broken\n")  # a file that does not load
+    project = Project.load(d.config)
+    assert project.checks.issues and not project.checks.models
+    daemon = Daemon(project, clock=d.clock, console=d.console)
+    daemon.prepare()
+    assert [a.state for a in d.alerts()] == ["firing"]  # it may be the broken file's model: it waits
+
+    (tmp_path / CHECK_FILE).unlink()
+    daemon = Daemon(Project.load(d.config), clock=d.clock, console=d.console)
+    daemon.prepare()
+    [closed] = d.alerts()
+    assert (closed.state, closed.reason) == ("resolved", "model 'fraud-scorer' removed: no check file defines it")
+    daemon.engine.dispose()
