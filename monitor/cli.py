@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from monitor import __version__
@@ -24,6 +25,13 @@ examples:
 The config file is --config, else $MONITOR_CONFIG, else ./config.yaml when it exists, else the built-in
 defaults (SQLite in ./monitor.db, check files in ./checks). Secrets come from the environment:
 ${VAR} and ${VAR:-default} in any YAML value.  Docs: README.md and docs/."""
+
+
+class UtcFormatter(logging.Formatter):
+    """Log times in UTC with their offset (ISO 8601), like every other time monitor shows."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
+        return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
 
 
 def _config_arg(parser: argparse.ArgumentParser, *, inner: bool = False) -> None:
@@ -143,16 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(UtcFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     for noisy in ("apscheduler", "alembic", "slack_sdk", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from monitor import commands
 
-    handler = {
+    run = {
         "run": commands.run,
         "validate": commands.validate,
         "check": commands.check,
@@ -160,4 +166,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         "alerts": commands.alerts,
         "demo": commands.demo,
     }[args.command]
-    return handler(args)
+    return run(args)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm.exc import StaleDataError
 
 from monitor.checks.base import CheckSpec
 from monitor.clock import Clock, SystemClock
@@ -48,6 +49,17 @@ def describe(result: RunResult) -> str:
     for change in result.changes:
         line += f"; {change.rule}{' [' + change.feature + ']' if change.feature else ''} -> {change.state}"
     return line
+
+
+def why_not_recorded(exc: sa.exc.SQLAlchemyError) -> str:
+    """What a failed write means for the person reading the log: the database down is not bad data."""
+    if isinstance(exc, StaleDataError):
+        return "one of its alerts was changed meanwhile by another writer (a close by hand, another daemon)"
+    if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)) or getattr(exc, "connection_invalidated", False):
+        return f"the database is unavailable: {getattr(exc, 'orig', None) or exc}"
+    if isinstance(exc, (sa.exc.DataError, sa.exc.IntegrityError)):
+        return f"the database refused a value of this run: {getattr(exc, 'orig', None) or exc}"
+    return f"database error: {type(exc).__name__}: {exc}"
 
 
 def _shown(path: Path, base: Path) -> Path:
@@ -83,7 +95,7 @@ class Daemon:
         except sa.exc.SQLAlchemyError as exc:
             # Nothing was recorded (one transaction): the next run of this check tries again.
             log.error(
-                "%s/%s: evaluated but not recorded (database error; the next run tries again): %s", model.model, check.name, exc
+                "%s/%s: evaluated but not recorded (%s); the next run tries again", model.model, check.name, why_not_recorded(exc)
             )
             return None
         (log.warning if result.outcome in ("breach", "error") else log.info)(describe(result))
