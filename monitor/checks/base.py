@@ -8,8 +8,9 @@ A check kind is one module that defines a ``Spec`` (its keys in a check file, a 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -83,6 +84,40 @@ class Evaluation:
     def failed(cls, reason: str, sample_size: int = 0) -> Evaluation:
         return cls("error", sample_size, error=reason)
 
+    def without_non_finite(self) -> Evaluation:
+        """A copy that can be stored: every value finite, the evidence JSON.
+
+        A value that is NaN, infinite or None is dropped (the metrics table holds numbers, and a rule
+        reads no value as neither a breach nor a recovery) and named in the evidence under
+        ``not_finite`` as ``{"metric", "feature"}``. In the evidence, a non-finite float anywhere
+        becomes None (JSON, so PostgreSQL's json column, has no NaN or Infinity) and numpy scalars
+        and arrays become plain numbers and lists.
+        """
+        kept, dropped = [], []
+        for value in self.values:
+            if value.value is not None and math.isfinite(value.value):
+                kept.append(value)
+            else:
+                dropped.append({"metric": value.metric, "feature": value.feature})
+        evidence = _json_safe(self.evidence)
+        if dropped:
+            evidence["not_finite"] = [*evidence.get("not_finite", []), *dropped]
+        return replace(self, values=kept, evidence=evidence)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    if type(value).__module__ == "numpy":  # numpy scalars and arrays, without importing numpy here
+        value = value.tolist() if hasattr(value, "tolist") else value
+        if isinstance(value, list):
+            return _json_safe(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
 
 # A problem a check kind finds in its spec against the model's reference, at load time: the path of
 # the key within the check (``("method",)``, ``("features", 2)``) and what to change.
@@ -107,6 +142,9 @@ class CheckKind:
     feature_metrics: frozenset[str]
     evaluate: Callable[[Any, Window, Reference | None, list[str]], Evaluation]
     reads_rows: bool = True
+    # A count over unwatched time reads as silence: over a source whose rows exist only since the daemon
+    # first watched the model, the check is insufficient_data for this long after that (see volume).
+    start_grace: Callable[[Any], timedelta] | None = None
     needs_reference: bool = False
     required_roles: tuple[str, ...] = ()
     metrics_for: Callable[[Any], frozenset[str]] | None = None

@@ -10,8 +10,8 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
 
 
-def parse_duration(text: object) -> timedelta:
-    """Read a duration; raise ``ValueError`` with what to write instead."""
+def parse_duration(text: object, *, allow_zero: bool = False) -> timedelta:
+    """Read a duration; raise ``ValueError`` with what to write instead. ``0s`` only with ``allow_zero``."""
     if isinstance(text, timedelta):
         return text
     if isinstance(text, bool) or not isinstance(text, (str, int)):
@@ -22,7 +22,7 @@ def parse_duration(text: object) -> timedelta:
     if not _WHOLE.match(compact):
         raise ValueError(f"bad duration {text!r}: write a number and a unit (ms, s, m, h, d, w), for example 30s, 15m, 1h, 7d")
     seconds = sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(compact))
-    if seconds <= 0:
+    if seconds < 0 or (seconds == 0 and not allow_zero):
         raise ValueError(f"duration {text!r} must be longer than zero")
     return timedelta(seconds=seconds)
 

@@ -17,6 +17,8 @@ class StrictModel(BaseModel):
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), WithJsonSchema({"type": "string"})]
+# A duration that may be none at all (``0s``), for a wait that can be switched off.
+Wait = Annotated[timedelta, BeforeValidator(lambda v: parse_duration(v, allow_zero=True)), WithJsonSchema({"type": "string"})]
 Name = Annotated[
     str,
     Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", description="letters, digits, '.', '_' and '-'"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -26,7 +26,7 @@ from monitor.config.durations import format_duration
 from monitor.config.models import DaemonConfig, ModelConfig
 from monitor.notifiers.message import TOP_FEATURES, AlertMessage
 from monitor.notifiers.registry import Receivers
-from monitor.sources import SourceContext, SourceError, open_source
+from monitor.sources import SOURCES, SourceContext, SourceError, open_source
 from monitor.sources.base import SampledSource, Source, SourceSpec
 from monitor.sources.reference import load_reference
 from monitor.storage.tables import OPEN_STATES, Alert, CheckRun, Metric, Notification
@@ -71,6 +71,7 @@ class Evaluator:
         self.clock = clock
         self.receivers = receivers or Receivers(config)
         self._sources: dict[tuple[str, str], Source] = {}
+        self._watched_since: dict[str, datetime] = {}  # model -> its first recorded run
 
     def run(self, model: ModelConfig, check: CheckSpec, *, dry_run: bool = False, read_alerts: bool = True) -> RunResult:
         """Evaluate and record in one transaction. ``dry_run`` rolls it back; with ``read_alerts``
@@ -116,6 +117,9 @@ class Evaluator:
         kind = CHECKS[check.kind]
         features = model.source.features if model.source else []
         try:
+            unwatched = self._unwatched(model, kind, check, self.clock.now())
+            if unwatched:
+                return Evaluation("insufficient_data", 0, error=unwatched)
             window = self._window(model, kind, start, end)
             reference = None
             if kind.needs_reference and model.reference is not None:
@@ -126,6 +130,27 @@ class Evaluator:
         except Exception as exc:  # a failing check is an `error` run with its reason, never a dead daemon
             log.exception("check %s/%s failed", model.model, check.name)
             return Evaluation.failed(f"{type(exc).__name__}: {exc}")
+
+    def _unwatched(self, model: ModelConfig, kind: CheckKind, check: CheckSpec, now: datetime) -> str | None:
+        """Why a counting check is not to be trusted yet: over a source that has rows only since the
+        daemon first watched the model (its first recorded run), the kind's start grace has not passed."""
+        if kind.start_grace is None or model.source is None or not SOURCES[model.source.kind].rows_since_daemon:
+            return None
+        grace = kind.start_grace(check)
+        since = self._watched_since.get(model.model)
+        if since is None:
+            with Session(self.engine) as session:
+                since = session.scalar(sa.select(sa.func.min(CheckRun.started)).where(CheckRun.model == model.model))
+            if since is not None:
+                self._watched_since[model.model] = since
+        watched = now - since if since is not None else timedelta(0)
+        if watched >= grace:
+            return None
+        how_long = f"for {format_duration(watched)}" if watched else "from now on"
+        return (
+            f"the daemon watches {model.model} {how_long}, less than this check's start_grace of "
+            f"{format_duration(grace)}: a count over time it did not watch would read as silence"
+        )
 
     # -- recording ------------------------------------------------------------------------------
     def _record(self, session: Session, model: ModelConfig, check: CheckSpec, result: RunResult, started: datetime) -> None:
