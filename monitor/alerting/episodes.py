@@ -17,6 +17,13 @@ State = Literal["ok", "pending", "firing", "resolved"]
 Event = Literal["firing", "resolved"]
 
 
+def open_state(state: str) -> Literal["pending", "firing"]:
+    """A stored state read as an open one (the query asked only for open episodes)."""
+    if state not in ("pending", "firing"):
+        raise ValueError(f"not an open state: {state!r}")
+    return "pending" if state == "pending" else "firing"
+
+
 @dataclass(frozen=True)
 class OpenEpisode:
     state: Literal["pending", "firing"]

@@ -409,7 +409,7 @@ def _reference(doc: Document, model: ModelConfig, issues: list[ConfigIssue]) -> 
 def _resolve_paths(model: ModelConfig, base_dir: Path) -> ModelConfig:
     update: dict[str, Any] = {}
     source_path = getattr(model.source, "path", None)
-    if source_path and not Path(source_path).is_absolute():
+    if model.source is not None and source_path and not Path(source_path).is_absolute():
         update["source"] = model.source.model_copy(update={"path": str(base_dir / source_path)})
     if model.reference and not Path(model.reference.path).is_absolute():
         update["reference"] = model.reference.model_copy(update={"path": str(base_dir / model.reference.path)})

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from monitor.alerting.episodes import OpenEpisode, advance
+from monitor.alerting.episodes import OpenEpisode, advance, open_state
 from monitor.alerting.routing import owners_for
 from monitor.alerting.rules import Observation, observe
 from monitor.checks import CHECKS
@@ -198,7 +198,7 @@ class Evaluator:
         }
         for observation in result.observations:
             alert = open_alerts.get(observation.key)
-            episode = OpenEpisode(alert.state, alert.started) if alert else None
+            episode = OpenEpisode(open_state(alert.state), alert.started) if alert else None
             step = advance(episode, observation.breached, at, observation.hold)
             if step is None:
                 continue
@@ -237,7 +237,10 @@ class Evaluator:
         features = result.evaluation.evidence.get("features", [])
         drifted = [{k: f[k] for k in ("feature", "score", "method", "threshold")} for f in features if f.get("drifted")]
         owner = self.config.owners.get(model.owner)
-        iso = lambda t: t.isoformat() if t else None  # noqa: E731
+
+        def iso(t: datetime | None) -> str | None:
+            return t.isoformat() if t else None
+
         return AlertMessage(
             alert_id=alert.id,
             event=event,
@@ -250,12 +253,12 @@ class Evaluator:
             metric=observation.rule.when.metric,
             value=observation.value,
             threshold=alert.threshold,
-            started=iso(alert.started),
+            started=alert.started.isoformat(),
             fired=iso(alert.fired),
             resolved=iso(alert.resolved),
             window=format_duration(check.window),
-            window_start=iso(result.window_start),
-            window_end=iso(result.window_end),
+            window_start=result.window_start.isoformat(),
+            window_end=result.window_end.isoformat(),
             sample_size=result.evaluation.sample_size,
             feature=alert.feature,
             mentions=list(owner.mention) if owner else [],

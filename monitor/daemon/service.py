@@ -13,6 +13,7 @@ import signal
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -33,6 +34,11 @@ from monitor.sources.ingest import feature_types
 from monitor.sources.reference import load_reference
 from monitor.storage import db
 from monitor.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from monitor.server.http import HttpServer
 
 log = logging.getLogger("monitor.daemon")
 
@@ -82,11 +88,11 @@ class Daemon:
         self.evaluator = Evaluator(self.engine, project.config, self.clock, receivers)
         self.outbox = Outbox(self.engine, receivers, self.clock, on_attempt=self.telemetry.record_delivery)
         self.sampler = Sampler(self.engine, self.clock, capacity=project.config.ingest.sample_per_minute)
-        self.http = None
+        self.http: HttpServer | None = None
         self.workers = workers
         self._stop = threading.Event()
         self._background_stop = threading.Event()
-        self._scheduler = None
+        self._scheduler: BackgroundScheduler | None = None
         self._threads: list[threading.Thread] = []
 
     def evaluate(self, model: ModelConfig, check: CheckSpec) -> RunResult | None:
@@ -125,19 +131,28 @@ class Daemon:
         if removed:
             log.info("retention: removed %d model-minutes of samples", removed)
 
-    def ingest_models(self) -> dict[str, dict[str, str]]:
-        """Feature types of every model whose source is the ingest API."""
+    def ingest_models(self) -> dict[str, IngestModel]:
+        """What the ingest API checks the rows of every model whose source it is against: the type of
+        each feature, and the classes a label must be one of (from its performance checks)."""
+        from monitor.checks.performance import ingest_classes
+        from monitor.sources.ingest import IngestModel
+
         out = {}
         for model in self.project.checks.models.values():
-            if model.source.kind != "ingest":
+            if model.source is None or model.source.kind != "ingest":
                 continue
             reference = None
             if model.reference is not None:
                 try:
                     reference = load_reference(model.reference.path, [])
                 except SourceError as exc:
-                    log.warning("%s: reference not readable (%s): posted features are not type-checked", model.model, exc)
-            out[model.model] = feature_types(model.source, reference)
+                    log.warning(
+                        "%s: reference not readable (%s): posted features are not type-checked, nor labels "
+                        "against its classes",
+                        model.model,
+                        exc,
+                    )
+            out[model.model] = IngestModel(feature_types(model.source, reference), ingest_classes(model.checks, reference))
         return out
 
     def _start_http(self) -> None:
@@ -156,9 +171,10 @@ class Daemon:
             max_concurrent=config.ingest.max_concurrent_requests,
             status_page=lambda: render_status(self.engine, models),
         )
-        self.http = HttpServer(create_app(state), config.server.listen)
-        self.http.start()
-        log.info("HTTP API on %s", self.http.url)
+        http = HttpServer(create_app(state), config.server.listen)
+        self.http = http
+        http.start()
+        log.info("HTTP API on %s", http.url)
 
     def _background(self, target, name: str) -> None:
         thread = threading.Thread(target=target, args=(self._background_stop,), name=name, daemon=True)
@@ -173,12 +189,13 @@ class Daemon:
         self._background(self.outbox.run, "outbox")
         self._background(self.sampler.run, "sampler")
         self._start_http()
-        self._scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(self.workers)}, timezone="UTC")
+        scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(self.workers)}, timezone="UTC")
+        self._scheduler = scheduler
         now = self.clock.now()
         count = 0
         for model in self.project.checks.models.values():
             for check in model.checks:
-                self._scheduler.add_job(
+                scheduler.add_job(
                     self.evaluate,
                     "interval",
                     args=(model, check),
@@ -191,7 +208,7 @@ class Daemon:
                     misfire_grace_time=max(1, int(check.every.total_seconds())),
                 )
                 count += 1
-        self._scheduler.add_job(
+        scheduler.add_job(
             self.remove_expired_samples,
             "interval",
             hours=1,
@@ -201,7 +218,7 @@ class Daemon:
             max_instances=1,
             coalesce=True,
         )
-        self._scheduler.start()
+        scheduler.start()
         log.info(
             "monitor started: %d checks of %d models, database %s",
             count,

@@ -108,6 +108,7 @@ class Outbox:
         settled = 0
         for notification_id, receiver, created, claimed in in_doubt:
             found = self._find(notification_id, receiver, created)
+            values: dict[str, object]
             if found is not None:
                 values = dict(status="sent", message_id=found.message_id, channel_id=found.channel_id, error=None)
             else:
@@ -188,6 +189,8 @@ class Outbox:
     def _deliver(self, notification_id: int) -> int:
         with Session(self.engine) as session:
             row = session.get(Notification, notification_id)
+            if row is None:  # deleted since it was claimed (retention): nothing to send
+                return 0
             receiver = self.receivers.resolve(row.receiver)
             kind = receiver.kind if receiver else "unknown"
             delivery = self._send(session, row, receiver)

@@ -108,7 +108,8 @@ class SlackNotifier:
                 page = self.client.conversations_history(
                     channel=channel, oldest=f"{since.timestamp() - 60:.6f}", include_all_metadata=True, limit=200, cursor=cursor
                 )
-                for item in page.get("messages", []):
+                messages: list[dict[str, Any]] = page.get("messages", [])
+                for item in messages:
                     metadata = item.get("metadata") or {}
                     if metadata.get("event_type") == METADATA_EVENT and metadata.get("event_payload", {}).get("key") == key:
                         return Posted(item.get("ts"), channel)
@@ -129,7 +130,8 @@ class SlackNotifier:
         cursor = None
         while True:
             page = self.client.conversations_list(limit=1000, cursor=cursor, types="public_channel,private_channel")
-            for channel in page.get("channels", []):
+            channels: list[dict[str, Any]] = page.get("channels", [])
+            for channel in channels:
                 with self._lock:
                     self._channel_ids[channel["name"]] = channel["id"]
             cursor = (page.get("response_metadata") or {}).get("next_cursor")

@@ -66,7 +66,9 @@ def downgrade(engine: Engine, revision: str = "base") -> None:
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory(str(migrations_dir())).get_current_head()
+    head = ScriptDirectory(str(migrations_dir())).get_current_head()
+    assert head is not None, "no migrations found"
+    return head
 
 
 def existing_revision(engine: Engine) -> str | None:

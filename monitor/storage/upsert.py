@@ -12,13 +12,18 @@ def upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]],
     """Write ``rows``; a row whose ``keys`` exist already replaces the other columns."""
     if not rows:
         return
+    columns = [c for c in rows[0] if c not in keys]
+    statement: sa.Executable
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects import postgresql
+
+        pg = postgresql.insert(table)
+        statement = pg.on_conflict_do_update(index_elements=list(keys), set_={c: pg.excluded[c] for c in columns})
     elif conn.dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects import sqlite
+
+        lite = sqlite.insert(table)
+        statement = lite.on_conflict_do_update(index_elements=list(keys), set_={c: lite.excluded[c] for c in columns})
     else:
         raise NotImplementedError(f"upsert is not written for {conn.dialect.name}")
-    statement = insert(table)
-    columns = [c for c in rows[0] if c not in keys]
-    statement = statement.on_conflict_do_update(index_elements=list(keys), set_={c: statement.excluded[c] for c in columns})
     conn.execute(statement, list(rows))
