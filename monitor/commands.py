@@ -8,6 +8,7 @@ from pathlib import Path
 
 from monitor.config import ConfigError
 from monitor.daemon.project import Project, default_config_path
+from monitor.notifiers.message import format_number
 
 
 def _project(args: argparse.Namespace, files: list[Path] | None = None) -> Project | None:
@@ -116,7 +117,7 @@ def _print_result(result) -> None:
             )
     for o in result.observations:
         print(
-            f"  rule {o.rule.when.text!r}{' [' + o.feature + ']' if o.feature else ''}: {'BREACHED' if o.breached else 'ok'} at {o.value:.4g}"
+            f"  rule {o.rule.when.text!r}{' [' + o.feature + ']' if o.feature else ''}: {'BREACHED' if o.breached else 'ok'} at {format_number(o.value, o.rule.when.threshold)}"
         )
     for c in result.changes:
         print(
@@ -180,7 +181,7 @@ def alerts(args: argparse.Namespace) -> int:
     for a in rows:
         target = f"{a.model}/{a.check}" + (f"[{a.feature}]" if a.feature else "")
         print(
-            f"#{a.id:<5} {a.state:<9} {a.severity:<8} {target:<40} {a.rule:<28} last {a.last_value:.4g}  since {a.started:%Y-%m-%d %H:%M} UTC"
+            f"#{a.id:<5} {a.state:<9} {a.severity:<8} {target:<40} {a.rule:<28} last {format_number(a.last_value, a.threshold)}  since {a.started:%Y-%m-%d %H:%M} UTC"
         )
     engine.dispose()
     return 0

@@ -7,6 +7,7 @@ from html import escape
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from monitor.notifiers.message import format_number
 from monitor.storage.tables import OPEN_STATES, Alert, CheckRun
 
 _STYLE = (
@@ -35,7 +36,7 @@ def render_status(engine: Engine, models: list[str]) -> str:
     )
     alert_rows = "".join(
         f"<tr><td>{e(a.id)}</td><td class='{e(a.state)}'>{e(a.state)}</td><td>{e(a.severity)}</td><td>{e(a.model)}</td>"
-        f"<td>{e(a.check)}</td><td>{e(a.feature)}</td><td>{e(a.rule)}</td><td>{e(f'{a.last_value:.4g}' if a.last_value is not None else '')}</td>"
+        f"<td>{e(a.check)}</td><td>{e(a.feature)}</td><td>{e(a.rule)}</td><td>{e(format_number(a.last_value, a.threshold) if a.last_value is not None else '')}</td>"
         f"<td>{e(a.started.strftime('%Y-%m-%d %H:%M:%S'))}</td></tr>"
         for a in alerts
     )
