@@ -6,6 +6,10 @@
     client.log_prediction(request_id, {"amount": 12.5, "country": "DE"}, score, latency_ms=31.0)
     client.log_label(request_id, 1)          # later, when the truth is known
 
+A classifier that decides and scores gives both: ``log_prediction(id, features, decision,
+probability=score)`` (the score of the positive class, 0 to 1): accuracy, precision, recall and F1
+are then of its decisions, ROC AUC of its scores.
+
 or once per process ``monitor.client.configure(url, model, token=...)``, then the module's
 ``log_prediction(...)`` and ``log_label(...)`` anywhere.
 
@@ -15,7 +19,8 @@ What it promises
 (a microsecond or two with orjson), append it to an in-memory buffer under a lock that is only ever
 held for microseconds, and return ``True`` (buffered) or ``False`` (dropped). They do no I/O and never
 wait for the network. Bad values (an id of None or "", features that are not a mapping, a timestamp
-that is not a datetime, ISO-8601 text or epoch seconds, a negative latency, a value that is not JSON)
+that is not a datetime, ISO-8601 text or epoch seconds, a negative latency, a probability that is not
+a number from 0 to 1, a value that is not JSON)
 are not raised: the row is dropped, counted in ``dropped``, shown in ``last_error`` and logged at DEBUG.
 Values are taken when logged: numbers, text, booleans and None; numpy scalars and arrays, Decimal and
 Enum are converted; NaN becomes null (a missing value). A call that does not fit the signature (a
@@ -247,8 +252,12 @@ class MonitorClient:
         ts: Any = None,
         latency_ms: float | None = None,
         model_version: str | None = None,
+        probability: float | None = None,
     ) -> bool:
-        """Buffer one prediction; ``True`` if buffered, ``False`` if dropped (and counted). Never raises."""
+        """Buffer one prediction; ``True`` if buffered, ``False`` if dropped (and counted). Never raises.
+
+        ``prediction`` is the model's output (its decision, for a classifier); ``probability`` its score
+        for the positive class, a number from 0 to 1."""
         try:
             if not isinstance(features, Mapping):
                 raise _BadArgument(f"features must be a mapping of name to value, not {type(features).__name__}")
@@ -267,6 +276,10 @@ class MonitorClient:
                 ):
                     raise _BadArgument(f"latency_ms must be a number >= 0, not {latency_ms!r}")
                 row["latency_ms"] = float(latency_ms)
+            if probability is not None:
+                if isinstance(probability, bool) or not isinstance(probability, numbers.Real) or not 0 <= probability <= 1:
+                    raise _BadArgument(f"probability must be a number from 0 to 1, not {probability!r}")
+                row["probability"] = float(probability)
             if model_version is not None:
                 row["model_version"] = model_version if isinstance(model_version, (str, int)) else str(model_version)
             line = _encode(row)
@@ -623,12 +636,15 @@ def log_prediction(
     ts: Any = None,
     latency_ms: float | None = None,
     model_version: str | None = None,
+    probability: float | None = None,
 ) -> bool:
     """:meth:`MonitorClient.log_prediction` on the default client; dropped and counted when there is none."""
     client = _default
     if client is None:
         return _unconfigured(PREDICTIONS)
-    return client.log_prediction(id, features, prediction, ts=ts, latency_ms=latency_ms, model_version=model_version)
+    return client.log_prediction(
+        id, features, prediction, ts=ts, latency_ms=latency_ms, model_version=model_version, probability=probability
+    )
 
 
 def log_label(id: Any, label: Any) -> bool:

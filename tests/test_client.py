@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 import yaml
+from conftest import checkout_env
 
 import monitor.client as mc
 from monitor.client import Counts, MonitorClient
@@ -211,6 +212,28 @@ def test_a_400_counts_the_bad_rows_and_takes_the_good_ones_once(tmp_path, caplog
     assert len(rejected) == 2 and "feature 'amount'" in rejected[0]
 
 
+def test_a_probability_beside_the_decision_arrives_and_a_bad_one_is_dropped(tmp_path):
+    with running_daemon(tmp_path) as daemon:
+        with MonitorClient(daemon.http.url, MODEL, token=TOKEN, flush_interval=60) as client:
+            assert client.log_prediction("s1", features(1), 1, probability=0.91) is True
+            assert client.log_prediction("s2", features(2), 0, probability=np.float32(0.25)) is True
+            assert client.log_prediction("s3", features(3), 0) is True
+            assert client.log_prediction("bad1", features(4), 1, probability=1.2) is False
+            assert client.log_prediction("bad2", features(5), 1, probability="0.5") is False
+            assert "probability must be a number from 0 to 1" in client.last_error
+            assert client.flush(timeout=10)
+            assert client.sent == Counts(predictions=3) and client.dropped == Counts(predictions=2)
+        try:
+            mc.configure(daemon.http.url, MODEL, token=TOKEN, flush_interval=60)
+            assert mc.log_prediction("m1", features(0), 1, probability=0.7) is True
+            assert mc.default_client().flush(timeout=5)
+        finally:
+            mc.close()
+        kept = samples(daemon)
+        assert {k: kept[k]["probability"] for k in ("s1", "s2", "s3", "m1")} == {"s1": 0.91, "s2": 0.25, "s3": None, "m1": 0.7}
+        assert (kept["s1"]["prediction"], kept["s2"]["prediction"]) == (1, 0)
+
+
 def test_configuration_errors_are_counted_and_not_retried(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="monitor.client")
     with running_daemon(tmp_path) as daemon:
@@ -364,7 +387,9 @@ def test_a_process_exiting_normally_flushes_and_a_forked_child_sends_only_its_ow
         sys.exit(os.waitstatus_to_exitcode(status))
     """)
     with running_daemon(tmp_path) as daemon:
-        done = subprocess.run([sys.executable, "-c", script, daemon.http.url, TOKEN], timeout=20, capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-c", script, daemon.http.url, TOKEN], env=checkout_env(), timeout=20, capture_output=True, text=True
+        )
         assert done.returncode == 0, done.stderr
         assert ingest_totals(daemon) == (12, 0)
         assert set(samples(daemon)) == {f"parent{i}" for i in range(5)} | {f"child{i}" for i in range(7)}

@@ -240,6 +240,35 @@ def test_rows_the_database_cannot_hold_are_rejected_and_the_others_are_still_wri
     assert daemon.sampler.backlog() == 0  # written, nothing stuck behind a row the database refused
 
 
+def test_a_probability_is_a_number_from_0_to_1_or_null_and_is_stored(api):
+    """The model's score beside its decision: ``probability`` is kept in samples.probability."""
+    daemon, client = api
+    response = client.post(
+        PREDICTIONS,
+        headers=AUTH,
+        json=[
+            row("scored", prediction=1, probability=0.83),
+            row("edge", prediction=0, probability=0),
+            row("unscored", prediction=0, probability=None),
+            row("too-high", probability=1.5),
+            row("as-text", probability="0.3"),
+            row("as-bool", probability=True),
+            row("negative", probability=-0.01),
+        ],
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (3, 4)
+    assert [(e["index"], e["id"], e["reason"]) for e in body["errors"]] == [
+        (3, "too-high", "probability must be a number from 0 to 1, or null, not 1.5"),
+        (4, "as-text", "probability must be a number from 0 to 1, or null, not '0.3'"),
+        (5, "as-bool", "probability must be a number from 0 to 1, or null, not true"),
+        (6, "negative", "probability must be a number from 0 to 1, or null, not -0.01"),
+    ]
+    kept = dict(stored(daemon, "SELECT row_id, probability FROM samples WHERE model = :m", m=MODEL))
+    assert kept == {"scored": 0.83, "edge": 0.0, "unscored": None}
+
+
 def test_a_row_from_the_future_is_rejected_and_an_old_one_is_still_taken(sqlite_api):
     """A minute past now is never dropped from memory nor deleted by retention: beyond a few minutes
     of clock skew such a row is refused."""

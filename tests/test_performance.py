@@ -110,7 +110,9 @@ def test_waiting_for_labels_is_insufficient_data_not_a_quality_drop(daemon):
     result = evaluate(daemon, "quality")
 
     assert result.outcome == "insufficient_data"
-    assert "0 labelled predictions in the window, 200 needed" in result.evaluation.error
+    assert result.evaluation.error == "400 predictions, 0 labelled, 200 needed (labels not in yet?)"
+    evidence = result.evaluation.evidence
+    assert (evidence["predictions"], evidence["labelled"], evidence["unlabelled"]) == (400, 0, 400)
     assert result.changes == []
 
 

@@ -28,8 +28,8 @@ from monitor.daemon.service import Daemon
 from monitor.ingest.sampler import Overloaded, Sampler, StorageUnavailable, minute_of
 from monitor.ingest.sketch import LatencySketch
 from monitor.sources import SourceContext
-from monitor.sources.base import TS
-from monitor.sources.ingest import IngestSource
+from monitor.sources.base import ID, LABEL, PROBABILITY, TS
+from monitor.sources.ingest import IngestSource, IngestSpec
 from monitor.storage.tables import IngestStat, Sample
 
 T0 = datetime(2026, 11, 25, 12, 0, 30, tzinfo=UTC)
@@ -210,6 +210,28 @@ def test_labels_the_database_cannot_take_are_not_counted_so_the_retry_counts_the
         }
 
 
+def test_a_probability_is_written_kept_when_its_minute_is_reopened_and_read_back(engine):
+    sampler = Sampler(engine, FixedClock(T0), capacity=50)
+    old = MINUTE - timedelta(minutes=10)
+    scored = [row | {"probability": i / 10} for i, row in enumerate(rows(5, old))]
+    sampler.add("m", scored, rejected=0, received=T0.timestamp())
+    sampler.flush()  # written, and out of memory
+    assert sampler.open_buckets() == 0
+    sampler.add("m", rows(1, old, start=5), rejected=0, received=T0.timestamp())  # read back from the database
+    sampler.add_labels("m", [{"id": "r1", "label": 1}], received=T0.timestamp())  # its slot is written again
+    sampler.flush()
+
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.select(Sample.row_id, Sample.probability).where(Sample.model == "m")).all())
+    assert stored == {"r0": 0.0, "r1": 0.1, "r2": 0.2, "r3": 0.3, "r4": 0.4, "r5": None}
+    spec = IngestSpec(kind="ingest", features=["u"])
+    frame = IngestSource(spec, SourceContext("m", engine)).read(old, old + timedelta(minutes=1))
+    read = dict(zip(frame[ID], frame[PROBABILITY], strict=True))
+    assert {k: v for k, v in read.items() if k != "r5"} == {"r0": 0.0, "r1": 0.1, "r2": 0.2, "r3": 0.3, "r4": 0.4}
+    assert np.isnan(read["r5"])
+    assert dict(zip(frame[ID], frame[LABEL], strict=True))["r1"] == 1
+
+
 def test_a_failed_write_keeps_everything_and_writes_it_later(engine, caplog):
     clock = FixedClock(T0)
     sampler = Sampler(engine, clock, capacity=50, seed=7)
@@ -319,7 +341,7 @@ def test_half_a_million_rows_through_the_api(tmp_path):
                 "owner": "ml-platform",
                 "source": {"kind": "ingest", "features": ["u", "group"], "feature_types": {"u": "number", "group": "string"}},
                 "checks": [
-                    {"name": "volume", "kind": "volume", "every": "1d", "window": "1h"},
+                    {"name": "volume", "kind": "volume", "every": "1d", "window": "1h", "start_grace": "0s"},
                     {"name": "latency", "kind": "latency", "every": "1d", "window": "1h"},
                 ],
             }

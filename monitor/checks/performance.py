@@ -2,78 +2,484 @@
 
 Only predictions whose label has arrived count. ``label_delay`` moves the window back: a run at
 ``now`` looks at the predictions made in ``[now - label_delay - window, now - label_delay)``, the
-ones old enough for their labels to be in. Fewer labelled rows than ``min_rows`` is
-``insufficient_data`` (labels not in yet), never a drop in quality.
+ones old enough for their labels to be in. Rows whose label is not in yet are left out and counted
+(``evidence``: ``predictions``, ``labelled``, ``unlabelled``). Fewer labelled rows than ``min_rows``
+is ``insufficient_data`` ("no predictions in the window", or "N predictions, M labelled, K needed
+(labels not in yet?)"), never a drop in quality.
 
-Classification (``task: classification``): ``accuracy``, ``precision``, ``recall``, ``f1`` and, when
-the prediction is a probability of the positive class, ``roc_auc``; a probability becomes a class at
-``probability_threshold``. Regression: ``mae``, ``rmse`` and ``mape`` (in percent, as evidently gives it).
+Classification (``task: classification``): ``accuracy``, ``precision``, ``recall``, ``f1`` and
+``roc_auc``. Labels and class predictions are matched to the model's **classes**: ``classes`` in the
+check, else the values of the reference's ``label`` column (:data:`REFERENCE_LABEL`) when it has one,
+else the values seen (labels and class predictions). A value is one of the classes by its text, with
+whole numbers as integers, so ``1``, ``1.0``, ``"1"`` and ``true`` are the class ``1``. A label that
+fits no class is left out, counted and named in the evidence (``unknown_labels``); so is a class
+prediction that fits none (``unknown_predictions``).
+
+The source's ``prediction`` is the model's decision; its optional ``probability`` is the model's score
+for ``positive_label``. Accuracy, precision, recall and F1 are of the decision, ROC AUC of the
+probability. Without a probability, a prediction that is a probability (numbers in [0, 1], not all 0
+or 1) is both: the decision is ``positive_label`` when it is at least ``probability_threshold``.
+A probability needs exactly two classes. With more, precision, recall and F1 are macro averages.
+
+A metric that is undefined in the window is not a value (so it moves no episode) and
+``evidence.undefined`` says why: precision without a prediction of the positive class, recall without
+a label of it, F1 when either is undefined, ROC AUC over labels of one class only; with more than two
+classes, precision (recall) when a class is never predicted (never a label).
+
+Regression: ``mae``, ``rmse`` and ``mape`` (in percent, as evidently gives it); a label or prediction
+that is not a number is left out and counted like a label that fits no class.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr, model_validator
 
-from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, Window
+from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window
 from monitor.config.types import Duration
-from monitor.sources.base import LABEL, PREDICTION
+from monitor.sources.base import LABEL, PREDICTION, PROBABILITY
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from monitor.sources.reference import Reference
 
 CLASSIFICATION = ("accuracy", "precision", "recall", "f1", "roc_auc")
 REGRESSION = {"mae": "mean_abs_error", "rmse": "rmse", "mape": "mean_abs_perc_error"}
+# The reference's column of true classes: what an ingest source's labels are called. (A check is not
+# told the source's column names; a files or sql source whose label column is named otherwise
+# declares ``classes``.)
+REFERENCE_LABEL = "label"
+SHOWN_VALUES = 10  # how many distinct unknown values the evidence names
+
+ClassValue = str | int | bool
+FROM = {"check": "the check's classes", "reference": f"the reference's {REFERENCE_LABEL!r} column", "values": "the values seen"}
+
+
+# -- classes ----------------------------------------------------------------------------------------------
+
+
+def class_key(value: Any) -> str | None:
+    """The text a class is known by: ``1``, ``1.0``, ``"1"``, ``True`` and ``numpy.int64(1)`` are all
+    ``"1"``; ``None`` for no value (None, NaN, pandas' NA)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return "1" if value else "0"
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        if math.isnan(number):
+            return None
+        return str(int(number)) if number.is_integer() and abs(number) < 2**63 else repr(number)
+    if isinstance(value, str):
+        return value
+    if type(value).__name__ in ("NAType", "NaTType"):
+        return None
+    return repr(value)  # a list or an object: never one of the classes
+
+
+def plain(value: Any) -> Any:
+    """A value as the JSON evidence holds it: whole numbers as int, numpy scalars as Python's."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return int(number) if number.is_integer() and abs(number) < 2**63 else number
+    return value if isinstance(value, str) else repr(value)
+
+
+def show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _order(value: Any) -> tuple:
+    return (1, value, 0.0) if isinstance(value, str) else (0, "", float(value))
+
+
+class ClassSet:
+    """The classes a classification model's labels and decisions are one of, and where they came from
+    (``check``, ``reference`` or ``values``)."""
+
+    def __init__(self, values: Iterable[Any], source: str) -> None:
+        self.values: tuple[Any, ...] = tuple(dict.fromkeys(plain(v) for v in values))
+        self.source = source
+        self._by_key = {class_key(v): v for v in self.values}
+
+    def get(self, value: Any, default: Any = None) -> Any:
+        """The class ``value`` is (by its text, see :func:`class_key`), else ``default``."""
+        return self._by_key.get(class_key(value), default)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __str__(self) -> str:
+        return ", ".join(show(v) for v in self.values)
+
+
+def reference_classes(reference: Reference | None, column: str = REFERENCE_LABEL) -> ClassSet | None:
+    """The classes of the reference's label column, when it has one with at least two."""
+    if reference is None or column not in reference.frame.columns:
+        return None
+    found = {class_key(v): plain(v) for v in reference.frame[column].dropna().unique()}
+    found.pop(None, None)
+    return ClassSet(sorted(found.values(), key=_order), "reference") if len(found) >= 2 else None
 
 
 class PerformanceSpec(CheckSpec):
     kind: Literal["performance"]
     task: Literal["classification", "regression"]
     label_delay: Duration = Field(timedelta(0), description="how old a prediction must be before its label is expected")
-    positive_label: str | int | bool = 1
+    positive_label: ClassValue = 1
     probability_threshold: float = Field(0.5, gt=0, lt=1)
+    classes: list[ClassValue] | None = Field(
+        None,
+        min_length=2,
+        description="the classes labels and decisions are one of; from the reference's label column, else the values, when unset",
+    )
+    # Where the model's reference is, once the loader has shown it to check_reference: a kind that does
+    # not need a reference is not given one by the evaluator, and the classes may come from it.
+    _reference_path: str | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _classes_fit(self) -> PerformanceSpec:
+        if self.classes is None:
+            return self
+        if self.task != "classification":
+            raise ValueError("classes are for task: classification")
+        seen: dict[str | None, ClassValue] = {}
+        for value in self.classes:
+            key = class_key(value)
+            if key in seen:
+                raise ValueError(f"classes {show(seen[key])} and {show(value)} are the same class")
+            seen[key] = value
+        if len(self.classes) == 2 and class_key(self.positive_label) not in seen:
+            raise ValueError(
+                f"positive_label {show(self.positive_label)} is not one of the classes {', '.join(map(show, self.classes))}"
+            )
+        return self
 
     def bounds(self, now: datetime) -> tuple[datetime, datetime]:
         end = now - self.label_delay
         return end - self.window, end
 
+    def declared_classes(self, reference: Reference | None) -> ClassSet | None:
+        """The classes from the check or the reference; None when they are to be inferred from the values."""
+        if self.task != "classification":
+            return None
+        if self.classes is not None:
+            return ClassSet(self.classes, "check")
+        return reference_classes(reference)
 
-def evaluate(spec: PerformanceSpec, window: Window, reference, features: list[str]) -> Evaluation:
+
+def check_reference(spec: PerformanceSpec, reference: Reference, features: list[str]) -> list[SpecProblem]:
+    """Remembers where the reference is (for its classes), and refuses a positive_label it does not have."""
+    spec._reference_path = str(reference.path)
+    if spec.task != "classification" or spec.classes is not None:
+        return []
+    classes = reference_classes(reference)
+    if classes is not None and len(classes) == 2 and classes.get(spec.positive_label) is None:
+        return [
+            (
+                ("positive_label",),
+                f"positive_label {show(spec.positive_label)} is not one of the classes of the reference's "
+                f"{REFERENCE_LABEL!r} column ({classes}): set positive_label, or classes",
+            )
+        ]
+    return []
+
+
+def ingest_classes(checks: Iterable[CheckSpec], reference: Reference | None) -> ClassSet | None:
+    """What a label posted for this model must be one of: the classes of its classification checks
+    (declared, or the reference's). None (any label) when it has none, a regression check, or a
+    check that infers its classes from the values."""
+    specs = [c for c in checks if isinstance(c, PerformanceSpec)]
+    if not specs or any(s.task != "classification" for s in specs):
+        return None
+    sets = [s.declared_classes(reference) for s in specs]
+    if any(s is None for s in sets):
+        return None
+    merged = ClassSet([v for s in sets for v in s.values], sets[0].source)
+    return merged
+
+
+# -- evaluation ---------------------------------------------------------------------------------------------
+
+_UNKNOWN = object()
+
+
+def _distinct(values: Iterable[Any]) -> list[Any]:
+    """Up to SHOWN_VALUES of the distinct values, for the evidence."""
+    found = {class_key(v): plain(v) for v in values}
+    return sorted(found.values(), key=_order)[:SHOWN_VALUES]
+
+
+def _scores(column: pd.Series) -> pd.Series | None:
+    """The column as numbers when every value is a probability and they are not all 0 or 1, else None."""
     import pandas as pd
 
-    frame = window.frame[[PREDICTION, LABEL]].dropna()
-    if len(frame) < spec.min_rows:
-        return Evaluation(
-            "insufficient_data",
-            len(frame),
-            error=f"{len(frame)} labelled predictions in the window, {spec.min_rows} needed (labels not in yet?)",
-        )
-    from evidently.legacy.metrics import ClassificationQualityMetric, RegressionQualityMetric
-    from evidently.legacy.pipeline.column_mapping import ColumnMapping
+    if len(column) == 0 or pd.api.types.is_bool_dtype(column):
+        return None
+    if column.dtype == object and column.map(lambda v: isinstance(v, bool) or not isinstance(v, numbers.Real)).any():
+        return None
+    numbers_ = pd.to_numeric(column, errors="coerce")
+    if numbers_.isna().any() or not numbers_.between(0, 1).all() or numbers_.isin([0, 1]).all():
+        return None
+    return numbers_.astype(float)
+
+
+def _inferred(spec: PerformanceSpec, seen: list[Any], *, scores: bool) -> ClassSet:
+    """The classes of the values seen. A score decides between two classes: with labels of one class
+    only, the other is the positive label, or 0/1's other."""
+    found = {class_key(v): plain(v) for v in seen}
+    found.pop(None, None)
+    if scores and len(found) < 2:
+        positive = plain(spec.positive_label)
+        found.setdefault(class_key(positive), positive)
+        if len(found) < 2 and class_key(positive) in ("0", "1"):
+            other = (not positive) if isinstance(positive, bool) else 1 - positive
+            found[class_key(other)] = other
+    return ClassSet(sorted(found.values(), key=_order), "values")
+
+
+def _insufficient(spec: PerformanceSpec, predictions: int, labelled: int, evidence: dict) -> Evaluation:
+    if predictions == 0:
+        error = "no predictions in the window"
+    else:
+        error = f"{predictions} predictions, {labelled} labelled, {spec.min_rows} needed (labels not in yet?)"
+    return Evaluation("insufficient_data", labelled, evidence=evidence, error=error)
+
+
+def _report(metric, data: pd.DataFrame, mapping) -> dict:
     from evidently.legacy.report import Report
 
-    data = pd.DataFrame({"target": frame[LABEL].to_numpy(), "prediction": frame[PREDICTION].to_numpy()})
-    if spec.task == "classification":
-        numbers = pd.to_numeric(data["prediction"], errors="coerce")
-        probabilistic = bool(numbers.notna().all() and numbers.between(0, 1).all() and not numbers.isin([0, 1]).all())
-        if probabilistic:
-            data["prediction"] = numbers
-        metric = ClassificationQualityMetric(probas_threshold=spec.probability_threshold if probabilistic else None)
-        mapping = ColumnMapping(target="target", prediction="prediction", pos_label=spec.positive_label)
-    else:
-        data = data.astype(float)
-        metric = RegressionQualityMetric()
-        mapping = ColumnMapping(target="target", prediction="prediction")
     report = Report(metrics=[metric])
-    try:
-        report.run(reference_data=None, current_data=data, column_mapping=mapping)
-        result = report.as_dict()["metrics"][0]["result"]["current"]
-    except (ValueError, TypeError, KeyError) as exc:
-        return Evaluation.failed(f"evidently could not compute {spec.task} quality: {exc}", len(frame))
-    if spec.task == "classification":
-        values = [MetricValue(name, float(result[name])) for name in CLASSIFICATION if result.get(name) is not None]
+    report.run(reference_data=None, current_data=data, column_mapping=mapping)
+    return report.as_dict()["metrics"][0]["result"]["current"]
+
+
+_EVIDENTLY_ERRORS = (ValueError, TypeError, KeyError, ZeroDivisionError)
+_TARGET, _DECISION = "@target", "@decision"  # column names no class key is expected to be
+
+
+def _classification(spec: PerformanceSpec, frame: pd.DataFrame, reference: Reference | None) -> Evaluation:
+    import numpy as np
+    import pandas as pd
+    from evidently.legacy.metrics import ClassificationQualityMetric
+    from evidently.legacy.pipeline.column_mapping import ColumnMapping
+
+    frame = frame[frame[PREDICTION].map(class_key).notna()]
+    predictions = len(frame)
+    label_keys = frame[LABEL].map(class_key)
+    unlabelled = label_keys.isna()
+    evidence: dict[str, Any] = {"predictions": predictions, "labelled": 0, "unlabelled": int(unlabelled.sum())}
+    if predictions == 0:
+        return _insufficient(spec, 0, 0, evidence)
+
+    decision_scores = _scores(frame[PREDICTION])
+    probability = None
+    if PROBABILITY in frame.columns:
+        given = pd.to_numeric(frame[PROBABILITY], errors="coerce")
+        given = given.where(given.between(0, 1))
+        if given.notna().any():
+            probability = given
+    if probability is None:
+        probability = decision_scores
+
+    classes = spec.declared_classes(reference)
+    if classes is None:
+        seen = list(frame.loc[~unlabelled, LABEL]) + ([] if decision_scores is not None else list(frame[PREDICTION]))
+        classes = _inferred(spec, seen, scores=decision_scores is not None)
+    evidence["classes"], evidence["classes_from"] = list(classes.values), classes.source
+
+    positive = classes.get(spec.positive_label, _UNKNOWN) if len(classes) == 2 else None
+    if positive is _UNKNOWN:
+        return Evaluation.failed(
+            f"positive_label {show(spec.positive_label)} is not one of the classes {classes} ({FROM[classes.source]}): "
+            "set positive_label, or classes",
+            0,
+        )
+    if decision_scores is not None and positive is None:
+        return Evaluation.failed(
+            f"the prediction is a probability, which needs two classes; there are {len(classes)} ({classes}): "
+            "send the decision as the prediction and the score as probability, or set classes",
+            0,
+        )
+    negative = next((c for c in classes.values if c != positive), None) if positive is not None else None
+    if positive is not None:
+        evidence["positive_label"] = positive
+
+    labels = frame[LABEL].map(lambda v: classes.get(v, _UNKNOWN))
+    unknown_label = ~unlabelled & labels.map(lambda v: v is _UNKNOWN)
+    if unknown_label.any():
+        evidence["unknown_labels"] = {"count": int(unknown_label.sum()), "values": _distinct(frame.loc[unknown_label, LABEL])}
+    if decision_scores is not None:
+        decisions = decision_scores.map(lambda p: positive if p >= spec.probability_threshold else negative)
+        unknown_decision = pd.Series(False, index=frame.index)
     else:
-        values = [MetricValue(name, float(result[key])) for name, key in REGRESSION.items()]
-    return Evaluation("ok", len(frame), values)
+        decisions = frame[PREDICTION].map(lambda v: classes.get(v, _UNKNOWN))
+        unknown_decision = decisions.map(lambda v: v is _UNKNOWN)
+        if unknown_decision.any():
+            evidence["unknown_predictions"] = {
+                "count": int(unknown_decision.sum()),
+                "values": _distinct(frame.loc[unknown_decision, PREDICTION]),
+            }
+    labelled = ~unlabelled & ~unknown_label
+    used = labelled & ~unknown_decision
+    evidence["labelled"] = int(labelled.sum())
+    size = int(used.sum())
+    if size < spec.min_rows:
+        return _insufficient(spec, predictions, size, evidence)
+
+    truth = [class_key(v) for v in labels[used]]
+    decided = [class_key(v) for v in decisions[used]]
+    undefined: dict[str, str] = {}
+    if positive is not None:
+        key = class_key(positive)
+        if key not in decided:
+            undefined["precision"] = f"no prediction of the positive class {show(positive)} among the {size} labelled rows"
+        if key not in truth:
+            undefined["recall"] = f"no label of the positive class {show(positive)} among the {size} labelled rows"
+    else:
+        present = sorted(set(truth) | set(decided))
+        never_predicted = [k for k in present if k not in set(decided)]
+        never_labelled = [k for k in present if k not in set(truth)]
+        if never_predicted:
+            undefined["precision"] = f"macro average over classes, and class(es) {', '.join(never_predicted)} never predicted"
+        if never_labelled:
+            undefined["recall"] = f"macro average over classes, and class(es) {', '.join(never_labelled)} never a label"
+    if "precision" in undefined or "recall" in undefined:
+        undefined["f1"] = f"{' and '.join(m for m in ('precision', 'recall') if m in undefined)} undefined"
+
+    scored = None
+    if probability is not None:
+        scored = used & probability.notna()
+        scored_truth = {class_key(v) for v in labels[scored]}
+        if positive is None:
+            undefined["roc_auc"] = f"a probability is of the positive class, which needs two classes; there are {len(classes)}"
+            scored = None
+        elif len(scored_truth) < 2:
+            only = ", ".join(sorted(scored_truth)) or "none"
+            undefined["roc_auc"] = (
+                f"labels of one class only ({only}) among the {int(scored.sum())} scored rows: ROC AUC needs both"
+            )
+            scored = None
+
+    pos_key = class_key(positive) if positive is not None else None
+    mapping = ColumnMapping(target=_TARGET, prediction=_DECISION, pos_label=pos_key, task="classification")
+    try:
+        if scored is not None and probability is decision_scores:
+            # The decision is the score at the threshold: one report gives every metric.
+            p = probability[used].to_numpy(dtype=float)
+            data = pd.DataFrame({_TARGET: truth, pos_key: p, class_key(negative): 1.0 - p})
+            mapping = ColumnMapping(
+                target=_TARGET, prediction=[pos_key, class_key(negative)], pos_label=pos_key, task="classification"
+            )
+            result = _report(ClassificationQualityMetric(probas_threshold=spec.probability_threshold), data, mapping)
+        else:
+            present = sorted(set(truth) | set(decided))
+            if positive is None and len(present) == 2:
+                # evidently takes two classes for a binary task; over more classes these are macro averages
+                mapping = ColumnMapping(target=_TARGET, prediction=_DECISION, pos_label=present[0], task="classification")
+            result = _report(ClassificationQualityMetric(), pd.DataFrame({_TARGET: truth, _DECISION: decided}), mapping)
+            if positive is None and len(present) == 2:
+                from sklearn.metrics import precision_recall_fscore_support
+
+                macro = precision_recall_fscore_support(truth, decided, average="macro", zero_division=0)
+                result.update(zip(("precision", "recall", "f1"), macro[:3], strict=True))
+            result["roc_auc"] = None
+            if scored is not None:
+                p = probability[scored].to_numpy(dtype=float)
+                data = pd.DataFrame({_TARGET: [class_key(v) for v in labels[scored]], pos_key: p, class_key(negative): 1.0 - p})
+                roc = ColumnMapping(
+                    target=_TARGET, prediction=[pos_key, class_key(negative)], pos_label=pos_key, task="classification"
+                )
+                result["roc_auc"] = _report(ClassificationQualityMetric(), data, roc)["roc_auc"]
+    except _EVIDENTLY_ERRORS as exc:
+        return Evaluation.failed(f"evidently could not compute classification quality: {exc}", size)
+
+    values = []
+    for name in CLASSIFICATION:
+        value = result.get(name)
+        if name in undefined or value is None:
+            continue
+        if not np.isfinite(float(value)):
+            undefined[name] = f"evidently gave {value}"
+            continue
+        values.append(MetricValue(name, float(value)))
+    if undefined:
+        evidence["undefined"] = undefined
+    return Evaluation("ok", size, values, evidence=evidence)
+
+
+def _regression(spec: PerformanceSpec, frame: pd.DataFrame) -> Evaluation:
+    import numpy as np
+    import pandas as pd
+    from evidently.legacy.metrics import RegressionQualityMetric
+    from evidently.legacy.pipeline.column_mapping import ColumnMapping
+
+    def numbers_of(column: pd.Series) -> pd.Series:
+        ok = column.map(lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool))
+        return pd.to_numeric(column.where(ok), errors="coerce").astype(float)
+
+    frame = frame[frame[PREDICTION].map(class_key).notna()]
+    predictions = len(frame)
+    unlabelled = frame[LABEL].map(class_key).isna()
+    evidence: dict[str, Any] = {"predictions": predictions, "labelled": 0, "unlabelled": int(unlabelled.sum())}
+    if predictions == 0:
+        return _insufficient(spec, 0, 0, evidence)
+    labels, predicted = numbers_of(frame[LABEL]), numbers_of(frame[PREDICTION])
+    unknown_label = ~unlabelled & ~np.isfinite(labels)
+    unknown_prediction = ~np.isfinite(predicted)
+    if unknown_label.any():
+        evidence["unknown_labels"] = {"count": int(unknown_label.sum()), "values": _distinct(frame.loc[unknown_label, LABEL])}
+    if unknown_prediction.any():
+        evidence["unknown_predictions"] = {
+            "count": int(unknown_prediction.sum()),
+            "values": _distinct(frame.loc[unknown_prediction, PREDICTION]),
+        }
+    labelled = ~unlabelled & ~unknown_label
+    used = labelled & ~unknown_prediction
+    evidence["labelled"] = int(labelled.sum())
+    size = int(used.sum())
+    if size < spec.min_rows:
+        return _insufficient(spec, predictions, size, evidence)
+    data = pd.DataFrame({"target": labels[used].to_numpy(), "prediction": predicted[used].to_numpy()})
+    try:
+        result = _report(RegressionQualityMetric(), data, ColumnMapping(target="target", prediction="prediction"))
+    except _EVIDENTLY_ERRORS as exc:
+        return Evaluation.failed(f"evidently could not compute regression quality: {exc}", size)
+    values, undefined = [], {}
+    for name, key in REGRESSION.items():
+        value = result.get(key)
+        if value is None or not math.isfinite(float(value)):
+            undefined[name] = f"evidently gave {value}"
+            continue
+        values.append(MetricValue(name, float(value)))
+    if undefined:
+        evidence["undefined"] = undefined
+    return Evaluation("ok", size, values, evidence=evidence)
+
+
+def evaluate(spec: PerformanceSpec, window: Window, reference: Reference | None, features: list[str]) -> Evaluation:
+    frame = window.frame
+    if PREDICTION not in frame.columns or LABEL not in frame.columns:
+        return _insufficient(spec, 0, 0, {"predictions": 0, "labelled": 0, "unlabelled": 0})
+    if spec.task == "classification":
+        if reference is None and spec.classes is None and spec._reference_path is not None:
+            from monitor.sources.reference import load_reference
+
+            reference = load_reference(spec._reference_path, [])  # read once per file version, shared
+        return _classification(spec, frame, reference)
+    return _regression(spec, frame)
 
 
 KIND = CheckKind(
@@ -84,4 +490,5 @@ KIND = CheckKind(
     evaluate=evaluate,
     required_roles=(PREDICTION, LABEL),
     metrics_for=lambda spec: frozenset(CLASSIFICATION) if spec.task == "classification" else frozenset(REGRESSION),
+    check_reference=check_reference,
 )

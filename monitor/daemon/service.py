@@ -30,7 +30,7 @@ from monitor.ingest.sampler import Sampler
 from monitor.notifiers.outbox import Outbox
 from monitor.notifiers.registry import Receivers
 from monitor.sources import SourceError
-from monitor.sources.ingest import feature_types
+from monitor.sources.ingest import IngestModel, feature_types
 from monitor.sources.reference import load_reference
 from monitor.storage import db
 from monitor.telemetry import Telemetry
@@ -135,7 +135,6 @@ class Daemon:
         """What the ingest API checks the rows of every model whose source it is against: the type of
         each feature, and the classes a label must be one of (from its performance checks)."""
         from monitor.checks.performance import ingest_classes
-        from monitor.sources.ingest import IngestModel
 
         out = {}
         for model in self.project.checks.models.values():
@@ -147,8 +146,7 @@ class Daemon:
                     reference = load_reference(model.reference.path, [])
                 except SourceError as exc:
                     log.warning(
-                        "%s: reference not readable (%s): posted features are not type-checked, nor labels "
-                        "against its classes",
+                        "%s: reference not readable (%s): posted features are not type-checked, nor labels against its classes",
                         model.model,
                         exc,
                     )

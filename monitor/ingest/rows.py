@@ -12,14 +12,17 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
 from monitor.storage.tables import Sample
 
+if TYPE_CHECKING:
+    from monitor.checks.performance import ClassSet
+
 FeatureType = Literal["number", "string", "boolean", "any"]
-_ROW_KEYS = {"id", "ts", "features", "prediction", "latency_ms", "model_version"}
+_ROW_KEYS = {"id", "ts", "features", "prediction", "probability", "latency_ms", "model_version"}
 _FIRST_TS = datetime(1, 1, 1, tzinfo=UTC).timestamp()
 _END_TS = datetime(9999, 12, 31, 23, 59, tzinfo=UTC).timestamp()
 # How far ahead of the daemon's clock a row's ts may be (clock skew). A later minute would never leave
@@ -33,6 +36,11 @@ _MAX_VERSION = Sample.__table__.c.model_version.type.length
 
 def _bad_text(value: Any, limit: int) -> bool:
     return isinstance(value, str) and (len(value) > limit or "\x00" in value)
+
+
+def _show(value: Any) -> str:
+    """A posted value as a reason names it: text quoted, anything else as JSON."""
+    return repr(value) if isinstance(value, str) else orjson.dumps(value).decode()
 
 
 class BodyError(ValueError):
@@ -192,6 +200,11 @@ def validate_predictions(body: bytes, features: dict[str, FeatureType], received
         latency = item.get("latency_ms")
         if latency is not None and (isinstance(latency, bool) or not isinstance(latency, (int, float)) or latency < 0):
             reasons.append("latency_ms must be a number >= 0")
+        probability = item.get("probability")
+        if probability is not None and (
+            isinstance(probability, bool) or not isinstance(probability, (int, float)) or not 0 <= probability <= 1
+        ):
+            reasons.append(f"probability must be a number from 0 to 1, or null, not {_show(probability)}")
         version = item.get("model_version")
         if version is not None and (not isinstance(version, (str, int)) or _bad_text(version, _MAX_VERSION)):
             reasons.append(f"model_version must be text of at most {_MAX_VERSION} characters, without NUL")
@@ -200,12 +213,24 @@ def validate_predictions(body: bytes, features: dict[str, FeatureType], received
     return _validate_each(body, "a row", _ROW_KEYS, check)
 
 
-def validate_labels(body: bytes) -> Parsed:
-    """Rows of ``POST /v1/models/{model}/labels``: ``{"id", "label"}``."""
+_NOT_A_CLASS = object()
+
+
+def validate_labels(body: bytes, classes: ClassSet | None = None) -> Parsed:
+    """Rows of ``POST /v1/models/{model}/labels``: ``{"id", "label"}``. With the model's ``classes``, a
+    label must be one of them (``1.0`` and ``"1"`` are the class ``1``) and is kept as that class;
+    ``null`` (no label) is always taken."""
 
     def check(item: dict, reasons: list[str]) -> dict:
-        if "label" not in item or isinstance(item["label"], (dict, list)):
+        label = item.get("label")
+        if "label" not in item or isinstance(label, (dict, list)):
             reasons.append("missing label (a number, text or true/false)")
-        return {"label": item.get("label")}
+        elif classes is not None and label is not None:
+            found = classes.get(label, _NOT_A_CLASS)
+            if found is _NOT_A_CLASS:
+                reasons.append(f"label {_show(label)} is not one of the classes {classes}")
+            else:
+                label = found
+        return {"label": label}
 
     return _validate_each(body, "a label", {"id", "label"}, check)

@@ -1,6 +1,9 @@
 """The ASGI application (Starlette), served by uvicorn inside ``monitor run``.
 
 - ``POST /v1/models/{model}/predictions`` and ``.../labels``: a JSON object, an array, or JSON lines.
+  A prediction may carry ``probability`` (the score of the positive class, 0 to 1, or null); a label
+  must be one of the model's classes when it has them (its performance checks' ``classes``, or the
+  reference's ``label`` column), and is kept as that class.
   202 with the counts; 400 naming every bad row (the good rows of the request are still taken);
   401 without the configured bearer token; 404 for a model without an ingest source; 413 past the
   body limit; 429 with Retry-After when too many requests are in flight or too much is waiting to
@@ -24,8 +27,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from monitor.ingest.rows import BodyError, FeatureType, Parsed, validate_labels, validate_predictions
+from monitor.ingest.rows import BodyError, Parsed, validate_labels, validate_predictions
 from monitor.ingest.sampler import Overloaded, Sampler, StorageUnavailable
+from monitor.sources.ingest import IngestModel
 from monitor.telemetry import CONTENT_TYPE, Telemetry
 
 
@@ -35,7 +39,7 @@ class BodyTooLarge(Exception):
 
 @dataclass
 class ServerState:
-    models: dict[str, dict[str, FeatureType]]  # model -> feature -> type, for models with an ingest source
+    models: dict[str, IngestModel]  # feature types and label classes, for models with an ingest source
     sampler: Sampler
     telemetry: Telemetry
     token: str
@@ -101,14 +105,14 @@ def create_app(state: ServerState) -> Starlette:
         return _json(202, payload)
 
     def take_predictions(model: str, body: bytes, received: float) -> tuple[Parsed, dict]:
-        parsed = validate_predictions(body, state.models[model], received)
+        parsed = validate_predictions(body, state.models[model].features, received)
         state.sampler.add(model, parsed.rows, len(parsed.rejected), received)
         state.telemetry.rows.labels(model, "accepted").inc(len(parsed.rows))
         state.telemetry.rows.labels(model, "rejected").inc(len(parsed.rejected))
         return parsed, {}
 
     def take_labels(model: str, body: bytes, received: float) -> tuple[Parsed, dict]:
-        parsed = validate_labels(body)
+        parsed = validate_labels(body, state.models[model].classes)
         matched = state.sampler.add_labels(model, parsed.rows, received) if parsed.rows else 0
         state.telemetry.labels.labels(model, "matched").inc(matched)
         state.telemetry.labels.labels(model, "unmatched").inc(len(parsed.rows) - matched)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import Field
 
@@ -27,6 +27,7 @@ TS = "@ts"
 PREDICTION = "@prediction"
 LATENCY = "@latency_ms"
 LABEL = "@label"
+PROBABILITY = "@probability"  # the model's score for the positive class, beside its decision in PREDICTION
 VERSION = "@model_version"
 
 
@@ -40,6 +41,7 @@ class SourceSpec(StrictModel):
     prediction: Identifier | None = None
     latency: Identifier | None = None
     label: Identifier | None = None
+    probability: Identifier | None = None
     model_version: Identifier | None = None
 
     def roles(self) -> dict[str, str]:
@@ -50,6 +52,7 @@ class SourceSpec(StrictModel):
             PREDICTION: self.prediction,
             LATENCY: self.latency,
             LABEL: self.label,
+            PROBABILITY: self.probability,
             VERSION: self.model_version,
         }
         return {role: column for role, column in mapping.items() if column}
@@ -125,4 +128,7 @@ class SampledSource(Source, Protocol):
 class SourceKind:
     kind: str
     spec: type[SourceSpec]
-    open: Callable[[SourceSpec, SourceContext], Source]
+    open: Callable[[Any, SourceContext], Source]  # the kind's own spec class
+    # Rows that exist only since the daemon first watched the model (posted to its API), so a window
+    # reaching back before then is not missing traffic, only unwatched time.
+    rows_since_daemon: bool = False

@@ -11,6 +11,7 @@ per-minute summaries (:meth:`IngestSource.summary`), not from the sample.
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
@@ -19,10 +20,23 @@ from pydantic import Field
 
 from monitor.config.types import Identifier
 from monitor.ingest.sketch import LatencySketch
-from monitor.sources.base import ID, LABEL, LATENCY, PREDICTION, TS, VERSION, SourceContext, SourceKind, SourceSpec, Summary
+from monitor.sources.base import (
+    ID,
+    LABEL,
+    LATENCY,
+    PREDICTION,
+    PROBABILITY,
+    TS,
+    VERSION,
+    SourceContext,
+    SourceKind,
+    SourceSpec,
+    Summary,
+)
 from monitor.storage.tables import IngestStat, Sample
 
 if TYPE_CHECKING:
+    from monitor.checks.performance import ClassSet
     from monitor.sources.reference import Reference
 
 FeatureTypeName = Literal["number", "string", "boolean"]
@@ -37,6 +51,7 @@ class IngestSpec(SourceSpec):
     timestamp: Literal["ts"] = "ts"
     id: Literal["id"] = "id"
     prediction: Literal["prediction"] = "prediction"
+    probability: Literal["probability"] = "probability"
     latency: Literal["latency_ms"] = "latency_ms"
     label: Literal["label"] = "label"
     model_version: Literal["model_version"] = "model_version"
@@ -77,6 +92,7 @@ class IngestSource:
                     samples.c.ts,
                     samples.c.features,
                     samples.c.prediction,
+                    samples.c.probability,
                     samples.c.latency_ms,
                     samples.c.model_version,
                     samples.c.label,
@@ -98,6 +114,7 @@ class IngestSource:
                 ID: [r.row_id for r in chosen],
                 TS: pd.to_datetime([r.ts for r in chosen], utc=True),
                 PREDICTION: [r.prediction for r in chosen],
+                PROBABILITY: pd.to_numeric(pd.Series([r.probability for r in chosen], dtype=object), errors="coerce"),
                 LATENCY: pd.to_numeric(pd.Series([r.latency_ms for r in chosen], dtype=object), errors="coerce"),
                 VERSION: [r.model_version for r in chosen],
                 LABEL: [r.label for r in chosen],
@@ -106,7 +123,16 @@ class IngestSource:
         return pd.concat([frame, features], axis=1)
 
 
-KIND = SourceKind("ingest", IngestSpec, IngestSource)
+KIND = SourceKind("ingest", IngestSpec, IngestSource, rows_since_daemon=True)
+
+
+@dataclass(frozen=True)
+class IngestModel:
+    """What the API checks a model's posted rows against: each feature's type (see feature_types), and
+    the classes a label must be one of (None: any label)."""
+
+    features: dict[str, str]
+    classes: ClassSet | None = None
 
 
 def feature_types(spec: IngestSpec, reference: Reference | None) -> dict[str, str]:
