@@ -166,6 +166,49 @@ def test_declared_classes_must_hold_the_positive_label():
     assert spec(classes=["fraud", "legit"], positive_label="fraud").classes == ["fraud", "legit"]
 
 
+def test_a_positive_label_the_reference_does_not_have_is_refused_at_load(tmp_path):
+    config = write_ingest_project(tmp_path, reference_labels=["fraud", "legit"])
+    issues = Project.load(config).checks.issues
+    assert len(issues) == 1
+    assert "positive_label 1 is not one of the classes of the reference's 'label' column ('fraud', 'legit')" in issues[0].message
+
+
+def test_three_classes_are_macro_averages_and_a_score_needs_two():
+    truth = np.array(["a", "b", "c"] * 20)
+    predicted = truth.copy()
+    predicted[:6] = "a"  # two b and two c called a
+    result = evaluate_quality(spec(classes=["a", "b", "c"]), window(predicted, truth), None, [])
+    assert result.outcome == "ok", result.error
+    from sklearn.metrics import precision_score
+
+    assert values(result)["precision"] == pytest.approx(precision_score(truth, predicted, average="macro"), abs=1e-12)
+    assert values(result)["accuracy"] == pytest.approx(np.mean(truth == predicted))
+
+    two_present = evaluate_quality(spec(classes=["a", "b", "c"]), window(predicted[truth != "c"], truth[truth != "c"]), None, [])
+    assert two_present.outcome == "ok", two_present.error
+    t, p = truth[truth != "c"], predicted[truth != "c"]
+    assert values(two_present)["precision"] == pytest.approx(precision_score(t, p, average="macro"), abs=1e-12)
+
+    _, score = scored(60, seed=13)
+    failed = evaluate_quality(spec(classes=["a", "b", "c"]), window(score, truth), None, [])
+    assert failed.outcome == "error" and "needs two classes; there are 3" in failed.error
+
+
+def test_regression_leaves_out_labels_not_in_and_labels_that_are_not_numbers():
+    rng = np.random.default_rng(14)
+    truth = rng.normal(100, 10, 100)
+    predicted = truth + rng.normal(0, 5, 100)
+    labels = pd.Series(truth, dtype=object)
+    labels[:10] = None
+    labels[10:12] = "n/a"
+    result = evaluate_quality(spec(task="regression"), window(predicted, labels), None, [])
+    assert result.outcome == "ok", result.error
+    assert values(result)["mae"] == pytest.approx(np.mean(np.abs(predicted[12:] - truth[12:])), rel=1e-9)
+    evidence = result.evidence
+    assert (evidence["predictions"], evidence["labelled"], evidence["unlabelled"]) == (100, 88, 10)
+    assert evidence["unknown_labels"] == {"count": 2, "values": ["n/a"]}
+
+
 # -- undefined metrics -----------------------------------------------------------------------------------
 
 

@@ -205,10 +205,10 @@ def ingest_classes(checks: Iterable[CheckSpec], reference: Reference | None) -> 
     if not specs or any(s.task != "classification" for s in specs):
         return None
     sets = [s.declared_classes(reference) for s in specs]
-    if any(s is None for s in sets):
+    known = [s for s in sets if s is not None]
+    if len(known) < len(sets):
         return None
-    merged = ClassSet([v for s in sets for v in s.values], sets[0].source)
-    return merged
+    return ClassSet([v for s in known for v in s.values], known[0].source)
 
 
 # -- evaluation ---------------------------------------------------------------------------------------------
@@ -270,11 +270,49 @@ _EVIDENTLY_ERRORS = (ValueError, TypeError, KeyError, ZeroDivisionError)
 _TARGET, _DECISION = "@target", "@decision"  # column names no class key is expected to be
 
 
-def _classification(spec: PerformanceSpec, frame: pd.DataFrame, reference: Reference | None) -> Evaluation:
-    import numpy as np
+def _key(value: Any) -> str:
+    """The key of a value known to be a class."""
+    return class_key(value) or ""
+
+
+def _class_report(truth: list[str], decided: list[str], positive: Any) -> dict:
+    """evidently's classification quality of the decisions (class keys)."""
     import pandas as pd
     from evidently.legacy.metrics import ClassificationQualityMetric
     from evidently.legacy.pipeline.column_mapping import ColumnMapping
+
+    present = sorted(set(truth) | set(decided))
+    # With two classes present evidently computes a binary task for pos_label; over more classes than
+    # two those three are macro averages, which it gives only when three or more are present.
+    macro = positive is None and len(present) == 2
+    pos_label = present[0] if macro else None if positive is None else _key(positive)
+    mapping = ColumnMapping(target=_TARGET, prediction=_DECISION, pos_label=pos_label, task="classification")
+    result = _report(ClassificationQualityMetric(), pd.DataFrame({_TARGET: truth, _DECISION: decided}), mapping)
+    if macro:
+        from sklearn.metrics import precision_recall_fscore_support  # type: ignore[import-untyped]
+
+        averages = precision_recall_fscore_support(truth, decided, average="macro", zero_division=0)
+        result.update(zip(("precision", "recall", "f1"), averages[:3], strict=True))
+    return result
+
+
+def _scored_report(truth: list[str], score: pd.Series, positive: Any, negative: Any, threshold: float | None) -> dict:
+    """evidently's classification quality of the positive class's score; with ``threshold``, of the
+    decisions it makes too."""
+    import pandas as pd
+    from evidently.legacy.metrics import ClassificationQualityMetric
+    from evidently.legacy.pipeline.column_mapping import ColumnMapping
+
+    pos, neg = _key(positive), _key(negative)
+    p = score.to_numpy(dtype=float)
+    data = pd.DataFrame({_TARGET: truth, pos: p, neg: 1.0 - p})
+    mapping = ColumnMapping(target=_TARGET, prediction=[pos, neg], pos_label=pos, task="classification")
+    return _report(ClassificationQualityMetric(probas_threshold=threshold), data, mapping)
+
+
+def _classification(spec: PerformanceSpec, frame: pd.DataFrame, reference: Reference | None) -> Evaluation:
+    import numpy as np
+    import pandas as pd
 
     frame = frame[frame[PREDICTION].map(class_key).notna()]
     predictions = len(frame)
@@ -285,7 +323,7 @@ def _classification(spec: PerformanceSpec, frame: pd.DataFrame, reference: Refer
         return _insufficient(spec, 0, 0, evidence)
 
     decision_scores = _scores(frame[PREDICTION])
-    probability = None
+    probability: pd.Series | None = None
     if PROBABILITY in frame.columns:
         given = pd.to_numeric(frame[PROBABILITY], errors="coerce")
         given = given.where(given.between(0, 1))
@@ -339,8 +377,8 @@ def _classification(spec: PerformanceSpec, frame: pd.DataFrame, reference: Refer
     if size < spec.min_rows:
         return _insufficient(spec, predictions, size, evidence)
 
-    truth = [class_key(v) for v in labels[used]]
-    decided = [class_key(v) for v in decisions[used]]
+    truth = [_key(v) for v in labels[used]]
+    decided = [_key(v) for v in decisions[used]]
     undefined: dict[str, str] = {}
     if positive is not None:
         key = class_key(positive)
@@ -362,7 +400,7 @@ def _classification(spec: PerformanceSpec, frame: pd.DataFrame, reference: Refer
     scored = None
     if probability is not None:
         scored = used & probability.notna()
-        scored_truth = {class_key(v) for v in labels[scored]}
+        scored_truth = {_key(v) for v in labels[scored]}
         if positive is None:
             undefined["roc_auc"] = f"a probability is of the positive class, which needs two classes; there are {len(classes)}"
             scored = None
@@ -373,36 +411,17 @@ def _classification(spec: PerformanceSpec, frame: pd.DataFrame, reference: Refer
             )
             scored = None
 
-    pos_key = class_key(positive) if positive is not None else None
-    mapping = ColumnMapping(target=_TARGET, prediction=_DECISION, pos_label=pos_key, task="classification")
     try:
-        if scored is not None and probability is decision_scores:
+        thresholded = decision_scores is not None and probability is decision_scores  # one score for both
+        if scored is not None and probability is not None and thresholded:
             # The decision is the score at the threshold: one report gives every metric.
-            p = probability[used].to_numpy(dtype=float)
-            data = pd.DataFrame({_TARGET: truth, pos_key: p, class_key(negative): 1.0 - p})
-            mapping = ColumnMapping(
-                target=_TARGET, prediction=[pos_key, class_key(negative)], pos_label=pos_key, task="classification"
-            )
-            result = _report(ClassificationQualityMetric(probas_threshold=spec.probability_threshold), data, mapping)
+            result = _scored_report(truth, probability[used], positive, negative, spec.probability_threshold)
         else:
-            present = sorted(set(truth) | set(decided))
-            if positive is None and len(present) == 2:
-                # evidently takes two classes for a binary task; over more classes these are macro averages
-                mapping = ColumnMapping(target=_TARGET, prediction=_DECISION, pos_label=present[0], task="classification")
-            result = _report(ClassificationQualityMetric(), pd.DataFrame({_TARGET: truth, _DECISION: decided}), mapping)
-            if positive is None and len(present) == 2:
-                from sklearn.metrics import precision_recall_fscore_support
-
-                macro = precision_recall_fscore_support(truth, decided, average="macro", zero_division=0)
-                result.update(zip(("precision", "recall", "f1"), macro[:3], strict=True))
+            result = _class_report(truth, decided, positive)
             result["roc_auc"] = None
-            if scored is not None:
-                p = probability[scored].to_numpy(dtype=float)
-                data = pd.DataFrame({_TARGET: [class_key(v) for v in labels[scored]], pos_key: p, class_key(negative): 1.0 - p})
-                roc = ColumnMapping(
-                    target=_TARGET, prediction=[pos_key, class_key(negative)], pos_label=pos_key, task="classification"
-                )
-                result["roc_auc"] = _report(ClassificationQualityMetric(), data, roc)["roc_auc"]
+            if scored is not None and probability is not None:
+                scored_truth_keys = [_key(v) for v in labels[scored]]
+                result["roc_auc"] = _scored_report(scored_truth_keys, probability[scored], positive, negative, None)["roc_auc"]
     except _EVIDENTLY_ERRORS as exc:
         return Evaluation.failed(f"evidently could not compute classification quality: {exc}", size)
 

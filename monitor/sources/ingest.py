@@ -13,7 +13,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import sqlalchemy as sa
 from pydantic import Field
@@ -37,6 +37,7 @@ from monitor.storage.tables import IngestStat, Sample
 
 if TYPE_CHECKING:
     from monitor.checks.performance import ClassSet
+    from monitor.ingest.rows import FeatureType
     from monitor.sources.reference import Reference
 
 FeatureTypeName = Literal["number", "string", "boolean"]
@@ -131,19 +132,19 @@ class IngestModel:
     """What the API checks a model's posted rows against: each feature's type (see feature_types), and
     the classes a label must be one of (None: any label)."""
 
-    features: dict[str, str]
+    features: dict[str, FeatureType]
     classes: ClassSet | None = None
 
 
-def feature_types(spec: IngestSpec, reference: Reference | None) -> dict[str, str]:
+def feature_types(spec: IngestSpec, reference: Reference | None) -> dict[str, FeatureType]:
     """What each posted feature must be: the spec's ``feature_types``, else the reference's column
     types (numbers, true/false, anything else text), else anything."""
-    out: dict[str, str] = {}
+    out: dict[str, FeatureType] = {}
     for feature in spec.features:
         if feature in spec.feature_types:
             out[feature] = spec.feature_types[feature]
         elif reference is not None and feature in reference.frame.columns:
-            out[feature] = reference.column_type(feature)
+            out[feature] = cast("FeatureType", reference.column_type(feature))
         else:
             out[feature] = "any"
     return out
