@@ -1,20 +1,33 @@
 """Check kind ``drift``: per-feature distribution drift of the window against the reference, by evidently.
 
 Evidently chooses the statistical test per column (or uses ``method``) and says per column whether it
-drifted; the data set drifts by the share of drifted columns. Metrics: ``drift_share`` and
-``drifted_count`` for the data set; ``drift_score`` and ``drifted`` (1 or 0) per feature.
+drifted; the data set drifts by the share of drifted columns. Metrics: ``drift_share``,
+``drifted_count`` and ``skipped_features`` for the data set; ``drift_score`` and ``drifted`` (1 or 0)
+per feature.
+
+Both sides are typed by the reference (``Reference.column_type``, ``as_type``) before evidently sees
+them. A value that is not of the feature's type, or not finite, is left out (counted per feature in
+the evidence); a feature left with fewer than ``min_rows`` values, or that evidently cannot compute,
+is skipped with its reason, and the others are still evaluated.
 """
 
 from __future__ import annotations
 
+import math
 import sys
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, Window
+from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window
+from monitor.sources.reference import TYPE_NAMES, Reference, Typed, as_type
 
-# Evidently's stat-test names (its legacy registry); a test keeps this list equal to evidently's.
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Evidently's stat-test names for numerical and categorical columns (its legacy registry, less the
+# tests for free text, a column type we do not map to); tests/test_drift_methods.py keeps this list
+# equal to evidently's. Which of them fits which column type is asked of the registry: fitting().
 METHODS = (
     "anderson",
     "chisquare",
@@ -58,6 +71,101 @@ def strength(score: float, threshold: float, drifted: bool) -> float:
     return min(threshold / score if p_value_like else score / threshold, sys.float_info.max)
 
 
+# How a type's values are named in a reason: "400 not a number (...), where the reference has numbers".
+_ONE_OF = {"number": "a number", "boolean": "true/false", "string": "text"}
+_ALL_OF = {"number": "numbers", "boolean": "true/false", "string": "text"}
+
+
+def fitting(column_type: str) -> list[str]:
+    """The methods evidently's stat-test registry allows for a column of this type (``Reference.column_type``)."""
+    from evidently.legacy.calculations.stattests.registry import (
+        StatTestInvalidFeatureTypeError,
+        StatTestNotFoundError,
+        get_registered_stattest,
+    )
+    from evidently.legacy.core import ColumnType
+
+    target = ColumnType.Numerical if column_type == "number" else ColumnType.Categorical
+    out = []
+    for method in METHODS:
+        try:
+            get_registered_stattest(method, target)
+        except (StatTestInvalidFeatureTypeError, StatTestNotFoundError):
+            continue
+        out.append(method)
+    return out
+
+
+def check_reference(spec: DriftSpec, reference: Reference, features: list[str]) -> list[SpecProblem]:
+    """A ``method`` that evidently would refuse for one of the check's features, found at load time."""
+    if spec.method is None:
+        return []
+    columns = [f for f in spec.features or features if f in reference.frame.columns]  # others: the loader says
+    types = {f: reference.column_type(f) for f in columns}
+    fits = {t: fitting(t) for t in set(types.values())}
+    every = [m for m in METHODS if all(m in fits[t] for t in fits)]
+    return [
+        (
+            ("method",),
+            f"method {spec.method!r} does not fit {feature!r} ({TYPE_NAMES[kind]}): use one of {', '.join(every)} "
+            "or leave method unset (evidently then chooses per feature)",
+        )
+        for feature, kind in types.items()
+        if spec.method not in fits[kind]
+    ]
+
+
+def _unusable(kind: str, reference: Typed, live: Typed, min_rows: int) -> str | None:
+    """Why a feature cannot be compared in this window, or None when it can."""
+    if reference.usable == 0:
+        return f"the reference has no usable value for it ({_what_is_left_out(kind, reference)})"
+    if live.usable >= min_rows:
+        return None
+    usable = f"{live.usable} usable value(s) in {len(live.values)} row(s), {min_rows} needed (min_rows)"
+    return f"{usable}: {_what_is_left_out(kind, live)}"
+
+
+def _what_is_left_out(kind: str, typed: Typed) -> str:
+    parts = []
+    if typed.missing:
+        parts.append(f"{typed.missing} missing")
+    if typed.not_finite:
+        parts.append(f"{typed.not_finite} not finite")
+    if typed.wrong_type:
+        parts.append(
+            f"{typed.wrong_type} not {_ONE_OF[kind]} (e.g. {', '.join(typed.examples)}), where the reference has {_ALL_OF[kind]}"
+        )
+    return ", ".join(parts) or "no rows"
+
+
+def _drift_table(spec: DriftSpec, reference: dict, current: dict, kinds: dict[str, str]) -> dict:
+    """evidently's DataDriftTable over these typed columns: its result per column."""
+    import pandas as pd
+    from evidently.legacy.metrics import DataDriftTable
+    from evidently.legacy.pipeline.column_mapping import ColumnMapping
+    from evidently.legacy.report import Report
+
+    columns = list(kinds)
+    mapping = ColumnMapping(
+        numerical_features=[c for c in columns if kinds[c] == "number"],
+        categorical_features=[c for c in columns if kinds[c] != "number"],
+        target=None,
+        prediction=None,
+        datetime=None,
+        id=None,
+    )
+    report = Report(metrics=[DataDriftTable(columns=columns, stattest=spec.method, stattest_threshold=spec.threshold)])
+    report.run(
+        reference_data=pd.DataFrame({c: reference[c] for c in columns}),
+        current_data=pd.DataFrame({c: current[c] for c in columns}),
+        column_mapping=mapping,
+    )
+    return report.as_dict()["metrics"][0]["result"]["drift_by_columns"]
+
+
+_EVIDENTLY_ERRORS = (ValueError, TypeError, KeyError, ZeroDivisionError)
+
+
 def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) -> Evaluation:
     columns = spec.features or features
     frame = window.frame
@@ -65,61 +173,79 @@ def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) ->
     if sample_size < spec.min_rows:
         return Evaluation.insufficient(sample_size, spec.min_rows)
 
-    from evidently.legacy.metrics import DataDriftTable
-    from evidently.legacy.pipeline.column_mapping import ColumnMapping
-    from evidently.legacy.report import Report
+    kinds: dict[str, str] = {}
+    current: dict[str, pd.Series] = {}
+    counts: dict[str, dict[str, int]] = {}
+    skipped: list[dict[str, Any]] = []
+    for name in columns:
+        kind = reference.column_type(name)
+        live = as_type(frame[name], kind)
+        counts[name] = {"missing": live.missing, "not_finite": live.not_finite, "wrong_type": live.wrong_type}
+        reason = _unusable(kind, reference.typed(name), live, spec.min_rows)
+        if reason is None:
+            kinds[name], current[name] = kind, live.values
+        else:
+            skipped.append({"feature": name, "type": TYPE_NAMES[kind], "reason": reason, **counts[name]})
+    typed_reference = {name: reference.typed(name).values for name in kinds}
 
-    numerical = reference.numerical(columns)
-    mapping = ColumnMapping(
-        numerical_features=numerical,
-        categorical_features=[c for c in columns if c not in numerical],
-        target=None,
-        prediction=None,
-        datetime=None,
-        id=None,
-    )
-    current = frame[columns]
-    text = [c for c in columns if c not in numerical and current[c].dtype != reference.frame[c].dtype]
-    if text:  # a category sent as 80331 is the reference's "80331", not a new category
-        current = current.assign(**{c: current[c].where(current[c].isna(), current[c].astype(str)) for c in text})
-    report = Report(metrics=[DataDriftTable(columns=columns, stattest=spec.method, stattest_threshold=spec.threshold)])
-    try:
-        report.run(reference_data=reference.frame[columns], current_data=current, column_mapping=mapping)
-        result = report.as_dict()["metrics"][0]["result"]
-    except (ValueError, TypeError, KeyError) as exc:
-        return Evaluation.failed(f"evidently could not compute drift: {exc}", sample_size)
+    results: dict[str, dict] = {}
+    if kinds:
+        try:
+            results = _drift_table(spec, typed_reference, current, kinds)
+        except _EVIDENTLY_ERRORS:
+            # One column evidently cannot compute must not leave the others unchecked: each on its own.
+            for name in kinds:
+                try:
+                    results.update(_drift_table(spec, typed_reference, current, {name: kinds[name]}))
+                except _EVIDENTLY_ERRORS as exc:
+                    reason = f"evidently could not compute drift: {exc}"
+                    skipped.append({"feature": name, "type": TYPE_NAMES[kinds[name]], "reason": reason, **counts[name]})
 
-    values = [
-        MetricValue("drift_share", float(result["share_of_drifted_columns"])),
-        MetricValue("drifted_count", float(result["number_of_drifted_columns"])),
-    ]
-    per_feature = []
-    for name, column in result["drift_by_columns"].items():
+    values, per_feature = [], []
+    for name, column in results.items():
         score, threshold, drifted = (
             float(column["drift_score"]),
             float(column["stattest_threshold"]),
             bool(column["drift_detected"]),
         )
+        if not math.isfinite(score):
+            reason = f"evidently's {column['stattest_name']} is {score}"
+            skipped.append({"feature": name, "type": TYPE_NAMES[kinds[name]], "reason": reason, **counts[name]})
+            continue
         values += [MetricValue("drift_score", score, name), MetricValue("drifted", float(drifted), name)]
         per_feature.append(
             {
                 "feature": name,
+                "type": TYPE_NAMES[kinds[name]],
                 "score": score,
                 "method": column["stattest_name"],
                 "threshold": threshold,
                 "drifted": drifted,
                 "strength": strength(score, threshold, drifted),
+                **counts[name],
             }
         )
+    skipped.sort(key=lambda f: columns.index(f["feature"]))
+    if not per_feature:
+        reasons = "; ".join(f"{f['feature']}: {f['reason']}" for f in skipped)
+        return Evaluation("error", sample_size, evidence={"skipped": skipped}, error=f"no feature could be checked: {reasons}")
     per_feature.sort(key=lambda f: (not f["drifted"], -f["strength"]))
-    return Evaluation("ok", sample_size, values, evidence={"features": per_feature})
+    drifted_count = sum(f["drifted"] for f in per_feature)
+    values = [
+        MetricValue("drift_share", drifted_count / len(per_feature)),
+        MetricValue("drifted_count", float(drifted_count)),
+        MetricValue("skipped_features", float(len(skipped))),
+        *values,
+    ]
+    return Evaluation("ok", sample_size, values, evidence={"features": per_feature, "skipped": skipped})
 
 
 KIND = CheckKind(
     kind="drift",
     spec=DriftSpec,
-    dataset_metrics=frozenset({"drift_share", "drifted_count"}),
+    dataset_metrics=frozenset({"drift_share", "drifted_count", "skipped_features"}),
     feature_metrics=frozenset({"drift_score", "drifted"}),
     evaluate=evaluate,
     needs_reference=True,
+    check_reference=check_reference,
 )

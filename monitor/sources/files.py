@@ -110,7 +110,9 @@ class FilesSource:
             self._require(path, set(header))
             chunks = pd.read_csv(path, usecols=wanted, chunksize=_CHUNK_ROWS)
         else:
-            chunks = pd.read_json(path, lines=True, chunksize=_CHUNK_ROWS)
+            # JSON's own types (dtype=False): pandas' guesses would make "12.5" a number, "80331" an
+            # integer and a boolean column with nulls 1.0/NaN; the drift check types by the reference.
+            chunks = pd.read_json(path, lines=True, chunksize=_CHUNK_ROWS, dtype=False)
         parts, stamps = [], []
         for chunk in chunks:
             if fmt == "jsonl":
