@@ -9,6 +9,7 @@ Evaluator (a files source, on SQLite and PostgreSQL) and the real daemon's HTTP 
 from __future__ import annotations
 
 import io
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -144,6 +145,16 @@ def test_declared_classes_coerce_labels_and_a_label_that_fits_none_is_left_out_a
     t = truth.copy()
     t[3] = 1
     assert values(result)["accuracy"] == pytest.approx(np.mean(t[kept] == (score[kept] >= 0.5)), abs=1e-12)
+
+
+def test_the_evidence_of_unknown_labels_is_strict_json():
+    """An inf label is named as text: PostgreSQL's json (and JSON) has no inf."""
+    truth, score = scored(50, seed=15)
+    labels = pd.Series(truth.astype(float))
+    labels[0] = float("inf")
+    result = evaluate_quality(spec(classes=[0, 1]), window(score, labels), None, [])
+    assert result.evidence["unknown_labels"] == {"count": 1, "values": ["inf"]}
+    json.dumps(result.evidence, allow_nan=False)
 
 
 def test_classes_come_from_the_reference_and_a_label_it_never_had_is_left_out():

@@ -93,6 +93,8 @@ def plain(value: Any) -> Any:
         return int(value)
     if isinstance(value, numbers.Real):
         number = float(value)
+        if not math.isfinite(number):
+            return repr(number)  # JSON (and PostgreSQL's json) has no inf
         return int(number) if number.is_integer() and abs(number) < 2**63 else number
     return value if isinstance(value, str) else repr(value)
 
