@@ -95,7 +95,8 @@ def test_drifted_window_is_a_breach_with_metrics_evidence_alert_and_notification
     by_key = {(m["metric"], m["feature"]): m for m in metrics}
     assert len(by_key) == len(metrics)
     assert set(by_key) == (
-        {("drift_share", ""), ("drifted_count", "")} | {(metric, f) for f in FEATURES for metric in ("drift_score", "drifted")}
+        {("drift_share", ""), ("drifted_count", ""), ("skipped_features", "")}
+        | {(metric, f) for f in FEATURES for metric in ("drift_score", "drifted")}
     )
     for m in metrics:
         assert (m["model"], m["check"], m["time"], m["run_id"]) == (MODEL, DRIFT, T0, run["id"])
@@ -164,7 +165,7 @@ def test_evaluating_again_keeps_one_episode_and_one_notification(tmp_path, engin
     assert alert["updated"] == T0 + timedelta(minutes=30)
     assert len(notifications(engine)) == 1
     assert len(rows(engine, CheckRun.__table__)) == 4
-    assert len(rows(engine, Metric.__table__)) == 4 * (2 + 2 * len(FEATURES))
+    assert len(rows(engine, Metric.__table__)) == 4 * (3 + 2 * len(FEATURES))
 
 
 # -- for: --------------------------------------------------------------------------------------------

@@ -79,7 +79,9 @@ class Evaluator:
         began = time.perf_counter()
         started = self.clock.now()
         window_start, window_end = check.bounds(started)
-        evaluation = self._evaluate(model, check, window_start, window_end)
+        # A value no database can hold (inf, NaN) is left out and named in the evidence, so one bad
+        # number never costs the whole run its record.
+        evaluation = self._evaluate(model, check, window_start, window_end).without_non_finite()
         observations = observe(check.alert, evaluation.values, check.for_) if evaluation.outcome == "ok" else []
         outcome = "breach" if any(o.breached for o in observations) else evaluation.outcome
         result = RunResult(model.model, check.name, outcome, evaluation, window_start, window_end, observations)
