@@ -1,15 +1,31 @@
 """Shared fixtures: a real database per test (SQLite always, PostgreSQL when configured), and a model
-project on disk (config, check file, reference and live data) made by tests/factories.py."""
+project on disk (config, check file, reference and live data) made by tests/factories.py; the
+environment for a subprocess that runs this checkout's ``monitor``; and tests whose real process
+starts before the first test (``@pytest.mark.background``)."""
 
 from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from monitor.storage import db
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def checkout_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: this process's environment) for a subprocess that runs ``python -m monitor``
+    (or imports ``monitor``): this checkout's root first on PYTHONPATH, before any entries already
+    there, so the subprocess runs the code under test and not whichever copy is pip-installed."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
 
 PG_URL = os.environ.get("MONITOR_TEST_POSTGRES_URL", "")
 PG_HINT = (
@@ -60,3 +76,48 @@ def sqlite_engine(tmp_path):
     db.upgrade(engine)
     yield engine
     engine.dispose()
+
+
+# --- real runs started before the first test ---------------------------------------------------------
+# A test of a long real run that mostly waits on its own clock (`monitor demo`: about a minute) is
+# marked ``@pytest.mark.background(start=start)``. ``start()`` is called as soon as collection is done and
+# returns the run (anything with a ``stop()``); the test is moved to the end and gets the run from the
+# ``background`` fixture, so the run goes on alongside the other tests instead of after them. The test
+# asserts what it would if it had started the run itself, which it does when nothing started it early
+# (an xdist worker, say). Runs still going when the session ends (-x, Ctrl-C) are stopped.
+
+BACKGROUND = pytest.StashKey[object]()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "background(start=fn): fn() starts the test's real run when collection ends; the test runs last"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.get_closest_marker("background") is not None)  # stable: the rest keep their order
+
+
+def pytest_collection_finish(session):
+    if session.config.option.collectonly or hasattr(session.config, "workerinput"):
+        return
+    for item in session.items:
+        marker = item.get_closest_marker("background")
+        if marker is not None:
+            item.stash[BACKGROUND] = marker.kwargs["start"]()
+
+
+def pytest_sessionfinish(session):
+    for item in getattr(session, "items", []):
+        run = item.stash.get(BACKGROUND, None)
+        if run is not None:
+            run.stop()
+
+
+@pytest.fixture
+def background(request):
+    """The test's run, started when collection ended (or now, if nothing started it)."""
+    if BACKGROUND not in request.node.stash:
+        request.node.stash[BACKGROUND] = request.node.get_closest_marker("background").kwargs["start"]()
+    return request.node.stash[BACKGROUND]

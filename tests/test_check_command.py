@@ -2,27 +2,36 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from factories import FEATURES, live_frame, write_project
 from sqlalchemy.orm import Session
 
+from monitor.cli import main
 from monitor.storage import db
 from monitor.storage.tables import Notification
 
-ROOT = Path(__file__).resolve().parents[1]
 
+@pytest.fixture
+def monitor(capsys, caplog, monkeypatch):
+    """``monitor ARGS`` in ``cwd``, run in this process as ``python -m monitor`` runs it (what ``main``
+    returns is the exit code), its output captured, the log (warnings and errors) after its stderr: what
+    these tests check is printed and stored, which needs no process of its own. The real process is
+    tested in test_daemon.py, test_demo.py and test_cli_help.py."""
+    monkeypatch.delenv("MONITOR_CONFIG", raising=False)
 
-def monitor(*args: str, cwd) -> subprocess.CompletedProcess:
-    # This checkout's package, whichever copy happens to be pip-installed.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "monitor", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    def run(*args: str, cwd) -> subprocess.CompletedProcess:
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()  # output from before is not this command's
+        caplog.clear()
+        returncode = main(list(args))
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["monitor", *args], returncode, out, err + caplog.text)
+
+    return run
 
 
 def count(db_path, table: str) -> int:
@@ -33,7 +42,7 @@ def count(db_path, table: str) -> int:
     return n
 
 
-def test_check_on_a_drifted_window_prints_stores_and_notifies(tmp_path):
+def test_check_on_a_drifted_window_prints_stores_and_notifies(tmp_path, monitor):
     write_project(tmp_path, live=live_frame(600, end=datetime.now(UTC), drift=True))
 
     done = monitor("check", "fraud-scorer/feature-drift", cwd=tmp_path)
@@ -57,7 +66,7 @@ def test_check_on_a_drifted_window_prints_stores_and_notifies(tmp_path):
     assert sent == ["sent"]
 
 
-def test_check_on_three_rows_is_insufficient_data(tmp_path):
+def test_check_on_three_rows_is_insufficient_data(tmp_path, monitor):
     write_project(tmp_path, live=live_frame(3, end=datetime.now(UTC), drift=True))
 
     done = monitor("check", "fraud-scorer/feature-drift", cwd=tmp_path)
@@ -70,7 +79,7 @@ def test_check_on_three_rows_is_insufficient_data(tmp_path):
     assert count(tmp_path / "monitor.db", "alerts") == 0
 
 
-def test_dry_run_stores_and_sends_nothing(tmp_path):
+def test_dry_run_stores_and_sends_nothing(tmp_path, monitor):
     write_project(tmp_path, live=live_frame(600, end=datetime.now(UTC), drift=True))
     assert monitor("db", "upgrade", cwd=tmp_path).returncode == 0
 
@@ -85,7 +94,7 @@ def test_dry_run_stores_and_sends_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("command", [("check", "fraud-scorer/feature-drift", "--dry-run"), ("alerts",)])
-def test_dry_run_and_alerts_neither_create_nor_migrate_the_database(tmp_path, command):
+def test_dry_run_and_alerts_neither_create_nor_migrate_the_database(tmp_path, command, monitor):
     write_project(tmp_path, live=live_frame(600, end=datetime.now(UTC), drift=True))
 
     done = monitor(*command, cwd=tmp_path)
@@ -121,7 +130,7 @@ def _claim_the_sent_notification(db_path, claimed: datetime) -> None:
     engine.dispose()
 
 
-def test_check_does_not_resend_what_a_running_daemon_has_in_hand(tmp_path):
+def test_check_does_not_resend_what_a_running_daemon_has_in_hand(tmp_path, monitor):
     write_project(tmp_path, live=live_frame(600, end=datetime.now(UTC), drift=True))
     first = monitor("check", "fraud-scorer/feature-drift", cwd=tmp_path)
     assert first.returncode == 0 and "1 notification(s) delivered" in first.stdout, first.stderr
@@ -145,7 +154,7 @@ def test_check_does_not_resend_what_a_running_daemon_has_in_hand(tmp_path):
     assert "1 notification(s) delivered" in done.stdout
 
 
-def test_an_unreadable_source_is_an_error_with_its_reason(tmp_path):
+def test_an_unreadable_source_is_an_error_with_its_reason(tmp_path, monitor):
     live = live_frame(100, end=datetime.now(UTC)).drop(columns=["amount"])
     write_project(tmp_path, live=live)
 
@@ -156,7 +165,7 @@ def test_an_unreadable_source_is_an_error_with_its_reason(tmp_path):
     assert "missing column(s) amount" in done.stdout
 
 
-def test_unknown_model_or_check_is_named(tmp_path):
+def test_unknown_model_or_check_is_named(tmp_path, monitor):
     write_project(tmp_path)
 
     unknown_model = monitor("check", "fraud-scorr/feature-drift", cwd=tmp_path)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import checkout_env
 
 from monitor import __version__
 from monitor.cli import main
@@ -117,6 +118,8 @@ def test_unknown_command_is_a_usage_error(capsys):
     ],
 )
 def test_python_dash_m_monitor(tmp_path, argv, expected):
-    done = subprocess.run([sys.executable, "-m", "monitor", *argv], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", *argv], cwd=tmp_path, env=checkout_env(), capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert expected in done.stdout

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 import yaml
+from conftest import checkout_env
 
 import monitor.client as mc
 from monitor.client import Counts, MonitorClient
@@ -386,7 +387,9 @@ def test_a_process_exiting_normally_flushes_and_a_forked_child_sends_only_its_ow
         sys.exit(os.waitstatus_to_exitcode(status))
     """)
     with running_daemon(tmp_path) as daemon:
-        done = subprocess.run([sys.executable, "-c", script, daemon.http.url, TOKEN], timeout=20, capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-c", script, daemon.http.url, TOKEN], env=checkout_env(), timeout=20, capture_output=True, text=True
+        )
         assert done.returncode == 0, done.stderr
         assert ingest_totals(daemon) == (12, 0)
         assert set(samples(daemon)) == {f"parent{i}" for i in range(5)} | {f"child{i}" for i in range(7)}

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
+from conftest import checkout_env
 from factories import live_frame, write_project
 
 FAST_CHECKS = [
@@ -49,12 +50,39 @@ def wait_for_runs(db_path, at_least: int, timeout: float = 60.0) -> int:
         engine.dispose()
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
-def test_run_evaluates_on_schedule_alerts_once_and_stops_cleanly(tmp_path, stop_signal):
-    write_project(tmp_path, live=live_frame(500, end=datetime.now(UTC), drift=True), checks=FAST_CHECKS)
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "run"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+def start_daemon(folder) -> subprocess.Popen:
+    """``monitor run`` in ``folder``, this checkout's."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "monitor", "run"],
+        cwd=folder,
+        env=checkout_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
+
+
+STOP_SIGNALS = [signal.SIGTERM, signal.SIGINT]
+
+
+@pytest.fixture(scope="module")
+def daemons(tmp_path_factory):
+    """A project and a running daemon on it for each stop signal, all started at once: a daemon's first
+    seconds go mostly to imports (evidently's, for the drift check), and two cores do both side by side."""
+    started = {}
+    for stop_signal in STOP_SIGNALS:
+        folder = tmp_path_factory.mktemp(stop_signal.name)
+        write_project(folder, live=live_frame(500, end=datetime.now(UTC), drift=True), checks=FAST_CHECKS)
+        started[stop_signal] = (folder, start_daemon(folder))
+    yield started
+    for _, daemon in started.values():
+        daemon.kill()
+        daemon.communicate()
+
+
+@pytest.mark.parametrize("stop_signal", STOP_SIGNALS)
+def test_run_evaluates_on_schedule_alerts_once_and_stops_cleanly(daemons, stop_signal):
+    tmp_path, daemon = daemons[stop_signal]
     try:
         wait_for_runs(tmp_path / "monitor.db", at_least=6)
         daemon.send_signal(stop_signal)
@@ -79,17 +107,19 @@ def test_run_evaluates_on_schedule_alerts_once_and_stops_cleanly(tmp_path, stop_
 
 def test_run_refuses_an_invalid_daemon_config(tmp_path):
     (tmp_path / "config.yaml").write_text("databse:\n  url: sqlite:///x.db\n")
-    done = subprocess.run([sys.executable, "-m", "monitor", "run"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "run"], cwd=tmp_path, env=checkout_env(), capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 1
     assert "config.yaml:1:1: databse: unknown key 'databse' (did you mean 'database'?)" in done.stderr
 
 
 def test_a_broken_check_file_is_skipped_and_the_others_run(tmp_path):
-    write_project(tmp_path, live=live_frame(500, end=datetime.now(UTC)), checks=FAST_CHECKS)
+    # The subject is the broken file: the latency check alone runs (no drift check, so no evidently to import).
+    latency = [check for check in FAST_CHECKS if check["kind"] == "latency"]
+    write_project(tmp_path, live=live_frame(500, end=datetime.now(UTC)), checks=latency)
     (tmp_path / "checks" / "broken.yaml").write_text("model: other\nowner: fraud-team\nsource: {kind: nope}\n")
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "run"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    daemon = start_daemon(tmp_path)
     try:
         wait_for_runs(tmp_path / "monitor.db", at_least=2)
         daemon.send_signal(signal.SIGTERM)

@@ -15,6 +15,7 @@ from pathlib import Path
 from textwrap import dedent
 
 import pytest
+from conftest import checkout_env
 from factories import reference_frame, write_project
 
 from monitor.cli import main
@@ -886,7 +887,12 @@ def monitor(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Comple
     environment = {k: v for k, v in os.environ.items() if k != "MONITOR_CONFIG"}
     environment.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "monitor", *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "monitor", *args],
+        cwd=cwd,
+        env=checkout_env(environment),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -942,7 +948,7 @@ def test_shipped_config_and_checks_are_valid():
     done = subprocess.run(
         [sys.executable, "-m", "monitor", "validate", "--config", "config.example.yaml"],
         cwd=REPO,
-        env=env,
+        env=checkout_env(env),
         capture_output=True,
         text=True,
         timeout=120,
@@ -954,7 +960,7 @@ def test_shipped_config_and_checks_are_valid():
     done = subprocess.run(
         [sys.executable, "-m", "monitor", "validate", "--config", "config.example.yaml", *listed],
         cwd=REPO,
-        env=env,
+        env=checkout_env(env),
         capture_output=True,
         text=True,
         timeout=120,
