@@ -511,7 +511,7 @@ class MonitorClient:
         return self._random.uniform(ceiling / 2, ceiling)
 
     def _recovered(self) -> None:
-        if self._outage_logged:
+        if self._outage_logged and self._outage_since is not None:
             log.warning("monitor client: %s reachable again after %.1fs", self.url, time.monotonic() - self._outage_since)
         self._outage_since, self._outage_logged = None, False
 

@@ -115,6 +115,8 @@ def _print_result(result) -> None:
             print(
                 f"  {f['feature']:<24} {f['method']:<32} {f['score']:>12.4g} {f['threshold']:>10.4g}  {'YES' if f['drifted'] else 'no'}"
             )
+    for f in evaluation.evidence.get("skipped", []):
+        print(f"  skipped {f['feature']}: {f['reason']}")
     for o in result.observations:
         print(
             f"  rule {o.rule.when.text!r}{' [' + o.feature + ']' if o.feature else ''}: {'BREACHED' if o.breached else 'ok'} at {format_number(o.value, o.rule.when.threshold)}"

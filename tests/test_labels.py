@@ -161,7 +161,8 @@ def test_classes_come_from_the_reference_and_a_label_it_never_had_is_left_out():
     truth, score = scored(200, seed=5)
     labels = pd.Series(truth, dtype=object)
     labels[10] = "maybe"
-    reference = Reference(Path("reference.parquet"), pd.DataFrame({"amount": np.arange(6.0), "label": [0, 1] * 3}))
+    frame = pd.DataFrame({"amount": np.arange(6.0), "label": [0, 1] * 3})
+    reference = Reference(Path("reference.parquet"), frame, label="label")  # as for_source gives it
 
     result = evaluate_quality(spec(), window(score, labels), reference, ["amount"])
 
@@ -407,13 +408,14 @@ def test_a_files_source_with_a_probability_column(tmp_path, engine):
     assert got["roc_auc"] == pytest.approx(roc_auc_score(truth, live["proba"]), abs=1e-12)
 
 
-def test_a_files_source_label_the_reference_never_had_is_left_out_and_named(tmp_path, engine):
-    """The reference's label column (here both are called label) gives the classes: 0 and 1."""
-    setup = FilesProject(tmp_path, engine, rules=[], label="label", reference_labels=[0, 1])
+@pytest.mark.parametrize("label", ["label", "is_fraud"])
+def test_a_files_source_label_the_reference_never_had_is_left_out_and_named(tmp_path, engine, label):
+    """The reference's label column, the one the source's `label` names, gives the classes: 0 and 1."""
+    setup = FilesProject(tmp_path, engine, rules=[], label=label, reference_labels=[0, 1])
     live = setup.live(300, skill=0.6)
-    live["label"] = live["label"].map(lambda v: str(int(v)))  # text: "1" is the reference's class 1
-    live.loc[[3, 7], "label"] = "maybe"
-    live.loc[9, "label"] = "2"
+    live[label] = live[label].map(lambda v: str(int(v)))  # text: "1" is the reference's class 1
+    live.loc[[3, 7], label] = "maybe"
+    live.loc[9, label] = "2"
     setup.write(live)
 
     result = setup.run()

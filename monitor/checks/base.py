@@ -130,7 +130,7 @@ class CheckKind:
 
     What it needs decides what the evaluator reads for it: ``reads_rows`` (the source's rows in the
     window; a kind without it, such as a probe, is given a :class:`Window` with no rows and may run
-    on a model that has no source), ``needs_reference`` (the model's reference data set) and
+    on a model that has no source), ``needs_reference`` (the model's reference data set; ``uses_reference``: when it has one) and
     ``required_roles`` (source columns beyond the features, e.g. ``@latency_ms``).
     ``check_reference``, when set, is asked at load time (``monitor validate`` and the daemon's start)
     what in the spec cannot work with this reference, so that it fails there and not on every run.
@@ -146,6 +146,7 @@ class CheckKind:
     # first watched the model, the check is insufficient_data for this long after that (see volume).
     start_grace: Callable[[Any], timedelta] | None = None
     needs_reference: bool = False
+    uses_reference: bool = False  # reads the model's reference when it has one, without needing one
     required_roles: tuple[str, ...] = ()
     metrics_for: Callable[[Any], frozenset[str]] | None = None
     check_reference: Callable[[Any, Reference, list[str]], list[SpecProblem]] | None = None

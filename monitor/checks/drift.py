@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import Field
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 # Evidently's stat-test names for numerical and categorical columns (its legacy registry, less the
 # tests for free text, a column type we do not map to); tests/test_drift_methods.py keeps this list
 # equal to evidently's. Which of them fits which column type is asked of the registry: fitting().
-METHODS = (
+Method = Literal[
     "anderson",
     "chisquare",
     "cramer_von_mises",
@@ -47,12 +47,13 @@ METHODS = (
     "TVD",
     "wasserstein",
     "z",
-)
+]
+METHODS: tuple[str, ...] = get_args(Method)
 
 
 class DriftSpec(CheckSpec):
     kind: Literal["drift"]
-    method: Literal[METHODS] | None = Field(None, description="evidently's stat test; evidently chooses per column when unset")
+    method: Method | None = Field(None, description="evidently's stat test; evidently chooses per column when unset")
     threshold: float | None = Field(None, gt=0, description="the method's drift threshold; evidently's default when unset")
     features: list[str] | None = Field(None, min_length=1, description="a subset of the model's features; all when unset")
 

@@ -9,7 +9,8 @@ is ``insufficient_data`` ("no predictions in the window", or "N predictions, M l
 
 Classification (``task: classification``): ``accuracy``, ``precision``, ``recall``, ``f1`` and
 ``roc_auc``. Labels and class predictions are matched to the model's **classes**: ``classes`` in the
-check, else the values of the reference's ``label`` column (:data:`REFERENCE_LABEL`) when it has one,
+check, else the values of the reference's label column (the column the source's ``label`` names) when
+it has one,
 else the values seen (labels and class predictions). A value is one of the classes by its text, with
 whole numbers as integers, so ``1``, ``1.0``, ``"1"`` and ``true`` are the class ``1``. A label that
 fits no class is left out, counted and named in the evidence (``unknown_labels``); so is a class
@@ -38,7 +39,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, model_validator
 
 from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window
 from monitor.config.types import Duration
@@ -51,14 +52,10 @@ if TYPE_CHECKING:
 
 CLASSIFICATION = ("accuracy", "precision", "recall", "f1", "roc_auc")
 REGRESSION = {"mae": "mean_abs_error", "rmse": "rmse", "mape": "mean_abs_perc_error"}
-# The reference's column of true classes: what an ingest source's labels are called. (A check is not
-# told the source's column names; a files or sql source whose label column is named otherwise
-# declares ``classes``.)
-REFERENCE_LABEL = "label"
 SHOWN_VALUES = 10  # how many distinct unknown values the evidence names
 
 ClassValue = str | int | bool
-FROM = {"check": "the check's classes", "reference": f"the reference's {REFERENCE_LABEL!r} column", "values": "the values seen"}
+FROM = {"check": "the check's classes", "reference": "the reference's label column", "values": "the values seen"}
 
 
 # -- classes ----------------------------------------------------------------------------------------------
@@ -127,11 +124,12 @@ class ClassSet:
         return ", ".join(show(v) for v in self.values)
 
 
-def reference_classes(reference: Reference | None, column: str = REFERENCE_LABEL) -> ClassSet | None:
-    """The classes of the reference's label column, when it has one with at least two."""
-    if reference is None or column not in reference.frame.columns:
+def reference_classes(reference: Reference | None) -> ClassSet | None:
+    """The classes of the reference's label column (the source's label column, by name), when it has
+    one with at least two."""
+    if reference is None or reference.label is None:
         return None
-    found = {class_key(v): plain(v) for v in reference.frame[column].dropna().unique()}
+    found = {class_key(v): plain(v) for v in reference.frame[reference.label].dropna().unique()}
     found.pop(None, None)
     return ClassSet(sorted(found.values(), key=_order), "reference") if len(found) >= 2 else None
 
@@ -147,9 +145,6 @@ class PerformanceSpec(CheckSpec):
         min_length=2,
         description="the classes labels and decisions are one of; from the reference's label column, else the values, when unset",
     )
-    # Where the model's reference is, once the loader has shown it to check_reference: a kind that does
-    # not need a reference is not given one by the evaluator, and the classes may come from it.
-    _reference_path: str | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _classes_fit(self) -> PerformanceSpec:
@@ -183,8 +178,7 @@ class PerformanceSpec(CheckSpec):
 
 
 def check_reference(spec: PerformanceSpec, reference: Reference, features: list[str]) -> list[SpecProblem]:
-    """Remembers where the reference is (for its classes), and refuses a positive_label it does not have."""
-    spec._reference_path = str(reference.path)
+    """Refuses a positive_label that is not one of the classes of the reference's label column."""
     if spec.task != "classification" or spec.classes is not None:
         return []
     classes = reference_classes(reference)
@@ -193,7 +187,7 @@ def check_reference(spec: PerformanceSpec, reference: Reference, features: list[
             (
                 ("positive_label",),
                 f"positive_label {show(spec.positive_label)} is not one of the classes of the reference's "
-                f"{REFERENCE_LABEL!r} column ({classes}): set positive_label, or classes",
+                f"{reference.label!r} column ({classes}): set positive_label, or classes",
             )
         ]
     return []
@@ -495,10 +489,6 @@ def evaluate(spec: PerformanceSpec, window: Window, reference: Reference | None,
     if PREDICTION not in frame.columns or LABEL not in frame.columns:
         return _insufficient(spec, 0, 0, {"predictions": 0, "labelled": 0, "unlabelled": 0})
     if spec.task == "classification":
-        if reference is None and spec.classes is None and spec._reference_path is not None:
-            from monitor.sources.reference import load_reference
-
-            reference = load_reference(spec._reference_path, [])  # read once per file version, shared
         return _classification(spec, frame, reference)
     return _regression(spec, frame)
 
@@ -509,6 +499,7 @@ KIND = CheckKind(
     dataset_metrics=frozenset(CLASSIFICATION) | frozenset(REGRESSION),
     feature_metrics=frozenset(),
     evaluate=evaluate,
+    uses_reference=True,  # the classes of its label column, when the model has one
     required_roles=(PREDICTION, LABEL),
     metrics_for=lambda spec: frozenset(CLASSIFICATION) if spec.task == "classification" else frozenset(REGRESSION),
     check_reference=check_reference,

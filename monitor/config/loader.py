@@ -350,7 +350,7 @@ def _semantic_issues(doc: Document, model: ModelConfig, config: DaemonConfig | N
                     doc.issue(("checks", i, "kind"), f"a {check.kind} check needs the source's {key} column: add source.{key}")
                 )
         if reference is not None and kind.check_reference is not None:
-            for where, message in kind.check_reference(check, reference, features):
+            for where, message in kind.check_reference(check, reference.for_source(model.source), features):
                 issues.append(doc.issue(("checks", i, *where), message))
         for j, feature in enumerate(getattr(check, "features", None) or []):
             if feature not in features:

@@ -124,8 +124,8 @@ class Evaluator:
                 return Evaluation("insufficient_data", 0, error=unwatched)
             window = self._window(model, kind, start, end)
             reference = None
-            if kind.needs_reference and model.reference is not None:
-                reference = load_reference(model.reference.path, features)
+            if (kind.needs_reference or kind.uses_reference) and model.reference is not None:
+                reference = load_reference(model.reference.path, features).for_source(model.source)
             return kind.evaluate(check, window, reference, features)
         except SourceError as exc:
             return Evaluation.failed(str(exc))

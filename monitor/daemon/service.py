@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm.exc import StaleDataError
 
 from monitor.checks.base import CheckSpec
+from monitor.checks.performance import ingest_classes
 from monitor.clock import Clock, SystemClock
 from monitor.config.models import ModelConfig
 from monitor.daemon.closing import close_orphans
@@ -134,8 +135,6 @@ class Daemon:
     def ingest_models(self) -> dict[str, IngestModel]:
         """What the ingest API checks the rows of every model whose source it is against: the type of
         each feature, and the classes a label must be one of (from its performance checks)."""
-        from monitor.checks.performance import ingest_classes
-
         out = {}
         for model in self.project.checks.models.values():
             if model.source is None or model.source.kind != "ingest":
@@ -143,7 +142,7 @@ class Daemon:
             reference = None
             if model.reference is not None:
                 try:
-                    reference = load_reference(model.reference.path, [])
+                    reference = load_reference(model.reference.path, []).for_source(model.source)
                 except SourceError as exc:
                     log.warning(
                         "%s: reference not readable (%s): posted features are not type-checked, nor labels against its classes",

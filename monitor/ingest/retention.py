@@ -11,14 +11,14 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from monitor.storage.tables import IngestStat, Sample
+from monitor.storage.tables import IngestStat, Sample, table
 
 MINUTES_PER_BATCH = 60
 
 
 def delete_expired(engine: Engine, before: datetime) -> int:
     """Delete the minutes older than ``before``; returns how many minutes (of any model) went."""
-    stats, samples = IngestStat.__table__, Sample.__table__
+    stats, samples = table(IngestStat), table(Sample)
     removed = 0
     while True:
         with engine.begin() as conn:

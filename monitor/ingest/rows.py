@@ -12,11 +12,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import orjson
+import sqlalchemy as sa
 
-from monitor.storage.tables import Sample
+from monitor.storage.tables import Sample, table
 
 if TYPE_CHECKING:
     from monitor.checks.performance import ClassSet
@@ -30,8 +31,8 @@ _END_TS = datetime(9999, 12, 31, 23, 59, tzinfo=UTC).timestamp()
 MAX_FUTURE_SECONDS = 5 * 60
 # What the samples table holds (PostgreSQL enforces both): a longer or NUL-bearing id or version would
 # fail the write of every waiting bucket, again and again, so such a row is rejected here instead.
-_MAX_ID = Sample.__table__.c.row_id.type.length
-_MAX_VERSION = Sample.__table__.c.model_version.type.length
+_MAX_ID: int = cast(sa.String, table(Sample).c.row_id.type).length or 0
+_MAX_VERSION: int = cast(sa.String, table(Sample).c.model_version.type).length or 0
 
 
 def _bad_text(value: Any, limit: int) -> bool:

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Engine
 
 from monitor.clock import Clock
 from monitor.ingest.sketch import LatencySketch
-from monitor.storage.tables import IngestStat, Sample
+from monitor.storage.tables import IngestStat, Sample, table
 from monitor.storage.upsert import upsert
 
 log = logging.getLogger(__name__)
@@ -138,19 +138,19 @@ class Sampler:
                         bucket.dirty = True
                         matched.add(row["id"])
         remaining = [i for i in wanted if i not in matched]
-        table = Sample.__table__
+        samples = table(Sample)
         try:
             with self.engine.begin() as conn:
                 for start in range(0, len(remaining), 500):
                     found = conn.scalars(
-                        sa.select(table.c.row_id).where(
-                            table.c.model == model, table.c.row_id.in_(remaining[start : start + 500])
+                        sa.select(samples.c.row_id).where(
+                            samples.c.model == model, samples.c.row_id.in_(remaining[start : start + 500])
                         )
                     ).all()
                     if found:
                         conn.execute(
-                            sa.update(table)
-                            .where(table.c.model == model, table.c.row_id == sa.bindparam("rid"))
+                            sa.update(samples)
+                            .where(samples.c.model == model, samples.c.row_id == sa.bindparam("rid"))
                             .values(label=sa.bindparam("new_label", type_=sa.JSON), labelled=labelled_at),
                             [{"rid": row_id, "new_label": wanted[row_id]} for row_id in set(found)],
                         )
@@ -202,7 +202,7 @@ class Sampler:
         try:
             with self.engine.connect() as conn:
                 stat = (
-                    conn.execute(sa.select(IngestStat.__table__).where(IngestStat.model == model, IngestStat.minute == when))
+                    conn.execute(sa.select(table(IngestStat)).where(IngestStat.model == model, IngestStat.minute == when))
                     .mappings()
                     .first()
                 )
@@ -210,7 +210,7 @@ class Sampler:
                     return Bucket()
                 samples = (
                     conn.execute(
-                        sa.select(Sample.__table__).where(Sample.model == model, Sample.minute == when).order_by(Sample.slot)
+                        sa.select(table(Sample)).where(Sample.model == model, Sample.minute == when).order_by(Sample.slot)
                     )
                     .mappings()
                     .all()
@@ -273,8 +273,8 @@ class Sampler:
             return 0
         try:
             with self.engine.begin() as conn:
-                upsert(conn, IngestStat.__table__, [p[1] for p in pending], ["model", "minute"])
-                upsert(conn, Sample.__table__, [row for p in pending for row in p[2]], ["model", "minute", "slot"])
+                upsert(conn, table(IngestStat), [p[1] for p in pending], ["model", "minute"])
+                upsert(conn, table(Sample), [row for p in pending for row in p[2]], ["model", "minute", "slot"])
         except sa.exc.SQLAlchemyError as exc:
             log.error("cannot write ingest buckets (%d waiting): %s", len(pending), exc)
             with self._lock:

@@ -33,7 +33,7 @@ from monitor.sources.base import (
     SourceSpec,
     Summary,
 )
-from monitor.storage.tables import IngestStat, Sample
+from monitor.storage.tables import IngestStat, Sample, table
 
 if TYPE_CHECKING:
     from monitor.checks.performance import ClassSet
@@ -64,6 +64,8 @@ class IngestSpec(SourceSpec):
 class IngestSource:
     def __init__(self, spec: IngestSpec, context: SourceContext) -> None:
         self.spec = spec
+        if context.engine is None:
+            raise ValueError("the ingest source reads the daemon's own database: its context needs the engine")
         self.model = context.model
         self.engine = context.engine
 
@@ -71,9 +73,9 @@ class IngestSource:
         return sa.and_(table.c.model == self.model, table.c.minute >= start, table.c.minute < end)
 
     def summary(self, start: datetime, end: datetime) -> Summary:
-        table = IngestStat.__table__
+        stats = table(IngestStat)
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(table.c.accepted, table.c.latency_sketch).where(self._minutes(table, start, end))).all()
+            rows = conn.execute(sa.select(stats.c.accepted, stats.c.latency_sketch).where(self._minutes(stats, start, end))).all()
         sketch = LatencySketch()
         for _, buckets in rows:
             sketch.merge(LatencySketch(buckets))
@@ -83,7 +85,7 @@ class IngestSource:
         import numpy as np
         import pandas as pd
 
-        stats, samples = IngestStat.__table__, Sample.__table__
+        stats, samples = table(IngestStat), table(Sample)
         with self.engine.connect() as conn:
             counts = dict(conn.execute(sa.select(stats.c.minute, stats.c.accepted).where(self._minutes(stats, start, end))).all())
             rows = conn.execute(

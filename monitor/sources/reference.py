@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from threading import Lock
 from typing import TYPE_CHECKING, Any, Literal
 
 from monitor.config.types import StrictModel
-from monitor.sources.base import SourceError
+from monitor.sources.base import SourceError, SourceSpec
 from monitor.sources.files import FORMATS
 
 if TYPE_CHECKING:
@@ -42,9 +42,18 @@ _NUMERIC_KINDS = {"integer", "floating", "mixed-integer-float", "decimal"}  # pa
 class Reference:
     path: Path
     frame: pd.DataFrame
+    # The column of true labels, as the model's source names its label role (see for_source): a file
+    # shared by two models is one Reference, and each model sees it with its own label column.
+    label: str | None = None
     # what is worked out once per column and shared by every evaluation: its type, its typed values
     _types: dict[str, ColumnType] = field(default_factory=dict, repr=False, compare=False)
     _typed: dict[str, Typed] = field(default_factory=dict, repr=False, compare=False)
+
+    def for_source(self, source: SourceSpec | None) -> Reference:
+        """This reference as a model with ``source`` reads it: its label column is the source's label
+        column, when the reference has one of that name. The frame and its typed columns are shared."""
+        label = source.label if source is not None and source.label in self.frame.columns else None
+        return replace(self, label=label, _types=self._types, _typed=self._typed)
 
     def column_type(self, name: str) -> ColumnType:
         """``number``, ``boolean`` or ``string``: what a live value of this column should be.

@@ -7,6 +7,7 @@ for the daemon's queries, and a test keeps the two equal.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -40,6 +41,11 @@ class UtcDateTime(TypeDecorator):
 
 class Base(DeclarativeBase):
     pass
+
+
+def table(mapped: type[Base]) -> sa.Table:
+    """The Core table of a mapped class, typed as one (SQLAlchemy types ``__table__`` as any FromClause)."""
+    return cast(sa.Table, mapped.__table__)
 
 
 class CheckRun(Base):
