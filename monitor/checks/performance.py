@@ -212,6 +212,22 @@ def ingest_classes(checks: Iterable[CheckSpec], reference: Reference | None) -> 
 _UNKNOWN = object()
 
 
+def _scored_rows(
+    frame: pd.DataFrame, evidence: dict[str, Any], unlabelled: pd.Series, unknown_label: pd.Series, unknown_prediction: pd.Series
+) -> pd.Series:
+    """The rows that are scored: labelled, with a label and a prediction that fit. What is left out is
+    counted (and named) in ``evidence``."""
+    for key, unknown, column in (
+        ("unknown_labels", unknown_label, LABEL),
+        ("unknown_predictions", unknown_prediction, PREDICTION),
+    ):
+        if unknown.any():
+            evidence[key] = {"count": int(unknown.sum()), "values": _distinct(frame.loc[unknown, column])}
+    labelled = ~unlabelled & ~unknown_label
+    evidence["labelled"] = int(labelled.sum())
+    return labelled & ~unknown_prediction
+
+
 def _distinct(values: Iterable[Any]) -> list[Any]:
     """Up to SHOWN_VALUES of the distinct values, for the evidence."""
     found = {class_key(v): plain(v) for v in values}
@@ -353,22 +369,13 @@ def _classification(spec: PerformanceSpec, frame: pd.DataFrame, reference: Refer
 
     labels = frame[LABEL].map(lambda v: classes.get(v, _UNKNOWN))
     unknown_label = ~unlabelled & labels.map(lambda v: v is _UNKNOWN)
-    if unknown_label.any():
-        evidence["unknown_labels"] = {"count": int(unknown_label.sum()), "values": _distinct(frame.loc[unknown_label, LABEL])}
     if decision_scores is not None:
         decisions = decision_scores.map(lambda p: positive if p >= spec.probability_threshold else negative)
         unknown_decision = pd.Series(False, index=frame.index)
     else:
         decisions = frame[PREDICTION].map(lambda v: classes.get(v, _UNKNOWN))
         unknown_decision = decisions.map(lambda v: v is _UNKNOWN)
-        if unknown_decision.any():
-            evidence["unknown_predictions"] = {
-                "count": int(unknown_decision.sum()),
-                "values": _distinct(frame.loc[unknown_decision, PREDICTION]),
-            }
-    labelled = ~unlabelled & ~unknown_label
-    used = labelled & ~unknown_decision
-    evidence["labelled"] = int(labelled.sum())
+    used = _scored_rows(frame, evidence, unlabelled, unknown_label, unknown_decision)
     size = int(used.sum())
     if size < spec.min_rows:
         return _insufficient(spec, predictions, size, evidence)
@@ -453,17 +460,7 @@ def _regression(spec: PerformanceSpec, frame: pd.DataFrame) -> Evaluation:
         return _insufficient(spec, 0, 0, evidence)
     labels, predicted = numbers_of(frame[LABEL]), numbers_of(frame[PREDICTION])
     unknown_label = ~unlabelled & ~np.isfinite(labels)
-    unknown_prediction = ~np.isfinite(predicted)
-    if unknown_label.any():
-        evidence["unknown_labels"] = {"count": int(unknown_label.sum()), "values": _distinct(frame.loc[unknown_label, LABEL])}
-    if unknown_prediction.any():
-        evidence["unknown_predictions"] = {
-            "count": int(unknown_prediction.sum()),
-            "values": _distinct(frame.loc[unknown_prediction, PREDICTION]),
-        }
-    labelled = ~unlabelled & ~unknown_label
-    used = labelled & ~unknown_prediction
-    evidence["labelled"] = int(labelled.sum())
+    used = _scored_rows(frame, evidence, unlabelled, unknown_label, ~np.isfinite(predicted))
     size = int(used.sum())
     if size < spec.min_rows:
         return _insufficient(spec, predictions, size, evidence)

@@ -101,16 +101,4 @@ def _close(session: Session, alert: Alert, reason: str, now: datetime) -> None:
             continue
         message = dataclasses.replace(told, event="resolved", resolved=now.isoformat(), reason=reason)
         alert.summary = message.subject
-        session.add(
-            Notification(
-                alert_id=alert.id,
-                event="resolved",
-                receiver=receiver,
-                status="pending",
-                attempts=0,
-                created=now,
-                time=now,
-                next_attempt=now,
-                payload=message.to_dict(),
-            )
-        )
+        session.add(Notification.pending(alert.id, "resolved", receiver, message.to_dict(), now))

@@ -273,16 +273,4 @@ class Evaluator:
         routes = [(route.match.labels(), route.also) for route in self.config.routes]
         names = [r.name for owner in owners_for(alert.owner, labels, routes) for r in self.receivers.of(owner)]
         for receiver in dict.fromkeys(names):
-            session.add(
-                Notification(
-                    alert_id=alert.id,
-                    event=message.event,
-                    receiver=receiver,
-                    status="pending",
-                    attempts=0,
-                    created=now,
-                    time=now,
-                    next_attempt=now,
-                    payload=message.to_dict(),
-                )
-            )
+            session.add(Notification.pending(alert.id, message.event, receiver, message.to_dict(), now))

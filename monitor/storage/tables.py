@@ -150,6 +150,12 @@ class Notification(Base):
     channel_id: Mapped[str | None] = mapped_column(sa.String(100))
     payload: Mapped[dict] = mapped_column(sa.JSON)
 
+    @classmethod
+    def pending(cls, alert_id: int, event: str, receiver: str, payload: dict, now: datetime) -> Notification:
+        """A delivery owed now, not yet attempted."""
+        return cls(alert_id=alert_id, event=event, receiver=receiver, status="pending", attempts=0, created=now, time=now,
+                   next_attempt=now, payload=payload)  # fmt: skip
+
     __table_args__ = (
         sa.Index("ix_notifications_status_next", "status", "next_attempt"),
         sa.Index("ix_notifications_alert", "alert_id"),
