@@ -150,6 +150,9 @@ def call_times(log, count: int) -> np.ndarray:
     return out
 
 
+NOT_BLOCKED = 0.5  # seconds: far under the client's 5 s request timeout
+
+
 def test_daemon_down_calls_stay_flat_and_the_kept_rows_arrive_once_it_is_back(tmp_path, caplog):
     port = free_port()
     url = f"http://127.0.0.1:{port}"  # nothing listens there yet
@@ -165,13 +168,15 @@ def test_daemon_down_calls_stay_flat_and_the_kept_rows_arrive_once_it_is_back(tm
     assert timing.dropped == Counts(predictions=20_000) and timing.sent == Counts() and timing.pending == 0
     p50, p99, worst = np.percentile(times, 50), np.percentile(times, 99), times.max()
     print(f"log_prediction while the daemon is down: p50 {p50 * 1e6:.1f} us, p99 {p99 * 1e6:.1f} us, max {worst * 1e3:.2f} ms")
-    assert p99 < 1e-3 and worst < 0.05
+    # A call that waited on the network would take the request timeout (5 s); the bound on the worst call
+    # only leaves room for a garbage collection of this (large) test process on a loaded machine.
+    assert p99 < 1e-3 and worst < NOT_BLOCKED
 
     # 2. a bounded buffer: 5,000 logged into 1,000 places keeps the first 1,000 and drops 4,000
     client = MonitorClient(url, MODEL, token=TOKEN, buffer_size=1000, batch_size=200, flush_interval=0.05, max_backoff=0.2)
     try:
         full = call_times(lambda i: client.log_prediction(f"k{i}", features(i), 0.5), 5000)
-        assert np.percentile(full, 99) < 1e-3 and full.max() < 0.05
+        assert np.percentile(full, 99) < 1e-3 and full.max() < NOT_BLOCKED
         assert client.dropped == Counts(predictions=4000) and client.pending == 1000
         assert client.flush(timeout=0.3) is False  # nothing to deliver to
 
