@@ -119,6 +119,11 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def import_evidently() -> None:
+    """Load evidently's legacy reports (about 4 s, once per process)."""
+    import evidently.legacy.report  # noqa: F401
+
+
 # A problem a check kind finds in its spec against the model's reference, at load time: the path of
 # the key within the check (``("method",)``, ``("features", 2)``) and what to change.
 SpecProblem = tuple[tuple[str | int, ...], str]
@@ -150,6 +155,9 @@ class CheckKind:
     required_roles: tuple[str, ...] = ()
     metrics_for: Callable[[Any], frozenset[str]] | None = None
     check_reference: Callable[[Any, Reference, list[str]], list[SpecProblem]] | None = None
+    # Work done once before the daemon's first run of the kind (loading a library that takes seconds),
+    # so the first scheduled run is not late and does not make the next one skip.
+    warm_up: Callable[[], None] | None = None
 
     @property
     def metrics(self) -> frozenset[str]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import Field
 
-from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window
+from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window, import_evidently
 from monitor.sources.reference import TYPE_NAMES, Reference, Typed, as_type
 
 if TYPE_CHECKING:
@@ -243,4 +243,5 @@ KIND = CheckKind(
     evaluate=evaluate,
     needs_reference=True,
     check_reference=check_reference,
+    warm_up=import_evidently,
 )

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window
+from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window, import_evidently
 from monitor.config.types import Duration
 from monitor.sources.base import LABEL, PREDICTION, PROBABILITY
 
@@ -500,4 +500,5 @@ KIND = CheckKind(
     required_roles=(PREDICTION, LABEL),
     metrics_for=lambda spec: frozenset(CLASSIFICATION) if spec.task == "classification" else frozenset(REGRESSION),
     check_reference=check_reference,
+    warm_up=import_evidently,
 )

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm.exc import StaleDataError
 
+from monitor.checks import CHECKS
 from monitor.checks.base import CheckSpec
 from monitor.checks.performance import ingest_classes
 from monitor.clock import Clock, SystemClock
@@ -118,6 +119,11 @@ class Daemon:
             log.error("check file skipped: %s", issue)
         db.upgrade(self.engine)
         self.close_orphans()
+        kinds = {check.kind for model in self.project.checks.models.values() for check in model.checks}
+        for kind in sorted(kinds):
+            warm_up = CHECKS[kind].warm_up
+            if warm_up is not None:
+                warm_up()
 
     def close_orphans(self) -> None:
         """Close the episodes of rules that are no longer in their files (edited, removed)."""
