@@ -209,3 +209,25 @@ def test_a_removed_model_is_closed_only_when_every_check_file_loaded(deployment,
     [closed] = d.alerts()
     assert (closed.state, closed.reason) == ("resolved", "model 'fraud-scorer' removed: no check file defines it")
     daemon.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "before, after",
+    [
+        ({"when": "drift_share > 0.3"}, {"id": "share", "when": "drift_share > 0.3"}),
+        ({"id": "share", "when": "drift_share > 0.3"}, {"when": "drift_share>0.3"}),
+    ],
+    ids=["an id added", "an id removed"],
+)
+def test_naming_or_unnaming_an_unchanged_rule_keeps_its_episode_and_tells_nobody(deployment, before, after):
+    d = deployment(before)
+    d.evaluate()
+    [episode] = d.alerts()
+    d.edit_rules(after)
+    d.clock.advance(timedelta(minutes=15))
+    d.restart()
+    result = d.evaluate()
+    [same] = d.alerts()
+    assert (same.id, same.state, same.reason) == (episode.id, "firing", None)
+    assert same.rule_key == ("share" if "id" in after else "drift_share > 0.3")
+    assert result.changes == [] and [n.event for n in d.notifications()] == ["firing"]

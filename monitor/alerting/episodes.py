@@ -55,20 +55,35 @@ def advance(episode: OpenEpisode | None, breached: bool, now: datetime, hold: ti
 
 @dataclass(frozen=True)
 class OpenKey:
-    """What an open episode belongs to, as stored."""
+    """What an open episode belongs to, as stored: its rule's key, and its condition in canonical form."""
 
     alert_id: int
     check: str
     rule_key: str
+    condition: str
     feature: str
 
 
+@dataclass(frozen=True)
+class RuleKey:
+    """A loaded rule as episodes know it: its key (its id, else its condition) and its condition."""
+
+    key: str
+    condition: str
+
+
+def belongs(episode_key: str, episode_condition: str, rule: RuleKey) -> bool:
+    """Whether an open episode is this rule's: by key, or by an unchanged condition when only the id was
+    added or removed (so that naming a rule neither closes nor re-fires its alert)."""
+    return episode_key == rule.key or episode_condition == rule.condition
+
+
 def orphaned(
-    episodes: Iterable[OpenKey], rules: Mapping[str, Collection[str]], features: Collection[str]
+    episodes: Iterable[OpenKey], rules: Mapping[str, Collection[RuleKey]], features: Collection[str]
 ) -> list[tuple[int, str]]:
     """``(alert id, why)`` for each open episode that no rule of the loaded file can ever move again.
 
-    ``rules`` maps each check of the file to its rule keys; ``features`` are the model's features. An
+    ``rules`` maps each check of the file to its rules; ``features`` are the model's features. An
     episode whose check or rule is gone, or whose feature the model no longer has, would stay open
     for ever: it is closed, and the reason says which of these it was.
     """
@@ -76,7 +91,7 @@ def orphaned(
     for episode in episodes:
         if episode.check not in rules:
             out.append((episode.alert_id, f"check {episode.check!r} removed"))
-        elif episode.rule_key not in rules[episode.check]:
+        elif not any(belongs(episode.rule_key, episode.condition, rule) for rule in rules[episode.check]):
             out.append((episode.alert_id, "rule removed or its condition changed"))
         elif episode.feature and episode.feature not in features:
             out.append((episode.alert_id, f"feature {episode.feature!r} removed"))

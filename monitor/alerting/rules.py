@@ -47,6 +47,14 @@ class RuleSpec(StrictModel):
         return self.id if self.id else self.when.canonical
 
 
+def canonical_condition(text: str) -> str:
+    """The canonical form of a stored condition text, or the text itself if it no longer parses."""
+    try:
+        return Condition.parse(text).canonical
+    except ValueError:
+        return text
+
+
 @dataclass(frozen=True)
 class Observation:
     rule: RuleSpec

@@ -3,7 +3,8 @@
 Metrics, in milliseconds: ``p50_ms``, ``p95_ms``, ``p99_ms``, ``max_ms`` and ``mean_ms``. Needs the
 source to declare its ``latency`` column. Over a sampled source (``ingest``) the percentiles come from
 the per-minute latency sketches of every row, within 0.5% (see monitor/ingest/sketch.py), and
-``mean_ms`` is left out; otherwise they are exact over the window's rows.
+``mean_ms`` is left out; otherwise they are exact over the window's rows. A latency that is missing,
+not finite or negative is left out and counted in the evidence (``left_out``).
 """
 
 from __future__ import annotations
@@ -29,9 +30,21 @@ def evaluate(spec: LatencySpec, window: Window, reference, features: list[str]) 
     import numpy as np
     import pandas as pd
 
-    latencies = pd.to_numeric(window.frame[LATENCY], errors="coerce").dropna().to_numpy(dtype=float)
+    given = pd.to_numeric(window.frame[LATENCY], errors="coerce").to_numpy(dtype=float)
+    # A latency that is not a number, not finite or below zero measures no request: it is left out and
+    # counted, so one bad value neither hides max_ms and mean_ms nor drags the percentiles.
+    usable = np.isfinite(given) & (given >= 0)
+    latencies = given[usable]
+    left_out = {
+        "missing": int(np.isnan(given).sum()),
+        "not_finite": int(np.isinf(given).sum()),
+        "negative": int((given < 0).sum()),
+    }
+    evidence = {"left_out": {k: v for k, v in left_out.items() if v}} if not usable.all() else {}
     if len(latencies) < spec.min_rows:
-        return Evaluation.insufficient(len(latencies), spec.min_rows)
+        insufficient = Evaluation.insufficient(len(latencies), spec.min_rows)
+        insufficient.evidence = evidence
+        return insufficient
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
     values = [
         MetricValue("p50_ms", float(p50)),
@@ -40,7 +53,7 @@ def evaluate(spec: LatencySpec, window: Window, reference, features: list[str]) 
         MetricValue("max_ms", float(latencies.max())),
         MetricValue("mean_ms", float(latencies.mean())),
     ]
-    return Evaluation("ok", len(latencies), values)
+    return Evaluation("ok", len(latencies), values, evidence=evidence)
 
 
 KIND = CheckKind(

@@ -20,7 +20,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from monitor.alerting.episodes import OpenKey, orphaned
+from monitor.alerting.episodes import OpenKey, RuleKey, orphaned
+from monitor.alerting.rules import canonical_condition
 from monitor.config.models import ModelConfig
 from monitor.notifiers.message import AlertMessage
 from monitor.storage.tables import OPEN_STATES, Alert, Notification
@@ -63,9 +64,9 @@ def close_orphans(
             if every_file_loaded:
                 closing += [(a.id, f"model {name!r} removed: no check file defines it") for a in alerts]
             continue
-        rules = {check.name: {rule.key for rule in check.alert} for check in model.checks}
+        rules = {check.name: [RuleKey(rule.key, rule.when.canonical) for rule in check.alert] for check in model.checks}
         features = model.source.features if model.source else []
-        keys = [OpenKey(a.id, a.check, a.rule_key, a.feature) for a in alerts]
+        keys = [OpenKey(a.id, a.check, a.rule_key, canonical_condition(a.rule), a.feature) for a in alerts]
         closing += [(alert_id, f"{why} in {files[name]}") for alert_id, why in orphaned(keys, rules, features)]
     closed = []
     for alert_id, reason in closing:

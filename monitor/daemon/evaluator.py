@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from monitor.alerting.episodes import OpenEpisode, advance, open_state
 from monitor.alerting.routing import owners_for
-from monitor.alerting.rules import Observation, observe
+from monitor.alerting.rules import Observation, canonical_condition, observe
 from monitor.checks import CHECKS
 from monitor.checks.base import CheckKind, CheckSpec, Evaluation, Window
 from monitor.clock import Clock
@@ -198,8 +198,15 @@ class Evaluator:
                 sa.select(Alert).where(Alert.model == model.model, Alert.check == check.name, Alert.state.in_(OPEN_STATES))
             )
         }
+        # An episode of a rule that only gained or lost its id since: known by its unchanged condition.
+        keys = {rule.key for rule in check.alert}
+        by_condition = {(canonical_condition(a.rule), a.feature): a for (key, _), a in open_alerts.items() if key not in keys}
         for observation in result.observations:
-            alert = open_alerts.get(observation.key)
+            alert = open_alerts.get(observation.key) or by_condition.pop(
+                (observation.rule.when.canonical, observation.feature), None
+            )
+            if alert is not None:
+                alert.rule_key = observation.rule.key
             episode = OpenEpisode(open_state(alert.state), alert.started) if alert else None
             step = advance(episode, observation.breached, at, observation.hold)
             if step is None:
