@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +27,12 @@ examples:
 The config file is --config, else $MONITOR_CONFIG, else ./config.yaml when it exists, else the built-in
 defaults (SQLite in ./monitor.db, check files in ./checks). Secrets come from the environment:
 ${VAR} and ${VAR:-default} in any YAML value.  Docs: README.md and docs/."""
+
+
+def _reason(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("say why, for the people the alert went to")
+    return text.strip()
 
 
 class UtcFormatter(logging.Formatter):
@@ -134,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         "still breaches opens a new episode at its next run.",
     )
     close.add_argument("id", type=int, metavar="ID", help="the alert number, as `monitor alerts` lists it")
-    close.add_argument("--reason", required=True, metavar="TEXT", help="why, for the people the alert went to")
+    close.add_argument("--reason", required=True, type=_reason, metavar="TEXT", help="why, for the people the alert went to")
     _config_arg(close, inner=True)
 
     demo = commands.add_parser(
@@ -154,8 +162,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(UtcFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
-    for noisy in ("apscheduler", "alembic", "slack_sdk", "urllib3"):
+    # httpx logs every request's URL at INFO: a receiver's URL may hold its secret (a webhook key).
+    for noisy in ("apscheduler", "alembic", "slack_sdk", "urllib3", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # What evidently and scikit-learn warn of (a division by zero, an ill-defined precision) is in the
+    # run's evidence as an undefined metric, with its reason; on the terminal it is only noise.
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"evidently\.")
+    warnings.filterwarnings("ignore", message=r".*(ill-defined|Only one class)", module=r"sklearn\.")
     from monitor import commands
 
     run = {
@@ -166,4 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "alerts": commands.alerts,
         "demo": commands.demo,
     }[args.command]
-    return run(args)
+    try:
+        return run(args)
+    except BrokenPipeError:  # `monitor check ... | head`: the reader has gone, and so may we
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

@@ -49,7 +49,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    from monitor.daemon.service import Daemon
+    import sqlalchemy as sa
+
+    from monitor.daemon.service import Daemon, why_not_recorded
 
     model_name, _, check_name = args.target.partition("/")
     project = _project(args)
@@ -81,7 +83,12 @@ def check(args: argparse.Namespace) -> int:
             return 1
     else:
         db.upgrade(daemon.engine)
-    result = daemon.evaluator.run(model, spec, dry_run=args.dry_run, read_alerts=read_alerts)
+    try:
+        result = daemon.evaluator.run(model, spec, dry_run=args.dry_run, read_alerts=read_alerts)
+    except sa.exc.SQLAlchemyError as exc:  # nothing was recorded: one transaction
+        print(f"{args.target}: evaluated but not recorded ({why_not_recorded(exc)})", file=sys.stderr)
+        daemon.engine.dispose()
+        return 1
     _print_result(result)
     if args.dry_run:
         print("dry run: nothing stored, nobody notified" + ("" if read_alerts else " (no database yet, so no alert was read)"))
@@ -122,8 +129,9 @@ def _print_result(result) -> None:
             f"  rule {o.rule.when.text!r}{' [' + o.feature + ']' if o.feature else ''}: {'BREACHED' if o.breached else 'ok'} at {format_number(o.value, o.rule.when.threshold)}"
         )
     for c in result.changes:
+        which = f"alert #{c.alert_id}" if result.run_id is not None else "alert (dry run)"
         print(
-            f"  alert #{c.alert_id} {c.rule}{' [' + c.feature + ']' if c.feature else ''} -> {c.state}"
+            f"  {which} {c.rule}{' [' + c.feature + ']' if c.feature else ''} -> {c.state}"
             + (f" (notify: {c.notify})" if c.notify else "")
         )
 
@@ -139,8 +147,8 @@ def database(args: argparse.Namespace) -> int:
     if args.db_command == "upgrade":
         db.upgrade(engine)
         print(f"{safe_url}: at revision {db.current_revision(engine)} (head)")
-    else:
-        print(f"{safe_url}: at revision {db.current_revision(engine) or 'none (empty database)'}")
+    else:  # read-only: a fresh folder keeps no new, empty database file
+        print(f"{safe_url}: at revision {db.existing_revision(engine) or 'none (empty database)'}")
     engine.dispose()
     return 0
 
@@ -157,6 +165,11 @@ def alerts(args: argparse.Namespace) -> int:
         return 1
     engine = db.create_engine(project.config.database.url)
     revision = db.existing_revision(engine)  # read-only: never creates or migrates the database
+    if revision is None and args.alerts_command == "close":
+        print(f"alert #{args.id} does not exist: {engine.url.render_as_string(hide_password=True)} has no monitor tables yet",
+              file=sys.stderr)  # fmt: skip
+        engine.dispose()
+        return 1
     if revision is None:
         print(
             f"no alerts yet: {engine.url.render_as_string(hide_password=True)} has no monitor tables "
@@ -184,6 +197,7 @@ def alerts(args: argparse.Namespace) -> int:
         target = f"{a.model}/{a.check}" + (f"[{a.feature}]" if a.feature else "")
         print(
             f"#{a.id:<5} {a.state:<9} {a.severity:<8} {target:<40} {a.rule:<28} last {format_number(a.last_value, a.threshold)}  since {a.started:%Y-%m-%d %H:%M} UTC"
+            + (f"  ({a.reason})" if a.reason else "")
         )
     engine.dispose()
     return 0

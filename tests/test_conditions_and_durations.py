@@ -122,6 +122,12 @@ def test_condition_that_is_not_text_is_rejected(value):
         Condition.parse(value)
 
 
+@pytest.mark.parametrize("text", ["accuracy < 1e999", "p99_ms > 2e308", "availability < 1e400%"])
+def test_a_threshold_too_large_to_be_a_number_is_refused(text):
+    with pytest.raises(ConditionError, match="too large to be a number: write a finite one"):
+        Condition.parse(text)
+
+
 def test_condition_error_is_a_value_error():
     """pydantic turns a ValueError into a validation issue at the line of the `when`."""
     assert issubclass(ConditionError, ValueError)

@@ -414,14 +414,16 @@ def test_labels_match_sampled_predictions_and_bad_label_rows_are_named(api):
             {"label": 1},
             {"id": "older-1"},
             {"id": "older-2", "label": "fraud"},
+            {"id": "older-4", "label": [1]},
         ],
     )
     assert response.status_code == 400
     body = response.json()
-    assert (body["accepted"], body["rejected"], body["matched"]) == (5, 2, 4)
+    assert (body["accepted"], body["rejected"], body["matched"]) == (5, 3, 4)
     assert [(e["index"], e.get("id"), e["reason"]) for e in body["errors"]] == [
         (4, None, "missing id"),
         (5, "older-1", "missing label (a number, text or true/false)"),
+        (7, "older-4", "label must be a number, text or true/false, got a list"),
     ]
 
     more = client.post(

@@ -50,3 +50,26 @@ def test_the_subject_shows_the_value_as_precisely_as_the_threshold():
     )
     assert message.subject == "[FIRING critical] fraud-scorer / quality: roc_auc = 0.9600"
     assert message.lines()[0] == "rule: roc_auc < 0.9633 (threshold 0.9633), severity critical"
+
+
+def test_a_message_names_the_features_that_were_not_checked():
+    message = AlertMessage(
+        alert_id=2,
+        event="firing",
+        model="fraud-scorer",
+        check="drift",
+        kind="drift",
+        owner="fraud-team",
+        severity="warning",
+        rule="skipped_features > 0",
+        metric="skipped_features",
+        value=1.0,
+        threshold=0.0,
+        started="2026-12-02T06:00:00+00:00",
+        window="1h",
+        window_start="2026-12-02T05:00:00+00:00",
+        window_end="2026-12-02T06:00:00+00:00",
+        sample_size=500,
+        skipped_features=[{"feature": "country", "reason": "0 usable value(s) in 500 row(s), 30 needed (min_rows): 500 missing"}],
+    )
+    assert "not checked: country: 0 usable value(s) in 500 row(s), 30 needed (min_rows): 500 missing" in message.lines()

@@ -231,3 +231,15 @@ def test_naming_or_unnaming_an_unchanged_rule_keeps_its_episode_and_tells_nobody
     assert (same.id, same.state, same.reason) == (episode.id, "firing", None)
     assert same.rule_key == ("share" if "id" in after else "drift_share > 0.3")
     assert result.changes == [] and [n.event for n in d.notifications()] == ["firing"]
+
+
+def test_closing_by_hand_needs_a_reason_and_an_alert_that_exists(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MONITOR_CONFIG", raising=False)
+    with pytest.raises(SystemExit):
+        main(["alerts", "close", "1", "--reason", "  "])
+    assert "--reason: say why, for the people the alert went to" in capsys.readouterr().err
+    assert main(["alerts", "close", "1", "--reason", "retired"]) == 1  # a fresh folder: no database at all
+    assert "alert #1 does not exist: sqlite:///monitor.db has no monitor tables yet" in capsys.readouterr().err
+    assert main(["db", "current"]) == 0
+    assert not (tmp_path / "monitor.db").exists()  # neither command made an empty database

@@ -71,3 +71,16 @@ def test_an_sql_source_url_is_checked_the_same_way(tmp_path, capsys):
     assert errors == [
         f"{checks}:5:8: source.url: postgres:// needs a driver monitor does not install: write postgresql+psycopg://"
     ]
+
+
+def test_an_ingest_feature_type_may_be_written_text_as_the_docs_and_evidence_name_it(tmp_path):
+    from monitor.config.loader import load_model_file
+
+    path = tmp_path / "stream.yaml"
+    path.write_text(
+        "model: stream\nowner: team\n"
+        "source: {kind: ingest, features: [country, amount], feature_types: {country: text, amount: number}}\n"
+        "checks: [{name: volume, kind: volume, every: 1m, window: 10m}]\n"
+    )
+    model = load_model_file(path, base_dir=tmp_path)
+    assert model.source.feature_types == {"country": "string", "amount": "number"}

@@ -52,6 +52,8 @@ class Condition:
                 "with OP one of > >= < <= == != (for example 'drift_share > 0.3' or 'availability < 99%')"
             )
         threshold = float(match["number"])
+        if not math.isfinite(threshold):
+            raise ConditionError(f"the threshold of {text!r} is too large to be a number: write a finite one")
         if match["percent"]:
             threshold /= 100.0
         return cls(metric=match["metric"], op=match["op"], threshold=threshold, text=" ".join(text.split()))

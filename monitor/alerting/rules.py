@@ -36,7 +36,7 @@ class MetricValue:
 
 
 class RuleSpec(StrictModel):
-    id: Name | None = Field(None, description="keeps the rule (and its open alert) when its condition is edited")
+    id: Name | None = None  # keeps the rule (and its open alert) when its condition is edited
     when: ConditionText
     severity: Severity = "warning"
     for_: Duration | None = Field(None, alias="for", description="how long the condition must hold; the check's `for` otherwise")

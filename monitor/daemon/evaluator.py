@@ -272,6 +272,10 @@ class Evaluator:
             feature=alert.feature,
             mentions=list(owner.mention) if owner else [],
             top_features=drifted[:TOP_FEATURES],
+            skipped_features=[
+                {"feature": f["feature"], "reason": f["reason"]}
+                for f in result.evaluation.evidence.get("skipped", [])[:TOP_FEATURES]
+            ],
             links={name: str(url) for name, url in check.links.model_dump().items() if url},
         )
 

@@ -224,8 +224,12 @@ def validate_labels(body: bytes, classes: ClassSet | None = None) -> Parsed:
 
     def check(item: dict, reasons: list[str]) -> dict:
         label = item.get("label")
-        if "label" not in item or isinstance(label, (dict, list)):
+        if "label" not in item:
             reasons.append("missing label (a number, text or true/false)")
+        elif isinstance(label, (dict, list)):
+            reasons.append(
+                f"label must be a number, text or true/false, got {'a list' if isinstance(label, list) else 'an object'}"
+            )
         elif classes is not None and label is not None:
             found = classes.get(label, _NOT_A_CLASS)
             if found is _NOT_A_CLASS:

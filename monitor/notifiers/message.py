@@ -41,6 +41,7 @@ class AlertMessage:
     resolved: str | None = None
     mentions: list[str] = field(default_factory=list)
     top_features: list[dict[str, Any]] = field(default_factory=list)
+    skipped_features: list[dict[str, str]] = field(default_factory=list)  # {feature, reason}: not checked
     links: dict[str, str] = field(default_factory=dict)
     reason: str | None = None  # why a resolved episode ended other than by its condition
 
@@ -74,6 +75,8 @@ class AlertMessage:
         out.append(owner)
         if self.top_features:
             out.append("drifted features, worst first: " + ", ".join(_feature(f) for f in self.top_features))
+        for skipped in self.skipped_features:
+            out.append(f"not checked: {skipped['feature']}: {skipped['reason']}")
         for name, url in self.links.items():
             out.append(f"{name}: {url}")
         return out

@@ -13,10 +13,10 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Literal, cast
 
 import sqlalchemy as sa
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from monitor.config.types import Identifier
 from monitor.ingest.sketch import LatencySketch
@@ -43,6 +43,11 @@ if TYPE_CHECKING:
 FeatureTypeName = Literal["number", "string", "boolean"]
 
 
+def _text_is_string(value: object) -> object:
+    """``text`` is how the docs and the evidence name ``string``: both are taken."""
+    return "string" if value == "text" else value
+
+
 class IngestSpec(SourceSpec):
     """Rows arrive through ``POST /v1/models/{model}/predictions``; their keys are fixed by the API."""
 
@@ -56,7 +61,7 @@ class IngestSpec(SourceSpec):
     latency: Literal["latency_ms"] = "latency_ms"
     label: Literal["label"] = "label"
     model_version: Literal["model_version"] = "model_version"
-    feature_types: dict[Identifier, FeatureTypeName] = Field(
+    feature_types: dict[Identifier, Annotated[FeatureTypeName, BeforeValidator(_text_is_string)]] = Field(
         {}, description="the type each posted feature must have; from the reference's column types when unset"
     )
 
