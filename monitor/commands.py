@@ -37,7 +37,7 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from monitor.daemon.service import Daemon
+    from monitor.daemon.service import Daemon, StartupError
 
     project = _project(args)
     if project is None:
@@ -45,7 +45,11 @@ def run(args: argparse.Namespace) -> int:
     if not project.checks.models and not project.checks.issues:
         print(f"no check files in {project.checks_dir}: add one (see checks/ in the repository for examples)", file=sys.stderr)
         return 1
-    return Daemon(project).run_forever()
+    try:
+        return Daemon(project).run_forever()
+    except StartupError as exc:  # one line, what to change; nothing was evaluated
+        print(f"monitor: {exc}", file=sys.stderr)
+        return 2
 
 
 def check(args: argparse.Namespace) -> int:

@@ -9,7 +9,8 @@ and the tests then call ``daemon.evaluate`` themselves.
 from __future__ import annotations
 
 import io
-import threading
+import select
+import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -339,25 +340,30 @@ def test_a_body_past_the_limit_is_413_whether_its_length_is_declared_or_streamed
 
 
 def test_429_with_retry_after_while_the_permits_are_all_held(sqlite_api):
-    """``max_concurrent_requests: 1``: one request held open by a slow body takes the only permit."""
+    """``max_concurrent_requests: 1``: one request held open by a slow body takes the only permit.
+
+    The held request is a raw socket: should it arrive while a probe holds the permit, it is answered
+    429 before its body is sent, which the test sees, and it is sent again."""
     daemon, client = sqlite_api
-    release, answers = threading.Event(), {}
     held = lines(*[row(f"held-{i}") for i in range(10)])
+    address = ("127.0.0.1", daemon.http.port)
 
-    def slow_body():
-        yield held[:50]
-        release.wait(20)
-        yield held[50:]
+    def open_held() -> socket.socket:
+        sock = socket.create_connection(address, timeout=30)
+        head = (
+            f"POST {PREDICTIONS} HTTP/1.1\r\nHost: {address[0]}:{address[1]}\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Content-Type: application/x-ndjson\r\nContent-Length: {len(held)}\r\nConnection: close\r\n\r\n"
+        )
+        sock.sendall(head.encode() + held[:50])
+        return sock
 
-    def send_slowly():
-        with httpx.Client(base_url=daemon.http.url, timeout=30) as slow:
-            answers["held"] = slow.post(PREDICTIONS, content=slow_body(), headers=AUTH)
-
-    sender = threading.Thread(target=send_slowly)
-    sender.start()
+    sock = open_held()
     try:
         deadline = time.monotonic() + 10
         while True:  # until the held request has its permit; an empty body is a harmless 400 meanwhile
+            if select.select([sock], [], [], 0)[0]:  # answered before its body ended: refused, so again
+                sock.close()
+                sock = open_held()
             probe = client.post(PREDICTIONS, content=b"", headers=AUTH)
             if probe.status_code == 429 or time.monotonic() > deadline:
                 break
@@ -368,10 +374,14 @@ def test_429_with_retry_after_while_the_permits_are_all_held(sqlite_api):
         assert "retry" in probe.json()["error"]
         refused = client.post(PREDICTIONS, content=lines(row("refused")), headers=AUTH)
         assert refused.status_code == 429 and refused.headers["Retry-After"]
+        sock.sendall(held[50:])
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
     finally:
-        release.set()
-        sender.join(30)
-    assert answers["held"].status_code == 202 and answers["held"].json()["accepted"] == 10
+        sock.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == b"202" and orjson.loads(body)["accepted"] == 10, answer
     assert accepted_in_db(daemon) == 10  # the refused row was not counted: its sender retries it
     assert client.post(PREDICTIONS, content=lines(row("refused")), headers=AUTH).status_code == 202
 

@@ -415,12 +415,12 @@ def test_the_spec_example_line_is_printed_exactly(project, capsys):
                 replace={8: "  features: [amount, country"},
                 insert_after={
                     8: [
-                        "  prediction: score                # line 8 never closed its '[': the parser stops at this ':'",
-                        "                                   # (line 9, column 13)",
+                        "  prediction: score                # line 8 never closed its '[' (column 13): the parser stops",
+                        "                                   # at this ':' (line 9, column 13), the message says so",
                     ]
                 },
             ),
-            9,
+            8,
             13,
             "expected ',' or ']'",
             id="unclosed-bracket",
@@ -720,6 +720,7 @@ VARIABLES = [
 def variables_config(tmp_path, monkeypatch):
     for name in VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    (tmp_path / "checks").mkdir()  # the config's checks_dir
     return write(tmp_path / "config.yaml", VARIABLES_CONFIG)
 
 

@@ -84,3 +84,41 @@ def test_an_ingest_feature_type_may_be_written_text_as_the_docs_and_evidence_nam
     )
     model = load_model_file(path, base_dir=tmp_path)
     assert model.source.feature_types == {"country": "string", "amount": "number"}
+
+
+def test_an_unquoted_channel_is_a_comment_and_refused(tmp_path, capsys):
+    config = write_project(tmp_path)
+    edit(config, "slack: '#fraud-alerts'", "slack: #fraud-alerts")
+    code, errors = validate(capsys, config)
+    assert code == 1
+    [error] = errors
+    assert error.startswith(f"{config}:8:11: owners.fraud-team.slack: no channel: a '#' starts a YAML comment")
+    assert error.endswith('so quote the channel, e.g. slack: "#risk"')
+
+
+def test_a_port_out_of_range(tmp_path, capsys):
+    config = write_project(tmp_path)
+    edit(config, "listen: 127.0.0.1:0", "listen: 127.0.0.1:99999")
+    assert validate(capsys, config) == (
+        1,
+        [f"{config}:4:11: server.listen: port 99999 is out of range: use 0 to 65535 (0: any free port)"],
+    )
+
+
+def test_a_checks_dir_that_does_not_exist(tmp_path, capsys):
+    config = write_project(tmp_path)
+    edit(config, "checks_dir: checks", "checks_dir: chekcs")
+    code, errors = validate(capsys, config)
+    assert code == 1
+    assert errors == [
+        f"{config}:5:13: checks_dir: {tmp_path / 'chekcs'} is not a directory: create it, or point checks_dir at yours"
+    ]
+
+
+def test_a_check_that_would_run_more_than_once_a_second(tmp_path, capsys):
+    config = write_project(tmp_path)
+    checks = tmp_path / "checks" / "fraud-scorer.yaml"
+    edit(checks, "every: 15m", "every: 1ms")
+    code, errors = validate(capsys, config)
+    assert code == 1
+    assert errors == [f"{checks}:19:10: checks[0].every: a check runs at most once a second: write every: 1s or longer"]

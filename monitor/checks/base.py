@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, HttpUrl
+from pydantic import Field, HttpUrl, field_validator
 
 from monitor.alerting.rules import MetricValue, RuleSpec
 from monitor.config.types import Duration, Name, StrictModel
@@ -36,12 +36,19 @@ class CheckSpec(StrictModel):
 
     name: Name
     kind: str
-    every: Duration
+    every: Duration = Field(description="how often the check runs; at least 1s")
     window: Duration
     min_rows: int = Field(30, ge=1, description="fewer rows in the window than this is insufficient_data")
     for_: Duration = Field(timedelta(0), alias="for")
     alert: list[RuleSpec] = []
     links: Links = Links()
+
+    @field_validator("every")
+    @classmethod
+    def _not_too_often(cls, every: timedelta) -> timedelta:
+        if every < timedelta(seconds=1):
+            raise ValueError("a check runs at most once a second: write every: 1s or longer")
+        return every
 
     def bounds(self, now: datetime) -> tuple[datetime, datetime]:
         """The window a run at ``now`` looks at: the last ``window`` before now."""

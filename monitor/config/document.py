@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
+
+try:
+    from yaml._yaml import CParser as _CParser
+except ImportError:  # PyYAML built without libyaml
+    _CParser = None
 
 from monitor.config.errors import ConfigIssue, dotted
 
@@ -48,41 +55,259 @@ class Document:
         return ConfigIssue(self.file, line, col, dotted(path), message)
 
 
+MAX_BYTES = 1024 * 1024
+"""A larger file is refused before it is parsed (a check file is a few kilobytes)."""
+MAX_DEPTH = 100
+"""Mappings and lists nested deeper than this are refused, also when aliases nest them."""
+MAX_NODES = 100_000
+"""Nodes (keys, scalars, mappings and lists) one file may hold, also once its aliases are expanded."""
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _LimitExceeded(Exception):
+    """A file over one of the limits above; reading stops at once."""
+
+    def __init__(self, position: tuple[int, int], message: str) -> None:
+        super().__init__(message)
+        self.position = position
+        self.message = message
+
+
+class _Alias(yaml.Node):
+    """An alias (``*name``) as written: where it stands, and the anchored node it refers to."""
+
+    def __init__(self, name: str, target: yaml.Node, start_mark: Any, end_mark: Any) -> None:
+        super().__init__(target.tag, target, start_mark, end_mark)
+        self.name = name
+        self.target = target
+
+
+class _Composing(Composer):
+    """PyYAML's composer under the depth and size limits, keeping where each alias stands."""
+
+    _depth = 0
+    _nodes = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise _LimitExceeded(_mark_of(event.start_mark), f"more than {MAX_NODES:,} nodes in one file")
+        if self.check_event(yaml.AliasEvent):
+            return _Alias(event.anchor, super().compose_node(parent, index), event.start_mark, event.end_mark)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _LimitExceeded(_mark_of(event.start_mark), f"nested more than {MAX_DEPTH} levels deep")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _Loader(_Composing, yaml.SafeLoader):
+    """The pure-Python loader: its syntax errors are the ones our messages are written for."""
+
+
+if _CParser is not None:
+
+    class _FastLoader(_Composing, _CParser, SafeConstructor, Resolver):
+        """libyaml's parser (some 20 times faster) under our composer."""
+
+        def __init__(self, stream: str) -> None:
+            _CParser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+
+_SLOW_PARSE_LIMIT = 128 * 1024
+"""A file with a syntax error up to this size is parsed again by the pure-Python loader for its message."""
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """The file's node; raises _LimitExceeded or yaml.YAMLError. Bounded: libyaml, and PyYAML's own parser only
+    on a small file that libyaml found broken."""
+    if _CParser is not None:
+        fast = _FastLoader(text)
+        try:
+            return fast.get_single_node()
+        except yaml.YAMLError:
+            if len(text) > _SLOW_PARSE_LIMIT:
+                raise
+        finally:
+            fast.dispose()
+    loader = _Loader(text)
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
+
+
 def read_document(file: str, text: str, environ: Mapping[str, str] | None = None) -> Document:
     """Parse ``text``; problems land in ``Document.issues`` rather than raising, so all are reported."""
     doc = Document(file=file)
     env = os.environ if environ is None else environ
+    if len(text) > MAX_BYTES:
+        doc.issues.append(ConfigIssue(file, 1, 1, "", f"file is larger than {MAX_BYTES // 1024} KiB"))
+        return doc
+    if not _printable(text, doc):
+        return doc
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = _compose(text)
+    except _LimitExceeded as exc:
+        doc.issues.append(ConfigIssue(file, *exc.position, "", f"{exc.message}: see Limits in docs/configuration.md"))
+        return doc
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = exc.problem or "cannot parse"
-        if "'\\t'" in problem:
-            problem = "a tab cannot indent YAML: use spaces"
-        elif problem.startswith("mapping values are not allowed"):
-            problem = "unexpected ':' (is this line indented too far, or does a value with ': ' need quotes?)"
-        context = f" {exc.context}" if exc.context else ""
-        doc.issues.append(ConfigIssue(file, line, col, "", f"YAML syntax error: {problem}{context}"))
+        doc.issues.append(_syntax_issue(file, exc))
+        return doc
+    except yaml.YAMLError as exc:
+        doc.issues.append(ConfigIssue(file, 1, 1, "", f"YAML syntax error: {exc}"))
         return doc
     if node is None:
         doc.data = {}
         return doc
-    doc.data = _build(node, (), doc, env, SafeConstructor())
+    builder = _Builder(doc, env)
+    try:
+        doc.data = builder.build(node, ())
+    except _LimitExceeded as exc:
+        doc.data = None
+        doc.issues.append(ConfigIssue(file, *exc.position, "", f"{exc.message}: see Limits in docs/configuration.md"))
     return doc
 
 
+def _printable(text: str, doc: Document) -> bool:
+    """Whether ``text`` has only characters YAML allows; else an issue at the first other one."""
+    match = yaml.reader.Reader.NON_PRINTABLE.search(text)
+    if match is None:
+        return True
+    char = match.group()
+    line = text.count("\n", 0, match.start()) + 1
+    col = match.start() - (text.rfind("\n", 0, match.start()) + 1) + 1
+    name = "a NUL byte" if char == "\0" else f"the control character {char!r}"
+    doc.issues.append(ConfigIssue(doc.file, line, col, "", f"{name} (U+{ord(char):04X}) cannot appear in a YAML file"))
+    return False
+
+
+def _syntax_issue(file: str, exc: yaml.MarkedYAMLError) -> ConfigIssue:
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    problem = exc.problem or "cannot parse"
+    if "'\\t'" in problem:
+        problem = "a tab cannot indent YAML: use spaces"
+    elif problem.startswith("mapping values are not allowed"):
+        problem = "unexpected ':' (is this line indented too far, or does a value with ': ' need quotes?)"
+    opened = exc.context_mark
+    if exc.context in _FLOW_CONTEXTS and opened is not None and mark is not None and mark.line > opened.line:
+        # The parser notices an unclosed bracket only where the next key starts: point at the bracket.
+        bracket = "[" if "sequence" in exc.context else "{"
+        return ConfigIssue(
+            file,
+            opened.line + 1,
+            opened.column + 1,
+            "",
+            f"YAML syntax error: this '{bracket}' is never closed (reported where it opens; "
+            f"the parser stopped at line {line}, column {col}: {problem})",
+        )
+    context = f" {exc.context}" if exc.context else ""
+    return ConfigIssue(file, line, col, "", f"YAML syntax error: {problem}{context}")
+
+
+_FLOW_CONTEXTS = ("while parsing a flow sequence", "while parsing a flow mapping")
+
+
 def _mark(node: yaml.Node) -> tuple[int, int]:
-    return (node.start_mark.line + 1, node.start_mark.column + 1)
+    return _mark_of(node.start_mark)
 
 
-def _build(node: yaml.Node, path: tuple, doc: Document, env: Mapping[str, str], constructor: SafeConstructor) -> Any:
-    doc.values[path] = _mark(node)
-    if isinstance(node, yaml.MappingNode):
+def _mark_of(mark: Any) -> tuple[int, int]:
+    return (mark.line + 1, mark.column + 1)
+
+
+class _Builder:
+    """Plain data from composed nodes: aliases expanded under MAX_NODES and MAX_DEPTH, a recursive one refused,
+    and merge keys (``<<: *defaults``) merged with the mapping's own keys winning."""
+
+    def __init__(self, doc: Document, env: Mapping[str, str]) -> None:
+        self.doc = doc
+        self.env = env
+        self.constructor = SafeConstructor()
+        self.nodes = 0
+        self.open: set[int] = set()  # the mappings and lists being built: one met again is a recursive alias
+        self.aliases: list[_Alias] = []  # the aliases being expanded, outermost first
+
+    def count(self, node: yaml.Node) -> None:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            where = self.aliases[0] if self.aliases else node
+            raise _LimitExceeded(_mark(where), f"the file's aliases expand to more than {MAX_NODES:,} nodes")
+
+    def build(self, node: yaml.Node, path: tuple) -> Any:
+        doc = self.doc
+        doc.values[path] = _mark(node)
+        if isinstance(node, _Alias):
+            target = node.target
+            if id(target) in self.open:
+                doc.issues.append(doc.issue(path, f"alias *{node.name} refers to a value that contains it"))
+                return None
+            self.aliases.append(node)
+            try:
+                value = self.build(target, path)
+            finally:
+                self.aliases.pop()
+            doc.values[path] = _mark(node)
+            return value
+        self.count(node)
+        if len(path) > MAX_DEPTH:
+            where = self.aliases[0] if self.aliases else node
+            raise _LimitExceeded(_mark(where), f"nested more than {MAX_DEPTH} levels deep once aliases are expanded")
+        if isinstance(node, yaml.MappingNode):
+            self.open.add(id(node))
+            try:
+                return self.mapping(node, path)
+            finally:
+                self.open.discard(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            self.open.add(id(node))
+            try:
+                return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+            finally:
+                self.open.discard(id(node))
+        if node.tag == _MERGE_TAG:  # '<<' written as a value, not as a key
+            return node.value
+        try:
+            value = self.constructor.construct_object(node)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+            problem = getattr(exc, "problem", None) or str(exc)
+            doc.issues.append(doc.issue(path, f"cannot read this value: {problem}"))
+            return None
+        if isinstance(value, str) and "$" in value:
+            value = _interpolate(value, path, doc, self.env)
+        return value
+
+    def key(self, node: yaml.Node) -> Any:
+        """A mapping key's value, or None when it is not a plain word (reported by the caller)."""
+        while isinstance(node, _Alias):
+            node = node.target
+        if not isinstance(node, yaml.ScalarNode):
+            return None
+        try:
+            key = self.constructor.construct_object(node)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError):
+            return None
+        return key if isinstance(key, (str, int, float, bool)) else None
+
+    def mapping(self, node: yaml.MappingNode, path: tuple) -> dict[Any, Any]:
+        doc = self.doc
         out: dict[Any, Any] = {}
+        merges: list[tuple[yaml.Node, yaml.Node]] = []
         for key_node, value_node in node.value:
-            key = constructor.construct_object(key_node)
-            if not isinstance(key, (str, int, float, bool)):
+            if _unalias(key_node).tag == _MERGE_TAG:
+                merges.append((key_node, value_node))
+                continue
+            self.count(key_node)
+            key = self.key(key_node)
+            if key is None:
                 doc.issues.append(doc.issue(path, "a mapping key must be a plain word"))
                 continue
             child = path + (key,)
@@ -92,14 +317,47 @@ def _build(node: yaml.Node, path: tuple, doc: Document, env: Mapping[str, str], 
                 doc.issues.append(doc.issue(child, f"duplicate key {key!r} (first written at line {first_line})", key=True))
                 continue
             doc.keys[child] = _mark(key_node)
-            out[key] = _build(value_node, child, doc, env, constructor)
+            out[key] = self.build(value_node, child)
+        for _, value_node in merges:
+            for key, merged_key, merged_value in self.merged(value_node, path, set()):
+                if key not in out:  # the mapping's own keys win, then earlier merges over later ones
+                    doc.keys[path + (key,)] = _mark(merged_key)
+                    out[key] = self.build(merged_value, path + (key,))
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(item, path + (i,), doc, env, constructor) for i, item in enumerate(node.value)]
-    value = constructor.construct_object(node)
-    if isinstance(value, str) and "$" in value:
-        value = _interpolate(value, path, doc, env)
-    return value
+
+    def merged(self, node: yaml.Node, path: tuple, seen: set[int]) -> list[tuple[Any, yaml.Node, yaml.Node]]:
+        """The (key, key node, value node) pairs a merge key's value brings: a mapping, or a list of mappings."""
+        doc = self.doc
+        target = _unalias(node)
+        sources = [_unalias(item) for item in target.value] if isinstance(target, yaml.SequenceNode) else [target]
+        pairs: list[tuple[Any, yaml.Node, yaml.Node]] = []
+        for source in sources:
+            if not isinstance(source, yaml.MappingNode):
+                doc.issues.append(doc.issue(path, "'<<' merges a mapping (<<: *name) or a list of them (<<: [*a, *b])"))
+                continue
+            if id(source) in seen or id(source) in self.open:
+                doc.issues.append(doc.issue(path, "'<<' merges a mapping that contains this one"))
+                continue
+            own: list[tuple[Any, yaml.Node, yaml.Node]] = []
+            inner: list[yaml.Node] = []
+            for key_node, value_node in source.value:
+                self.count(key_node)
+                if _unalias(key_node).tag == _MERGE_TAG:
+                    inner.append(value_node)
+                    continue
+                key = self.key(key_node)
+                if key is not None:
+                    own.append((key, key_node, value_node))
+            pairs.extend(own)
+            for value_node in inner:
+                pairs.extend(self.merged(value_node, path, seen | {id(source)}))
+        return pairs
+
+
+def _unalias(node: yaml.Node) -> yaml.Node:
+    while isinstance(node, _Alias):
+        node = node.target
+    return node
 
 
 def _interpolate(text: str, path: tuple, doc: Document, env: Mapping[str, str]) -> str:

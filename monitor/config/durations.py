@@ -8,6 +8,7 @@ from datetime import timedelta
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
+_LONGEST = timedelta.max.total_seconds()
 
 
 def parse_duration(text: object, *, allow_zero: bool = False) -> timedelta:
@@ -24,6 +25,8 @@ def parse_duration(text: object, *, allow_zero: bool = False) -> timedelta:
     seconds = sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(compact))
     if seconds < 0 or (seconds == 0 and not allow_zero):
         raise ValueError(f"duration {text!r} must be longer than zero")
+    if not seconds < _LONGEST:  # also an infinite number of digits
+        raise ValueError(f"duration {text!r} is too long: at most 999999999d (about 2.7 million years)")
     return timedelta(seconds=seconds)
 
 

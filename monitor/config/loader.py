@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from monitor.checks import CHECKS
-from monitor.config.document import Document, read_document
+from monitor.config.document import MAX_BYTES, Document, read_document
 from monitor.config.errors import ConfigError, ConfigIssue
 from monitor.config.models import DaemonConfig, ModelConfig
 from monitor.sources.base import SourceError
@@ -60,6 +60,11 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
                     doc.issues.append(
                         doc.issue(("routes", i, "also", j), f"unknown owner {owner!r}{suggest(owner, config.owners)}")
                     )
+        checks_dir = Path(path).parent / config.checks_dir
+        if not checks_dir.is_dir():  # "ok: 0 models" would hide that nothing is watched
+            doc.issues.append(
+                doc.issue(("checks_dir",), f"{checks_dir} is not a directory: create it, or point checks_dir at yours")
+            )
     if doc.issues:
         raise ConfigError(doc.issues)
     return config
@@ -134,12 +139,24 @@ def load_check_files(
 
 def _read(path: Path, environ: Mapping[str, str] | None) -> Document:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as stream:
+            data = stream.read(MAX_BYTES + 1)
     except OSError as exc:
         raise ConfigError([ConfigIssue(str(path), 1, 1, "", f"cannot read file: {exc.strerror}")]) from exc
+    if len(data) > MAX_BYTES:
+        too_large = f"file is larger than {MAX_BYTES // 1024} KiB: see Limits in docs/configuration.md"
+        raise ConfigError([ConfigIssue(str(path), 1, 1, "", too_large)])
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError([ConfigIssue(str(path), 1, 1, "", "file is not UTF-8 text")]) from exc
-    return read_document(str(path), text, environ)
+        line = data.count(b"\n", 0, exc.start) + 1
+        start = data.rfind(b"\n", 0, exc.start) + 1
+        col = len(data[start : exc.start].decode("utf-8", errors="replace")) + 1
+        issue = ConfigIssue(
+            str(path), line, col, "", f"file is not UTF-8 text (byte 0x{data[exc.start]:02x} here): save it as UTF-8"
+        )
+        raise ConfigError([issue]) from exc
+    return read_document(str(path), text.replace("\r\n", "\n").replace("\r", "\n"), environ)  # newlines as read_text gives them
 
 
 def _validate(doc: Document, model_cls: type[BaseModel]) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from monitor.alerting.rules import Severity
 from monitor.checks import CheckSpecs
@@ -26,6 +26,17 @@ class DatabaseConfig(StrictModel):
 class ServerConfig(StrictModel):
     listen: str = Field("127.0.0.1:8321", pattern=r"^[^:\s]+:\d{1,5}$", description="host:port, for example 127.0.0.1:8321")
     token: SecretStr = SecretStr("")
+    allowed_hosts: list[str] = Field(
+        [], description="more Host names the API answers to (a proxy's, a DNS name); '*' turns the Host check off"
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _port_in_range(cls, value: str) -> str:
+        port = int(value.rpartition(":")[2])
+        if port > 65535:
+            raise ValueError(f"port {port} is out of range: use 0 to 65535 (0: any free port)")
+        return value
 
 
 class IngestConfig(StrictModel):
@@ -48,6 +59,15 @@ class Owner(StrictModel):
     slack: str | None = Field(None, description="the channel, for example '#fraud-alerts'")
     mention: list[str] = []
     webhook: SecretStr | None = Field(None, description="reserved for the pager webhook receiver (see docs/configuration.md)")
+
+    @field_validator("slack", mode="before")
+    @classmethod
+    def _channel_given(cls, value: object) -> object:
+        # `slack: #risk` unquoted is a YAML comment, so the key holds nothing: the owner's alerts would go
+        # to the console without a word while Slack is configured.
+        if value is None or value == "":
+            raise ValueError("no channel: a '#' starts a YAML comment, so quote the channel, e.g. slack: \"#risk\"")
+        return value
 
 
 class RouteMatch(StrictModel):

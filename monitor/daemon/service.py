@@ -59,6 +59,10 @@ def describe(result: RunResult) -> str:
     return line
 
 
+class StartupError(Exception):
+    """The daemon cannot start: one line saying what to change."""
+
+
 def why_not_recorded(exc: sa.exc.SQLAlchemyError) -> str:
     """What a failed write means for the person reading the log: the database down is not bad data."""
     if isinstance(exc, StaleDataError):
@@ -173,6 +177,8 @@ class Daemon:
             max_body_bytes=config.ingest.max_body_bytes,
             max_concurrent=config.ingest.max_concurrent_requests,
             status_page=lambda: render_status(self.engine, models),
+            listen_host=config.server.listen.rpartition(":")[0],
+            allowed_hosts=config.server.allowed_hosts,
         )
         http = HttpServer(create_app(state), config.server.listen)
         self.http = http
@@ -188,10 +194,18 @@ class Daemon:
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        self.prepare()
+        url = self.engine.url.render_as_string(hide_password=True)
+        try:
+            self.prepare()
+        except sa.exc.SQLAlchemyError as exc:
+            raise StartupError(f"cannot use the database {url}: {why_not_recorded(exc)}") from exc
         self._background(self.outbox.run, "outbox")
         self._background(self.sampler.run, "sampler")
-        self._start_http()
+        try:
+            self._start_http()
+        except (OSError, TimeoutError) as exc:
+            listen = self.project.config.server.listen
+            raise StartupError(f"cannot serve on {listen}: {exc}; stop what holds it, or set server.listen") from exc
         scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(self.workers)}, timezone="UTC")
         self._scheduler = scheduler
         now = self.clock.now()

@@ -8,6 +8,7 @@ about ten microseconds for each row, which rules out building a pydantic model p
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,29 +71,174 @@ class Parsed:
 
 
 def split_body(body: bytes) -> tuple[list[Any], list[Rejected]]:
-    """The items of a body: one object, an array, or one JSON value per line (blank lines skipped)."""
+    """The items of a body: one object, an array, or one JSON value per line (blank lines skipped).
+
+    A body orjson reads whole takes the fast path. One that starts with ``[`` or ``{`` is one document
+    unless its first line is a whole JSON value (JSON lines): a pretty-printed array stays one array,
+    and one holding ``NaN`` or ``Infinity`` (which orjson refuses, and which a number column cannot
+    hold) is read by the stdlib parser, its rows with such a value rejected by index, the others kept.
+    """
     try:
         whole = orjson.loads(body)
     except orjson.JSONDecodeError:
-        whole = None
-        if b"\n" not in body.strip():
-            raise BodyError("body is not JSON: send one object, an array of objects, or one object per line") from None
+        return _not_one_value(body)
     if isinstance(whole, dict):
         return [whole], []
     if isinstance(whole, list):
         return whole, []
-    if whole is not None:
+    raise BodyError("body must be a JSON object, an array of objects, or JSON lines")
+
+
+_FORMS = "send one object, an array of objects, or one object per line"
+_NOT_JSON = f"body is not JSON: {_FORMS}"
+
+
+def _not_one_value(body: bytes) -> tuple[list[Any], list[Rejected]]:
+    """A body orjson cannot read whole: JSON lines, or one document it refuses (``NaN``), or neither."""
+    text = body.lstrip()
+    first, newline, rest = text.partition(b"\n")
+    if text[:1] not in (b"[", b"{"):
+        if not rest.strip():
+            raise BodyError(_NOT_JSON)
+        return _lines(body)
+    if rest.strip():
+        try:
+            orjson.loads(first)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            return _lines(body)  # JSON lines, the client's form: its first line is a whole value
+    try:
+        whole = _lenient_loads(body)
+    except json.JSONDecodeError as exc:
+        head = exc.doc[: exc.pos]
+        if exc.msg == "Extra data" and "\n" in head.lstrip() and "\n" not in head.strip():
+            return _lines(body)  # JSON lines whose first line holds NaN: a whole value, then the next line
+        if text[:1] == b"{" and rest.strip():
+            items, bad = _lines(body)
+            if len(bad) * 2 < len(items):  # mostly one value per line: JSON lines with a few bad lines
+                return items, bad
+        raise BodyError(f"body is not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}): {_FORMS}") from None
+    except RecursionError:
+        raise BodyError("body is nested too deeply to be rows") from None
+    except ValueError:  # not UTF-8, or an integer of thousands of digits
+        raise BodyError(_NOT_JSON) from None
+    if isinstance(whole, dict):
+        items = [whole]
+    elif isinstance(whole, list):
+        items = whole
+    else:
         raise BodyError("body must be a JSON object, an array of objects, or JSON lines")
-    items, bad = [], []
+    bad = []
+    for index, item in enumerate(items):
+        problem = _unrepresentable(item) if isinstance(item, dict) else None  # not an object: said later
+        if problem:
+            bad.append(Rejected(index, problem, _echoable_id(item)))
+    return items, bad
+
+
+def _lines(body: bytes) -> tuple[list[Any], list[Rejected]]:
+    items: list[Any] = []
+    bad: list[Rejected] = []
     for number, line in enumerate(body.split(b"\n")):
         if not line.strip():
             continue
         try:
             items.append(orjson.loads(line))
+            continue
         except orjson.JSONDecodeError as exc:
-            bad.append(Rejected(len(items), f"line {number + 1} is not JSON: {exc.msg}"))
-            items.append(None)  # keeps indexes aligned with what was sent
+            message = exc.msg
+        try:
+            item = _lenient_loads(line)  # a line orjson refuses may still be JSON holding NaN or Infinity
+        except (ValueError, RecursionError):
+            bad.append(Rejected(len(items), f"line {number + 1} is not JSON: {message}"))
+            item = None
+        else:
+            problem = _unrepresentable(item) if isinstance(item, dict) else None
+            if problem:
+                bad.append(Rejected(len(items), problem, _echoable_id(item)))
+        items.append(item)  # rejected ones too: keeps indexes aligned with what was sent
     return items, bad
+
+
+def _big_int(text: str) -> int | float:
+    """An integer as orjson reads it: beyond 64 bits, a float (infinite when past a double's range)."""
+    value = int(text)
+    if -(2**63) <= value < 2**64:
+        return value
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+_LENIENT = json.JSONDecoder(parse_int=_big_int)
+
+
+def _lenient_loads(body: bytes) -> Any:
+    """The stdlib parser, which reads ``NaN``, ``Infinity`` and ``-Infinity`` (orjson refuses them)."""
+    return _LENIENT.decode(body.decode())
+
+
+def _encodable(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _echoable_id(item: Any) -> Any:
+    row_id = item.get("id") if isinstance(item, dict) else None
+    if isinstance(row_id, int) or (isinstance(row_id, str) and _encodable(row_id)):
+        return row_id
+    return None
+
+
+def _field(path: tuple[Any, ...]) -> str:
+    if len(path) == 2 and path[0] == "features":
+        return f"feature {path[1]!r}"
+    if not path:
+        return "the row"
+    name = str(path[0])
+    for part in path[1:]:
+        name += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return name
+
+
+def _unrepresentable(item: Any) -> str | None:
+    """Why a row read by the stdlib parser cannot be kept: NaN or an infinity (a number column cannot
+    hold it, and orjson cannot write it back), or text with a lone surrogate (not Unicode); else None."""
+    reasons: list[str] = []
+
+    def walk(value: Any, path: tuple[Any, ...]) -> None:
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                shown = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+                reasons.append(
+                    f"{_field(path)} is {shown}: JSON has no NaN or Infinity, and a row needs finite numbers"
+                    " (send null for a missing value)"
+                )
+        elif isinstance(value, str):
+            if not _encodable(value):
+                reasons.append(f"{_field(path)} is not valid Unicode text (a lone surrogate)")
+        elif isinstance(value, dict):
+            for key, inner in value.items():
+                if not _encodable(key):
+                    reasons.append(f"a key of {_field(path)} is not valid Unicode text (a lone surrogate)")
+                    continue
+                walk(inner, (*path, key))
+        elif isinstance(value, list):
+            for position, inner in enumerate(value):
+                walk(inner, (*path, position))
+
+    try:
+        walk(item, ())
+    except RecursionError:
+        return "the row is nested too deeply"
+    return "; ".join(reasons) or None
 
 
 def _timestamp(value: Any, received: float) -> float:
@@ -168,6 +314,8 @@ def _validate_each(body: bytes, what: str, keys: set[str], check: Callable[[dict
             continue
         row["id"] = str(row_id)
         out.rows.append(row)
+    if bad:
+        out.rejected.sort(key=lambda rejected: rejected.index)  # those of the parse first: in body order
     return out
 
 
