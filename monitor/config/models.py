@@ -7,6 +7,7 @@ Check and source sections are the plug-ins' own specs, joined here by their ``ki
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -28,6 +29,9 @@ class ServerConfig(StrictModel):
     token: SecretStr = SecretStr("")
     allowed_hosts: list[str] = Field(
         [], description="more Host names the API answers to (a proxy's, a DNS name); '*' turns the Host check off"
+    )
+    public: list[Literal["status", "metrics", "healthz"]] = Field(
+        [], description="read endpoints that need no token when listening beyond loopback (status is the page at /)"
     )
 
     @field_validator("listen")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ from monitor.checks import CHECKS
 from monitor.checks.base import CheckSpec
 from monitor.checks.performance import ingest_classes
 from monitor.clock import Clock, SystemClock
+from monitor.config.loader import is_loopback
 from monitor.config.models import ModelConfig
 from monitor.daemon.closing import close_orphans
 from monitor.daemon.evaluator import Evaluator, RunResult
@@ -57,6 +59,13 @@ def describe(result: RunResult) -> str:
     for change in result.changes:
         line += f"; {change.rule}{' [' + change.feature + ']' if change.feature else ''} -> {change.state}"
     return line
+
+
+def guarded_reads(listen: str, public: Iterable[str]) -> frozenset[str]:
+    """The read endpoints that need the token: beyond loopback, all but the public ones."""
+    if is_loopback(listen.rpartition(":")[0]):
+        return frozenset()
+    return frozenset({"status", "metrics", "healthz"}) - set(public)
 
 
 class StartupError(Exception):
@@ -179,6 +188,7 @@ class Daemon:
             status_page=lambda: render_status(self.engine, models),
             listen_host=config.server.listen.rpartition(":")[0],
             allowed_hosts=config.server.allowed_hosts,
+            guarded_reads=guarded_reads(config.server.listen, config.server.public),
         )
         http = HttpServer(create_app(state), config.server.listen)
         self.http = http

@@ -58,6 +58,9 @@ class ServerState:
     status_page: Callable[[], str]
     listen_host: str = "127.0.0.1"  # the host of server.listen: which Host headers are this daemon
     allowed_hosts: list[str] = field(default_factory=list)  # server.allowed_hosts: more names ("*": any)
+    # The read endpoints ("status", "metrics", "healthz") that need the token too: beyond loopback, all
+    # but those listed in server.public; on loopback, none.
+    guarded_reads: frozenset[str] = frozenset()
 
 
 # What a POST body may be declared as. A request without a Content-Type is taken (httpx and scripts send
@@ -262,7 +265,15 @@ def create_app(state: ServerState) -> Starlette:
     async def labels(request: Request) -> Response:
         return await ingest(request, take_labels)
 
+    def refused(name: str, request: Request) -> Response | None:
+        if name in state.guarded_reads and not authorised(request):
+            return _json(401, {"error": f"missing or wrong bearer token (or list {name} in server.public)"},
+                         {"WWW-Authenticate": "Bearer"})  # fmt: skip
+        return None
+
     async def healthz(request: Request) -> Response:
+        if (answer := refused("healthz", request)) is not None:
+            return answer
         last = state.telemetry.last_success
         return _json(
             200,
@@ -275,12 +286,16 @@ def create_app(state: ServerState) -> Starlette:
         )
 
     async def metrics(request: Request) -> Response:
+        if (answer := refused("metrics", request)) is not None:
+            return answer
         state.telemetry.sample_rows.set(state.sampler.sampled_rows())
         return Response(state.telemetry.render(), media_type=CONTENT_TYPE)
 
     async def index(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
 
+        if (answer := refused("status", request)) is not None:
+            return answer
         return HTMLResponse(await run_in_threadpool(state.status_page))
 
     return Starlette(
