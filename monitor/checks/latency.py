@@ -13,6 +13,7 @@ from typing import Literal
 
 from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, Window
 from monitor.sources.base import LATENCY
+from monitor.sources.reference import as_type
 
 
 class LatencySpec(CheckSpec):
@@ -28,19 +29,16 @@ def evaluate(spec: LatencySpec, window: Window, reference, features: list[str]) 
         return Evaluation("ok", sketch.count, values + [MetricValue("max_ms", sketch.max())])
 
     import numpy as np
-    import pandas as pd
 
-    given = pd.to_numeric(window.frame[LATENCY], errors="coerce").to_numpy(dtype=float)
     # A latency that is not a number, not finite or below zero measures no request: it is left out and
     # counted, so one bad value neither hides max_ms and mean_ms nor drags the percentiles.
-    usable = np.isfinite(given) & (given >= 0)
-    latencies = given[usable]
-    left_out = {
-        "missing": int(np.isnan(given).sum()),
-        "not_finite": int(np.isinf(given).sum()),
-        "negative": int((given < 0).sum()),
-    }
-    evidence = {"left_out": {k: v for k, v in left_out.items() if v}} if not usable.all() else {}
+    typed = as_type(window.frame[LATENCY], "number")
+    given = typed.values.to_numpy()
+    negative = given < 0
+    latencies = given[~np.isnan(given) & ~negative]
+    left_out = {"missing": typed.missing, "not_finite": typed.not_finite, "wrong_type": typed.wrong_type,
+                "negative": int(negative.sum())}  # fmt: skip
+    evidence = {"left_out": {k: v for k, v in left_out.items() if v}} if any(left_out.values()) else {}
     if len(latencies) < spec.min_rows:
         insufficient = Evaluation.insufficient(len(latencies), spec.min_rows)
         insufficient.evidence = evidence

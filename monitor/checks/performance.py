@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, model_validator
 
 from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window, import_evidently
+from monitor.checks.classes import ClassSet, class_key, ordered, plain, reference_classes, show
 from monitor.config.types import Duration
 from monitor.sources.base import LABEL, PREDICTION, PROBABILITY
 
@@ -56,82 +57,6 @@ SHOWN_VALUES = 10  # how many distinct unknown values the evidence names
 
 ClassValue = str | int | bool
 FROM = {"check": "the check's classes", "reference": "the reference's label column", "values": "the values seen"}
-
-
-# -- classes ----------------------------------------------------------------------------------------------
-
-
-def class_key(value: Any) -> str | None:
-    """The text a class is known by: ``1``, ``1.0``, ``"1"``, ``True`` and ``numpy.int64(1)`` are all
-    ``"1"``; ``None`` for no value (None, NaN, pandas' NA)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
-        return "1" if value else "0"
-    if isinstance(value, numbers.Integral):
-        return str(int(value))
-    if isinstance(value, numbers.Real):
-        number = float(value)
-        if math.isnan(number):
-            return None
-        return str(int(number)) if number.is_integer() and abs(number) < 2**63 else repr(number)
-    if isinstance(value, str):
-        return value
-    if type(value).__name__ in ("NAType", "NaTType"):
-        return None
-    return repr(value)  # a list or an object: never one of the classes
-
-
-def plain(value: Any) -> Any:
-    """A value as the JSON evidence holds it: whole numbers as int, numpy scalars as Python's."""
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
-        return bool(value)
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        number = float(value)
-        if not math.isfinite(number):
-            return repr(number)  # JSON (and PostgreSQL's json) has no inf
-        return int(number) if number.is_integer() and abs(number) < 2**63 else number
-    return value if isinstance(value, str) else repr(value)
-
-
-def show(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def _order(value: Any) -> tuple:
-    return (1, value, 0.0) if isinstance(value, str) else (0, "", float(value))
-
-
-class ClassSet:
-    """The classes a classification model's labels and decisions are one of, and where they came from
-    (``check``, ``reference`` or ``values``)."""
-
-    def __init__(self, values: Iterable[Any], source: str) -> None:
-        self.values: tuple[Any, ...] = tuple(dict.fromkeys(plain(v) for v in values))
-        self.source = source
-        self._by_key = {class_key(v): v for v in self.values}
-
-    def get(self, value: Any, default: Any = None) -> Any:
-        """The class ``value`` is (by its text, see :func:`class_key`), else ``default``."""
-        return self._by_key.get(class_key(value), default)
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    def __str__(self) -> str:
-        return ", ".join(show(v) for v in self.values)
-
-
-def reference_classes(reference: Reference | None) -> ClassSet | None:
-    """The classes of the reference's label column (the source's label column, by name), when it has
-    one with at least two."""
-    if reference is None or reference.label is None:
-        return None
-    found = {class_key(v): plain(v) for v in reference.frame[reference.label].dropna().unique()}
-    found.pop(None, None)
-    return ClassSet(sorted(found.values(), key=_order), "reference") if len(found) >= 2 else None
 
 
 class PerformanceSpec(CheckSpec):
@@ -231,7 +156,7 @@ def _scored_rows(
 def _distinct(values: Iterable[Any]) -> list[Any]:
     """Up to SHOWN_VALUES of the distinct values, for the evidence."""
     found = {class_key(v): plain(v) for v in values}
-    return sorted(found.values(), key=_order)[:SHOWN_VALUES]
+    return sorted(found.values(), key=ordered)[:SHOWN_VALUES]
 
 
 def _scores(column: pd.Series) -> pd.Series | None:
@@ -259,7 +184,7 @@ def _inferred(spec: PerformanceSpec, seen: list[Any], *, scores: bool) -> ClassS
         if len(found) < 2 and class_key(positive) in ("0", "1"):
             other = (not positive) if isinstance(positive, bool) else 1 - positive
             found[class_key(other)] = other
-    return ClassSet(sorted(found.values(), key=_order), "values")
+    return ClassSet(sorted(found.values(), key=ordered), "values")
 
 
 def _insufficient(spec: PerformanceSpec, predictions: int, labelled: int, evidence: dict) -> Evaluation:

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from monitor.storage.tables import Sample, table
 
 if TYPE_CHECKING:
-    from monitor.checks.performance import ClassSet
+    from monitor.checks.classes import ClassSet
 
 FeatureType = Literal["number", "string", "boolean", "any"]
 _ROW_KEYS = {"id", "ts", "features", "prediction", "probability", "latency_ms", "model_version"}

@@ -36,7 +36,7 @@ from monitor.sources.base import (
 from monitor.storage.tables import IngestStat, Sample, table
 
 if TYPE_CHECKING:
-    from monitor.checks.performance import ClassSet
+    from monitor.checks.classes import ClassSet
     from monitor.ingest.rows import FeatureType
     from monitor.sources.reference import Reference
 

@@ -65,9 +65,6 @@ class Reference:
             self._types[name] = _column_type(self.frame[name])
         return self._types[name]
 
-    def numerical(self, features: list[str]) -> list[str]:
-        return [f for f in features if self.column_type(f) == "number"]
-
     def typed(self, name: str) -> Typed:
         """The reference's own column in its type (see :func:`as_type`), worked out once."""
         if name not in self._typed:
