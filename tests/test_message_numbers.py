@@ -29,47 +29,25 @@ def test_without_a_threshold_four_significant_digits():
     assert [format_number(v) for v in (0.3, 250.0, 0.123456, 12_345.6, None)] == ["0.3", "250", "0.1235", "12,346", "n/a"]
 
 
+def message(**fields) -> AlertMessage:
+    """A firing message of a quality check; ``fields`` change what the test is about."""
+    base = dict(
+        alert_id=1, event="firing", model="fraud-scorer", check="quality", kind="performance", owner="fraud-team",
+        severity="critical", rule="roc_auc < 0.9633", metric="roc_auc", value=0.95999, threshold=0.9633,
+        started="2026-12-02T06:00:00+00:00", window="1h", window_start="2026-12-02T05:00:00+00:00",
+        window_end="2026-12-02T06:00:00+00:00", sample_size=500,
+    )  # fmt: skip
+    return AlertMessage(**(base | fields))
+
+
 def test_the_subject_shows_the_value_as_precisely_as_the_threshold():
-    message = AlertMessage(
-        alert_id=1,
-        event="firing",
-        model="fraud-scorer",
-        check="quality",
-        kind="performance",
-        owner="fraud-team",
-        severity="critical",
-        rule="roc_auc < 0.9633",
-        metric="roc_auc",
-        value=0.95999,
-        threshold=0.9633,
-        started="2026-12-02T06:00:00+00:00",
-        window="1h",
-        window_start="2026-12-02T05:00:00+00:00",
-        window_end="2026-12-02T06:00:00+00:00",
-        sample_size=500,
-    )
-    assert message.subject == "[FIRING critical] fraud-scorer / quality: roc_auc = 0.9600"
-    assert message.lines()[0] == "rule: roc_auc < 0.9633 (threshold 0.9633), severity critical"
+    firing = message()
+    assert firing.subject == "[FIRING critical] fraud-scorer / quality: roc_auc = 0.9600"
+    assert firing.lines()[0] == "rule: roc_auc < 0.9633 (threshold 0.9633), severity critical"
 
 
 def test_a_message_names_the_features_that_were_not_checked():
-    message = AlertMessage(
-        alert_id=2,
-        event="firing",
-        model="fraud-scorer",
-        check="drift",
-        kind="drift",
-        owner="fraud-team",
-        severity="warning",
-        rule="skipped_features > 0",
-        metric="skipped_features",
-        value=1.0,
-        threshold=0.0,
-        started="2026-12-02T06:00:00+00:00",
-        window="1h",
-        window_start="2026-12-02T05:00:00+00:00",
-        window_end="2026-12-02T06:00:00+00:00",
-        sample_size=500,
-        skipped_features=[{"feature": "country", "reason": "0 usable value(s) in 500 row(s), 30 needed (min_rows): 500 missing"}],
-    )
-    assert "not checked: country: 0 usable value(s) in 500 row(s), 30 needed (min_rows): 500 missing" in message.lines()
+    reason = "0 usable value(s) in 500 row(s), 30 needed (min_rows): 500 missing"
+    skipped = message(rule="skipped_features > 0", metric="skipped_features", value=1.0, threshold=0.0,
+                      skipped_features=[{"feature": "country", "reason": reason}])  # fmt: skip
+    assert f"not checked: country: {reason}" in skipped.lines()
