@@ -12,7 +12,6 @@ the daemon config, or the current directory when there is none.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import types
 import typing
 from collections.abc import Mapping
@@ -25,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from monitor.checks import CHECKS
 from monitor.config.document import MAX_BYTES, Document, read_document
 from monitor.config.errors import ConfigError, ConfigIssue
-from monitor.config.models import DaemonConfig, ModelConfig
+from monitor.config.models import DaemonConfig, ModelConfig, is_loopback
 from monitor.sources.base import SourceError
 from monitor.sources.reference import Reference, load_reference
 
@@ -68,16 +67,6 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
     if doc.issues:
         raise ConfigError(doc.issues)
     return config
-
-
-def is_loopback(host: str) -> bool:
-    """Whether a listen host only accepts connections from this machine ("" means every address)."""
-    if host in ("localhost", ""):
-        return host == "localhost"
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def load_model_file(

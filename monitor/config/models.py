@@ -6,6 +6,7 @@ Check and source sections are the plug-ins' own specs, joined here by their ``ki
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from typing import Literal
 
@@ -22,6 +23,16 @@ class DatabaseConfig(StrictModel):
     url: DatabaseUrl = Field(
         "sqlite:///monitor.db", description="SQLAlchemy URL: embedded SQLite by default, PostgreSQL in production"
     )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen host only accepts connections from this machine ("" means every address)."""
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class ServerConfig(StrictModel):

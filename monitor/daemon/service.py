@@ -24,8 +24,7 @@ from monitor.checks import CHECKS
 from monitor.checks.base import CheckSpec
 from monitor.checks.performance import ingest_classes
 from monitor.clock import Clock, SystemClock
-from monitor.config.loader import is_loopback
-from monitor.config.models import ModelConfig
+from monitor.config.models import ModelConfig, is_loopback
 from monitor.daemon.closing import close_orphans
 from monitor.daemon.evaluator import Evaluator, RunResult
 from monitor.daemon.project import Project
