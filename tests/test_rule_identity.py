@@ -243,3 +243,21 @@ def test_closing_by_hand_needs_a_reason_and_an_alert_that_exists(tmp_path, capsy
     assert "alert #1 does not exist: sqlite:///monitor.db has no monitor tables yet" in capsys.readouterr().err
     assert main(["db", "current"]) == 0
     assert not (tmp_path / "monitor.db").exists()  # neither command made an empty database
+
+
+def test_a_rule_id_that_is_not_a_name_says_what_a_name_is(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MONITOR_CONFIG", raising=False)
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "model: m\nowner: team\n"
+        "source: {kind: ingest, features: [x]}\n"
+        "checks:\n"
+        "  - name: v\n    kind: volume\n    every: 1m\n    window: 10m\n"
+        "    alert:\n"
+        "      - id: bad id!\n"  # line 10, column 13
+        "        when: rows < 5\n"
+    )
+    assert main(["validate", str(path)]) == 1
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"{path}:10:13: checks[0].alert[0].id: use only letters, digits, '.', '_' and '-'"
+    )

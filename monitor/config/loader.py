@@ -204,10 +204,12 @@ def _issue_from_pydantic(doc: Document, model_cls: type[BaseModel], error: Mappi
 
 
 def _pattern_hint(annotation: Any) -> str | None:
-    for meta in getattr(annotation, "__metadata__", ()):
-        description = getattr(meta, "description", None)
-        if description:
-            return f"use only {description}"
+    """What a pattern allows, from the description of the type (``Name``'s), also inside ``X | None``."""
+    for candidate in (annotation, *_union_members(_unwrap(annotation))):
+        for meta in getattr(candidate, "__metadata__", ()):
+            description = getattr(meta, "description", None)
+            if description:
+                return f"use only {description}"
     return "use only letters, digits and '_' (a name that must be safe to quote in SQL)"
 
 
