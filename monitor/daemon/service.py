@@ -36,6 +36,7 @@ from monitor.sources import SourceError
 from monitor.sources.ingest import IngestModel, feature_types
 from monitor.sources.reference import load_reference
 from monitor.storage import db
+from monitor.health import Health
 from monitor.telemetry import Telemetry
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ class Daemon:
         self.clock = clock or SystemClock()
         self.engine = engine or db.create_engine(project.config.database.url)
         self.telemetry = Telemetry()
+        self.health = Health()  # what blinds the daemon right now: /healthz, the status page, the log
         receivers = Receivers(project.config, console)
         self.evaluator = Evaluator(self.engine, project.config, self.clock, receivers)
         self.outbox = Outbox(self.engine, receivers, self.clock, on_attempt=self.telemetry.record_delivery)
@@ -181,6 +183,7 @@ class Daemon:
             models=self.ingest_models(),
             sampler=self.sampler,
             telemetry=self.telemetry,
+            health=self.health,
             token=config.server.token.get_secret_value(),
             max_body_bytes=config.ingest.max_body_bytes,
             max_concurrent=config.ingest.max_concurrent_requests,

@@ -37,6 +37,7 @@ from monitor.ingest.rows import BodyError, Parsed, validate_labels, validate_pre
 from monitor.ingest.sampler import Overloaded, Sampler, StorageUnavailable
 from monitor.server.hosts import HostGuard, HostPolicy
 from monitor.sources.ingest import IngestModel
+from monitor.health import Health
 from monitor.telemetry import CONTENT_TYPE, Telemetry
 
 
@@ -53,6 +54,7 @@ class ServerState:
     max_body_bytes: int
     max_concurrent: int
     status_page: Callable[[], str]
+    health: Health = field(default_factory=Health)
     listen_host: str = "127.0.0.1"  # the host of server.listen: which Host headers are this daemon
     allowed_hosts: list[str] = field(default_factory=list)  # server.allowed_hosts: more names ("*": any)
     # The read endpoints ("status", "metrics", "healthz") that need the token too: beyond loopback, all
