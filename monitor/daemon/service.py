@@ -28,6 +28,7 @@ from monitor.config.models import ModelConfig, is_loopback
 from monitor.daemon.closing import close_orphans
 from monitor.daemon.evaluator import Evaluator, RunResult
 from monitor.daemon.project import Project
+from monitor.health import Health
 from monitor.ingest.retention import delete_expired
 from monitor.ingest.sampler import Sampler
 from monitor.notifiers.outbox import Outbox
@@ -36,7 +37,6 @@ from monitor.sources import SourceError
 from monitor.sources.ingest import IngestModel, feature_types
 from monitor.sources.reference import load_reference
 from monitor.storage import db
-from monitor.health import Health
 from monitor.telemetry import Telemetry
 
 if TYPE_CHECKING:

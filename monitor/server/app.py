@@ -33,11 +33,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from monitor.health import Health
 from monitor.ingest.rows import BodyError, Parsed, validate_labels, validate_predictions
 from monitor.ingest.sampler import Overloaded, Sampler, StorageUnavailable
 from monitor.server.hosts import HostGuard, HostPolicy
 from monitor.sources.ingest import IngestModel
-from monitor.health import Health
 from monitor.telemetry import CONTENT_TYPE, Telemetry
 
 
