@@ -9,6 +9,7 @@ from pathlib import Path
 from monitor.config import ConfigError
 from monitor.daemon.project import Project, default_config_path
 from monitor.notifiers.message import format_number
+from monitor.sources.base import SKIPPED_FILES
 
 
 def _project(args: argparse.Namespace, files: list[Path] | None = None) -> Project | None:
@@ -128,6 +129,8 @@ def _print_result(result) -> None:
             )
     for f in evaluation.evidence.get("skipped", []):
         print(f"  skipped {f['feature']}: {f['reason']}")
+    for path, reason in evaluation.evidence.get(SKIPPED_FILES, {}).items():
+        print(f"  skipped file {path}: {reason}")
     for o in result.observations:
         print(
             f"  rule {o.rule.when.text!r}{' [' + o.feature + ']' if o.feature else ''}: {'BREACHED' if o.breached else 'ok'} at {format_number(o.value, o.rule.when.threshold)}"

@@ -173,3 +173,17 @@ def test_unknown_model_or_check_is_named(tmp_path, monitor):
 
     assert unknown_model.returncode == 1 and "unknown model 'fraud-scorr'; models: fraud-scorer" in unknown_model.stderr
     assert unknown_check.returncode == 1 and "checks: feature-drift, latency" in unknown_check.stderr
+
+
+def test_check_names_a_file_it_could_not_read_and_evaluates_the_others(tmp_path, monitor):
+    write_project(tmp_path, live=live_frame(600, end=datetime.now(UTC)))
+    corrupt = tmp_path / "data" / "live-0002.parquet"
+    corrupt.write_bytes(b"PAR1 half written")
+
+    done = monitor("check", "fraud-scorer/latency", "--dry-run", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert "fraud-scorer/latency: ok" in done.stdout and "600 rows" in done.stdout
+    assert f"  skipped file {corrupt}: " in done.stdout
+    assert f"files source: cannot read {corrupt}: " in done.stderr  # the log's warning
+    assert "(skipped: the run reads the other files)" in done.stderr

@@ -164,7 +164,7 @@ def test_durations_read(text, expected):
         ("15x", "bad duration '15x': write a number and a unit (ms, s, m, h, d, w)"),
         ("15", "duration '15' has no unit: write for example 15s or 15m"),
         (15, "duration 15 has no unit: write for example 15s or 15m"),
-        ("-1m", "bad duration '-1m'"),
+        ("-1m", "duration '-1m' is negative: a duration is a length of time, such as 1m"),
         ("0s", "duration '0s' must be longer than zero"),
         ("0m0s", "must be longer than zero"),
         ("", "bad duration ''"),

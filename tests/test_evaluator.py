@@ -295,28 +295,46 @@ def test_three_rows_and_no_open_alert(tmp_path, engine):
 
 
 @pytest.mark.parametrize("check", [DRIFT, "latency"])
-@pytest.mark.parametrize("damage", ["unreadable", "missing-column"])
-def test_a_broken_file_is_an_error_run_with_its_reason(tmp_path, engine, check, damage):
+def test_a_file_without_a_declared_column_is_an_error_run_with_its_reason(tmp_path, engine, check):
     s = Setup(tmp_path, engine, live=drifted())
     s.run()  # a firing alert that the error must not touch
     [before] = alerts(engine)
     path = tmp_path / "data" / "live-0002.parquet"
-    if damage == "unreadable":
-        path.write_bytes(b"PAR1 this is not parquet at all")
-        words = [str(path)]
-    else:
-        drifted(seed=9).drop(columns=["country"]).to_parquet(path)
-        words = [str(path), "country"]
+    drifted(seed=9).drop(columns=["country"]).to_parquet(path)
 
     result = s.run(check, at=timedelta(minutes=15))  # does not raise
     assert result.outcome == "error"
     run = rows(engine, CheckRun.__table__)[-1]
     assert (run["check"], run["outcome"], run["sample_size"]) == (check, "error", 0)
-    for word in words:
+    for word in [str(path), "country"]:
         assert word in run["error"]
     assert [m for m in rows(engine, Metric.__table__) if m["run_id"] == run["id"]] == []
     assert alerts(engine) == [before]
     assert len(notifications(engine)) == 1
+
+
+@pytest.mark.parametrize("check", [DRIFT, "latency"])
+def test_an_unreadable_file_is_skipped_and_named_in_the_evidence(tmp_path, engine, check):
+    """A corrupt (or half-written) file does not silence the check: the run is over the other files."""
+    s = Setup(tmp_path, engine, live=drifted())
+    path = tmp_path / "data" / "live-0002.parquet"
+    path.write_bytes(b"PAR1 this is not parquet at all")
+
+    result = s.run(check)
+    assert result.outcome in ("ok", "breach")
+    assert result.evaluation.sample_size == 400  # every row of the readable file
+    [(skipped, reason)] = result.evaluation.evidence["skipped_files"].items()
+    assert skipped == str(path) and "Parquet" in reason
+    assert rows(engine, CheckRun.__table__)[-1]["evidence"]["skipped_files"] == {str(path): reason}
+
+
+def test_a_glob_of_only_unreadable_files_is_an_error_run(tmp_path, engine):
+    s = Setup(tmp_path, engine, live=None)
+    path = tmp_path / "data" / "live-0001.parquet"
+    path.write_bytes(b"PAR1 this is not parquet at all")
+    result = s.run("latency")
+    assert result.outcome == "error"
+    assert result.evaluation.error.startswith(f"cannot read {path}: ")
 
 
 def test_a_missing_reference_is_an_error_run(tmp_path, engine):

@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 from pydantic import Field, PlainValidator, WithJsonSchema
 
 from monitor.alerting.conditions import Condition
-from monitor.config.types import Duration, Name, StrictModel
+from monitor.config.types import Name, StrictModel, Wait
 
 Severity = Literal["info", "warning", "critical"]
 ConditionText = Annotated[Condition, PlainValidator(Condition.parse), WithJsonSchema({"type": "string"})]
@@ -39,7 +39,9 @@ class RuleSpec(StrictModel):
     id: Name | None = None  # keeps the rule (and its open alert) when its condition is edited
     when: ConditionText
     severity: Severity = "warning"
-    for_: Duration | None = Field(None, alias="for", description="how long the condition must hold; the check's `for` otherwise")
+    for_: Wait | None = Field(
+        None, alias="for", description="how long the condition must hold (0s: fire at once); the check's `for` otherwise"
+    )
 
     @property
     def key(self) -> str:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, HttpUrl, field_validator
 
 from monitor.alerting.rules import MetricValue, RuleSpec
-from monitor.config.types import Duration, Name, StrictModel
+from monitor.config.types import Duration, Name, StrictModel, Wait
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,7 +39,7 @@ class CheckSpec(StrictModel):
     every: Duration = Field(description="how often the check runs; at least 1s")
     window: Duration
     min_rows: int = Field(30, ge=1, description="fewer rows in the window than this is insufficient_data")
-    for_: Duration = Field(timedelta(0), alias="for")
+    for_: Wait = Field(timedelta(0), alias="for")  # 0s, the default, may be written: fire at once
     alert: list[RuleSpec] = []
     links: Links = Links()
 

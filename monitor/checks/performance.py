@@ -39,11 +39,11 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window, import_evidently
 from monitor.checks.classes import ClassSet, class_key, ordered, plain, reference_classes, show
-from monitor.config.types import Duration
+from monitor.config.types import Wait
 from monitor.sources.base import LABEL, PREDICTION, PROBABILITY
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ FROM = {"check": "the check's classes", "reference": "the reference's label colu
 class PerformanceSpec(CheckSpec):
     kind: Literal["performance"]
     task: Literal["classification", "regression"]
-    label_delay: Duration = Field(timedelta(0), description="how old a prediction must be before its label is expected")
+    label_delay: Wait = Field(timedelta(0), description="how old a prediction must be before its label is expected")
     positive_label: ClassValue = 1
     probability_threshold: float = Field(0.5, gt=0, lt=1)
     classes: list[ClassValue] | None = Field(
@@ -71,23 +71,25 @@ class PerformanceSpec(CheckSpec):
         description="the classes labels and decisions are one of; from the reference's label column, else the values, when unset",
     )
 
-    @model_validator(mode="after")
-    def _classes_fit(self) -> PerformanceSpec:
-        if self.classes is None:
-            return self
-        if self.task != "classification":
+    @field_validator("classes")
+    @classmethod
+    def _classes_fit(cls, classes: list[ClassValue] | None, info: ValidationInfo) -> list[ClassValue] | None:
+        # A field validator rather than the model's, so that a mistake is reported at `classes:`; the keys
+        # it is checked against come before it (info.data lacks one that was itself a mistake).
+        if classes is None:
+            return classes
+        if info.data.get("task", "classification") != "classification":
             raise ValueError("classes are for task: classification")
         seen: dict[str | None, ClassValue] = {}
-        for value in self.classes:
+        for value in classes:
             key = class_key(value)
             if key in seen:
                 raise ValueError(f"classes {show(seen[key])} and {show(value)} are the same class")
             seen[key] = value
-        if len(self.classes) == 2 and class_key(self.positive_label) not in seen:
-            raise ValueError(
-                f"positive_label {show(self.positive_label)} is not one of the classes {', '.join(map(show, self.classes))}"
-            )
-        return self
+        positive = info.data.get("positive_label")
+        if len(classes) == 2 and "positive_label" in info.data and class_key(positive) not in seen:
+            raise ValueError(f"positive_label {show(positive)} is not one of the classes {', '.join(map(show, classes))}")
+        return classes
 
     def bounds(self, now: datetime) -> tuple[datetime, datetime]:
         end = now - self.label_delay

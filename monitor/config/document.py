@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,7 +60,7 @@ MAX_BYTES = 1024 * 1024
 """A larger file is refused before it is parsed (a check file is a few kilobytes)."""
 MAX_DEPTH = 100
 """Mappings and lists nested deeper than this are refused, also when aliases nest them."""
-MAX_NODES = 100_000
+MAX_NODES = 20_000
 """Nodes (keys, scalars, mappings and lists) one file may hold, also once its aliases are expanded."""
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -159,7 +160,7 @@ def read_document(file: str, text: str, environ: Mapping[str, str] | None = None
         doc.issues.append(ConfigIssue(file, *exc.position, "", f"{exc.message}: see Limits in docs/configuration.md"))
         return doc
     except yaml.MarkedYAMLError as exc:
-        doc.issues.append(_syntax_issue(file, exc))
+        doc.issues.append(_syntax_issue(file, text, exc))
         return doc
     except yaml.YAMLError as exc:
         doc.issues.append(ConfigIssue(file, 1, 1, "", f"YAML syntax error: {exc}"))
@@ -189,14 +190,14 @@ def _printable(text: str, doc: Document) -> bool:
     return False
 
 
-def _syntax_issue(file: str, exc: yaml.MarkedYAMLError) -> ConfigIssue:
+def _syntax_issue(file: str, text: str, exc: yaml.MarkedYAMLError) -> ConfigIssue:
     mark = exc.problem_mark or exc.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     problem = exc.problem or "cannot parse"
-    if "'\\t'" in problem:
-        problem = "a tab cannot indent YAML: use spaces"
-    elif problem.startswith("mapping values are not allowed"):
-        problem = "unexpected ':' (is this line indented too far, or does a value with ': ' need quotes?)"
+    reworded = _reworded(text, exc)
+    if reworded is not None:
+        (at_line, at_col), message = reworded
+        return ConfigIssue(file, at_line, at_col, "", f"YAML syntax error: {message}")
     opened = exc.context_mark
     if exc.context in _FLOW_CONTEXTS and opened is not None and mark is not None and mark.line > opened.line:
         # The parser notices an unclosed bracket only where the next key starts: point at the bracket.
@@ -211,6 +212,40 @@ def _syntax_issue(file: str, exc: yaml.MarkedYAMLError) -> ConfigIssue:
         )
     context = f" {exc.context}" if exc.context else ""
     return ConfigIssue(file, line, col, "", f"YAML syntax error: {problem}{context}")
+
+
+def _reworded(text: str, exc: yaml.MarkedYAMLError) -> tuple[tuple[int, int], str] | None:
+    """Where and what for the common mistakes, said as what to change instead of in PyYAML's words
+    (whose context, "while scanning ...", would no longer read as part of the sentence)."""
+    problem, mark, opened = exc.problem or "", exc.problem_mark, exc.context_mark
+    if mark is None:
+        return None
+    if "'\\t'" in problem:
+        return _mark_of(mark), "a tab cannot indent YAML: use spaces"
+    if problem.startswith("mapping values are not allowed"):
+        return _mark_of(mark), "unexpected ':' (is this line indented too far, or does a value with ': ' need quotes?)"
+    if problem.startswith("expected <block end>"):
+        if text.split("\n")[mark.line][: mark.column].strip():  # after a value on its line: `a: "x" y`
+            return _mark_of(mark), "more text after the value: quote the whole value, or start a new line"
+        return _mark_of(mark), "this line is indented unlike the lines above it: line it up with them"
+    if problem == "could not find expected ':'" and opened is not None:
+        # The scanner notices on the next line; the key written without ': ' is where it started.
+        return _mark_of(opened), "expected 'key: value' here: put a space after the ':' (kind: drift, not kind:drift)"
+    if exc.context == "while scanning a quoted scalar" and problem.endswith("end of stream") and opened is not None:
+        # Noticed at the end of the file, where the scanner gave up looking for the closing quote.
+        quote = text.split("\n")[opened.line][opened.column : opened.column + 1]
+        return _mark_of(opened), f"this {quote} is never closed: end the value with {quote} too"
+    if problem.startswith("found unknown escape character"):  # a Windows path or a regex in "..."
+        char = problem.rpartition(" ")[2].strip("'")
+        backslash = (mark.line + 1, mark.column)  # the mark is at the letter after it
+        return backslash, f'\\{char} is no escape in a "..." value: write \\\\{char}, or quote the value with \' instead'
+    if problem.startswith(("expected ',' or '}'", "expected ',' or ']'")) and opened is not None and mark.line == opened.line:
+        # On the line the bracket opens: two items run together (`{kind: files path: x}`).
+        return _mark_of(mark), f"{problem.partition(', but')[0]} here: is a ',' missing between two items?"
+    if problem.startswith("found undefined alias"):
+        name = problem.partition("alias ")[2].strip("'")
+        return _mark_of(mark), f"alias *{name} names no anchor: write &{name} on a value above it"
+    return None
 
 
 _FLOW_CONTEXTS = ("while parsing a flow sequence", "while parsing a flow mapping")
@@ -278,8 +313,7 @@ class _Builder:
         try:
             value = self.constructor.construct_object(node)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
-            problem = getattr(exc, "problem", None) or str(exc)
-            doc.issues.append(doc.issue(path, f"cannot read this value: {problem}"))
+            doc.issues.append(doc.issue(path, f"cannot read this value: {_unreadable(node, exc)}"))
             return None
         if isinstance(value, str) and "$" in value:
             value = _interpolate(value, path, doc, self.env)
@@ -352,6 +386,17 @@ class _Builder:
             for value_node in inner:
                 pairs.extend(self.merged(value_node, path, seen | {id(source)}))
         return pairs
+
+
+def _unreadable(node: yaml.Node, exc: Exception) -> str:
+    """Why a scalar cannot be constructed, said for the person who wrote it."""
+    problem = getattr(exc, "problem", None) or str(exc)
+    if problem.startswith("could not determine a constructor"):  # !secret, !!python/name:..., !include
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+        return f"the tag {tag} is not read here: write a plain value (a secret as ${{VAR}})"
+    if "integer string conversion" in problem:  # Python's guard against quadratic parsing
+        return f"a number of more than {sys.get_int_max_str_digits()} digits: quote it if it is text"
+    return problem
 
 
 def _unalias(node: yaml.Node) -> yaml.Node:

@@ -20,13 +20,16 @@ def parse_duration(text: object, *, allow_zero: bool = False) -> timedelta:
     if isinstance(text, int) or text.strip().isdigit():
         raise ValueError(f"duration {text!r} has no unit: write for example {text}s or {text}m")
     compact = text.strip().replace(" ", "")
+    if compact.startswith("-") and _WHOLE.match(compact[1:]):
+        raise ValueError(f"duration {text!r} is negative: a duration is a length of time, such as {compact[1:]}")
     if not _WHOLE.match(compact):
         raise ValueError(f"bad duration {text!r}: write a number and a unit (ms, s, m, h, d, w), for example 30s, 15m, 1h, 7d")
     seconds = sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(compact))
     if seconds < 0 or (seconds == 0 and not allow_zero):
         raise ValueError(f"duration {text!r} must be longer than zero")
     if not seconds < _LONGEST:  # also an infinite number of digits
-        raise ValueError(f"duration {text!r} is too long: at most 999999999d (about 2.7 million years)")
+        shown = text if len(text) <= 40 else f"{text[:12]}...{text[-12:]}"  # not 400 nines back
+        raise ValueError(f"duration {shown!r} is too long: at most 999999999d (about 2.7 million years)")
     return timedelta(seconds=seconds)
 
 

@@ -12,9 +12,10 @@ the daemon config, or the current directory when there is none.
 from __future__ import annotations
 
 import difflib
+import itertools
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,9 @@ from monitor.sources.base import SourceError
 from monitor.sources.reference import Reference, load_reference
 
 CHECK_FILE_PATTERNS = ("*.yaml", "*.yml")
+MAX_ISSUES = 100
+"""A file's problems listed at most; one more line says that there are more. Finding and wording each costs
+time (a hostile file of 40,000 unknown keys took over 3 s), and no one reads past the first hundred."""
 
 
 def suggest(word: str, choices: typing.Iterable[str]) -> str:
@@ -65,7 +69,7 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
                 doc.issue(("checks_dir",), f"{checks_dir} is not a directory: create it, or point checks_dir at yours")
             )
     if doc.issues:
-        raise ConfigError(doc.issues)
+        raise ConfigError(_bounded(doc.issues))
     return config
 
 
@@ -81,10 +85,20 @@ def load_model_file(
     model = _validate(doc, ModelConfig)
     if model is not None:
         model = _resolve_paths(model, base_dir or Path.cwd())
-        doc.issues.extend(_semantic_issues(doc, model, config))
+        doc.issues.extend(itertools.islice(_semantic_issues(doc, model, config), MAX_ISSUES + 1))
     if doc.issues:
-        raise ConfigError(doc.issues)
+        raise ConfigError(_bounded(doc.issues))
     return model
+
+
+def _bounded(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    """The first MAX_ISSUES issues in file order, and a line at the next saying there are more."""
+    ordered = sorted(issues, key=lambda i: (i.line, i.col))
+    if len(ordered) <= MAX_ISSUES:
+        return ordered
+    first_unlisted = ordered[MAX_ISSUES]
+    more = f"more problems from here on, not listed: only the first {MAX_ISSUES} of a file are"
+    return [*ordered[:MAX_ISSUES], ConfigIssue(first_unlisted.file, first_unlisted.line, first_unlisted.col, "", more)]
 
 
 @dataclass
@@ -159,7 +173,7 @@ def _validate(doc: Document, model_cls: type[BaseModel]) -> Any:
     except ValidationError as exc:
         # A value already reported (an unset ${VAR}) is not reported again for what it became.
         reported = {(i.line, i.col) for i in doc.issues}
-        for error in exc.errors(include_input=False, include_url=False):
+        for error in exc.errors(include_input=False, include_url=False)[: MAX_ISSUES + 1]:
             issue = _issue_from_pydantic(doc, model_cls, error)
             if (issue.line, issue.col) not in reported:
                 doc.issues.append(issue)
@@ -167,8 +181,9 @@ def _validate(doc: Document, model_cls: type[BaseModel]) -> Any:
 
 
 def _issue_from_pydantic(doc: Document, model_cls: type[BaseModel], error: Mapping[str, Any]) -> ConfigIssue:
-    path, annotation = _data_path(model_cls, tuple(error["loc"]), doc.data)
+    path, annotation, at_key = _data_path(model_cls, tuple(error["loc"]), doc.data)
     kind, message = error["type"], error["msg"]
+    ctx = error.get("ctx", {})
     if kind == "extra_forbidden":
         parent = _annotation_at(model_cls, path[:-1], doc.data)
         known = _field_names(parent)
@@ -178,29 +193,46 @@ def _issue_from_pydantic(doc: Document, model_cls: type[BaseModel], error: Mappi
     if kind == "missing":
         return doc.issue(path, "required key is missing")
     if kind == "union_tag_invalid":
-        expected = error.get("ctx", {}).get("expected_tags", "")
-        tags = [t.strip(" '") for t in str(expected).split(",")]
+        tags = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]
         found = _get(doc.data, path + ("kind",))
         return doc.issue(path + ("kind",), f"unknown kind {found!r}{suggest(found, tags)}; expected one of {', '.join(tags)}")
     if kind == "union_tag_not_found":
         return doc.issue(path, "required key 'kind' is missing")
+    got = path[-1] if at_key else _get(doc.data, path)
     if kind == "literal_error":
-        value = _get(doc.data, path)
-        expected = str(error.get("ctx", {}).get("expected", ""))
+        expected = str(ctx.get("expected", ""))
         choices = [c.strip(" '") for c in expected.replace(" or ", ",").split(",")]
-        return doc.issue(path, f"{value!r} is not allowed{suggest(value, choices)}; expected one of {expected}")
+        return doc.issue(path, f"{got!r} is not allowed{suggest(got, choices)}; expected one of {expected}")
+    if kind == "too_short":  # an empty list: what it got goes without saying
+        return doc.issue(path, "add at least one item")
+    if kind in _BOUNDS:
+        word, bound = _BOUNDS[kind]
+        limit = ctx[bound]
+        shown = int(limit) if float(limit).is_integer() else limit  # lt=1 on a float field: "less than 1"
+        return doc.issue(path, f"must be {word} {shown}, got {_describe(got)}")
+    if kind == "finite_number":  # 1e999 (text to YAML, infinity to Python), .inf, .nan: shown, being no secret
+        return doc.issue(path, f"expected a finite number, got {got}")
+    if kind == "string_too_long":
+        return doc.issue(path, f"at most {ctx['max_length']} characters, got {len(got)}", key=at_key)
+    if kind in ("float_parsing", "float_type") and isinstance(got, str) and got.strip().endswith("%"):
+        written = got.strip()
+        try:
+            fraction = f"{written} is {float(written[:-1]) / 100:g}"
+        except ValueError:
+            fraction = "50% is 0.5"
+        return doc.issue(path, f"expected a number, got a percentage: write it as a fraction ({fraction})")
     if kind in _PLAIN_MESSAGES:
-        got = _get(doc.data, path)
-        return doc.issue(path, _PLAIN_MESSAGES[kind] + (f", got {_describe(got)}" if got is not _MISSING else ""))
+        message = _PLAIN_MESSAGES[kind] + (f", got {_describe(got)}" if got is not _MISSING else "")
+        if kind == "string_type" and isinstance(got, bool):
+            message += " (unquoted, yes, no, on and off are true/false to YAML: quote the text)"
+        return doc.issue(path, message, key=at_key)
     if kind in ("value_error", "assertion_error"):
         message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     elif kind == "string_pattern_mismatch":
         message = _pattern_hint(annotation) or message
-    else:
-        got = _get(doc.data, path)
-        if got is not _MISSING:
-            message = f"{message}, got {_describe(got)}"
-    return doc.issue(path, message)
+    elif got is not _MISSING:
+        message = f"{message}, got {_describe(got)}"
+    return doc.issue(path, message, key=at_key)
 
 
 def _pattern_hint(annotation: Any) -> str | None:
@@ -227,7 +259,15 @@ _PLAIN_MESSAGES = {
     "dict_type": "expected a mapping of keys",
     "model_type": "expected a mapping of keys",
     "model_attributes_type": "expected a mapping of keys",
-    "too_short": "add at least one item",
+    "url_parsing": "expected a whole URL, such as https://wiki.example.com/runbooks/fraud",
+    "url_scheme": "expected an http or https URL, such as https://wiki.example.com/runbooks/fraud",
+}
+# pydantic's bound on a number (``ge=1``): how to say it, and its key in the error's context.
+_BOUNDS = {
+    "greater_than": ("more than", "gt"),
+    "greater_than_equal": ("at least", "ge"),
+    "less_than": ("less than", "lt"),
+    "less_than_equal": ("at most", "le"),
 }
 
 
@@ -241,6 +281,9 @@ def _get(data: Any, path: tuple) -> Any:
 
 
 def _describe(value: Any) -> str:
+    """What a value is, in a person's words; a number is itself (text is never shown: it may hold a ${SECRET})."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and len(str(value)) <= 20:
+        return str(value)
     names = {
         dict: "a mapping",
         list: "a list",
@@ -269,6 +312,9 @@ def _union_members(annotation: Any) -> tuple:
 
 def _field_names(annotation: Any) -> set[str]:
     annotation = _unwrap(annotation)
+    models = [m for m in map(_unwrap, _union_members(annotation)) if isinstance(m, type) and issubclass(m, BaseModel)]
+    if len(models) == 1:  # an optional section, ``ReferenceSpec | None``
+        annotation = models[0]
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return {f.alias or name for name, f in annotation.model_fields.items()}
     return set()
@@ -301,15 +347,20 @@ def _step(annotation: Any, part: Any, data: Any) -> tuple[Any, bool]:
     return None, False
 
 
-def _data_path(model_cls: type[BaseModel], loc: tuple, data: Any) -> tuple[tuple, Any]:
-    """pydantic's ``loc`` as a path into the YAML data (union tags dropped), and the annotation there."""
+def _data_path(model_cls: type[BaseModel], loc: tuple, data: Any) -> tuple[tuple, Any, bool]:
+    """pydantic's ``loc`` as a path into the YAML data (union tags dropped), the annotation there, and
+    whether the error is the key at the end of the path rather than its value (an owner named ``fraud team``)."""
     path: tuple = ()
     annotation: Any = model_cls
+    holder: Any = None
     for part in loc:
+        if part == "[key]":  # pydantic's step to a mapping's key, always last: the key's type is the dict's first
+            return path, typing.get_args(_unwrap(holder))[0], True
+        holder = annotation
         annotation, was_tag = _step(annotation, part, _get(data, path))
         if not was_tag:
             path += (part,)
-    return path, annotation
+    return path, annotation, False
 
 
 def _annotation_at(model_cls: type[BaseModel], path: tuple, data: Any) -> Any:
@@ -324,73 +375,66 @@ def _annotation_at(model_cls: type[BaseModel], path: tuple, data: Any) -> Any:
     return annotation
 
 
-def _semantic_issues(doc: Document, model: ModelConfig, config: DaemonConfig | None) -> list[ConfigIssue]:
-    issues = []
+def _semantic_issues(doc: Document, model: ModelConfig, config: DaemonConfig | None) -> Iterator[ConfigIssue]:
+    """What only the whole file tells, in file order; a generator, so that a caller may stop after enough."""
     if config is not None and model.owner not in config.owners:
         known = ", ".join(sorted(config.owners)) or "none are configured"
-        issues.append(
-            doc.issue(
-                ("owner",), f"unknown owner {model.owner!r}{suggest(model.owner, config.owners)}; owners in the config: {known}"
-            )
+        yield doc.issue(
+            ("owner",), f"unknown owner {model.owner!r}{suggest(model.owner, config.owners)}; owners in the config: {known}"
         )
     features = model.source.features if model.source else []
     roles = model.source.roles() if model.source else {}
-    reference = _reference(doc, model, issues)
+    for name in getattr(model.source, "feature_types", None) or {}:  # an ingest source's; a typo would type nothing
+        if name not in features:
+            yield doc.issue(
+                ("source", "feature_types", name),
+                f"{name!r} is not one of the source's features{suggest(name, features)}",
+                key=True,
+            )
+    problems: list[ConfigIssue] = []
+    reference = _reference(doc, model, problems)
+    yield from problems
     seen: dict[str, int] = {}
     for i, check in enumerate(model.checks):
         kind = CHECKS[check.kind]
         if check.name in seen:
-            issues.append(
-                doc.issue(("checks", i, "name"), f"duplicate check name {check.name!r} (also checks[{seen[check.name]}])")
-            )
+            yield doc.issue(("checks", i, "name"), f"duplicate check name {check.name!r} (also checks[{seen[check.name]}])")
         seen.setdefault(check.name, i)
         if kind.reads_rows and model.source is None:
-            issues.append(doc.issue(("checks", i, "kind"), f"a {check.kind} check reads the model's rows: add a source"))
+            yield doc.issue(("checks", i, "kind"), f"a {check.kind} check reads the model's rows: add a source")
             continue
         if kind.needs_reference and model.reference is None:
-            issues.append(
-                doc.issue(("checks", i, "kind"), f"a {check.kind} check needs a reference data set: add reference.path")
-            )
+            yield doc.issue(("checks", i, "kind"), f"a {check.kind} check needs a reference data set: add reference.path")
         for role in kind.required_roles:
             if role not in roles:
                 key = role.lstrip("@").removesuffix("_ms")
-                issues.append(
-                    doc.issue(("checks", i, "kind"), f"a {check.kind} check needs the source's {key} column: add source.{key}")
-                )
+                yield doc.issue(("checks", i, "kind"), f"a {check.kind} check needs the source's {key} column: add source.{key}")
         if reference is not None and kind.check_reference is not None:
             for where, message in kind.check_reference(check, reference.for_source(model.source), features):
-                issues.append(doc.issue(("checks", i, *where), message))
+                yield doc.issue(("checks", i, *where), message)
         for j, feature in enumerate(getattr(check, "features", None) or []):
             if feature not in features:
-                issues.append(
-                    doc.issue(
-                        ("checks", i, "features", j),
-                        f"{feature!r} is not a feature of the source{suggest(feature, features)}",
-                    )
+                yield doc.issue(
+                    ("checks", i, "features", j),
+                    f"{feature!r} is not a feature of the source{suggest(feature, features)}",
                 )
         keys: dict[str, int] = {}
         for j, rule in enumerate(check.alert):
             if rule.key in keys:
                 where, what = (("id",), "id") if rule.id else (("when",), "condition")
-                issues.append(
-                    doc.issue(
-                        ("checks", i, "alert", j, *where),
-                        f"the same {what} as alert[{keys[rule.key]}]: a rule is known by its id, or by its condition "
-                        "when it has none, so give each rule of a check its own (e.g. a higher threshold for critical)",
-                    )
+                yield doc.issue(
+                    ("checks", i, "alert", j, *where),
+                    f"the same {what} as alert[{keys[rule.key]}]: a rule is known by its id, or by its condition "
+                    "when it has none, so give each rule of a check its own (e.g. a higher threshold for critical)",
                 )
             keys.setdefault(rule.key, j)
             metric = rule.when.metric
             metrics = kind.metrics_of(check)
             if metric not in metrics:
-                issues.append(
-                    doc.issue(
-                        ("checks", i, "alert", j, "when"),
-                        f"unknown metric {metric!r}{suggest(metric, metrics)}; "
-                        f"a {check.kind} check has {', '.join(sorted(metrics))}",
-                    )
+                yield doc.issue(
+                    ("checks", i, "alert", j, "when"),
+                    f"unknown metric {metric!r}{suggest(metric, metrics)}; a {check.kind} check has {', '.join(sorted(metrics))}",
                 )
-    return issues
 
 
 def _reference(doc: Document, model: ModelConfig, issues: list[ConfigIssue]) -> Reference | None:

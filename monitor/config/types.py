@@ -11,9 +11,10 @@ from monitor.config.durations import parse_duration
 
 
 class StrictModel(BaseModel):
-    """A config section: unknown keys are errors, values are immutable once loaded."""
+    """A config section: unknown keys are errors, values are immutable once loaded, and a number is finite
+    (``threshold: 1e999`` is infinity to Python, and would make every comparison with it one-sided)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), WithJsonSchema({"type": "string"})]
@@ -21,7 +22,8 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration), WithJsonSchema(
 Wait = Annotated[timedelta, BeforeValidator(lambda v: parse_duration(v, allow_zero=True)), WithJsonSchema({"type": "string"})]
 Name = Annotated[
     str,
-    Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", description="letters, digits, '.', '_' and '-'"),
+    # The length apart from the pattern, so that a name too long is told so and not "use only letters...".
+    Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100, description="letters, digits, '.', '_' and '-'"),
 ]
 # A column or table name: checked here so that no user text is ever pasted into SQL (see sources/sql.py).
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]

@@ -27,7 +27,7 @@ from monitor.config.models import DaemonConfig, ModelConfig
 from monitor.notifiers.message import TOP_FEATURES, AlertMessage
 from monitor.notifiers.registry import Receivers
 from monitor.sources import SOURCES, SourceContext, SourceError, open_source
-from monitor.sources.base import SampledSource, Source, SourceSpec
+from monitor.sources.base import SKIPPED_FILES, SampledSource, Source, SourceSpec
 from monitor.sources.reference import load_reference
 from monitor.storage.tables import OPEN_STATES, Alert, CheckRun, Metric, Notification
 
@@ -126,11 +126,16 @@ class Evaluator:
             reference = None
             if (kind.needs_reference or kind.uses_reference) and model.reference is not None:
                 reference = load_reference(model.reference.path, features).for_source(model.source)
-            return kind.evaluate(check, window, reference, features)
+            evaluation = kind.evaluate(check, window, reference, features)
+            skipped = window.frame.attrs.get(SKIPPED_FILES)
+            if skipped:  # files the source could not read: the run is over the others, and says so
+                evaluation.evidence[SKIPPED_FILES] = skipped
+            return evaluation
         except SourceError as exc:
             return Evaluation.failed(str(exc))
         except Exception as exc:  # a failing check is an `error` run with its reason, never a dead daemon
-            log.exception("check %s/%s failed", model.model, check.name)
+            # The reason is in the run and in its (throttled) log line; the traceback, for whoever asks.
+            log.debug("check %s/%s failed", model.model, check.name, exc_info=True)
             return Evaluation.failed(f"{type(exc).__name__}: {exc}")
 
     def _unwatched(self, model: ModelConfig, kind: CheckKind, check: CheckSpec, now: datetime) -> str | None:

@@ -29,6 +29,8 @@ LATENCY = "@latency_ms"
 LABEL = "@label"
 PROBABILITY = "@probability"  # the model's score for the positive class, beside its decision in PREDICTION
 VERSION = "@model_version"
+SKIPPED_FILES = "skipped_files"
+"""The key, in a read frame's ``attrs`` and in the run's evidence, of the files a source left out: ``{path: reason}``."""
 
 
 class SourceSpec(StrictModel):

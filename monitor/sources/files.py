@@ -6,17 +6,24 @@ which skips whole row groups outside the window using their statistics; CSV and 
 in chunks and filtered as they stream, so memory follows the window, not the file. The time span of
 each file is remembered (keyed by its size and modification time), so a file wholly outside the
 window is not opened again: a directory that grows by a file a minute costs what the window holds.
+
+A file that cannot be read (corrupt, or still being written) is left out and named with its reason in
+the frame's ``attrs[SKIPPED_FILES]``, which the run's evidence carries: one bad file must not silence the
+check over all the others. When no file of the glob can be read, that is the run's error.
 """
 
 from __future__ import annotations
 
 import glob
+import logging
 import os
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from monitor.sources.base import TS, SourceContext, SourceError, SourceKind, SourceSpec, to_utc
+from monitor.sources.base import SKIPPED_FILES, TS, SourceContext, SourceError, SourceKind, SourceSpec, to_utc
+
+log = logging.getLogger(__name__)
 
 _CHUNK_ROWS = 200_000
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
@@ -36,16 +43,28 @@ class FilesSource:
     def read(self, start: datetime, end: datetime):
         import pandas as pd
 
-        frames = []
+        frames, skipped, read = [], {}, 0
         for path in sorted(glob.glob(self.spec.path)):
             if Path(path).suffix.lower() not in FORMATS or self._outside(path, start, end):
                 continue
-            frame = self._read_file(Path(path), start, end)
+            try:
+                frame = self._read_file(Path(path), start, end)
+            except _Unreadable as exc:
+                skipped[path] = exc.reason
+                log.warning("files source: %s (skipped: the run reads the other files)", exc)
+                continue
+            read += 1
             if len(frame):
                 frames.append(frame)
-        if not frames:
-            return self.spec.to_frame(pd.DataFrame({c: pd.Series(dtype=object) for c in self.spec.columns()}))
-        return pd.concat(frames, ignore_index=True)
+        if skipped and not read:
+            raise SourceError("; ".join(f"cannot read {path}: {reason}" for path, reason in skipped.items()))
+        if frames:
+            out = pd.concat(frames, ignore_index=True)
+        else:
+            out = self.spec.to_frame(pd.DataFrame({c: pd.Series(dtype=object) for c in self.spec.columns()}))
+        if skipped:
+            out.attrs[SKIPPED_FILES] = skipped
+        return out
 
     def _outside(self, path: str, start: datetime, end: datetime) -> bool:
         span = self._spans.get(path)
@@ -70,10 +89,10 @@ class FilesSource:
             if fmt == "parquet":
                 return self._read_parquet(path, start, end)
             return self._read_text(path, fmt, start, end)
-        except SourceError:
+        except SourceError:  # a missing column: the file is readable, the config or the job is wrong
             raise
         except (OSError, ValueError, KeyError) as exc:
-            raise SourceError(f"cannot read {path}: {exc}") from exc
+            raise _Unreadable(path, str(exc)) from exc
 
     def _read_parquet(self, path: Path, start: datetime, end: datetime):
         import pyarrow.dataset as ds
@@ -133,6 +152,14 @@ class FilesSource:
     @staticmethod
     def _in_window(frame, start: datetime, end: datetime):
         return frame[(frame[TS] >= start) & (frame[TS] < end)]
+
+
+class _Unreadable(SourceError):
+    """One file that could not be read; the others of the glob still are."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"cannot read {path}: {reason}")
+        self.reason = reason
 
 
 KIND = SourceKind("files", FilesSpec, FilesSource)
