@@ -25,7 +25,7 @@ from monitor.clock import FixedClock
 from monitor.daemon.evaluator import Evaluator, RunResult
 from monitor.daemon.project import Project
 from monitor.notifiers.message import AlertMessage
-from monitor.notifiers.outbox import Outbox, delivery_key
+from monitor.notifiers.outbox import Outbox
 from monitor.notifiers.registry import Receivers
 from monitor.notifiers.slack import METADATA_EVENT, SlackNotifier
 from monitor.storage import db
@@ -156,7 +156,16 @@ def test_firing_alert_posts_one_message_with_the_facts_in_the_owners_channel(tmp
     [notification] = p.notifications()
     body = request.body
     assert body["channel"] == "#fraud-alerts"
-    assert body["metadata"] == {"event_type": METADATA_EVENT, "event_payload": {"key": delivery_key(notification.id)}}
+    assert body["metadata"] == {
+        "event_type": METADATA_EVENT,
+        "event_payload": {
+            "key": f"monitor-{db.installation_id(p.engine)}-{notification.id}",
+            "model": "fraud-scorer",
+            "check": "feature-drift",
+            "alert_id": str(notification.alert_id),
+            "event": "firing",
+        },
+    }
     assert body["unfurl_links"] is False
 
     text = body["text"]
@@ -223,9 +232,16 @@ def test_resolution_updates_the_same_message_in_place(tmp_path, sqlite_engine, c
     [message] = slack.messages()  # still one message, now saying "resolved"
     assert message.ts == fired.ts and message.edited
     assert message.text == update.body["text"]
-    assert message.metadata == {"event_type": METADATA_EVENT, "event_payload": {"key": delivery_key(p.notifications()[0].id)}}
-
     firing, resolved = p.notifications()
+    # The update replaced the metadata: it is how a resolve left in doubt is recognised in Slack.
+    assert update.body["metadata"] == message.metadata
+    assert message.metadata["event_payload"] == {
+        "key": p.outbox.key(resolved.id),
+        "model": "fraud-scorer",
+        "check": "feature-drift",
+        "alert_id": str(resolved.alert_id),
+        "event": "resolved",
+    }
     assert [(n.event, n.status, n.attempts) for n in (firing, resolved)] == [("firing", "sent", 1), ("resolved", "sent", 1)]
     assert (resolved.message_id, resolved.channel_id) == (firing.message_id, firing.channel_id) == (fired.ts, "C0001")
     [alert] = p.alerts()
@@ -307,7 +323,7 @@ def assert_posted_once(slack, pipeline, *, attempts: int) -> None:
     [message] = slack.messages("#fraud-alerts")
     [row] = pipeline.notifications()
     assert (row.status, row.attempts, row.message_id, row.channel_id) == ("sent", attempts, message.ts, "C0001")
-    assert message.metadata["event_payload"]["key"] == delivery_key(row.id)
+    assert message.metadata["event_payload"]["key"] == pipeline.outbox.key(row.id)
 
 
 def test_crash_between_recording_and_delivering_is_delivered_once_after_restart(tmp_path, engine, clock, slack):
@@ -340,7 +356,7 @@ def test_in_doubt_delivery_that_reached_slack_is_found_by_its_metadata_not_poste
     assert p.outbox._claim(notification_id)  # pending -> sending
     row = p.notifications()[0]
     sender = SlackNotifier(TOKEN, slack.url)
-    delivery = sender.send("#fraud-alerts", AlertMessage.from_dict(row.payload), delivery_key(notification_id), None)
+    delivery = sender.send("#fraud-alerts", AlertMessage.from_dict(row.payload), p.outbox.key(notification_id), None)
     assert delivery.ok  # Slack has it, and then the process dies before recording
     # Later messages in the channel push ours past the first page of the history.
     other = WebClient(token=TOKEN, base_url=slack.url)

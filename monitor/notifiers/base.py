@@ -51,12 +51,14 @@ class Notifier(Protocol):
     def send(self, target: str, message: AlertMessage, key: str, previous: Posted | None) -> Delivery:
         """Deliver ``message``; with ``previous``, update that earlier message instead of posting anew.
 
-        ``key`` is unique per delivery; a notifier that can attach it to the message lets ``find``
-        tell after a crash whether the delivery went out.
+        ``key`` is unique per delivery across databases (it carries the installation id); a notifier
+        that can attach it to the message, with the message's model, check, episode and event, lets
+        ``find`` tell after a crash whether the delivery went out.
         """
 
-    def find(self, target: str, key: str, since: datetime) -> Posted | None:
-        """The message delivered with ``key`` since ``since``, or None when it is not there (or unknowable)."""
+    def find(self, target: str, key: str, message: AlertMessage, since: datetime, previous: Posted | None) -> Posted | None:
+        """Where ``send(target, message, key, previous)`` delivered since ``since``, or None when that is
+        not there (or unknowable). With ``previous``, the delivery may be that message, updated."""
 
 
 @dataclass(frozen=True)

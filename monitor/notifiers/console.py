@@ -28,7 +28,7 @@ class ConsoleNotifier:
             stream.flush()
         return Delivery.sent()
 
-    def find(self, target: str, key: str, since: datetime) -> Posted | None:
+    def find(self, target: str, key: str, message: AlertMessage, since: datetime, previous: Posted | None) -> Posted | None:
         # A terminal keeps no record: an in-doubt console delivery is printed again (at least once).
         return None
 

@@ -6,8 +6,9 @@ loop only ever reads those rows. A notification is claimed with a conditional up
 
 - a crash before the claim leaves it pending, and it is sent after the restart;
 - a crash between the claim and the record leaves it ``sending`` (in doubt); at start-up the notifier
-  is asked whether the message is out there (Slack: by the key in its metadata), and it is marked
-  sent or sent again accordingly;
+  is asked whether the message is out there (Slack: by the key in its metadata, with the model, check,
+  episode and event), and it is marked sent or sent again accordingly. The key holds the database's
+  installation id, so another database's message in the same channel is never taken for this one;
 - a claim that is never recorded while the process lives on (a database error after the claim) is
   settled the same way once it is older than the lease (5 minutes by default), checked on every pass;
   so is what ``monitor check`` finds in doubt, so it never re-sends what a running daemon has in hand;
@@ -15,6 +16,10 @@ loop only ever reads those rows. A notification is claimed with a conditional up
 - a retryable failure puts it back to pending with exponential backoff (or Slack's Retry-After);
 - notifications of one alert to one receiver go out in order, so a "resolved" update never
   overtakes the "firing" message it updates.
+
+The loop reports the ``delivery`` condition to :class:`~monitor.health.Health` (``/healthz``, the status
+page, the log, once): while it cannot read or write its table, and while a notification is still
+undelivered ``stuck_after`` (10 minutes) after it was owed.
 """
 
 from __future__ import annotations
@@ -22,25 +27,33 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from monitor.clock import Clock
+from monitor.config.durations import format_duration
+from monitor.health import Health
 from monitor.notifiers.base import Delivery, Posted, Receiver
 from monitor.notifiers.message import AlertMessage
 from monitor.notifiers.registry import Receivers
+from monitor.storage.db import installation_id
 from monitor.storage.tables import Notification
 
 log = logging.getLogger(__name__)
 
 UNFINISHED = ("pending", "sending")
+DELIVERY = "delivery"  # the condition of Health this loop reports
+# By then a notification has had nine attempts (backoff 2 s doubling): a receiver failing that long is an
+# outage to be told, not a blip retried quietly.
+STUCK_AFTER = timedelta(minutes=10)
 
 
-def delivery_key(notification_id: int) -> str:
-    return f"monitor-notification-{notification_id}"
+def delivery_key(installation: str, notification_id: int) -> str:
+    """What a delivery is known by outside the database: notification ids repeat across databases."""
+    return f"monitor-{installation}-{notification_id}"
 
 
 class Outbox:
@@ -54,6 +67,8 @@ class Outbox:
         backoff_cap: float = 300.0,
         lease: timedelta = timedelta(minutes=5),
         on_attempt: Callable[[str, str], None] | None = None,
+        health: Health | None = None,
+        stuck_after: timedelta = STUCK_AFTER,
     ) -> None:
         self.engine = engine
         self.receivers = receivers
@@ -62,8 +77,11 @@ class Outbox:
         self.backoff_cap = backoff_cap
         self.lease = lease  # a claim older than this is in doubt even though its process may still run
         self.on_attempt = on_attempt
+        self.health = health or Health()
+        self.stuck_after = stuck_after  # an undelivered notification older than this makes delivery degraded
         self._wake = threading.Event()
         self._recovered = False
+        self._installation: str | None = None  # read once: a database keeps its id
 
     # -- the loop -------------------------------------------------------------------------------
     def wake(self) -> None:
@@ -80,10 +98,17 @@ class Outbox:
                 else:
                     self.recover_stale()  # claims this process never recorded (a database error)
                 self.deliver_due()
+                stuck = self.stuck()
+                if stuck is None:
+                    self.health.recovered(DELIVERY)
+                else:
+                    self.health.failing(DELIVERY, stuck)
             except sa.exc.SQLAlchemyError as exc:  # the database is down: keep the loop, try next tick
-                log.error("outbox cannot reach the database: %s", exc)
-            except Exception:  # a bug must not end the thread while the daemon runs on delivering nothing
-                log.exception("outbox pass failed; trying again next tick")
+                cause = getattr(exc, "orig", None) or exc
+                self.health.failing(DELIVERY, f"the outbox cannot read or write its notifications: {cause}", exc_info=exc)
+            except Exception as exc:  # a bug must not end the thread while the daemon runs on delivering nothing
+                reason = f"outbox pass failed: {type(exc).__name__}: {exc}; trying again next tick"
+                self.health.failing(DELIVERY, reason, exc_info=exc)
             if stop.is_set():
                 return
             self._wake.wait(interval)
@@ -98,16 +123,17 @@ class Outbox:
         (say, waiting out a Retry-After) is left to it. Each row is settled only if it is still the
         same claim, so one recorded meanwhile by its process is not touched.
         """
-        query = sa.select(Notification.id, Notification.receiver, Notification.created, Notification.time).where(
-            Notification.status == "sending"
-        )
+        query = sa.select(Notification).where(Notification.status == "sending")
         if older_than is not None:
             query = query.where(Notification.time < self.clock.now() - older_than)
         with Session(self.engine) as session:
-            in_doubt = session.execute(query.order_by(Notification.id)).all()
+            in_doubt = [
+                (row.id, row.receiver, row.created, row.time, row.payload, self._previous(session, row))
+                for row in session.scalars(query.order_by(Notification.id))
+            ]
         settled = 0
-        for notification_id, receiver, created, claimed in in_doubt:
-            found = self._find(notification_id, receiver, created)
+        for notification_id, receiver, created, claimed, payload, previous in in_doubt:
+            found = self._find(notification_id, receiver, created, payload, previous)
             values: dict[str, object]
             if found is not None:
                 values = dict(status="sent", message_id=found.message_id, channel_id=found.channel_id, error=None)
@@ -135,13 +161,30 @@ class Outbox:
         """Settle only the deliveries claimed longer ago than the lease (safe while a daemon runs)."""
         return self.recover(older_than=self.lease)
 
-    def _find(self, notification_id: int, receiver: str, created) -> Posted | None:
+    def installation(self) -> str:
+        """This database's installation id, which every delivery key holds (raises when it has none)."""
+        if self._installation is None:
+            self._installation = installation_id(self.engine)
+        return self._installation
+
+    def key(self, notification_id: int) -> str:
+        """The delivery key of a notification of this database."""
+        return delivery_key(self.installation(), notification_id)
+
+    def _find(
+        self, notification_id: int, receiver: str, created: datetime, payload: dict, previous: Posted | None
+    ) -> Posted | None:
         found = self.receivers.resolve(receiver)
         notifier = self.receivers.notifier(found.kind) if found else None
         if found is None or notifier is None:
             return None
         try:
-            return notifier.find(found.target, delivery_key(notification_id), created)
+            message = AlertMessage.from_dict(payload)
+        except Exception:  # unreadable: nothing to look for; the delivery then records it as failed
+            return None
+        key = self.key(notification_id)  # outside the try: without it nothing can be found, nor sent again
+        try:
+            return notifier.find(found.target, key, message, created, previous)
         except Exception:  # a notifier bug: not knowing means sending again (at least once)
             log.exception("notifier %s could not look up notification %s", found.kind, notification_id)
             return None
@@ -149,11 +192,29 @@ class Outbox:
     # -- delivery -------------------------------------------------------------------------------
     def deliver_due(self, limit: int = 200) -> int:
         """Send every notification that is due and first in line for its alert; returns how many were sent."""
+        self.installation()  # before any claim: a delivery without its key could not be found after a crash
         sent = 0
         for notification_id in self._due(limit):
             if self._claim(notification_id):
                 sent += self._deliver(notification_id)
         return sent
+
+    def stuck(self) -> str | None:
+        """Why delivery is stuck, or None: notifications still undelivered ``stuck_after`` after they
+        were owed (the receiver keeps failing, or the loop cannot keep up), the oldest named."""
+        cutoff = self.clock.now() - self.stuck_after
+        late = sa.and_(Notification.status.in_(UNFINISHED), Notification.created <= cutoff)
+        with Session(self.engine) as session:
+            # Both read through ix_notifications_status_next: only unfinished rows, never the history.
+            waiting, oldest = session.execute(sa.select(sa.func.count(), sa.func.min(Notification.created)).where(late)).one()
+            if not waiting:
+                return None
+            row = session.scalars(sa.select(Notification).where(late, Notification.created == oldest).limit(1)).one()
+        return (
+            f"{waiting} notification(s) undelivered for more than {format_duration(self.stuck_after)}; the oldest, "
+            f"#{row.id} to {row.receiver} owed since {row.created.isoformat(timespec='seconds')}, "
+            f"after {row.attempts} attempt(s): {row.error or 'not attempted yet'}"
+        )
 
     def pending_count(self) -> int:
         with Session(self.engine) as session:
@@ -215,14 +276,17 @@ class Outbox:
         except Exception as exc:  # e.g. a key this version does not know: retrying cannot help
             log.error("notification %s has a payload this version cannot read: %s: %s", row.id, type(exc).__name__, exc)
             return Delivery.failed(f"unreadable payload: {type(exc).__name__}: {exc}", retry=False)
+        key = self.key(row.id)
         try:
-            previous = self._previous(session, row) if row.event == "resolved" else None
-            return notifier.send(receiver.target, message, delivery_key(row.id), previous)
+            return notifier.send(receiver.target, message, key, self._previous(session, row))
         except Exception as exc:  # a notifier bug must not stop the loop; it is recorded and retried
             log.exception("notifier %s failed on notification %s", receiver.kind, row.id)
             return Delivery.failed(f"{type(exc).__name__}: {exc}", retry=True)
 
     def _previous(self, session: Session, row: Notification) -> Posted | None:
+        """The message a "resolved" notification updates: its alert's "firing" one, once sent."""
+        if row.event != "resolved":
+            return None
         first = session.scalars(
             sa.select(Notification)
             .where(

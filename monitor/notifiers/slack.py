@@ -4,10 +4,13 @@ Sent with slack-sdk's WebClient. Its retry handlers wait out short rate limits (
 Retry-After), connection resets and server errors inside one attempt; what still fails is returned
 to the outbox with ``retry`` set, and the outbox tries again later with backoff.
 
-Each message carries its delivery key in Slack message metadata. After a crash between "sending" and
-"sent", :meth:`SlackNotifier.find` looks for that key in the channel's recent history, so a message
-that did go out is not posted a second time (needs the ``channels:history`` and ``channels:read``
-scopes; without them an in-doubt delivery is sent again).
+Each message carries in Slack message metadata its delivery key (unique across databases: it holds
+the installation id) with the model, check, episode and event it tells of; an update on resolve
+replaces the metadata with its own. After a crash between "sending" and "sent",
+:meth:`SlackNotifier.find` looks for all of them: in the message a "resolved" update was to edit,
+then in the channel's recent history. So a message or update that did go out is not sent a second
+time, and another deployment's message in the same channel is never taken for ours (needs the
+``channels:history`` and ``channels:read`` scopes; without them an in-doubt delivery is sent again).
 """
 
 from __future__ import annotations
@@ -60,33 +63,22 @@ class SlackNotifier:
     def send(self, target: str, message: AlertMessage, key: str, previous: Posted | None) -> Delivery:
         from slack_sdk.errors import SlackApiError, SlackClientError
 
-        text, blocks = fallback_text(message), blocks_of(message)
+        text, blocks, metadata = fallback_text(message), blocks_of(message), metadata_of(key, message)
 
         def post():
-            return self.client.chat_postMessage(
-                channel=target,
-                text=text,
-                blocks=blocks,
-                unfurl_links=False,
-                metadata={"event_type": METADATA_EVENT, "event_payload": {"key": key}},
-            )
+            return self.client.chat_postMessage(channel=target, text=text, blocks=blocks, unfurl_links=False, metadata=metadata)
 
         try:
-            if previous is not None and previous.message_id and previous.channel_id:
+            if (where := _where(previous)) is not None:
+                channel, ts = where
                 try:
-                    response = self.client.chat_update(
-                        channel=previous.channel_id, ts=previous.message_id, text=text, blocks=blocks
-                    )
+                    # The metadata too: it is how find() recognises this update once it is in Slack.
+                    response = self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks, metadata=metadata)
                 except SlackApiError as exc:
                     if exc.response.get("error") != "message_not_found":
                         raise
                     # Someone deleted the message to update: say it in a new one rather than not at all.
-                    log.warning(
-                        "slack message %s in %s is gone; posting a new one to %s",
-                        previous.message_id,
-                        previous.channel_id,
-                        target,
-                    )
+                    log.warning("slack message %s in %s is gone; posting a new one to %s", ts, channel, target)
                     response = post()
             else:
                 response = post()
@@ -96,10 +88,22 @@ class SlackNotifier:
             return Delivery.failed(f"slack unreachable: {type(exc).__name__}: {exc}", retry=True)
         return Delivery.sent(response.get("ts"), response.get("channel"))
 
-    def find(self, target: str, key: str, since: datetime) -> Posted | None:
+    def find(self, target: str, key: str, message: AlertMessage, since: datetime, previous: Posted | None) -> Posted | None:
         from slack_sdk.errors import SlackApiError, SlackClientError
 
+        expected = metadata_of(key, message)
         try:
+            if (where := _where(previous)) is not None:
+                updated, ts = where
+                # An update edits an older message, which no history since `since` would show: that one message.
+                page = self.client.conversations_history(
+                    channel=updated, latest=ts, inclusive=True, limit=1, include_all_metadata=True
+                )
+                at_ts: list[dict[str, Any]] = page.get("messages", [])  # or the one before, if that one is gone
+                for item in at_ts:
+                    if item.get("ts") == ts and _matches(item, expected):
+                        return Posted(ts, updated)
+            # Not updated: maybe posted as a new message (the one to update was deleted), or not at all.
             channel = self._channel_id(target)
             if channel is None:
                 return None
@@ -110,8 +114,7 @@ class SlackNotifier:
                 )
                 messages: list[dict[str, Any]] = page.get("messages", [])
                 for item in messages:
-                    metadata = item.get("metadata") or {}
-                    if metadata.get("event_type") == METADATA_EVENT and metadata.get("event_payload", {}).get("key") == key:
+                    if _matches(item, expected):
                         return Posted(item.get("ts"), channel)
                 cursor = (page.get("response_metadata") or {}).get("next_cursor")
                 if not cursor:
@@ -138,6 +141,37 @@ class SlackNotifier:
             if not cursor:
                 break
         return self._channel_ids.get(name)
+
+
+def metadata_of(key: str, message: AlertMessage) -> dict[str, Any]:
+    """The Slack message metadata of one delivery: its key, and what it tells of.
+
+    All strings, so what Slack hands back compares equal to what was sent whatever it does with numbers.
+    """
+    payload = {
+        "key": key,
+        "model": message.model,
+        "check": message.check,
+        "alert_id": str(message.alert_id),
+        "event": message.event,
+    }
+    return {"event_type": METADATA_EVENT, "event_payload": payload}
+
+
+def _matches(item: dict[str, Any], expected: dict[str, Any]) -> bool:
+    """Whether a message from the history carries ``expected`` (every field: not the key alone)."""
+    metadata = item.get("metadata") or {}
+    payload = metadata.get("event_payload") or {}
+    return metadata.get("event_type") == expected["event_type"] and all(
+        payload.get(name) == value for name, value in expected["event_payload"].items()
+    )
+
+
+def _where(previous: Posted | None) -> tuple[str, str] | None:
+    """The channel and ts of the message to update, when there is one."""
+    if previous is not None and previous.message_id and previous.channel_id:
+        return previous.channel_id, previous.message_id
+    return None
 
 
 def _failure(response) -> Delivery:

@@ -11,6 +11,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from monitor.storage.tables import Installation
+
 _PACKAGED = Path(__file__).parent / "migrations"  # inside a wheel
 _CHECKOUT = Path(__file__).resolve().parents[2] / "alembic"  # in a source checkout
 
@@ -101,3 +103,13 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def installation_id(engine: Engine) -> str:
+    """The id this database was made with (the one row of ``installation``, migration 0004)."""
+    with engine.connect() as connection:
+        ids = connection.scalars(sa.select(Installation.id)).all()
+    if len(ids) != 1:
+        # Picking one of several (or making one up) could match another database's messages again.
+        raise RuntimeError(f"the installation table must hold exactly one row, it holds {len(ids)}: see docs/database.md")
+    return ids[0]

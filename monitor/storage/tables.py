@@ -195,3 +195,16 @@ class Sample(Base):
     labelled: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (sa.Index("ix_samples_model_row_id", "model", "row_id"),)
+
+
+class Installation(Base):
+    """Which database this is: one row, with a random id made when the database was (migration 0004).
+
+    Delivery keys carry it, so two databases posting to one Slack channel never take each other's
+    messages for their own.
+    """
+
+    __tablename__ = "installation"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    created: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -8,9 +8,12 @@ Implemented methods, with the parameters the daemon uses:
 
 - ``chat.postMessage``: channel (``#name``, ``name`` or an ID), text, blocks, metadata, thread_ts;
   answers the channel's ID (``C0001``, ...) and a new ``ts``, unique and increasing.
-- ``chat.update``: channel ID and ts; ``message_not_found`` when there is no such message.
+- ``chat.update``: channel ID, ts, text, blocks, metadata; ``message_not_found`` when there is no
+  such message. As on Slack, metadata given replaces the message's, ``{}`` removes it, and without it
+  the old one stays.
 - ``conversations.history``: channel, oldest, latest, inclusive, include_all_metadata, limit, cursor;
-  newest first, ``metadata`` only with include_all_metadata.
+  newest first, ``metadata`` only with include_all_metadata. ``latest=ts, inclusive, limit=1`` is
+  the one message at ``ts`` (or the one before it, when that one is gone), as on Slack.
 - ``conversations.list``: limit, cursor; every channel with its id and name.
 
 Anything else answers ``unknown_method``. Every request needs ``Authorization: Bearer <token>`` with
@@ -315,9 +318,7 @@ class FakeSlackAPI:
         if not text and not blocks:
             return {"ok": False, "error": "no_text"}
         metadata = _maybe_json(body.get("metadata"))
-        if metadata is not None and (
-            not isinstance(metadata, dict) or "event_type" not in metadata or "event_payload" not in metadata
-        ):
+        if not _valid_metadata(metadata):
             return {"ok": False, "error": "invalid_metadata_format"}
         thread_ts = body.get("thread_ts") or None
         if thread_ts and not any(m.ts == thread_ts for m in self._messages[channel]):
@@ -337,13 +338,15 @@ class FakeSlackAPI:
         text, blocks = body.get("text"), _maybe_json(body.get("blocks"))
         if text is None and blocks is None:
             return {"ok": False, "error": "no_text"}
+        metadata = _maybe_json(body.get("metadata"))
+        if metadata != {} and not _valid_metadata(metadata):
+            return {"ok": False, "error": "invalid_metadata_format"}
         if text is not None:
             message.text = text
         if blocks is not None:
             message.blocks = blocks
-        metadata = _maybe_json(body.get("metadata"))
         if metadata is not None:
-            message.metadata = metadata
+            message.metadata = metadata or None
         message.edited = True
         message.updates.append({"ts": self._next_ts(), "text": text, "blocks": blocks})
         return {
@@ -453,6 +456,11 @@ def _maybe_json(value: Any) -> Any:
         except ValueError:
             return value
     return value
+
+
+def _valid_metadata(metadata: Any) -> bool:
+    """Absent, or an object with ``event_type`` and ``event_payload`` (chat.postMessage and chat.update alike)."""
+    return metadata is None or (isinstance(metadata, dict) and "event_type" in metadata and "event_payload" in metadata)
 
 
 def _truthy(value: Any) -> bool:
