@@ -339,41 +339,23 @@ def test_a_body_past_the_limit_is_413_whether_its_length_is_declared_or_streamed
     assert client.post(PREDICTIONS, content=lines(row("small")), headers=AUTH).status_code == 202
 
 
-def test_429_with_retry_after_while_the_permits_are_all_held(sqlite_api):
-    """``max_concurrent_requests: 1``: one request held open by a slow body takes the only permit.
-
-    The held request is a raw socket: should it arrive while a probe holds the permit, it is answered
-    429 before its body is sent, which the test sees, and it is sent again."""
+def test_a_slow_body_holds_no_permit_and_is_taken_whole_when_it_ends(sqlite_api):
+    """``max_concurrent_requests: 1``: a request whose body is still on its way does not take the only
+    permit (a permit stands for parsing and storing), so another client is served meanwhile."""
     daemon, client = sqlite_api
     held = lines(*[row(f"held-{i}") for i in range(10)])
     address = ("127.0.0.1", daemon.http.port)
-
-    def open_held() -> socket.socket:
-        sock = socket.create_connection(address, timeout=30)
+    sock = socket.create_connection(address, timeout=30)
+    try:
         head = (
             f"POST {PREDICTIONS} HTTP/1.1\r\nHost: {address[0]}:{address[1]}\r\nAuthorization: Bearer {TOKEN}\r\n"
             f"Content-Type: application/x-ndjson\r\nContent-Length: {len(held)}\r\nConnection: close\r\n\r\n"
         )
         sock.sendall(head.encode() + held[:50])
-        return sock
-
-    sock = open_held()
-    try:
-        deadline = time.monotonic() + 10
-        while True:  # until the held request has its permit; an empty body is a harmless 400 meanwhile
-            if select.select([sock], [], [], 0)[0]:  # answered before its body ended: refused, so again
-                sock.close()
-                sock = open_held()
-            probe = client.post(PREDICTIONS, content=b"", headers=AUTH)
-            if probe.status_code == 429 or time.monotonic() > deadline:
-                break
-            assert probe.status_code == 400
-            time.sleep(0.02)
-        assert probe.status_code == 429, probe.text
-        assert int(probe.headers["Retry-After"]) >= 1
-        assert "retry" in probe.json()["error"]
-        refused = client.post(PREDICTIONS, content=lines(row("refused")), headers=AUTH)
-        assert refused.status_code == 429 and refused.headers["Retry-After"]
+        for i in range(3):  # the held body is being received all along
+            served = client.post(PREDICTIONS, content=lines(row(f"meanwhile-{i}")), headers=AUTH)
+            assert served.status_code == 202, served.text
+        assert not select.select([sock], [], [], 0)[0]  # and the held request is not answered yet
         sock.sendall(held[50:])
         answer = b""
         while chunk := sock.recv(65536):
@@ -382,8 +364,7 @@ def test_429_with_retry_after_while_the_permits_are_all_held(sqlite_api):
         sock.close()
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.split(b" ")[1] == b"202" and orjson.loads(body)["accepted"] == 10, answer
-    assert accepted_in_db(daemon) == 10  # the refused row was not counted: its sender retries it
-    assert client.post(PREDICTIONS, content=lines(row("refused")), headers=AUTH).status_code == 202
+    assert accepted_in_db(daemon) == 13
 
 
 def test_429_with_retry_after_when_too_much_waits_to_be_written(sqlite_api):
@@ -520,11 +501,7 @@ def test_the_status_page_is_html_and_escapes_what_it_shows(sqlite_api):
     assert failed.outcome == "error" and HOSTILE in failed.evaluation.error
     with daemon.engine.begin() as conn:  # and a hostile value straight in the table dashboards read too
         conn.execute(
-            sa.text(
-                'INSERT INTO check_runs (model, "check", kind, started, finished, window_start, window_end, outcome, '
-                "sample_size, error) SELECT model, '<img src=x onerror=alert(1)>', kind, started, finished, window_start, "
-                "window_end, outcome, sample_size, '<b>bold</b>' FROM check_runs WHERE id = :id"
-            ),
+            sa.text("UPDATE check_runs SET error = error || ' <img src=x onerror=alert(1)> <b>bold</b>' WHERE id = :id"),
             {"id": failed.run_id},
         )
 

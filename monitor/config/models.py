@@ -44,6 +44,16 @@ class ServerConfig(StrictModel):
     public: list[Literal["status", "metrics", "healthz"]] = Field(
         [], description="read endpoints that need no token when listening beyond loopback (status is the page at /)"
     )
+    header_timeout: Duration = Field(
+        timedelta(seconds=10),
+        description="a request's headers must be complete this long after the connection opens or the previous answer; else it is closed",
+    )
+    body_timeout: Duration = Field(
+        timedelta(seconds=30), description="an ingest body must be received whole within this time of its headers; else 408"
+    )
+    max_connections: int = Field(
+        100, ge=1, description="open connections at most; one more is closed at once (bounds the bodies received at once)"
+    )
 
     @field_validator("listen")
     @classmethod
@@ -58,7 +68,10 @@ class IngestConfig(StrictModel):
     sample_per_minute: int = Field(1000, ge=10, le=1_000_000, description="rows kept per model and minute for drift")
     retention: Duration = Field(timedelta(days=7), description="samples and per-minute counts older than this are deleted")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="a larger request body is refused with 413")
-    max_concurrent_requests: int = Field(8, ge=1, description="more ingest requests at once are refused with 429")
+    max_concurrent_requests: int = Field(8, ge=1, description="more ingest bodies processed at once are refused with 429")
+    max_requests_per_client: int = Field(
+        4, ge=1, description="more ingest requests in flight from one client address are refused with 429"
+    )
 
 
 class SlackConfig(StrictModel):

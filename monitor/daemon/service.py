@@ -28,7 +28,7 @@ from monitor.config.models import ModelConfig, is_loopback
 from monitor.daemon.closing import close_orphans
 from monitor.daemon.evaluator import Evaluator, RunResult
 from monitor.daemon.project import Project
-from monitor.health import Health
+from monitor.health import Health, LogThrottle
 from monitor.ingest.retention import delete_expired
 from monitor.ingest.sampler import Sampler
 from monitor.notifiers.outbox import Outbox
@@ -68,6 +68,21 @@ def guarded_reads(listen: str, public: Iterable[str]) -> frozenset[str]:
     return frozenset({"status", "metrics", "healthz"}) - set(public)
 
 
+# The conditions of Health the daemon itself reports (the outbox reports "delivery", the sampler "ingest").
+RECORDING = "recording"
+CHECKS_LOADED = "checks"
+
+
+def no_checks_loaded(project: Project) -> str:
+    """Why nothing is watched: each problem of the check files (the first few), or that there are none."""
+    issues = project.checks.issues
+    if not issues:
+        return f"no check file in {project.checks_dir}: nothing is watched; add one and restart"
+    shown = "; ".join(str(issue) for issue in issues[:3])
+    more = f"; and {len(issues) - 3} more in the log" if len(issues) > 3 else ""
+    return f"no check file loaded, so nothing is watched: {shown}{more}; fix them (monitor validate) and restart"
+
+
 class StartupError(Exception):
     """The daemon cannot start: one line saying what to change."""
 
@@ -93,16 +108,24 @@ def _shown(path: Path, base: Path) -> Path:
 
 class Daemon:
     def __init__(
-        self, project: Project, *, clock: Clock | None = None, console=None, engine: Engine | None = None, workers: int = 4
+        self,
+        project: Project,
+        *,
+        clock: Clock | None = None,
+        console=None,
+        engine: Engine | None = None,
+        workers: int = 4,
+        health: Health | None = None,
     ) -> None:
         self.project = project
         self.clock = clock or SystemClock()
         self.engine = engine or db.create_engine(project.config.database.url)
         self.telemetry = Telemetry()
-        self.health = Health()  # what blinds the daemon right now: /healthz, the status page, the log
+        self.health = health or Health()  # what blinds the daemon right now: /healthz, the status page, the log
+        self._failing_checks = LogThrottle(log)  # a check that errors on every run is logged as one condition
         receivers = Receivers(project.config, console)
         self.evaluator = Evaluator(self.engine, project.config, self.clock, receivers)
-        self.outbox = Outbox(self.engine, receivers, self.clock, on_attempt=self.telemetry.record_delivery)
+        self.outbox = Outbox(self.engine, receivers, self.clock, on_attempt=self.telemetry.record_delivery, health=self.health)
         self.sampler = Sampler(self.engine, self.clock, capacity=project.config.ingest.sample_per_minute)
         self.http: HttpServer | None = None
         self.workers = workers
@@ -115,12 +138,22 @@ class Daemon:
         try:
             result = self.evaluator.run(model, check)
         except sa.exc.SQLAlchemyError as exc:
-            # Nothing was recorded (one transaction): the next run of this check tries again.
-            log.error(
-                "%s/%s: evaluated but not recorded (%s); the next run tries again", model.model, check.name, why_not_recorded(exc)
+            # Nothing was recorded (one transaction): the next run of this check tries again. Every check
+            # fails alike while the database is down, so this is one condition, not a line per run.
+            self.health.failing(
+                RECORDING,
+                f"{model.model}/{check.name}: evaluated but not recorded ({why_not_recorded(exc)}); the next run tries again",
+                exc_info=exc,
             )
             return None
-        (log.warning if result.outcome in ("breach", "error") else log.info)(describe(result))
+        self.health.recovered(RECORDING)  # a write went through: the database takes them again
+        name = f"{result.model}/{result.check}"
+        if result.outcome == "error":
+            # Recorded on every run; logged when it starts, then at most once a minute with a count.
+            self._failing_checks.log(name, logging.WARNING, describe(result))
+        else:
+            self._failing_checks.clear(name)
+            (log.warning if result.outcome == "breach" else log.info)(describe(result))
         self.telemetry.record_run(result.model, result.check, result.outcome, result.duration_s, result.evaluation.values)
         if result.notifications_owed:
             self.outbox.wake()
@@ -131,6 +164,8 @@ class Daemon:
         episodes that edited files left without a rule."""
         for issue in self.project.checks.issues:
             log.error("check file skipped: %s", issue)
+        if not self.project.checks.models:
+            self.health.failing(CHECKS_LOADED, no_checks_loaded(self.project))
         db.upgrade(self.engine)
         self.close_orphans()
         kinds = {check.kind for model in self.project.checks.models.values() for check in model.checks}
@@ -148,7 +183,13 @@ class Daemon:
             self.outbox.wake()
 
     def remove_expired_samples(self) -> None:
-        removed = delete_expired(self.engine, self.clock.now() - self.project.config.ingest.retention)
+        try:
+            removed = delete_expired(self.engine, self.clock.now() - self.project.config.ingest.retention)
+        except sa.exc.SQLAlchemyError as exc:
+            # Caught here, not by the scheduler (a traceback): an outage is told by health already, and
+            # what is left is removed by the next hourly run.
+            log.warning("retention: samples not removed (%s); the next run tries again", why_not_recorded(exc))
+            return
         if removed:
             log.info("retention: removed %d model-minutes of samples", removed)
 
@@ -178,7 +219,7 @@ class Daemon:
         from monitor.server.status import render_status
 
         config = self.project.config
-        models = sorted(self.project.checks.models)
+        checks = {name: [c.name for c in model.checks] for name, model in sorted(self.project.checks.models.items())}
         state = ServerState(
             models=self.ingest_models(),
             sampler=self.sampler,
@@ -187,12 +228,19 @@ class Daemon:
             token=config.server.token.get_secret_value(),
             max_body_bytes=config.ingest.max_body_bytes,
             max_concurrent=config.ingest.max_concurrent_requests,
-            status_page=lambda: render_status(self.engine, models),
+            body_timeout=config.server.body_timeout.total_seconds(),
+            max_per_client=config.ingest.max_requests_per_client,
+            status_page=lambda problems: render_status(self.engine, checks, problems),
             listen_host=config.server.listen.rpartition(":")[0],
             allowed_hosts=config.server.allowed_hosts,
             guarded_reads=guarded_reads(config.server.listen, config.server.public),
         )
-        http = HttpServer(create_app(state), config.server.listen)
+        http = HttpServer(
+            create_app(state),
+            config.server.listen,
+            header_timeout=config.server.header_timeout.total_seconds(),
+            max_connections=config.server.max_connections,
+        )
         self.http = http
         http.start()
         log.info("HTTP API on %s", http.url)

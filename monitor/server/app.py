@@ -8,9 +8,11 @@
   401 without the configured bearer token; 404 for a model without an ingest source; 413 past the
   body limit; 429 with Retry-After when too many requests are in flight or too much is waiting to
   be written; 503 with Retry-After when the database cannot be read (labels: or written).
-- ``GET /healthz``: liveness and the last successful evaluation.
+- ``GET /healthz``: liveness and the last successful evaluation; 503 and ``"status": "degraded"``, with
+  each problem's reason, while evaluations cannot be recorded, deliveries are stuck, ingested rows
+  cannot be written or no check file is loaded.
 - ``GET /metrics``: Prometheus text format.
-- ``GET /``: the status page.
+- ``GET /``: the status page (the daemon's problems first; says so when the database cannot be read).
 
 A request whose ``Host`` or ``Origin`` is not this daemon's is refused before it is routed (421, 403:
 see :mod:`monitor.server.hosts`), and so is a POST whose body is declared as anything but JSON or JSON
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,16 +32,18 @@ from dataclasses import dataclass, field
 import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from monitor.health import Health
+from monitor.health import Health, LogThrottle
 from monitor.ingest.rows import BodyError, Parsed, validate_labels, validate_predictions
 from monitor.ingest.sampler import Overloaded, Sampler, StorageUnavailable
 from monitor.server.hosts import HostGuard, HostPolicy
 from monitor.sources.ingest import IngestModel
 from monitor.telemetry import CONTENT_TYPE, Telemetry
+
+log = logging.getLogger("monitor.server")
 
 
 class BodyTooLarge(Exception):
@@ -53,7 +58,9 @@ class ServerState:
     token: str
     max_body_bytes: int
     max_concurrent: int
-    status_page: Callable[[], str]
+    body_timeout: float  # seconds to receive a whole body in (server.body_timeout)
+    max_per_client: int  # ingest requests in flight from one client address (ingest.max_requests_per_client)
+    status_page: Callable[[dict[str, str]], str]  # the page, given the daemon's current problems
     health: Health = field(default_factory=Health)
     listen_host: str = "127.0.0.1"  # the host of server.listen: which Host headers are this daemon
     allowed_hosts: list[str] = field(default_factory=list)  # server.allowed_hosts: more names ("*": any)
@@ -72,7 +79,9 @@ def _json(status: int, payload: dict, headers: dict | None = None) -> Response:
 
 
 def create_app(state: ServerState) -> Starlette:
-    permits = asyncio.Semaphore(state.max_concurrent)
+    permits = asyncio.Semaphore(state.max_concurrent)  # bodies being parsed and stored
+    in_flight: dict[str, int] = {}  # ingest requests being received or processed, by client address
+    throttle = LogThrottle(log)
     expected = f"Bearer {state.token}".encode() if state.token else None
 
     def authorised(request: Request) -> bool:
@@ -107,13 +116,51 @@ def create_app(state: ServerState) -> Starlette:
         if model not in state.models:
             known = ", ".join(sorted(state.models)) or "none"
             return _json(404, {"error": f"unknown model {model!r}: models with an ingest source are {known}"})
+        client = request.client.host if request.client else "unknown"
+        if in_flight.get(client, 0) >= state.max_per_client:
+            return _json(
+                429,
+                {"error": f"more than {state.max_per_client} requests in flight from {client}; retry shortly"},
+                {"Retry-After": "1"},
+            )
+        in_flight[client] = in_flight.get(client, 0) + 1
+        try:
+            return await receive_and_take(request, client, model, work)
+        finally:
+            in_flight[client] -= 1
+            if not in_flight[client]:  # forgotten when idle, so many addresses do not pile up
+                del in_flight[client]
+
+    async def receive_and_take(
+        request: Request, client: str, model: str, work: Callable[[str, bytes, float], tuple[Parsed, dict]]
+    ) -> Response:
+        # The body is received before a permit is taken: a permit stands for the parsing and storing only,
+        # which take milliseconds, so slow senders cannot hold them all. Receiving is bounded instead by
+        # the body timeout, the per-client limit and the server's connection cap (docs/ingest.md).
+        try:
+            async with asyncio.timeout(state.body_timeout):
+                body = await read_body(request)
+        except BodyTooLarge:
+            return _json(413, {"error": f"body larger than {state.max_body_bytes} bytes: send smaller batches"})
+        except TimeoutError:
+            throttle.log(
+                "slow-body",
+                logging.WARNING,
+                f"answered 408 to {client}: its body was not received whole within {state.body_timeout:g}s (server.body_timeout)",
+            )
+            # The rest of the body may still be on its way: closing is the only way not to read it.
+            return _json(408, {"error": f"body not received within {state.body_timeout:g}s"}, {"Connection": "close"})
+        except ClientDisconnect as exc:
+            throttle.log(
+                "client-disconnect",
+                logging.INFO,
+                f"{client} hung up before its body was received whole; nothing of that request was taken",
+                exc_info=exc,
+            )
+            return Response(status_code=400)  # nobody reads it: uvicorn drops what is sent after a hang-up
         if permits.locked():
             return _json(429, {"error": "too many requests in flight; retry shortly"}, {"Retry-After": "1"})
         async with permits:
-            try:
-                body = await read_body(request)
-            except BodyTooLarge:
-                return _json(413, {"error": f"body larger than {state.max_body_bytes} bytes: send smaller batches"})
             from starlette.concurrency import run_in_threadpool
 
             try:
@@ -161,10 +208,13 @@ def create_app(state: ServerState) -> Starlette:
         if (answer := refused("healthz", request)) is not None:
             return answer
         last = state.telemetry.last_success
+        problems = state.health.problems()
+        # 503 while anything blinds the daemon, so a load balancer or an orchestrator sees it too.
         return _json(
-            200,
+            503 if problems else 200,
             {
-                "status": "ok",
+                "status": "degraded" if problems else "ok",
+                "problems": problems,
                 "uptime_s": round(time.time() - state.telemetry.started, 1),
                 "last_success": None if last is None else round(last, 3),
                 "last_success_age_s": None if last is None else round(time.time() - last, 1),
@@ -182,7 +232,7 @@ def create_app(state: ServerState) -> Starlette:
 
         if (answer := refused("status", request)) is not None:
             return answer
-        return HTMLResponse(await run_in_threadpool(state.status_page))
+        return HTMLResponse(await run_in_threadpool(state.status_page, state.health.problems()))
 
     return Starlette(
         routes=[

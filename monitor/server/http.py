@@ -8,14 +8,27 @@ import time
 
 import uvicorn
 
+from monitor.health import LogThrottle
+from monitor.server.protocol import guarded_protocol, log
+
 
 class HttpServer:
-    def __init__(self, app, listen: str) -> None:
+    def __init__(self, app, listen: str, *, header_timeout: float = 10.0, max_connections: int = 100) -> None:
         host, _, port = listen.rpartition(":")
         self.host = host or "127.0.0.1"
+        # h11 always, not uvicorn's "auto" (httptools when it happens to be installed): the header deadline
+        # and the connection cap are built on the h11 protocol, and h11 is what a plain install has.
+        protocol = guarded_protocol(header_timeout=header_timeout, max_connections=max_connections, throttle=LogThrottle(log))
         self._server = uvicorn.Server(
             uvicorn.Config(
-                app, host=self.host, port=int(port), log_level="warning", access_log=False, lifespan="off", loop="asyncio"
+                app,
+                host=self.host,
+                port=int(port),
+                http=protocol,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                loop="asyncio",
             )
         )
         self._thread: threading.Thread | None = None

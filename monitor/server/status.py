@@ -1,61 +1,144 @@
-"""The read-only status page: every check's last run and every open alert. Every value is escaped."""
+"""The read-only status page: what is wrong with the daemon, every configured check's last run, and
+the open alerts. Every value is escaped.
+
+Its cost does not grow with the history: the last run of each configured check is one index seek on
+``ix_check_runs_model_check_started`` (``ORDER BY started DESC LIMIT 1``), and the open alerts are read
+through the partial index of open episodes, at most :data:`OPEN_ALERTS_SHOWN` of them. When the
+database cannot be read the page says so, under the daemon's problems, instead of failing.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from html import escape
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine, Row
 
 from monitor.notifiers.message import format_number
-from monitor.storage.tables import OPEN_STATES, Alert, CheckRun
+from monitor.storage.tables import OPEN_STATES, Alert, CheckRun, table
+
+OPEN_ALERTS_SHOWN = 100
+# SQLite allows at most 500 terms in one compound SELECT; a chunk of the last-run queries stays below.
+_CHECKS_PER_QUERY = 200
 
 _STYLE = (
     "body{font:14px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:2em}"
     "td,th{border-bottom:1px solid #ddd;padding:4px 10px;text-align:left}"
     ".breach,.firing,.error{color:#b00020;font-weight:600}.pending,.insufficient_data{color:#b26a00}"
+    ".problems{border:2px solid #b00020;padding:0 1em;margin-bottom:2em}"
 )
 
 
-def render_status(engine: Engine, models: list[str]) -> str:
-    latest = (
-        sa.select(CheckRun.model, CheckRun.check, sa.func.max(CheckRun.id).label("id"))
-        .group_by(CheckRun.model, CheckRun.check)
-        .subquery()
-    )
-    with engine.connect() as conn:
-        runs = conn.execute(
-            sa.select(CheckRun).join(latest, CheckRun.id == latest.c.id).order_by(CheckRun.model, CheckRun.check)
-        ).all()
-        alerts = conn.execute(sa.select(Alert).where(Alert.state.in_(OPEN_STATES)).order_by(Alert.started.desc())).all()
+@dataclass
+class StatusData:
+    """What the page shows from the database."""
+
+    runs: dict[tuple[str, str], Row]  # (model, check) -> its last run; a check not run yet is absent
+    alerts: Sequence[Row]  # the newest open alerts, at most OPEN_ALERTS_SHOWN
+    open_alerts: int  # how many are open in all
+
+
+@lru_cache(maxsize=4)
+def _latest_queries(checks: tuple[tuple[str, str], ...]) -> tuple[sa.CompoundSelect, ...]:
+    """The queries of :func:`latest_runs`, built once per set of checks: building a hundred subqueries
+    costs more than running them."""
+    runs = table(CheckRun)
+    shown = (runs.c.model, runs.c.check, runs.c.outcome, runs.c.finished, runs.c.sample_size, runs.c.error)
+    queries = []
+    for at in range(0, len(checks), _CHECKS_PER_QUERY):
+        last = [
+            sa.select(*shown)
+            .where(runs.c.model == model, runs.c.check == check)
+            .order_by(runs.c.started.desc())
+            .limit(1)
+            .subquery()
+            for model, check in checks[at : at + _CHECKS_PER_QUERY]
+        ]
+        queries.append(sa.union_all(*(sa.select(one) for one in last)))
+    return tuple(queries)
+
+
+def latest_runs(conn: Connection, checks: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Row]:
+    """The last run of each of ``checks``: per check one seek on its index, a chunk of checks per query."""
+    return {(row.model, row.check): row for query in _latest_queries(tuple(checks)) for row in conn.execute(query)}
+
+
+def read_status(conn: Connection, checks: Sequence[tuple[str, str]]) -> StatusData:
+    alerts = table(Alert)
+    # Written out, not bound: a planner uses the partial index of open episodes (uq_alerts_open_episode)
+    # only when it can see that the query asks for what the index holds.
+    is_open = alerts.c.state.in_(sa.bindparam("open_states", list(OPEN_STATES), literal_execute=True))
+    newest = conn.execute(
+        sa.select(alerts, sa.func.count().over().label("open_alerts"))  # counted before the LIMIT
+        .where(is_open)
+        .order_by(alerts.c.started.desc())
+        .limit(OPEN_ALERTS_SHOWN)
+    ).all()
+    return StatusData(latest_runs(conn, checks), newest, newest[0].open_alerts if newest else 0)
+
+
+def _unavailable(exc: sa.exc.SQLAlchemyError) -> str:
+    """The driver's own first line (not SQLAlchemy's, which carries the statement and a link)."""
+    cause = str(getattr(exc, "orig", None) or exc).strip()
+    return cause.splitlines()[0] if cause else type(exc).__name__
+
+
+def render_status(engine: Engine, checks: Mapping[str, Sequence[str]], problems: Mapping[str, str]) -> str:
+    """The page for the configured ``checks`` (model -> check names) and the daemon's current ``problems``."""
+    pairs = [(model, check) for model, names in checks.items() for check in names]
     e = lambda v: escape("" if v is None else str(v))  # noqa: E731
-    run_rows = "".join(
-        f"<tr><td>{e(r.model)}</td><td>{e(r.check)}</td><td class='{e(r.outcome)}'>{e(r.outcome)}</td>"
-        f"<td>{e(r.finished.strftime('%Y-%m-%d %H:%M:%S'))}</td><td>{e(r.sample_size)}</td><td>{e(r.error)}</td></tr>"
-        for r in runs
+    health = (
+        "<div class='problems'><h2>Problems</h2><ul>"
+        + "".join(f"<li><b>{e(condition)}</b>: {e(reason)}</li>" for condition, reason in problems.items())
+        + "</ul></div>"
+        if problems
+        else "<p>Health: ok.</p>"
     )
+    head = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>monitor</title><style>{_STYLE}</style></head><body>"
+        f"<h1>monitor</h1>{health}<p>{len(checks)} model(s): {e(', '.join(checks))}. Times in UTC.</p>"
+    )
+    try:
+        with engine.connect() as conn:
+            data = read_status(conn, pairs)
+    except sa.exc.SQLAlchemyError as exc:
+        return (
+            head + f"<p class='error'>The database is unavailable ({e(_unavailable(exc))}): the last runs and the open "
+            "alerts cannot be read. This page shows them again once it answers.</p></body></html>"
+        )
     alert_rows = "".join(
         f"<tr><td>{e(a.id)}</td><td class='{e(a.state)}'>{e(a.state)}</td><td>{e(a.severity)}</td><td>{e(a.model)}</td>"
         f"<td>{e(a.check)}</td><td>{e(a.feature)}</td><td>{e(a.rule)}</td><td>{e(format_number(a.last_value, a.threshold) if a.last_value is not None else '')}</td>"
         f"<td>{e(a.started.strftime('%Y-%m-%d %H:%M:%S'))}</td></tr>"
-        for a in alerts
+        for a in data.alerts
+    )
+    more = data.open_alerts - len(data.alerts)
+    run_rows = "".join(
+        f"<tr><td>{e(r.model)}</td><td>{e(r.check)}</td><td class='{e(r.outcome)}'>{e(r.outcome)}</td>"
+        f"<td>{e(r.finished.strftime('%Y-%m-%d %H:%M:%S'))}</td><td>{e(r.sample_size)}</td><td>{e(r.error)}</td></tr>"
+        if (r := data.runs.get((model, check))) is not None
+        else f"<tr><td>{e(model)}</td><td>{e(check)}</td><td>not run yet</td><td></td><td></td><td></td></tr>"
+        for model, check in pairs
     )
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>monitor</title><style>{_STYLE}</style></head><body>"
-        f"<h1>monitor</h1><p>{len(models)} model(s): {e(', '.join(models))}. Times in UTC.</p>"
-        "<h2>Open alerts</h2>"
+        head
+        + "<h2>Open alerts</h2>"
         + (
             f"<table><tr><th>#</th><th>state</th><th>severity</th><th>model</th><th>check</th><th>feature</th>"
             f"<th>rule</th><th>last value</th><th>since</th></tr>{alert_rows}</table>"
             if alert_rows
             else "<p>None.</p>"
         )
+        + (f"<p>and {more} more, older (<code>monitor alerts</code> lists them all).</p>" if more > 0 else "")
         + "<h2>Last run of each check</h2>"
         + (
             f"<table><tr><th>model</th><th>check</th><th>outcome</th><th>finished</th><th>rows</th><th>detail</th></tr>"
             f"{run_rows}</table>"
             if run_rows
-            else "<p>No runs yet.</p>"
+            else "<p>No checks.</p>"
         )
         + "</body></html>"
     )

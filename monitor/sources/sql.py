@@ -29,7 +29,11 @@ def _engine(url: str):
 
     with _engines_lock:
         if url not in _engines:
-            _engines[url] = sa.create_engine(url, pool_pre_ping=True)
+            try:
+                _engines[url] = sa.create_engine(url, pool_pre_ping=True)
+            except ImportError as exc:  # the URL names a driver this environment lacks: no run can work until installed
+                scheme = sa.make_url(url).drivername
+                raise SourceError(f"the driver of {scheme}:// is not installed ({exc}): install it, or change url") from exc
         return _engines[url]
 
 
