@@ -54,6 +54,16 @@ class Telemetry:
             "monitor_last_success_timestamp_seconds", "When an evaluation last completed without error.", registry=self.registry
         )
         self.sample_rows = Gauge("monitor_ingest_sample_rows_in_memory", "Sampled rows held in memory.", registry=self.registry)
+        self.sample_bytes = Gauge(
+            "monitor_ingest_sample_bytes_in_memory",
+            "Estimated bytes of the sampled rows held in memory (bounded by ingest.max_memory_bytes).",
+            registry=self.registry,
+        )
+        self.unwritten_rows = Gauge(
+            "monitor_ingest_unwritten_rows",
+            "Accepted rows not yet written to the database: what a crash would lose now.",
+            registry=self.registry,
+        )
 
     def record_run(self, model: str, check: str, outcome: str, duration_s: float, values: Iterable[MetricValue]) -> None:
         self.evaluations.labels(model, check, outcome).inc()

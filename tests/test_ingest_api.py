@@ -8,23 +8,20 @@ and the tests then call ``daemon.evaluate`` themselves.
 
 from __future__ import annotations
 
-import io
 import select
 import socket
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import numpy as np
 import orjson
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
+from daemons import serving
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.daemon.project import Project
 from monitor.daemon.service import Daemon
 from monitor.storage.tables import Sample
 
@@ -94,24 +91,9 @@ def write_ingest_project(
     return root / "config.yaml"
 
 
-@contextmanager
 def running(config_path: Path):
-    """The daemon, once every check has had its start-up run (so the tests' own runs come after)."""
-    daemon = Daemon(Project.load(config_path), console=io.StringIO())
-    assert not daemon.project.checks.issues, daemon.project.checks.issues
-    checks = sum(len(m.checks) for m in daemon.project.checks.models.values())
-    daemon.start()
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with daemon.engine.connect() as conn:
-                if conn.scalar(sa.text("SELECT count(*) FROM check_runs")) >= checks:
-                    break
-            time.sleep(0.02)
-        with httpx.Client(base_url=daemon.http.url, timeout=30) as client:
-            yield daemon, client
-    finally:
-        daemon.stop()
+    """The daemon of a project whose every check file loads (see daemons.serving)."""
+    return serving(config_path, clean=True)
 
 
 @pytest.fixture

@@ -25,7 +25,9 @@ import yaml
 from monitor.clock import FixedClock
 from monitor.daemon.project import Project
 from monitor.daemon.service import Daemon
-from monitor.ingest.sampler import Overloaded, Sampler, StorageUnavailable, minute_of
+from monitor.health import Health
+from monitor.ingest.rows import validate_predictions
+from monitor.ingest.sampler import Overloaded, Sampler, StorageUnavailable, WritesFailing, held_size, minute_of
 from monitor.ingest.sketch import LatencySketch
 from monitor.sources import SourceContext
 from monitor.sources.base import ID, LABEL, PROBABILITY, TS
@@ -314,6 +316,116 @@ def test_too_many_buckets_waiting_to_be_written_refuses_rows_without_counting_th
     sampler.add("c", rows(5, MINUTE), rejected=0, received=T0.timestamp())
     sampler.flush()
     assert stats(sqlite_engine, MINUTE, "c")[0]["accepted"] == 5
+
+
+# -- memory in bytes, and writes that fail ------------------------------------------------------------
+
+
+def test_the_bytes_held_follow_the_rows_kept_and_leave_with_their_bucket(sqlite_engine):
+    clock = FixedClock(T0)
+    sampler = Sampler(sqlite_engine, clock, capacity=10, seed=2)
+
+    def kept() -> int:
+        return sum(held_size(row) for bucket in sampler._buckets.values() for row in bucket.slots)
+
+    sampler.add("m", rows(5, MINUTE), rejected=0, received=T0.timestamp())
+    assert sampler.held_bytes() == kept() > 0
+    wide = [row | {"features": {"u": row["features"]["u"], "note": "x" * 900}} for row in rows(200, MINUTE, start=5)]
+    sampler.add("m", wide, rejected=0, received=T0.timestamp())  # most slots replaced, by larger rows
+    assert sampler.sampled_rows() == 10
+    assert sampler.held_bytes() == kept() > 10 * 900
+    sampler.add("m", rows(5, MINUTE - timedelta(minutes=10)), rejected=0, received=T0.timestamp())
+    assert sampler.held_bytes() == kept()
+
+    sampler.flush()  # the old minute is written and leaves memory, and its bytes with it
+    assert sampler.open_buckets() == 1 and sampler.held_bytes() == kept()
+    clock.advance(timedelta(minutes=10))
+    sampler.flush()
+    assert sampler.open_buckets() == 0 and sampler.held_bytes() == 0
+
+    sampler.add("m", rows(3, MINUTE, start=500), rejected=0, received=T0.timestamp())  # read back from the database
+    assert sampler.sampled_rows() == 10 and sampler.held_bytes() == kept()
+
+
+def test_past_the_memory_bound_rows_are_refused_uncounted(sqlite_engine):
+    sampler = Sampler(sqlite_engine, FixedClock(T0), capacity=1000, max_held_bytes=200_000)
+    taken = 0
+    with pytest.raises(Overloaded, match=r"reached ingest.max_memory_bytes \(0.2 MiB\)"):
+        for start in range(0, 10_000, 50):
+            sampler.add("m", rows(50, MINUTE, start=start), rejected=0, received=T0.timestamp())
+            taken += 50
+    assert 200_000 <= sampler.held_bytes() < 200_000 + 50 * 1000  # past the bound by one request at most
+    assert sampler._buckets[("m", int(MINUTE.timestamp()))].accepted == taken
+    sampler.flush()
+    assert stats(sqlite_engine, MINUTE)[0]["accepted"] == taken
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {f"f{i}": (f"c{i % 5}" if i % 4 == 3 else 50.0 + i / 7) for i in range(8)},  # the benchmark's row
+        {"comment": "y" * 990, "amount": 12.5},  # one long text
+        {f"f{i}": i / 3 for i in range(100)},  # many numbers
+    ],
+    ids=["8-features", "long-text", "100-numbers"],
+)
+def test_the_estimate_is_within_a_factor_of_two_of_the_memory_rows_take(shape):
+    """What the bound counts is what the process holds: rows parsed as the API parses them, measured
+    with tracemalloc, against the sum of their estimates."""
+    import tracemalloc
+
+    body = orjson.dumps(
+        [{"id": f"r{i}", "ts": T0.timestamp(), "features": shape, "prediction": 0.5, "latency_ms": 3.0} for i in range(2000)]
+    )
+    types = {name: "any" for name in shape}
+    tracemalloc.start()
+    try:
+        parsed = validate_predictions(body, types, T0.timestamp())
+        taken, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    estimated = sum(held_size(row) for row in parsed.rows)
+    assert 0.5 < estimated / taken < 2, (estimated, taken)
+
+
+def test_while_writes_fail_health_says_why_and_past_the_bound_rows_are_refused_until_they_are_written(engine, caplog):
+    clock = FixedClock(T0)
+    health = Health()
+    sampler = Sampler(engine, clock, capacity=50, max_unwritten_rows=100, health=health, seed=4)
+    sampler.add("m", rows(60, MINUTE), rejected=0, received=T0.timestamp())
+    assert sampler.unwritten_rows() == 60  # writes work: no bound on what waits for the next flush
+    assert sampler.flush() == 1 and sampler.unwritten_rows() == 0
+
+    with caplog.at_level(logging.DEBUG, logger="monitor"):
+        rename(engine, "ingest_stats", "ingest_stats_away")  # the database refuses the next writes
+        try:
+            sampler.add("m", rows(60, MINUTE, start=60), rejected=0, received=T0.timestamp())
+            for _ in range(5):  # the flush loop, failing tick after tick
+                assert sampler.flush() == 0
+            reason = health.problems()["ingest"]
+            assert reason.startswith("cannot write ingest buckets to the database (")
+            assert "1 model-minute(s) with 60 accepted rows are kept in memory" in reason and "503" not in reason
+            sampler.add("m", rows(50, MINUTE, start=120), rejected=1, received=T0.timestamp())  # 60 < 100: taken
+            with pytest.raises(WritesFailing, match=r"110 accepted rows wait in memory .*ingest.max_unwritten_rows: 100"):
+                sampler.add("m", rows(10, MINUTE, start=170), rejected=3, received=T0.timestamp())
+            with pytest.raises(WritesFailing):
+                sampler.add_labels("m", [{"id": "r0", "label": 1}], received=T0.timestamp())
+            assert sampler.unwritten_rows() == 110  # what a crash now would lose, and no more
+            assert sampler.flush() == 0
+            assert health.problems()["ingest"].endswith("; new rows are refused with 503 (ingest.max_unwritten_rows: 100)")
+        finally:
+            rename(engine, "ingest_stats_away", "ingest_stats")
+        assert sampler.flush() == 1
+    assert health.ok and sampler.unwritten_rows() == 0
+    stat, kept = stats(engine, MINUTE)
+    assert (stat["accepted"], stat["rejected"]) == (170, 1)  # every row accepted, none of those refused
+    assert len(kept) == 50
+    sampler.add("m", rows(10, MINUTE, start=170), rejected=0, received=T0.timestamp())  # taken again
+
+    told = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.INFO]
+    assert [level for level, _ in told] == ["ERROR", "WARNING"], told  # one line when it starts, one when it ends
+    assert told[0][1].startswith("ingest: cannot write ingest buckets") and told[1][1].startswith("ingest: recovered after")
+    assert not any(r.exc_info for r in caplog.records if r.levelno > logging.DEBUG)
 
 
 # -- the acceptance test, through the API -------------------------------------------------------------

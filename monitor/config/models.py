@@ -15,6 +15,8 @@ from pydantic import Field, SecretStr, field_validator
 from monitor.alerting.rules import Severity
 from monitor.checks import CheckSpecs
 from monitor.config.types import DatabaseUrl, Duration, Name, StrictModel
+from monitor.ingest.rows import MAX_ROW_BYTES, MAX_TEXT_CHARS
+from monitor.ingest.sampler import MAX_HELD_BYTES, MAX_UNWRITTEN_ROWS
 from monitor.sources import SourceSpecs
 from monitor.sources.reference import ReferenceSpec
 
@@ -71,6 +73,30 @@ class IngestConfig(StrictModel):
     max_concurrent_requests: int = Field(8, ge=1, description="more ingest bodies processed at once are refused with 429")
     max_requests_per_client: int = Field(
         4, ge=1, description="more ingest requests in flight from one client address are refused with 429"
+    )
+    max_receiving_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="bytes of ingest bodies being received at once, over all connections; a body that would pass"
+        " it is refused with 429 (at least max_body_bytes is always let in)",
+    )
+    max_row_bytes: int = Field(
+        MAX_ROW_BYTES, ge=256, description="a posted row (or label) whose compact JSON is larger is rejected by row"
+    )
+    max_text_chars: int = Field(
+        MAX_TEXT_CHARS, ge=1, description="a text feature, prediction or label that is longer is rejected by row"
+    )
+    max_memory_bytes: int = Field(
+        MAX_HELD_BYTES,
+        ge=1024 * 1024,
+        description="sampled rows held in memory at most (an estimate, in bytes); past it new rows are refused with 429"
+        " (503 while the database refuses writes)",
+    )
+    max_unwritten_rows: int = Field(
+        MAX_UNWRITTEN_ROWS,
+        ge=1,
+        description="while the database refuses writes, accepted rows not yet written at most; past it new rows are"
+        " refused with 503 (what a kill -9 can lose then)",
     )
 
 

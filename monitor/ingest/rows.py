@@ -4,6 +4,12 @@ Each row is checked against the model's declared features and their types; a bad
 with its position, its id when it has one, and every reason, while the good rows of the same request
 are accepted. The checks are plain loops over dicts on purpose: at 100,000 rows a second there are
 about ten microseconds for each row, which rules out building a pydantic model per row.
+
+A row's size is the length of its compact JSON (one ``orjson.dumps``, about half a microsecond, and
+none for a row sent in too few bytes to be past a limit): a row larger than ``ingest.max_row_bytes``,
+nested deeper than orjson writes, or whose text value (a feature, the prediction, a label) is longer
+than ``ingest.max_text_chars``, is rejected by name like any other bad row, so that one client cannot
+fill the daemon's memory or the database with a few huge values, nor stop its writes with one row.
 """
 
 from __future__ import annotations
@@ -34,6 +40,18 @@ MAX_FUTURE_SECONDS = 5 * 60
 # fail the write of every waiting bucket, again and again, so such a row is rejected here instead.
 _MAX_ID: int = cast(sa.String, table(Sample).c.row_id.type).length or 0
 _MAX_VERSION: int = cast(sa.String, table(Sample).c.model_version.type).length or 0
+# The defaults of ingest.max_row_bytes and ingest.max_text_chars (monitor.config.models): a row of 8
+# features is about 180 bytes of JSON, one of 300 numbers some 6 KiB.
+MAX_ROW_BYTES = 64 * 1024
+MAX_TEXT_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class RowLimits:
+    """How large one posted row may be: its compact JSON, in bytes, and each text value, in characters."""
+
+    max_row_bytes: int = MAX_ROW_BYTES
+    max_text_chars: int = MAX_TEXT_CHARS
 
 
 def _bad_text(value: Any, limit: int) -> bool:
@@ -70,7 +88,12 @@ class Parsed:
     rejected: list[Rejected] = field(default_factory=list)
 
 
-def split_body(body: bytes) -> tuple[list[Any], list[Rejected]]:
+# What the body holds: its items, those rejected while reading it, and for JSON lines the bytes of each
+# item's line (None for one document).
+Split = tuple[list[Any], list[Rejected], list[int] | None]
+
+
+def split_body(body: bytes) -> Split:
     """The items of a body: one object, an array, or one JSON value per line (blank lines skipped).
 
     A body orjson reads whole takes the fast path. One that starts with ``[`` or ``{`` is one document
@@ -83,9 +106,9 @@ def split_body(body: bytes) -> tuple[list[Any], list[Rejected]]:
     except orjson.JSONDecodeError:
         return _not_one_value(body)
     if isinstance(whole, dict):
-        return [whole], []
+        return [whole], [], None
     if isinstance(whole, list):
-        return whole, []
+        return whole, [], None
     raise BodyError("body must be a JSON object, an array of objects, or JSON lines")
 
 
@@ -93,7 +116,7 @@ _FORMS = "send one object, an array of objects, or one object per line"
 _NOT_JSON = f"body is not JSON: {_FORMS}"
 
 
-def _not_one_value(body: bytes) -> tuple[list[Any], list[Rejected]]:
+def _not_one_value(body: bytes) -> Split:
     """A body orjson cannot read whole: JSON lines, or one document it refuses (``NaN``), or neither."""
     text = body.lstrip()
     first, newline, rest = text.partition(b"\n")
@@ -115,9 +138,9 @@ def _not_one_value(body: bytes) -> tuple[list[Any], list[Rejected]]:
         if exc.msg == "Extra data" and "\n" in head.lstrip() and "\n" not in head.strip():
             return _lines(body)  # JSON lines whose first line holds NaN: a whole value, then the next line
         if text[:1] == b"{" and rest.strip():
-            items, bad = _lines(body)
+            items, bad, sent = _lines(body)
             if len(bad) * 2 < len(items):  # mostly one value per line: JSON lines with a few bad lines
-                return items, bad
+                return items, bad, sent
         raise BodyError(f"body is not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}): {_FORMS}") from None
     except RecursionError:
         raise BodyError("body is nested too deeply to be rows") from None
@@ -134,15 +157,17 @@ def _not_one_value(body: bytes) -> tuple[list[Any], list[Rejected]]:
         problem = _unrepresentable(item) if isinstance(item, dict) else None  # not an object: said later
         if problem:
             bad.append(Rejected(index, problem, _echoable_id(item)))
-    return items, bad
+    return items, bad, None
 
 
-def _lines(body: bytes) -> tuple[list[Any], list[Rejected]]:
+def _lines(body: bytes) -> Split:
     items: list[Any] = []
     bad: list[Rejected] = []
+    sent: list[int] = []
     for number, line in enumerate(body.split(b"\n")):
         if not line.strip():
             continue
+        sent.append(len(line))
         try:
             items.append(orjson.loads(line))
             continue
@@ -158,7 +183,7 @@ def _lines(body: bytes) -> tuple[list[Any], list[Rejected]]:
             if problem:
                 bad.append(Rejected(len(items), problem, _echoable_id(item)))
         items.append(item)  # rejected ones too: keeps indexes aligned with what was sent
-    return items, bad
+    return items, bad, sent
 
 
 def _big_int(text: str) -> int | float:
@@ -191,8 +216,9 @@ def _encodable(text: str) -> bool:
 
 
 def _echoable_id(item: Any) -> Any:
+    """A rejected row's id as its answer may echo it: not one that is not Unicode, nor a huge one."""
     row_id = item.get("id") if isinstance(item, dict) else None
-    if isinstance(row_id, int) or (isinstance(row_id, str) and _encodable(row_id)):
+    if isinstance(row_id, int) or (isinstance(row_id, str) and len(row_id) <= _MAX_ID and _encodable(row_id)):
         return row_id
     return None
 
@@ -285,32 +311,93 @@ def _type_error(value: Any, expected: FeatureType) -> str | None:
     return None if isinstance(value, bool) else f"expected true or false, got {type(value).__name__}"
 
 
-def _validate_each(body: bytes, what: str, keys: set[str], check: Callable[[dict, list[str]], dict]) -> Parsed:
-    """The loop both endpoints share: each item an object with an id, known keys, and ``check``'s rules.
+def _largest_part(item: dict) -> tuple[str, int]:
+    """The field of a row that takes the most bytes of its JSON (a feature counts on its own)."""
+    parts: list[tuple[int, str]] = []
+    for key, value in item.items():
+        if key == "features" and isinstance(value, dict):
+            parts.extend((len(orjson.dumps(inner)), _field(("features", name))) for name, inner in value.items())
+        else:
+            parts.append((len(orjson.dumps(value)), _field((key,))))
+    size, name = max(parts, default=(0, "the row"))
+    return name, size
 
-    ``check`` appends its reasons to the list it is given and returns the row to keep.
+
+def _too_large(item: dict, size: int, limit: int) -> str:
+    name, part = _largest_part(item)
+    return (
+        f"the row is {size:,} bytes of JSON, more than ingest.max_row_bytes ({limit:,}): {name} takes {part:,};"
+        " send large values elsewhere and a reference to them here"
+    )
+
+
+def _long_texts(item: dict, limit: int) -> list[str]:
+    """Why a row's text values are too long: each feature, the prediction or the label past ``limit``."""
+    reasons = []
+    values = item.get("features")
+    named: list[tuple[tuple[Any, ...], Any]] = (
+        [(("features", name), value) for name, value in values.items()] if isinstance(values, dict) else []
+    )
+    named += [((key,), item.get(key)) for key in ("prediction", "label")]
+    for path, value in named:
+        if isinstance(value, str) and len(value) > limit:
+            reasons.append(f"{_field(path)} is {len(value):,} characters of text, more than ingest.max_text_chars ({limit:,})")
+    return reasons
+
+
+# A row's compact JSON is at most this many times the bytes it was sent in: only a number can grow, and
+# at most 4.5 times (``1e15`` is written ``1000000000000000.0``); text never does. So a row sent in at
+# most max_row_bytes / 5 bytes (its line, or the whole body) need not be measured.
+_GROWTH = 5
+# The deepest row orjson writes. One nested deeper (orjson reads 1,024 levels) is rejected: the JSON
+# encoder that stores it gives up near 1,000, which failed the write of every waiting bucket, for good.
+# A row nested deeper takes at least two bytes a level, so one sent in fewer need not be measured.
+_DEEPEST = 254
+
+
+def _validate_each(body: bytes, what: str, keys: set[str], check: Callable[[dict, list[str]], dict], limits: RowLimits) -> Parsed:
+    """The loop both endpoints share: each item an object within the size limits, with an id, known keys,
+    and ``check``'s rules.
+
+    ``check`` appends its reasons to the list it is given and returns the row to keep. A row past
+    ``limits.max_row_bytes`` or ``_DEEPEST`` is rejected for that alone (its other faults are not looked
+    for). The size is measured (one ``orjson.dumps``) only when the bytes the row was sent in do not
+    already bound it (``_GROWTH``, ``_DEEPEST``), and its text values only when it is larger than
+    ``limits.max_text_chars``: a text takes at least a byte a character, in the body as in JSON.
     """
-    items, bad = split_body(body)
+    items, bad, sent = split_body(body)
     out = Parsed(rejected=bad)
     skip = {r.index for r in bad}
+    max_row_bytes, max_text_chars = limits.max_row_bytes, limits.max_text_chars
+    unmeasured = min(max_row_bytes // _GROWTH, 2 * _DEEPEST)
+    whole = len(body)
     for index, item in enumerate(items):
         if index in skip:
             continue
         if not isinstance(item, dict):
             out.rejected.append(Rejected(index, f"{what} must be a JSON object"))
             continue
-        reasons: list[str] = []
+        size = whole if sent is None else sent[index]  # as sent: its compact JSON is at most _GROWTH times that
+        if size > unmeasured:
+            try:
+                size = len(orjson.dumps(item))
+            except orjson.JSONEncodeError:
+                out.rejected.append(Rejected(index, f"the row is nested more than {_DEEPEST} levels deep", _echoable_id(item)))
+                continue
+            if size > max_row_bytes:
+                out.rejected.append(Rejected(index, _too_large(item, size, max_row_bytes), _echoable_id(item)))
+                continue
+        reasons: list[str] = _long_texts(item, max_text_chars) if size > max_text_chars else []
         row_id = item.get("id")
         if row_id is None or isinstance(row_id, (bool, dict, list)) or row_id == "":
             reasons.append("missing id")
         elif _bad_text(row_id, _MAX_ID):
             reasons.append(f"id must be at most {_MAX_ID} characters, without NUL")
         row = check(item, reasons)
-        unknown = item.keys() - keys
-        if unknown:
-            reasons.append(f"unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+        if not item.keys() <= keys:  # a subset test allocates nothing: the common case stays cheap
+            reasons.append(f"unknown key(s) {', '.join(sorted(map(str, item.keys() - keys)))}")
         if reasons:
-            out.rejected.append(Rejected(index, "; ".join(reasons), row_id if isinstance(row_id, (str, int)) else None))
+            out.rejected.append(Rejected(index, "; ".join(reasons), _echoable_id(item)))
             continue
         row["id"] = str(row_id)
         out.rows.append(row)
@@ -319,7 +406,9 @@ def _validate_each(body: bytes, what: str, keys: set[str], check: Callable[[dict
     return out
 
 
-def validate_predictions(body: bytes, features: dict[str, FeatureType], received: float) -> Parsed:
+def validate_predictions(
+    body: bytes, features: dict[str, FeatureType], received: float, limits: RowLimits = RowLimits()
+) -> Parsed:
     """Rows of ``POST /v1/models/{model}/predictions``; ``received`` is the ``ts`` of rows without one."""
 
     def check(item: dict, reasons: list[str]) -> dict:
@@ -359,13 +448,13 @@ def validate_predictions(body: bytes, features: dict[str, FeatureType], received
             reasons.append(f"model_version must be text of at most {_MAX_VERSION} characters, without NUL")
         return item
 
-    return _validate_each(body, "a row", _ROW_KEYS, check)
+    return _validate_each(body, "a row", _ROW_KEYS, check, limits)
 
 
 _NOT_A_CLASS = object()
 
 
-def validate_labels(body: bytes, classes: ClassSet | None = None) -> Parsed:
+def validate_labels(body: bytes, classes: ClassSet | None = None, limits: RowLimits = RowLimits()) -> Parsed:
     """Rows of ``POST /v1/models/{model}/labels``: ``{"id", "label"}``. With the model's ``classes``, a
     label must be one of them (``1.0`` and ``"1"`` are the class ``1``) and is kept as that class;
     ``null`` (no label) is always taken."""
@@ -386,4 +475,4 @@ def validate_labels(body: bytes, classes: ClassSet | None = None) -> Parsed:
                 label = found
         return {"label": label}
 
-    return _validate_each(body, "a label", {"id", "label"}, check)
+    return _validate_each(body, "a label", {"id", "label"}, check, limits)

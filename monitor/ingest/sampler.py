@@ -11,7 +11,14 @@ values (upserts), so a failed write is simply written again later. Buckets older
 are dropped from memory once written. A bucket not in memory (a late row for a dropped minute, or
 any minute after a restart) is first read back from the database, so the counts go on from what
 was stored instead of overwriting it.
-A crash loses at most the last flush interval of accepted rows (documented in docs/ingest.md).
+
+Memory is bounded in bytes, not only in rows: the sampled rows held are estimated as they enter a
+slot (their JSON plus what Python spends on a row and on each feature), and past ``max_held_bytes``
+new rows are refused (:class:`Overloaded`, HTTP 429). A flush that fails is reported to
+:class:`~monitor.health.Health` (condition ``ingest``) and tried again; while writes fail, once
+``max_unwritten_rows`` accepted rows wait unwritten, new rows are refused (:class:`WritesFailing`,
+HTTP 503), so what a crash can lose stays bounded: while the database writes, the rows accepted in the
+last flush interval; while it does not, about ``max_unwritten_rows`` (documented in docs/ingest.md).
 """
 
 from __future__ import annotations
@@ -25,10 +32,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from monitor.clock import Clock
+from monitor.health import Health
 from monitor.ingest.sketch import LatencySketch
 from monitor.storage.tables import IngestStat, Sample, table
 from monitor.storage.upsert import upsert
@@ -36,6 +45,14 @@ from monitor.storage.upsert import upsert
 log = logging.getLogger(__name__)
 
 KEEP_OPEN_MINUTES = 3
+INGEST = "ingest"  # the condition of Health this module reports
+# The defaults of ingest.max_memory_bytes and ingest.max_unwritten_rows (monitor.config.models).
+MAX_HELD_BYTES = 256 * 1024 * 1024
+MAX_UNWRITTEN_ROWS = 10_000
+# What a sampled row costs in memory beyond its JSON, measured with tracemalloc on rows as the API
+# parses them: about 650 bytes for a row of 8 features (180 bytes of JSON took 836), 450 for one of 2.
+ROW_OVERHEAD_BYTES = 300
+FEATURE_OVERHEAD_BYTES = 60
 
 
 def minute_of(epoch_seconds: float) -> int:
@@ -47,7 +64,13 @@ def as_datetime(epoch_seconds: float) -> datetime:
 
 
 class Overloaded(Exception):
-    """Too much is waiting to be written: the caller should slow down (HTTP 429)."""
+    """Too much is waiting to be written, or held in memory: the caller should slow down (HTTP 429).
+    Nothing of the request was counted."""
+
+
+class WritesFailing(Exception):
+    """The database refuses writes and too much accepted waits unwritten (HTTP 503). Nothing of the
+    request was counted: it is to be sent again once the database takes writes."""
 
 
 class StorageUnavailable(Exception):
@@ -63,17 +86,53 @@ class Bucket:
     slots: list[dict[str, Any]] = field(default_factory=list)
     dirty_slots: set[int] = field(default_factory=set)
     dirty: bool = False
+    written: int = 0  # ``accepted`` as last written to the database
+    slot_bytes: list[int] = field(default_factory=list)  # each slot's estimated size in memory
+    held: int = 0  # their sum
+
+
+def held_size(row: dict[str, Any]) -> int:
+    """An estimate of the memory a sampled row takes: its JSON, plus Python's share per row and feature."""
+    features = row.get("features")
+    try:
+        encoded = len(orjson.dumps(row, default=str))
+    except orjson.JSONEncodeError:  # nested past orjson's limit: a row stored before rows were limited
+        encoded = 64 * 1024  # as large as a row may be by default
+    return encoded + ROW_OVERHEAD_BYTES + FEATURE_OVERHEAD_BYTES * (len(features) if isinstance(features, dict) else 0)
+
+
+def _why(exc: BaseException) -> str:
+    """A failed write in one line: the driver's own message when the database refused it."""
+    orig = getattr(exc, "orig", None)
+    if orig is not None:
+        lines = str(orig).strip().splitlines()
+        return lines[0] if lines else type(orig).__name__
+    return f"{type(exc).__name__}: {exc}"
 
 
 class Sampler:
     def __init__(
-        self, engine: Engine, clock: Clock, *, capacity: int = 1000, max_dirty_buckets: int = 10_000, seed: int | None = None
+        self,
+        engine: Engine,
+        clock: Clock,
+        *,
+        capacity: int = 1000,
+        max_dirty_buckets: int = 10_000,
+        max_held_bytes: int = MAX_HELD_BYTES,
+        max_unwritten_rows: int = MAX_UNWRITTEN_ROWS,
+        health: Health | None = None,
+        seed: int | None = None,
     ) -> None:
         self.engine = engine
         self.clock = clock
         self.capacity = capacity
         self.max_dirty_buckets = max_dirty_buckets
+        self.max_held_bytes = max_held_bytes
+        self.max_unwritten_rows = max_unwritten_rows
+        self.health = health or Health()
         self._buckets: dict[tuple[str, int], Bucket] = {}
+        self._held = 0  # estimated bytes of the sampled rows of every bucket in memory
+        self._failing: str | None = None  # why the last write failed; None once one succeeds
         self._lock = threading.Lock()
         self._flushing = threading.Lock()  # one flush at a time: a slower, older one must not land last
         self._random = random.Random(seed)
@@ -99,7 +158,8 @@ class Sampler:
 
     def _sample(self, bucket: Bucket, rows: list[dict[str, Any]]) -> None:
         capacity, slots, dirty, draw = self.capacity, bucket.slots, bucket.dirty_slots, self._random.random
-        seen = bucket.accepted
+        sizes = bucket.slot_bytes
+        seen, held = bucket.accepted, bucket.held
         latencies = []
         for row in rows:
             seen += 1
@@ -108,13 +168,20 @@ class Sampler:
                 latencies.append(latency)
             if len(slots) < capacity:
                 slots.append(row)
+                size = held_size(row)
+                sizes.append(size)
+                held += size
                 dirty.add(len(slots) - 1)
             else:
                 slot = int(draw() * seen)
                 if slot < capacity:
                     slots[slot] = row
+                    size = held_size(row)  # measured only for the rows kept: few, once a minute is busy
+                    held += size - sizes[slot]
+                    sizes[slot] = size
                     dirty.add(slot)
-        bucket.accepted = seen
+        self._held += held - bucket.held
+        bucket.accepted, bucket.held = seen, held
         if latencies:
             bucket.sketch.add_many(np.fromiter(latencies, dtype=float, count=len(latencies)))
         bucket.dirty = True
@@ -128,6 +195,7 @@ class Sampler:
         matched: set[str] = set()
         labelled_at = as_datetime(received)
         with self._lock:  # setting a label is idempotent: a retry after a failure below sets it again
+            self._refuse_while_not_writing()
             for (bucket_model, _), bucket in self._buckets.items():
                 if bucket_model != model:
                     continue
@@ -184,17 +252,46 @@ class Sampler:
         evictions = -1
         while True:
             with self._lock:
-                if refuse_when_behind and self.backlog() >= self.max_dirty_buckets:
-                    raise Overloaded()
+                if refuse_when_behind:
+                    self._refuse_when_behind()
                 if evictions == self._evictions:
                     for minute, bucket in loaded.items():
-                        self._buckets.setdefault((model, minute), bucket)
+                        if (model, minute) not in self._buckets:
+                            self._buckets[(model, minute)] = bucket
+                            self._held += bucket.held
                 missing = [minute for minute in minutes if (model, minute) not in self._buckets]
                 if not missing:
                     work({minute: self._buckets[(model, minute)] for minute in minutes})
                     return
                 evictions = self._evictions
             loaded = {minute: self._reopen(model, minute) for minute in missing}
+
+    def _refuse_while_not_writing(self) -> None:
+        """Under the lock: raise WritesFailing while writes fail and too much accepted waits unwritten
+        (or too much is held in memory), so a crash cannot lose more than that."""
+        if self._failing is None:
+            return
+        unwritten = self._unwritten_rows()
+        if unwritten >= self.max_unwritten_rows or self._held >= self.max_held_bytes:
+            raise WritesFailing(
+                f"the database refuses writes ({self._failing}): {unwritten:,} accepted rows wait in memory to be "
+                f"written (ingest.max_unwritten_rows: {self.max_unwritten_rows:,}), so nothing of this request was "
+                "taken; send it again once the database takes writes (/healthz says ok)"
+            )
+
+    def _refuse_when_behind(self) -> None:
+        """Under the lock: raise WritesFailing (503) or Overloaded (429) when no more rows may be taken."""
+        self._refuse_while_not_writing()
+        if self._held >= self.max_held_bytes:
+            raise Overloaded(
+                f"the sampled rows held in memory (about {self._held / 2**20:,.1f} MiB) reached ingest.max_memory_bytes "
+                f"({self.max_held_bytes / 2**20:,.1f} MiB); nothing of this request was taken, retry shortly"
+            )
+        if self.backlog() >= self.max_dirty_buckets:
+            raise Overloaded("ingest is behind on writing to the database; retry shortly")
+
+    def _unwritten_rows(self) -> int:
+        return sum(b.accepted - b.written for b in self._buckets.values())
 
     def _reopen(self, model: str, minute: int) -> Bucket:
         """A bucket not in memory: its state comes back from the database (empty if never written)."""
@@ -231,7 +328,17 @@ class Sampler:
             }
             for s in samples
         ]
-        return Bucket(stat["accepted"], stat["rejected"], stat["labels"], LatencySketch(stat["latency_sketch"]), slots)
+        sizes = [held_size(slot) for slot in slots]
+        return Bucket(
+            stat["accepted"],
+            stat["rejected"],
+            stat["labels"],
+            LatencySketch(stat["latency_sketch"]),
+            slots,
+            written=stat["accepted"],
+            slot_bytes=sizes,
+            held=sum(sizes),
+        )
 
     def backlog(self) -> int:
         return sum(1 for b in self._buckets.values() if b.dirty)
@@ -242,6 +349,15 @@ class Sampler:
     def sampled_rows(self) -> int:
         return sum(len(b.slots) for b in self._buckets.values())
 
+    def held_bytes(self) -> int:
+        """The estimated memory of the sampled rows held (bounded by ``max_held_bytes``)."""
+        return self._held
+
+    def unwritten_rows(self) -> int:
+        """Accepted rows whose count is not yet in the database: what a crash now would lose."""
+        with self._lock:
+            return self._unwritten_rows()
+
     # -- writing out ------------------------------------------------------------------------------
     def flush(self) -> int:
         """Write every changed bucket; returns how many. On a database error they stay to be written."""
@@ -251,12 +367,12 @@ class Sampler:
     def _flush(self) -> int:
         now = self.clock.now()
         with self._lock:
-            pending = []
+            pending: list[tuple[Bucket, dict[str, Any], list[dict[str, Any]], set[int]]] = []
             for (model, minute), bucket in self._buckets.items():
                 if not bucket.dirty:
                     continue
                 when = as_datetime(minute)
-                stat = {
+                stat: dict[str, Any] = {
                     "model": model,
                     "minute": when,
                     "accepted": bucket.accepted,
@@ -275,13 +391,31 @@ class Sampler:
             with self.engine.begin() as conn:
                 upsert(conn, table(IngestStat), [p[1] for p in pending], ["model", "minute"])
                 upsert(conn, table(Sample), [row for p in pending for row in p[2]], ["model", "minute", "slot"])
-        except sa.exc.SQLAlchemyError as exc:
-            log.error("cannot write ingest buckets (%d waiting): %s", len(pending), exc)
+        except Exception as exc:  # the database's refusal, or anything else: the rows stay, to be written later
             with self._lock:
                 for bucket, _, _, slots in pending:
                     bucket.dirty = True
                     bucket.dirty_slots |= slots
+                self._failing = _why(exc)
+                unwritten = self._unwritten_rows()
+                refusing = unwritten >= self.max_unwritten_rows or self._held >= self.max_held_bytes
+            self.health.failing(
+                INGEST,
+                f"cannot write ingest buckets to the database ({self._failing}): {len(pending)} model-minute(s) with "
+                f"{unwritten:,} accepted rows are kept in memory and written once it takes writes again"
+                + (
+                    f"; new rows are refused with 503 (ingest.max_unwritten_rows: {self.max_unwritten_rows:,})"
+                    if refusing
+                    else ""
+                ),
+                exc_info=exc,
+            )
             return 0
+        with self._lock:
+            for bucket, stat, _, _ in pending:
+                bucket.written = max(bucket.written, stat["accepted"])
+            self._failing = None
+        self.health.recovered(INGEST)
         self._evict(now)
         return len(pending)
 
@@ -289,7 +423,7 @@ class Sampler:
         oldest_open = minute_of(now.timestamp()) - 60 * KEEP_OPEN_MINUTES
         with self._lock:
             for key in [k for k, b in self._buckets.items() if k[1] < oldest_open and not b.dirty]:
-                del self._buckets[key]
+                self._held -= self._buckets.pop(key).held
                 self._evictions += 1
 
     def run(self, stop: threading.Event, interval: float = 0.5) -> None:
@@ -299,13 +433,18 @@ class Sampler:
             self._flush_logged()
             if stop.wait(interval):
                 self._flush_logged()
+                unwritten = self.unwritten_rows()
+                if unwritten:
+                    log.error("stopped with %d accepted rows not written to the database (%s)", unwritten, self._failing)
                 return
 
     def _flush_logged(self) -> None:
         try:
             self.flush()
-        except Exception:  # noqa: BLE001 - the data stays in memory, marked to be written
-            log.exception("ingest flush failed; will try again")
+        except Exception as exc:  # noqa: BLE001 - told through Health (once, then once a minute), tried again
+            self.health.failing(
+                INGEST, f"the flush of ingested rows failed ({type(exc).__name__}: {exc}); it is tried again", exc_info=exc
+            )
 
 
 def _sample_row(model: str, minute: datetime, slot: int, row: dict[str, Any]) -> dict[str, Any]:

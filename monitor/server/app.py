@@ -7,7 +7,9 @@
   202 with the counts; 400 naming every bad row (the good rows of the request are still taken);
   401 without the configured bearer token; 404 for a model without an ingest source; 413 past the
   body limit; 429 with Retry-After when too many requests are in flight or too much is waiting to
-  be written; 503 with Retry-After when the database cannot be read (labels: or written).
+  be written or held in memory; 503 with Retry-After when the database cannot be read (labels: or
+  written), or refuses writes while too many accepted rows wait unwritten. A row past
+  ``ingest.max_row_bytes`` or with a text longer than ``ingest.max_text_chars`` is rejected by row.
 - ``GET /healthz``: liveness and the last successful evaluation; 503 and ``"status": "degraded"``, with
   each problem's reason, while evaluations cannot be recorded, deliveries are stuck, ingested rows
   cannot be written or no check file is loaded.
@@ -18,6 +20,12 @@ A request whose ``Host`` or ``Origin`` is not this daemon's is refused before it
 see :mod:`monitor.server.hosts`), and so is a POST whose body is declared as anything but JSON or JSON
 lines (415: what an HTML form or a "simple" cross-site fetch sends). Listening beyond loopback, the
 read endpoints need the token too unless listed in ``server.public``.
+
+Slow and many clients (docs/ingest.md): an ingest body is received whole, within
+``server.body_timeout`` (else 408 and the connection closed), before a permit is taken, so a permit
+stands for parsing and storing only; one client address has at most
+``ingest.max_requests_per_client`` requests in flight (else 429). The head's deadline and the cap on
+connections are the protocol's (:mod:`monitor.server.protocol`).
 """
 
 from __future__ import annotations
@@ -37,8 +45,8 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from monitor.health import Health, LogThrottle
-from monitor.ingest.rows import BodyError, Parsed, validate_labels, validate_predictions
-from monitor.ingest.sampler import Overloaded, Sampler, StorageUnavailable
+from monitor.ingest.rows import BodyError, Parsed, RowLimits, validate_labels, validate_predictions
+from monitor.ingest.sampler import Overloaded, Sampler, StorageUnavailable, WritesFailing
 from monitor.server.hosts import HostGuard, HostPolicy
 from monitor.sources.ingest import IngestModel
 from monitor.telemetry import CONTENT_TYPE, Telemetry
@@ -48,6 +56,10 @@ log = logging.getLogger("monitor.server")
 
 class BodyTooLarge(Exception):
     pass
+
+
+class TooMuchReceiving(Exception):
+    """The bodies being received at once would pass ``max_receiving_bytes``."""
 
 
 @dataclass
@@ -62,11 +74,15 @@ class ServerState:
     max_per_client: int  # ingest requests in flight from one client address (ingest.max_requests_per_client)
     status_page: Callable[[dict[str, str]], str]  # the page, given the daemon's current problems
     health: Health = field(default_factory=Health)
+    # Bytes of bodies being received at once, over every connection (ingest.max_receiving_bytes): with
+    # bodies received before a permit is taken, this is what bounds their memory, not the permits.
+    max_receiving_bytes: int = 64 * 1024 * 1024
     listen_host: str = "127.0.0.1"  # the host of server.listen: which Host headers are this daemon
     allowed_hosts: list[str] = field(default_factory=list)  # server.allowed_hosts: more names ("*": any)
     # The read endpoints ("status", "metrics", "healthz") that need the token too: beyond loopback, all
     # but those listed in server.public; on loopback, none.
     guarded_reads: frozenset[str] = frozenset()
+    row_limits: RowLimits = field(default_factory=RowLimits)  # ingest.max_row_bytes and ingest.max_text_chars
 
 
 # What a POST body may be declared as. A request without a Content-Type is taken (httpx and scripts send
@@ -90,16 +106,37 @@ def create_app(state: ServerState) -> Starlette:
         given = request.headers.get("authorization", "").encode()
         return hmac.compare_digest(given, expected)
 
+    receiving = [0]  # bytes reserved by the bodies being received now (one event loop: no lock needed)
+
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > state.max_body_bytes:
+        length = int(declared) if declared and declared.isdigit() else None
+        if length is not None and length > state.max_body_bytes:
             raise BodyTooLarge()
+        # A body of a declared length reserves it whole before a byte is read, so that one let in can
+        # always be received whole; one without (chunked) reserves what arrives. The budget is at least
+        # max_body_bytes, so a body is refused only while others are being received: 429, sent again.
+        reserved = 0
+
+        def reserve(size: int) -> None:
+            nonlocal reserved
+            if size > reserved:
+                if receiving[0] + size - reserved > state.max_receiving_bytes:
+                    raise TooMuchReceiving()
+                receiving[0] += size - reserved
+                reserved = size
+
         chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > state.max_body_bytes:
-                raise BodyTooLarge()
-            chunks.append(chunk)
+        try:
+            reserve(length or 0)
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > state.max_body_bytes:
+                    raise BodyTooLarge()
+                reserve(size)
+                chunks.append(chunk)
+        finally:
+            receiving[0] -= reserved
         return b"".join(chunks)
 
     async def ingest(request: Request, work: Callable[[str, bytes, float], tuple[Parsed, dict]]) -> Response:
@@ -142,6 +179,19 @@ def create_app(state: ServerState) -> Starlette:
                 body = await read_body(request)
         except BodyTooLarge:
             return _json(413, {"error": f"body larger than {state.max_body_bytes} bytes: send smaller batches"})
+        except TooMuchReceiving:
+            throttle.log(
+                "too-much-receiving",
+                logging.WARNING,
+                f"answered 429 to {client}: more than {state.max_receiving_bytes:,} bytes of bodies being received"
+                " at once (ingest.max_receiving_bytes)",
+            )
+            # The rest of the body may still be on its way: closing is the only way not to read it.
+            return _json(
+                429,
+                {"error": "too many bodies being received at once; retry shortly"},
+                {"Retry-After": "1", "Connection": "close"},
+            )
         except TimeoutError:
             throttle.log(
                 "slow-body",
@@ -167,8 +217,11 @@ def create_app(state: ServerState) -> Starlette:
                 parsed, extra = await run_in_threadpool(work, model, body, time.time())
             except BodyError as exc:
                 return _json(400, {"error": str(exc), "accepted": 0, "rejected": 0})
-            except Overloaded:
-                return _json(429, {"error": "ingest is behind on writing to the database; retry shortly"}, {"Retry-After": "2"})
+            except Overloaded as exc:
+                throttle.log("overloaded", logging.WARNING, f"answered 429 to {client}: {exc}")
+                return _json(429, {"error": str(exc) or "ingest is behind; retry shortly"}, {"Retry-After": "2"})
+            except WritesFailing as exc:  # accepted rows wait unwritten: taking more would risk more of them
+                return _json(503, {"error": str(exc)}, {"Retry-After": "5"})  # Health ("ingest") says it in the log
             except StorageUnavailable:
                 return _json(503, {"error": "the database is unavailable; retry shortly"}, {"Retry-After": "5"})
         payload = {"accepted": len(parsed.rows), "rejected": len(parsed.rejected), **extra}
@@ -178,14 +231,14 @@ def create_app(state: ServerState) -> Starlette:
         return _json(202, payload)
 
     def take_predictions(model: str, body: bytes, received: float) -> tuple[Parsed, dict]:
-        parsed = validate_predictions(body, state.models[model].features, received)
+        parsed = validate_predictions(body, state.models[model].features, received, state.row_limits)
         state.sampler.add(model, parsed.rows, len(parsed.rejected), received)
         state.telemetry.rows.labels(model, "accepted").inc(len(parsed.rows))
         state.telemetry.rows.labels(model, "rejected").inc(len(parsed.rejected))
         return parsed, {}
 
     def take_labels(model: str, body: bytes, received: float) -> tuple[Parsed, dict]:
-        parsed = validate_labels(body, state.models[model].classes)
+        parsed = validate_labels(body, state.models[model].classes, state.row_limits)
         matched = state.sampler.add_labels(model, parsed.rows, received) if parsed.rows else 0
         state.telemetry.labels.labels(model, "matched").inc(matched)
         state.telemetry.labels.labels(model, "unmatched").inc(len(parsed.rows) - matched)
@@ -225,6 +278,8 @@ def create_app(state: ServerState) -> Starlette:
         if (answer := refused("metrics", request)) is not None:
             return answer
         state.telemetry.sample_rows.set(state.sampler.sampled_rows())
+        state.telemetry.sample_bytes.set(state.sampler.held_bytes())
+        state.telemetry.unwritten_rows.set(state.sampler.unwritten_rows())
         return Response(state.telemetry.render(), media_type=CONTENT_TYPE)
 
     async def index(request: Request) -> Response:

@@ -5,7 +5,10 @@ the headers of a request: a connection that sends half a request line and then n
 good, and so does one that never sends a byte. Here a request's headers must be complete within
 ``header_timeout`` of the moment the connection may send them (it opened, or the previous answer was
 sent), else the connection is closed. The deadline is one for the whole head, not one per byte: a
-client trickling a byte a second would otherwise never be cut off.
+client trickling a byte a second would otherwise never be cut off. A connection closed without having
+sent a byte of a request is only idle (a browser's preconnect, a keep-alive connection between
+requests when ``header_timeout`` is shorter than uvicorn's keep-alive): that is logged at debug level;
+a head begun and not finished is a warning.
 
 The number of open connections is capped too (``max_connections``): one past the cap is closed as
 soon as it is accepted. With the per-client limit of the app this is what bounds the memory of bodies
@@ -49,6 +52,7 @@ class GuardedH11Protocol(H11Protocol):
     max_connections: int
     throttle: LogThrottle
     _header_deadline: asyncio.TimerHandle | None = None
+    _head_begun = False  # a byte of the next request arrived while the deadline ran
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -67,10 +71,17 @@ class GuardedH11Protocol(H11Protocol):
         self._disarm_header_deadline()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        if self._header_deadline is not None:
+            self._head_begun = True
+        super().data_received(data)
+
     def handle_events(self) -> None:
         cycle = self.cycle
         super().handle_events()
-        if self.cycle is not cycle:  # uvicorn starts a new cycle once a request's headers are complete
+        # uvicorn starts a new cycle once a request's headers are complete, or hands the connection to
+        # its WebSocket protocol (an upgrade): either way the head is in, and this deadline is not theirs.
+        if self.cycle is not cycle or self.transport.get_protocol() is not self:
             self._disarm_header_deadline()
 
     def on_response_complete(self) -> None:
@@ -82,6 +93,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def _arm_header_deadline(self) -> None:
         self._disarm_header_deadline()
+        self._head_begun = False
         self._header_deadline = self.loop.call_later(self.header_timeout, self._headers_too_slow)
 
     def _disarm_header_deadline(self) -> None:
@@ -93,12 +105,19 @@ class GuardedH11Protocol(H11Protocol):
         self._header_deadline = None
         if self.transport.is_closing():
             return
-        self.throttle.log(
-            "slow-headers",
-            logging.WARNING,
-            f"closed a connection from {self._peer()}: no complete request headers within {self.header_timeout:g}s"
-            " (server.header_timeout)",
-        )
+        if self._head_begun:
+            self.throttle.log(
+                "slow-headers",
+                logging.WARNING,
+                f"closed a connection from {self._peer()}: no complete request headers within {self.header_timeout:g}s"
+                " (server.header_timeout)",
+            )
+        else:
+            log.debug(
+                "closed an idle connection from %s: no request within %gs (server.header_timeout)",
+                self._peer(),
+                self.header_timeout,
+            )
         self.transport.close()
 
     def _peer(self) -> str:
