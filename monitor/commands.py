@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from monitor.config import ConfigError
+from monitor.config.durations import format_duration
 from monitor.daemon.project import Project, default_config_path
 from monitor.notifiers.message import format_number
 from monitor.sources.base import SKIPPED_FILES
@@ -101,8 +102,9 @@ def check(args: argparse.Namespace) -> int:
         daemon.outbox.recover_stale()  # not recover(): a running daemon may have a delivery in hand
         sent = daemon.outbox.deliver_due()
         waiting = daemon.outbox.pending_count()
+        runs = ", ".join(f"#{part.run_id}" for part in result.parts)
         print(
-            f"stored run #{result.run_id}; {sent} notification(s) delivered"
+            f"stored run{'s' if len(result.parts) > 1 else ''} {runs}; {sent} notification(s) delivered"
             + (f", {waiting} waiting to retry" if waiting else "")
         )
     daemon.engine.dispose()
@@ -110,9 +112,16 @@ def check(args: argparse.Namespace) -> int:
 
 
 def _print_result(result) -> None:
+    """Every value of a run; of a check split by model_version, each version's in turn."""
+    for part in result.parts:
+        _print_part(part, result)
+
+
+def _print_part(result, whole) -> None:
     evaluation = result.evaluation
+    version = f" [model_version {result.model_version}]" if result.model_version else ""
     print(
-        f"{result.model}/{result.check}: {result.outcome}  window {result.window_start:%Y-%m-%d %H:%M:%S} to "
+        f"{result.model}/{result.check}{version}: {result.outcome}  window {result.window_start:%Y-%m-%d %H:%M:%S} to "
         f"{result.window_end:%H:%M:%S} UTC, {evaluation.sample_size} rows"
     )
     if evaluation.error:
@@ -120,6 +129,12 @@ def _print_result(result) -> None:
     for value in evaluation.values:
         if not value.feature:
             print(f"  {value.metric:<16} {value.value:.6g}")
+    for window in result.windows:  # over a rule's own window (a probe's availability over 1h)
+        span, over = format_duration(window.window), window.windowed
+        for value in over.values:
+            print(f"  {value.metric:<16} {value.value:.6g}  over {span}, {over.sample_size} values")
+        if not over.values:
+            print(f"  over {span}: {over.sample_size} value(s), {over.needed} needed: its rules are not judged yet")
     features = evaluation.evidence.get("features")
     if features:
         print(f"  {'feature':<24} {'method':<32} {'score':>12} {'threshold':>10}  drifted")
@@ -133,12 +148,19 @@ def _print_result(result) -> None:
         print(f"  skipped file {path}: {reason}")
     for o in result.observations:
         print(
-            f"  rule {o.rule.when.text!r}{' [' + o.feature + ']' if o.feature else ''}: {'BREACHED' if o.breached else 'ok'} at {format_number(o.value, o.rule.when.threshold)}"
+            f"  rule {o.rule.when.text!r}{' [' + o.feature + ']' if o.feature else ''}: {'BREACHED' if o.breached else 'ok'} at {format_number(o.value, o.threshold)}"
+            + (f" (threshold {format_number(o.threshold)})" if o.rule.when.anchor else "")
         )
-    for c in result.changes:
+    if result.observations:  # else the run is insufficient_data and its error says so already
+        for w in result.waiting:
+            print(f"  {w.reason}")
+    # The changes of the whole run, once, after its last part (an episode of a version no longer seen included).
+    for c in whole.changes if result is whole.parts[-1] else []:
         which = f"alert #{c.alert_id}" if result.run_id is not None else "alert (dry run)"
         print(
-            f"  {which} {c.rule}{' [' + c.feature + ']' if c.feature else ''} -> {c.state}"
+            f"  {which} {c.rule}{' [' + c.feature + ']' if c.feature else ''}"
+            + (f" [model_version {c.model_version}]" if c.model_version else "")
+            + f" -> {c.state}"
             + (f" (notify: {c.notify})" if c.notify else "")
         )
 
@@ -201,7 +223,9 @@ def alerts(args: argparse.Namespace) -> int:
     if not rows:
         print("no open alerts" if not args.all else "no alerts")
     for a in rows:
-        target = f"{a.model}/{a.check}" + (f"[{a.feature}]" if a.feature else "")
+        target = (
+            f"{a.model}/{a.check}" + (f"[{a.feature}]" if a.feature else "") + (f"@{a.model_version}" if a.model_version else "")
+        )
         print(
             f"#{a.id:<5} {a.state:<9} {a.severity:<8} {target:<40} {a.rule:<28} last {format_number(a.last_value, a.threshold)}  since {a.started:%Y-%m-%d %H:%M} UTC"
             + (f"  ({a.reason})" if a.reason else "")

@@ -51,3 +51,53 @@ def test_a_message_names_the_features_that_were_not_checked():
     skipped = message(rule="skipped_features > 0", metric="skipped_features", value=1.0, threshold=0.0,
                       skipped_features=[{"feature": "country", "reason": reason}])  # fmt: skip
     assert f"not checked: country: {reason}" in skipped.lines()
+
+
+def test_a_threshold_made_from_a_baseline_says_what_it_was_made_of():
+    relative = message(rule="p95_ms > 1.5x baseline", metric="p95_ms", value=412.0, threshold=375.0, anchor="baseline",
+                       anchor_value=250.0, factor=1.5, baseline="7d", severity="warning")  # fmt: skip
+    assert relative.subject == "[FIRING warning] fraud-scorer / quality: p95_ms = 412"
+    assert relative.lines()[0] == (
+        "rule: p95_ms > 1.5x baseline (threshold 375 = 1.5x baseline 250, the median of the last 7d), severity warning"
+    )
+
+
+def test_a_threshold_made_from_the_reference_shows_the_reference_and_the_offset():
+    reference = message(rule="missing_share > reference + 0.05", metric="missing_share", value=0.11, threshold=0.1,
+                        anchor="reference", anchor_value=0.05, offset=0.05, feature="amount")  # fmt: skip
+    assert reference.subject == "[FIRING critical] fraud-scorer / quality / amount: missing_share = 0.11"
+    assert reference.lines()[0] == (
+        "rule: missing_share > reference + 0.05 (threshold 0.1 = reference 0.05 + 0.05), severity critical"
+    )
+    below = message(rule="missing_share > 2x reference - 0.01", metric="missing_share", value=0.11, threshold=0.09,
+                    anchor="reference", anchor_value=0.05, factor=2.0, offset=-0.01)  # fmt: skip
+    assert "(threshold 0.09 = 2x reference 0.05 - 0.01)" in below.lines()[0]
+
+
+def test_a_computed_threshold_does_not_lend_the_value_its_digits():
+    """1.5 x 96.1965 has no written precision: the value is shown to the threshold as it is shown."""
+    assert format_number(199.76318, 1.5 * 96.19653) == "199.8"
+    relative = message(rule="p95_ms > 1.5x baseline", metric="p95_ms", value=199.76318, threshold=1.5 * 96.19653,
+                       anchor="baseline", anchor_value=96.19653, factor=1.5, baseline="1h")  # fmt: skip
+    assert relative.subject.endswith("p95_ms = 199.8")
+    assert "(threshold 144.3 = 1.5x baseline 96.2, the median of the last 1h)" in relative.lines()[0]
+
+
+@pytest.mark.parametrize(
+    "hysteresis, line",
+    [
+        ({"resolve_when": "roc_auc > 0.98"}, "resolves when roc_auc > 0.98"),
+        ({"margin": 0.02}, "resolves when roc_auc >= 0.9833 (0.02 back past the threshold)"),
+    ],
+)
+def test_a_firing_message_says_when_a_rule_with_hysteresis_resolves(hysteresis, line):
+    assert line in message(**hysteresis).lines()
+    assert not any(text.startswith("resolves when") for text in message(event="resolved", **hysteresis).lines())
+    assert not any(text.startswith("resolves when") for text in message().lines())
+
+
+def test_a_message_stored_before_these_fields_still_reads():
+    stored = message().to_dict()
+    for key in ("anchor", "anchor_value", "factor", "offset", "baseline", "resolve_when", "margin"):
+        del stored[key]
+    assert AlertMessage.from_dict(stored).lines() == message().lines()

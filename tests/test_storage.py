@@ -105,7 +105,7 @@ def test_open_episode_index_is_unique_and_partial(engine):
     indexes = {ix["name"]: ix for ix in sa.inspect(engine).get_indexes("alerts")}
     index = indexes["uq_alerts_open_episode"]
     assert bool(index["unique"])
-    assert index["column_names"] == ["model", "check", "rule_key", "feature"]
+    assert index["column_names"] == ["model", "check", "rule_key", "feature", "model_version"]
     where = index["dialect_options"][f"{engine.dialect.name}_where"]
     where = str(getattr(where, "text", where))
     assert "state" in where and "'pending'" in where and "'firing'" in where
@@ -243,6 +243,43 @@ def test_many_ended_episodes_and_one_open_per_key(engine):
             ).all()
         )
     assert counts == {"resolved": 4, "ok": 2, "pending": 1}
+
+
+def test_each_model_version_has_its_own_open_episode(engine):
+    """An alert for v2 is not v1's: one open episode per rule, feature and model version."""
+    _insert(engine, _alert("firing", model_version="v1"))
+    _insert(engine, _alert("firing", model_version="v2"))
+    _insert(engine, _alert("firing"))  # the check over every version ("") is a third
+    with pytest.raises(sa.exc.IntegrityError):
+        _insert(engine, _alert("pending", model_version="v2"))
+
+
+def test_0005_keeps_the_rows_before_it_as_of_every_version_and_downgrades_with_two_versions_open(empty_engine):
+    db.upgrade(empty_engine, "0004")
+    with empty_engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                'INSERT INTO alerts (model, "check", rule, feature, severity, state, started, threshold, owner, summary,'
+                " updated, rule_key, version) VALUES ('m', 'c', 'rows < 1', '', 'warning', 'firing', :t, 1, 'o', '', :t,"
+                " 'rows < 1.0', 1)"
+            ),
+            {"t": T0.replace(tzinfo=None)},
+        )
+    db.upgrade(empty_engine)
+    with Session(empty_engine) as session:
+        [before] = session.scalars(sa.select(Alert)).all()
+        assert before.model_version == ""
+    _insert(empty_engine, _alert("firing", model="m", check="c", rule="rows < 1", rule_key="rows < 1.0", model_version="v2"))
+    # Below 0005 one rule has one open episode: the downgrade ends the newer one with its reason.
+    db.downgrade(empty_engine, "0004")
+    with empty_engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT id, state, reason FROM alerts ORDER BY id")).all()
+    assert [(r.state, r.reason) for r in rows] == [
+        ("firing", None),
+        ("resolved", "closed by the downgrade below revision 0005: one open episode per rule and feature"),
+    ]
+    db.upgrade(empty_engine)
+    assert db.current_revision(empty_engine) == HEAD
 
 
 # -- SQLite: WAL, readers while a write is open ---------------------------------------------------

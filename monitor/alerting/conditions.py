@@ -1,7 +1,15 @@
-"""The condition language of alert rules: ``metric OP number[%]``, parsed by a tiny grammar, never eval.
+"""The condition language of alert rules, parsed by a tiny grammar, never eval.
 
-Examples: ``drift_share > 0.3``, ``p99_ms >= 250``, ``availability < 99%`` (a percentage is divided by
-100, so that one compares against 0.99).
+A condition compares a metric with a number, or with an *anchor*: the same metric over the model's
+reference data set (``reference``) or its median over a past period (``baseline``)::
+
+    drift_share > 0.3                  metric OP number[%]
+    availability < 99%                 a percentage is divided by 100: this compares against 0.99
+    missing_share > reference + 0.05   metric OP [FACTORx] reference [(+|-) number[%]]
+    missing_share > 2x reference
+    p95_ms > 1.5x baseline             metric OP [FACTORx] baseline [(+|-) number[%]]
+
+On an anchor the limit is ``FACTOR × anchor + offset``; ``==`` and ``!=`` compare with a number only.
 """
 
 from __future__ import annotations
@@ -11,6 +19,9 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
+
+Anchor = Literal["reference", "baseline"]
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -20,26 +31,41 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
     "<": operator.lt,
 }
+ABOVE = (">", ">=")  # the operators that breach above their limit
+BELOW = ("<", "<=")
 
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _GRAMMAR = re.compile(
-    r"""^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*)
-        \s*(?P<op>>=|<=|==|!=|>|<)
-        \s*(?P<number>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)
-        \s*(?P<percent>%)?\s*$""",
+    rf"""^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*)
+        \s*(?P<op>>=|<=|==|!=|>|<)\s*
+        (?:
+            (?P<number>[-+]?{_NUMBER})\s*(?P<percent>%)?
+          | (?:(?P<factor>[-+]?{_NUMBER})\s*x\s*)?(?P<anchor>reference|baseline)
+            (?:\s*(?P<sign>[-+])\s*(?P<offset>{_NUMBER})\s*(?P<offset_percent>%)?)?
+        )\s*$""",
     re.VERBOSE,
 )
+_MENTIONS_ANCHOR = re.compile(r"\b(?:reference|baseline)\b")
 
 
 class ConditionError(ValueError):
-    """A condition that does not read as ``metric OP number[%]``."""
+    """A condition that does not read as one of the forms of the grammar."""
 
 
 @dataclass(frozen=True)
 class Condition:
+    """One parsed condition. ``threshold`` is the number written (a percentage as its fraction); on an
+    anchor it is the offset added to ``factor`` × the anchor (0 when none is written), so that
+    :meth:`limit` is ``factor × anchor + threshold`` there and ``threshold`` itself otherwise.
+    ``percent`` says whether the number was written as a percentage (a ``margin:`` may then be one)."""
+
     metric: str
     op: str
     threshold: float
     text: str
+    anchor: Anchor | None = None
+    factor: float = 1.0
+    percent: bool = False
 
     @classmethod
     def parse(cls, text: str) -> Condition:
@@ -47,27 +73,81 @@ class Condition:
             raise ConditionError("expected a condition such as 'drift_share > 0.3'")
         match = _GRAMMAR.match(text)
         if match is None:
+            if _MENTIONS_ANCHOR.search(text):
+                raise ConditionError(
+                    f"cannot read condition {text!r}: compare with the reference as 'metric OP reference', "
+                    "'metric OP reference + 0.05' or 'metric OP 2x reference', and with the metric's own past as "
+                    "'metric OP 1.5x baseline', with OP one of > >= < <="
+                )
             raise ConditionError(
                 f"cannot read condition {text!r}: write 'metric OP number', "
                 "with OP one of > >= < <= == != (for example 'drift_share > 0.3' or 'availability < 99%')"
             )
-        threshold = float(match["number"])
-        if not math.isfinite(threshold):
-            raise ConditionError(f"the threshold of {text!r} is too large to be a number: write a finite one")
-        if match["percent"]:
-            threshold /= 100.0
-        return cls(metric=match["metric"], op=match["op"], threshold=threshold, text=" ".join(text.split()))
+        normalised = " ".join(text.split())
+        if match["anchor"] is None:
+            threshold = _finite(match["number"], text) / (100.0 if match["percent"] else 1.0)
+            return cls(match["metric"], match["op"], threshold, normalised, percent=bool(match["percent"]))
+        if match["op"] in ("==", "!="):
+            raise ConditionError(
+                f"cannot read condition {text!r}: '{match['op']}' compares with a number only; compare with the "
+                f"{match['anchor']} by > >= < <="
+            )
+        factor = _finite(match["factor"], text, "factor") if match["factor"] else 1.0
+        if factor <= 0:
+            raise ConditionError(
+                f"the factor of {text!r} must be more than 0: write for example '{match['metric']} {match['op']} "
+                f"1.5x {match['anchor']}'"
+            )
+        offset = 0.0
+        if match["offset"]:
+            offset = _finite(match["offset"], text, "offset") / (100.0 if match["offset_percent"] else 1.0)
+            offset = -offset if match["sign"] == "-" else offset
+        anchor: Anchor = "reference" if match["anchor"] == "reference" else "baseline"
+        percent = bool(match["offset_percent"])
+        return cls(match["metric"], match["op"], offset, normalised, anchor=anchor, factor=factor, percent=percent)
 
     @property
     def canonical(self) -> str:
-        """The condition as one rule: ``p99_ms>250``, ``p99_ms > 250`` and ``p99_ms > 250.0`` read alike."""
-        return f"{self.metric} {self.op} {self.threshold!r}"
+        """The condition as one rule: ``p99_ms>250``, ``p99_ms > 250`` and ``p99_ms > 250.0`` read alike,
+        as do ``x > 1x baseline + 0`` and ``x > baseline``, ``x > reference + 5%`` and ``x > reference + 0.05``."""
+        if self.anchor is None:
+            return f"{self.metric} {self.op} {self.threshold!r}"
+        right = self.anchor if self.factor == 1 else f"{self.factor!r}x {self.anchor}"
+        if self.threshold:
+            right += f" {'-' if self.threshold < 0 else '+'} {abs(self.threshold)!r}"
+        return f"{self.metric} {self.op} {right}"
 
-    def holds(self, value: float) -> bool:
-        """Whether ``value`` breaches the condition. NaN never does: no data is not a breach."""
-        if value is None or math.isnan(value):
+    def limit(self, anchor: float | None = None) -> float | None:
+        """The number a value is compared with: the threshold, or ``factor × anchor + offset`` on an
+        anchor (None when the anchor has no value: no reference, no baseline yet)."""
+        if self.anchor is None:
+            return self.threshold
+        if anchor is None or not math.isfinite(anchor):
+            return None
+        return tidy(self.factor * anchor + self.threshold)
+
+    def compare(self, value: float | None, limit: float | None) -> bool:
+        """Whether ``value OP limit``. No value (None, NaN) or no limit never holds: no data is not a breach."""
+        if value is None or limit is None or math.isnan(value):
             return False
-        return _OPERATORS[self.op](value, self.threshold)
+        return _OPERATORS[self.op](value, limit)
+
+    def holds(self, value: float | None, anchor: float | None = None) -> bool:
+        """Whether ``value`` breaches the condition, given the anchor's value for a condition on one."""
+        return self.compare(value, self.limit(anchor))
 
     def __str__(self) -> str:
         return self.text
+
+
+def tidy(number: float) -> float:
+    """A computed limit to 12 significant digits, so that decimal arithmetic reads as written: 0.9 + 0.05
+    is 0.95, not 0.9500000000000001 (which 0.95 would not reach)."""
+    return float(f"{number:.12g}") if math.isfinite(number) else number
+
+
+def _finite(number: str, text: str, what: str = "threshold") -> float:
+    value = float(number)
+    if not math.isfinite(value):
+        raise ConditionError(f"the {what} of {text!r} is too large to be a number: write a finite one")
+    return value

@@ -1,7 +1,8 @@
 """The alert state machine: ``ok -> pending -> firing -> resolved``, one episode per rule and feature.
 
-``advance`` is a pure function of the open episode (if any), whether the condition holds now, the
-time, and how long it must hold (``for:``). It says the next state and whether anyone must be told.
+``advance`` is a pure function of the open episode (if any), whether the condition holds now (and,
+with hysteresis, whether a firing episode may resolve), the time, and how long it must hold
+(``for:``). It says the next state and whether anyone must be told.
 An episode that goes back to ``ok`` from ``pending`` never fired, so nobody is told.
 ``orphaned`` finds the open episodes that no rule can move any more (a rule edited away).
 """
@@ -40,8 +41,15 @@ class Step:
         return self.state in ("pending", "firing")
 
 
-def advance(episode: OpenEpisode | None, breached: bool, now: datetime, hold: timedelta) -> Step | None:
-    """The next step of an episode, or None when there is none and nothing happened."""
+def advance(
+    episode: OpenEpisode | None, breached: bool, now: datetime, hold: timedelta, cleared: bool | None = None
+) -> Step | None:
+    """The next step of an episode, or None when there is none and nothing happened.
+
+    ``cleared`` says whether a firing episode may resolve; it is ``not breached`` unless the rule has
+    hysteresis (``resolve_when``, ``margin``), which keeps a firing episode firing while the condition
+    no longer holds but the value is not yet back past the resolve condition or the margin. A pending one ends as soon as
+    the condition no longer holds: it never fired, so there is nothing to hold on to."""
     if episode is None:
         if not breached:
             return None
@@ -50,7 +58,9 @@ def advance(episode: OpenEpisode | None, breached: bool, now: datetime, hold: ti
         if not breached:
             return Step("ok")
         return Step("firing", "firing") if now - episode.started >= hold else Step("pending")
-    return Step("firing") if breached else Step("resolved", "resolved")
+    if breached:
+        return Step("firing")
+    return Step("firing") if cleared is False else Step("resolved", "resolved")
 
 
 @dataclass(frozen=True)

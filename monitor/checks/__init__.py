@@ -10,13 +10,44 @@ from typing import Annotated
 from pydantic import Field
 
 from monitor.alerting.rules import MetricValue, RuleSpec
-from monitor.checks import drift, latency, performance, volume
+from monitor.checks import (
+    data_quality,
+    drift,
+    freshness,
+    latency,
+    performance,
+    prediction_drift,
+    probe,
+    version_compare,
+    volume,
+)
 from monitor.checks.base import CheckKind, CheckSpec, Evaluation
 
 CheckSpecs = Annotated[
-    drift.DriftSpec | latency.LatencySpec | performance.PerformanceSpec | volume.VolumeSpec,
+    drift.DriftSpec
+    | latency.LatencySpec
+    | performance.PerformanceSpec
+    | volume.VolumeSpec
+    | data_quality.DataQualitySpec
+    | freshness.FreshnessSpec
+    | prediction_drift.PredictionDriftSpec
+    | probe.ProbeSpec
+    | version_compare.VersionCompareSpec,
     Field(discriminator="kind"),
 ]
-CHECKS: dict[str, CheckKind] = {kind.kind: kind for kind in (drift.KIND, latency.KIND, performance.KIND, volume.KIND)}
+CHECKS: dict[str, CheckKind] = {
+    kind.kind: kind
+    for kind in (
+        drift.KIND,
+        latency.KIND,
+        performance.KIND,
+        volume.KIND,
+        data_quality.KIND,
+        freshness.KIND,
+        prediction_drift.KIND,
+        probe.KIND,
+        version_compare.KIND,
+    )
+}
 
 __all__ = ["CHECKS", "CheckSpecs", "CheckKind", "CheckSpec", "Evaluation", "MetricValue", "RuleSpec"]

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import Field, HttpUrl, field_validator
 
@@ -42,6 +42,9 @@ class CheckSpec(StrictModel):
     for_: Wait = Field(timedelta(0), alias="for")  # 0s, the default, may be written: fire at once
     alert: list[RuleSpec] = []
     links: Links = Links()
+    split_by: Literal["model_version"] | None = Field(
+        None, description="evaluate the check per model version: its values and episodes are each version's own"
+    )
 
     @field_validator("every")
     @classmethod
@@ -54,16 +57,29 @@ class CheckSpec(StrictModel):
         """The window a run at ``now`` looks at: the last ``window`` before now."""
         return now - self.window, now
 
+    @property
+    def rules(self) -> list[RuleSpec]:
+        """Every rule the check judges: its ``alert:`` items, and those a kind makes of its own keys
+        (a probe's ``slo:``). Episodes, orphan closing and the evaluator go by these."""
+        return list(self.alert)
+
 
 @dataclass(frozen=True)
 class Window:
     """The rows a check looks at: ``frame`` holds them all, or a uniform sample of them when
-    ``summary`` is set; the summary then has the exact count and latency over every row."""
+    ``summary`` is set; the summary then has the exact count and latency over every row. For a kind
+    that ``reads_newest``, ``frame`` is empty and ``newest`` is the newest row's timestamp before
+    ``end`` (None: the source has no row at all)."""
 
     start: datetime
     end: datetime
     frame: pd.DataFrame
     summary: Summary | None = None
+    newest: datetime | None = None
+    # For a kind with ``earlier`` (volume's rows_ratio): the same window shifted back, read from the
+    # source like this one; None with ``no_earlier`` saying why (time the daemon did not watch, say).
+    earlier: Window | None = None
+    no_earlier: str | None = None
 
     @property
     def rows(self) -> int:
@@ -82,6 +98,9 @@ class Evaluation:
     values: list[MetricValue] = field(default_factory=list)
     evidence: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    # The model version the values are of: each version's own in a check split by model_version, the
+    # candidate in a version_compare; "" for a check over every version.
+    model_version: str = ""
 
     @classmethod
     def insufficient(cls, sample_size: int, needed: int) -> Evaluation:
@@ -131,6 +150,29 @@ def import_evidently() -> None:
     import evidently.legacy.report  # noqa: F401
 
 
+class Past(Protocol):
+    """What a check stored over one window that ends with this run, this run's values included (the
+    evaluator reads it from the ``metrics`` table, monitor/storage/history.py): for ``over_window``."""
+
+    def count_and_sum(self, metric: str) -> tuple[int, float]:
+        """How many values of the data-set metric there are, and their sum."""
+        ...
+
+    def values(self, metric: str) -> list[float]:
+        """The values themselves, newest first."""
+        ...
+
+
+@dataclass(frozen=True)
+class Windowed:
+    """A kind's values over a rule's window: none when the window holds fewer than ``needed`` of the
+    check's values (``sample_size``), so that a rule over it is not judged yet."""
+
+    values: list[MetricValue]
+    sample_size: int
+    needed: int
+
+
 # A problem a check kind finds in its spec against the model's reference, at load time: the path of
 # the key within the check (``("method",)``, ``("features", 2)``) and what to change.
 SpecProblem = tuple[tuple[str | int, ...], str]
@@ -154,6 +196,12 @@ class CheckKind:
     feature_metrics: frozenset[str]
     evaluate: Callable[[Any, Window, Reference | None, list[str]], Evaluation]
     reads_rows: bool = True
+    # Reads the source, but only its newest row's timestamp (Source.newest), whatever the window: the
+    # Window has no rows and its ``newest`` set (see freshness).
+    reads_newest: bool = False
+    # Reads the window's rows with the columns the source found (Source.read(schema=True)): a declared
+    # feature the data lacks is missing values, not an error, and frame.attrs[SCHEMA] says so (see data_quality).
+    reads_schema: bool = False
     # A count over unwatched time reads as silence: over a source whose rows exist only since the daemon
     # first watched the model, the check is insufficient_data for this long after that (see volume).
     start_grace: Callable[[Any], timedelta] | None = None
@@ -161,10 +209,30 @@ class CheckKind:
     uses_reference: bool = False  # reads the model's reference when it has one, without needing one
     required_roles: tuple[str, ...] = ()
     metrics_for: Callable[[Any], frozenset[str]] | None = None
+    # The metrics whose values carry ``MetricValue.reference`` (the same metric over the reference data
+    # set), so that a rule may compare with it (``missing_share > reference + 0.05``); validate refuses
+    # ``reference`` in a rule on any other metric.
+    reference_metrics: frozenset[str] = frozenset()
     check_reference: Callable[[Any, Reference, list[str]], list[SpecProblem]] | None = None
     # Work done once before the daemon's first run of the kind (loading a library that takes seconds),
     # so the first scheduled run is not late and does not make the next one skip.
     warm_up: Callable[[], None] | None = None
+    # The metrics a rule with its own ``window:`` may name (a probe's availability over 1h), which
+    # ``over_window(spec, past, window, wanted)`` computes from what the check stored over that window;
+    # on a kind without them a rule's ``window:`` is refused. ``kept_windows``: (metric, window) pairs
+    # stored on every run though no rule names them (an SLO's error budget over its period).
+    window_metrics: Callable[[Any], frozenset[str]] | None = None
+    over_window: Callable[[Any, Past, timedelta, frozenset[str]], Windowed] | None = None
+    kept_windows: Callable[[Any], frozenset[tuple[str, timedelta]]] | None = None
+    # Waits on something outside for up to its timeout (an HTTP probe): runs on workers of its own, so
+    # it neither waits for the other checks nor holds a worker they need.
+    own_workers: bool = False
+    # How far back the kind also reads the same window (volume's ``baseline``, for rows_ratio), None
+    # when this check needs no earlier window: the evaluator reads it into ``Window.earlier``.
+    earlier: Callable[[Any], timedelta | None] | None = None
+    # Its values are of one model version against another (version_compare): each evaluation names the
+    # version its episodes belong to (``Evaluation.model_version``), without ``split_by``.
+    compares_versions: bool = False
 
     @property
     def metrics(self) -> frozenset[str]:
@@ -173,3 +241,7 @@ class CheckKind:
     def metrics_of(self, spec: CheckSpec) -> frozenset[str]:
         """The metrics this check (with its settings) produces; a rule may only name these."""
         return self.metrics_for(spec) if self.metrics_for else self.metrics
+
+    def window_metrics_of(self, spec: CheckSpec) -> frozenset[str]:
+        """The metrics of this check a rule's ``window:`` computes; none: a rule may have no window."""
+        return self.window_metrics(spec) if self.window_metrics else frozenset()

@@ -110,7 +110,7 @@ def check_reference(spec: DriftSpec, reference: Reference, features: list[str]) 
     ]
 
 
-def _unusable(kind: str, reference: Typed, live: Typed, min_rows: int) -> str | None:
+def unusable(kind: str, reference: Typed, live: Typed, min_rows: int) -> str | None:
     """Why a feature cannot be compared in this window, or None when it can."""
     if reference.usable == 0:
         return f"the reference has no usable value for it ({_what_is_left_out(kind, reference)})"
@@ -133,8 +133,9 @@ def _what_is_left_out(kind: str, typed: Typed) -> str:
     return ", ".join(parts) or "no rows"
 
 
-def _drift_table(spec: DriftSpec, reference: dict, current: dict, kinds: dict[str, str]) -> dict:
-    """evidently's DataDriftTable over these typed columns: its result per column."""
+def drift_table(method: str | None, threshold: float | None, reference: dict, current: dict, kinds: dict[str, str]) -> dict:
+    """evidently's DataDriftTable over these typed columns (``kinds``: each one's type), with ``method``
+    and ``threshold`` (evidently's defaults when None): its result per column."""
     import pandas as pd
     from evidently.legacy.metrics import DataDriftTable
     from evidently.legacy.pipeline.column_mapping import ColumnMapping
@@ -149,7 +150,7 @@ def _drift_table(spec: DriftSpec, reference: dict, current: dict, kinds: dict[st
         datetime=None,
         id=None,
     )
-    report = Report(metrics=[DataDriftTable(columns=columns, stattest=spec.method, stattest_threshold=spec.threshold)])
+    report = Report(metrics=[DataDriftTable(columns=columns, stattest=method, stattest_threshold=threshold)])
     report.run(
         reference_data=pd.DataFrame({c: reference[c] for c in columns}),
         current_data=pd.DataFrame({c: current[c] for c in columns}),
@@ -158,7 +159,7 @@ def _drift_table(spec: DriftSpec, reference: dict, current: dict, kinds: dict[st
     return report.as_dict()["metrics"][0]["result"]["drift_by_columns"]
 
 
-_EVIDENTLY_ERRORS = (ValueError, TypeError, KeyError, ZeroDivisionError)
+EVIDENTLY_ERRORS = (ValueError, TypeError, KeyError, ZeroDivisionError)
 
 
 def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) -> Evaluation:
@@ -176,7 +177,7 @@ def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) ->
         kind = reference.column_type(name)
         live = as_type(frame[name], kind)
         counts[name] = {"missing": live.missing, "not_finite": live.not_finite, "wrong_type": live.wrong_type}
-        reason = _unusable(kind, reference.typed(name), live, spec.min_rows)
+        reason = unusable(kind, reference.typed(name), live, spec.min_rows)
         if reason is None:
             kinds[name], current[name] = kind, live.values
         else:
@@ -186,13 +187,13 @@ def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) ->
     results: dict[str, dict] = {}
     if kinds:
         try:
-            results = _drift_table(spec, typed_reference, current, kinds)
-        except _EVIDENTLY_ERRORS:
+            results = drift_table(spec.method, spec.threshold, typed_reference, current, kinds)
+        except EVIDENTLY_ERRORS:
             # One column evidently cannot compute must not leave the others unchecked: each on its own.
             for name in kinds:
                 try:
-                    results.update(_drift_table(spec, typed_reference, current, {name: kinds[name]}))
-                except _EVIDENTLY_ERRORS as exc:
+                    results.update(drift_table(spec.method, spec.threshold, typed_reference, current, {name: kinds[name]}))
+                except EVIDENTLY_ERRORS as exc:
                     reason = f"evidently could not compute drift: {exc}"
                     skipped.append({"feature": name, "type": TYPE_NAMES[kinds[name]], "reason": reason, **counts[name]})
 

@@ -22,11 +22,16 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from monitor.alerting.conditions import ABOVE, BELOW
+from monitor.alerting.rules import RuleSpec
 from monitor.checks import CHECKS
+from monitor.checks.base import CheckKind, CheckSpec
 from monitor.config.document import MAX_BYTES, Document, read_document
+from monitor.config.durations import format_duration
 from monitor.config.errors import ConfigError, ConfigIssue
 from monitor.config.models import DaemonConfig, ModelConfig, is_loopback
-from monitor.sources.base import SourceError
+from monitor.sources import SOURCES
+from monitor.sources.base import VERSION, SourceError
 from monitor.sources.reference import Reference, load_reference
 
 CHECK_FILE_PATTERNS = ("*.yaml", "*.yml")
@@ -174,6 +179,8 @@ def _validate(doc: Document, model_cls: type[BaseModel]) -> Any:
         # A value already reported (an unset ${VAR}) is not reported again for what it became.
         reported = {(i.line, i.col) for i in doc.issues}
         for error in exc.errors(include_input=False, include_url=False)[: MAX_ISSUES + 1]:
+            if error["type"] == "default_factory_not_called":  # a default made of a key that was itself a mistake
+                continue
             issue = _issue_from_pydantic(doc, model_cls, error)
             if (issue.line, issue.col) not in reported:
                 doc.issues.append(issue)
@@ -409,6 +416,8 @@ def _semantic_issues(doc: Document, model: ModelConfig, config: DaemonConfig | N
             if role not in roles:
                 key = role.lstrip("@").removesuffix("_ms")
                 yield doc.issue(("checks", i, "kind"), f"a {check.kind} check needs the source's {key} column: add source.{key}")
+        yield from _version_issues(doc, ("checks", i), check, kind, roles)
+        yield from _earlier_issues(doc, ("checks", i), check, kind, model, config)
         if reference is not None and kind.check_reference is not None:
             for where, message in kind.check_reference(check, reference.for_source(model.source), features):
                 yield doc.issue(("checks", i, *where), message)
@@ -435,6 +444,161 @@ def _semantic_issues(doc: Document, model: ModelConfig, config: DaemonConfig | N
                     ("checks", i, "alert", j, "when"),
                     f"unknown metric {metric!r}{suggest(metric, metrics)}; a {check.kind} check has {', '.join(sorted(metrics))}",
                 )
+            yield from _rule_issues(doc, ("checks", i, "alert", j), rule, check, kind)
+            yield from _window_issues(doc, ("checks", i, "alert", j), rule, check, kind)
+
+
+def _version_issues(
+    doc: Document, at: tuple, check: CheckSpec, kind: CheckKind, roles: Mapping[str, str]
+) -> Iterator[ConfigIssue]:
+    """``split_by: model_version``: on a kind that reads rows, over a source that says which column holds the version."""
+    if check.split_by is None:
+        return
+    if kind.compares_versions:
+        yield doc.issue((*at, "split_by"), f"a {check.kind} check compares model versions already: remove split_by", key=True)
+    elif not kind.reads_rows or kind.reads_newest:
+        yield doc.issue(
+            (*at, "split_by"), f"a {check.kind} check reads no rows of the model to split by version: remove split_by", key=True
+        )
+    elif VERSION not in roles:
+        yield doc.issue(
+            (*at, "split_by"),
+            "the source has no model_version column to split by: add source.model_version (the column that holds "
+            "each row's model version)",
+        )
+
+
+def _earlier_issues(
+    doc: Document, at: tuple, check: CheckSpec, kind: CheckKind, model: ModelConfig, config: DaemonConfig | None
+) -> Iterator[ConfigIssue]:
+    """A kind that reads the same window further back (volume's rows_ratio) over an ingest source can
+    only read what ingest.retention keeps."""
+    shift = kind.earlier(check) if kind.earlier is not None else None
+    if shift is None or config is None or model.source is None or not SOURCES[model.source.kind].rows_since_daemon:
+        return
+    reach, kept = shift + check.window, config.ingest.retention
+    if reach <= kept:
+        return
+    where: tuple = (*at, "baseline") if getattr(check, "baseline", None) is not None else (*at, "kind")
+    for j, rule in enumerate(check.alert):
+        if where[-1] == "kind" and any(c.metric == "rows_ratio" for c in rule.conditions):
+            where = (*at, "alert", j, "when")
+            break
+    yield doc.issue(
+        where,
+        f"rows_ratio compares with the window {format_duration(shift)} earlier, which reaches back "
+        f"{format_duration(reach)}, and the ingest source keeps its counts for {format_duration(kept)} "
+        f"(ingest.retention in the daemon config): raise ingest.retention to {format_duration(reach)} or more, "
+        "or write a shorter baseline (baseline: 1d)",
+    )
+
+
+def _rule_issues(doc: Document, at: tuple, rule: RuleSpec, check: CheckSpec, kind: CheckKind) -> Iterator[ConfigIssue]:
+    """What cannot work in one rule's conditions, hysteresis and baseline (see docs/alerting.md)."""
+    when, resolve = rule.when, rule.resolve_when
+    metrics = kind.metrics_of(check)
+    for key, condition in (("when", when), ("resolve_when", resolve)):
+        if condition is None or condition.anchor != "reference" or condition.metric not in metrics:
+            continue
+        if condition.metric not in kind.reference_metrics:
+            has = f" (it has one of {', '.join(sorted(kind.reference_metrics))})" if kind.reference_metrics else ""
+            yield doc.issue(
+                (*at, key),
+                f"a {check.kind} check computes no reference value of {condition.metric!r}{has}: compare it with a "
+                f"number, or with its own past ('{condition.metric} {condition.op} 1.5x baseline')",
+            )
+    if (resolve is not None or rule.margin is not None) and when.op not in ABOVE + BELOW:
+        yield doc.issue(
+            (*at, "resolve_when" if resolve is not None else "margin"),
+            f"a condition with {when.op!r} has no threshold to come back past: resolve_when and margin go with > >= < <=",
+        )
+    elif resolve is not None:
+        other = BELOW if when.op in ABOVE else ABOVE
+        if resolve.metric != when.metric:
+            yield doc.issue(
+                (*at, "resolve_when"),
+                f"resolve_when must be on the rule's metric {when.metric!r}, got {resolve.metric!r}: "
+                "it says when the same value is back",
+            )
+        elif resolve.op not in other:
+            yield doc.issue(
+                (*at, "resolve_when"),
+                f"resolve_when says when the value is back, so it compares the other way from when's {when.op!r}: "
+                f"write {' or '.join(other)}",
+            )
+        elif (resolve.anchor, resolve.factor) == (when.anchor, when.factor) and (
+            resolve.threshold > when.threshold if when.op in ABOVE else resolve.threshold < when.threshold
+        ):
+            side = "at or below" if when.op in ABOVE else "at or above"
+            yield doc.issue(
+                (*at, "resolve_when"),
+                f"'{resolve.text}' would hold while '{when.text}' still holds: resolve_when's threshold must be {side} when's",
+            )
+        if rule.margin is not None:
+            yield doc.issue(
+                (*at, "margin"), "margin and resolve_when both say when an episode resolves: keep one of them", key=True
+            )
+    elif rule.margin is not None and rule.margin.percent and not when.percent:
+        yield doc.issue(
+            (*at, "margin"),
+            f"a margin is in the units of {when.metric}: write {rule.margin.value:g}; a percentage margin goes "
+            "with a condition written with one, such as 'availability < 99%'",
+        )
+    for key in ("baseline", "baseline_min_points"):
+        if getattr(rule, key) is not None and not rule.uses("baseline"):
+            yield doc.issue(
+                (*at, key),
+                f"{key} is for a condition on the baseline, such as '{when.metric} {when.op} 1.5x baseline', "
+                "and this rule has none: remove it",
+                key=True,
+            )
+    if rule.uses("baseline"):
+        runs, period = rule.baseline_period // check.every, rule.baseline_period
+        if runs < rule.min_points:
+            where = "baseline" if rule.baseline is not None else "baseline_min_points" if rule.baseline_min_points else "when"
+            default = "" if rule.baseline is not None else " (the default)"
+            yield doc.issue(
+                (*at, where),
+                f"a baseline of {format_duration(period)}{default} holds at most {runs} value(s) of a check that runs "
+                f"every {format_duration(check.every)}, fewer than the {rule.min_points} it needs: write a longer "
+                f"baseline (baseline: {format_duration(check.every * rule.min_points)}) or a lower baseline_min_points",
+            )
+
+
+def _window_issues(doc: Document, at: tuple, rule: RuleSpec, check: CheckSpec, kind: CheckKind) -> Iterator[ConfigIssue]:
+    """A rule's own ``window:``: only on a metric the kind computes over one, and long enough to hold a value."""
+    metric, windowed = rule.when.metric, kind.window_metrics_of(check)
+    if rule.window is None:
+        if metric in windowed:
+            yield doc.issue((*at, "when"), f"{metric} is over a rule's own window: add one to the rule, for example window: 1h")
+        return
+    if not windowed:
+        yield doc.issue(
+            (*at, "window"),
+            f"a {check.kind} check has no values over a rule's own window (its values are over the check's window): "
+            "remove window: from the rule",
+            key=True,
+        )
+        return
+    if metric in kind.metrics_of(check) and metric not in windowed:
+        yield doc.issue(
+            (*at, "window"),
+            f"{metric} is a value of each run, not one over a window: remove window:, or judge one of "
+            f"{', '.join(sorted(windowed))} over it",
+            key=True,
+        )
+    elif rule.uses("baseline"):
+        yield doc.issue(
+            (*at, "window"),
+            "a rule over its own window compares with a number, not with a baseline: remove one of them",
+            key=True,
+        )
+    if rule.window < check.every:
+        yield doc.issue(
+            (*at, "window"),
+            f"a window of {format_duration(rule.window)} holds no value of a check that runs every "
+            f"{format_duration(check.every)}: write window: {format_duration(check.every)} or longer",
+        )
 
 
 def _reference(doc: Document, model: ModelConfig, issues: list[ConfigIssue]) -> Reference | None:

@@ -22,6 +22,8 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from monitor.alerting.episodes import OpenKey, RuleKey, orphaned
 from monitor.alerting.rules import canonical_condition
+from monitor.checks import CHECKS
+from monitor.checks.base import CheckSpec
 from monitor.config.models import ModelConfig
 from monitor.notifiers.message import AlertMessage
 from monitor.storage.tables import OPEN_STATES, Alert, Notification
@@ -39,7 +41,7 @@ def close_episode(engine: Engine, alert_id: int, reason: str, now: datetime) -> 
         alert = session.get(Alert, alert_id)
         if alert is None or alert.state not in OPEN_STATES:
             raise NotOpen(f"alert #{alert_id} " + ("does not exist" if alert is None else f"is not open (it is {alert.state})"))
-        _close(session, alert, reason, now)
+        end_episode(session, alert, reason, now)
         session.commit()
         return alert
 
@@ -64,10 +66,18 @@ def close_orphans(
             if every_file_loaded:
                 closing += [(a.id, f"model {name!r} removed: no check file defines it") for a in alerts]
             continue
-        rules = {check.name: [RuleKey(rule.key, rule.when.canonical) for rule in check.alert] for check in model.checks}
+        rules = {check.name: [RuleKey(rule.key, rule.when.canonical) for rule in check.rules] for check in model.checks}
         features = model.source.features if model.source else []
         keys = [OpenKey(a.id, a.check, a.rule_key, canonical_condition(a.rule), a.feature) for a in alerts]
-        closing += [(alert_id, f"{why} in {files[name]}") for alert_id, why in orphaned(keys, rules, features)]
+        orphans = [(alert_id, f"{why} in {files[name]}") for alert_id, why in orphaned(keys, rules, features)]
+        closing += orphans
+        checks = {check.name: check for check in model.checks}
+        ended = {alert_id for alert_id, _ in orphans}
+        for alert in alerts:
+            check = checks.get(alert.check)
+            why = _version_orphaned(alert, check) if check is not None and alert.id not in ended else None
+            if why:
+                closing.append((alert.id, f"{why} in {files[name]}"))
     closed = []
     for alert_id, reason in closing:
         try:
@@ -80,7 +90,21 @@ def close_orphans(
     return closed
 
 
-def _close(session: Session, alert: Alert, reason: str, now: datetime) -> None:
+def _version_orphaned(alert: Alert, check: CheckSpec) -> str | None:
+    """Why an open episode cannot move any more because its check's split by model version changed:
+    an episode of one version on a check that no longer splits, or one of all versions on a check that
+    now does (its episodes are each version's own)."""
+    splits = check.split_by is not None or CHECKS[check.kind].compares_versions
+    if alert.model_version and not splits:
+        return f"check {check.name!r} no longer splits by model_version (this episode was of {alert.model_version})"
+    if not alert.model_version and splits:
+        return f"check {check.name!r} is now evaluated per model_version: its episodes are each version's own"
+    return None
+
+
+def end_episode(session: Session, alert: Alert, reason: str, now: datetime) -> None:
+    """End an open episode with ``reason`` in the caller's transaction, and owe its receivers the news
+    (a "resolved" notification) when it had fired; raises StaleDataError when it moved meanwhile."""
     was_firing = alert.state == "firing"
     alert.state, alert.resolved, alert.updated, alert.reason = "resolved", now, now, reason
     session.flush()  # the version check: StaleDataError if another writer moved the episode

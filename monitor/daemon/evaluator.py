@@ -8,27 +8,44 @@ the other way round). Delivery itself is the outbox's business.
 from __future__ import annotations
 
 import logging
+import math
 import time
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
+from monitor.alerting.conditions import ABOVE, BELOW
 from monitor.alerting.episodes import OpenEpisode, advance, open_state
 from monitor.alerting.routing import owners_for
-from monitor.alerting.rules import Observation, canonical_condition, observe
+from monitor.alerting.rules import (
+    Baseline,
+    BaselineKey,
+    MetricValue,
+    Observation,
+    RuleSpec,
+    Waiting,
+    baselines_wanted,
+    canonical_condition,
+    observe,
+    waiting_for_baseline,
+)
 from monitor.checks import CHECKS
-from monitor.checks.base import CheckKind, CheckSpec, Evaluation, Window
+from monitor.checks.base import CheckKind, CheckSpec, Evaluation, Window, Windowed
 from monitor.clock import Clock
 from monitor.config.durations import format_duration
 from monitor.config.models import DaemonConfig, ModelConfig
-from monitor.notifiers.message import TOP_FEATURES, AlertMessage
+from monitor.daemon.closing import end_episode
+from monitor.ingest.sketch import LatencySketch
+from monitor.notifiers.message import TOP_FEATURES, AlertMessage, format_number
 from monitor.notifiers.registry import Receivers
 from monitor.sources import SOURCES, SourceContext, SourceError, open_source
-from monitor.sources.base import SKIPPED_FILES, SampledSource, Source, SourceSpec
+from monitor.sources.base import LATENCY, SKIPPED_FILES, VERSION, SampledSource, Source, SourceSpec, Summary, version_names
 from monitor.sources.reference import load_reference
+from monitor.storage import history
 from monitor.storage.tables import OPEN_STATES, Alert, CheckRun, Metric, Notification
 
 log = logging.getLogger(__name__)
@@ -44,6 +61,21 @@ class Change:
     state: str
     value: float
     notify: str | None
+    model_version: str = ""
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """A kind's values over one rule window that ends with this run: stored with these bounds, so the
+    ``metrics`` rows of ``availability`` over 1h and over 5m tell apart by their window."""
+
+    window: timedelta
+    start: datetime
+    end: datetime
+    windowed: Windowed
+
+    def value(self, metric: str) -> float | None:
+        return next((v.value for v in self.windowed.values if v.metric == metric and not v.feature), None)
 
 
 @dataclass
@@ -56,12 +88,30 @@ class RunResult:
     window_end: datetime
     observations: list[Observation] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
+    waiting: list[Waiting] = field(default_factory=list)  # rules whose baseline is not long enough yet
+    windows: list[WindowResult] = field(default_factory=list)  # values over the rules' own windows
     run_id: int | None = None
     duration_s: float = 0.0
+    model_version: str = ""  # the version this result is of: split_by's, a version_compare's candidate
+    versions: list[RunResult] = field(default_factory=list)  # split by model_version: each version's result
 
     @property
     def notifications_owed(self) -> int:
         return sum(1 for c in self.changes if c.notify)
+
+    @property
+    def parts(self) -> list[RunResult]:
+        """The results recorded as runs: each version's of a split check, else this one."""
+        return self.versions or [self]
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """What a check found in one window: one evaluation, or one per model version of a check split by it;
+    ``judged`` the versions the window was read for (None: it was not read, the run says why)."""
+
+    evaluations: list[Evaluation]
+    judged: frozenset[str] | None
 
 
 class Evaluator:
@@ -79,23 +129,64 @@ class Evaluator:
         began = time.perf_counter()
         started = self.clock.now()
         window_start, window_end = check.bounds(started)
+        evaluated = self._evaluate(model, check, window_start, window_end)
+        read = read_alerts or not dry_run
         # A value no database can hold (inf, NaN) is left out and named in the evidence, so one bad
         # number never costs the whole run its record.
-        evaluation = self._evaluate(model, check, window_start, window_end).without_non_finite()
-        observations = observe(check.alert, evaluation.values, check.for_) if evaluation.outcome == "ok" else []
-        outcome = "breach" if any(o.breached for o in observations) else evaluation.outcome
-        result = RunResult(model.model, check.name, outcome, evaluation, window_start, window_end, observations)
+        parts = [
+            self._judge(model, check, evaluation.without_non_finite(), started, window_start, window_end, read=read)
+            for evaluation in evaluated.evaluations
+        ]
         if dry_run and not read_alerts:
+            result = _combined(check, parts, [])
             result.duration_s = time.perf_counter() - began
             return result
         with Session(self.engine) as session:
-            self._record(session, model, check, result, started)
+            for part in parts:
+                self._record(session, model, check, part, started)
+            ended = self._end_unjudged(session, model, check, evaluated, parts, started)
             if dry_run:
                 session.rollback()
-                result.run_id = None
+                for part in parts:
+                    part.run_id = None
             else:
                 session.commit()
+        result = _combined(check, parts, ended)
         result.duration_s = time.perf_counter() - began
+        return result
+
+    def _judge(
+        self,
+        model: ModelConfig,
+        check: CheckSpec,
+        evaluation: Evaluation,
+        started: datetime,
+        window_start: datetime,
+        window_end: datetime,
+        *,
+        read: bool,
+    ) -> RunResult:
+        """The rules judged on one evaluation (of one model version, in a check split by it)."""
+        observations: list[Observation] = []
+        waiting: list[Waiting] = []
+        windows: list[WindowResult] = []
+        version = evaluation.model_version
+        if evaluation.outcome == "ok":
+            # Relative rules judge against the history: read here, judged by the pure core.
+            baselines = self._baselines(model, check, started, version) if read else {}
+            # So do rules with their own window (availability over 1h) and an SLO's burn-rate rules.
+            windows = self._over_windows(model, check, started, evaluation.values, read=read, model_version=version)
+            plain = [rule for rule in check.rules if not rule.windows]
+            values = evaluation.values + _kept(check, windows)
+            observations = observe(plain, values, check.for_, baselines) + _observe_windows(check, windows)
+            waiting = waiting_for_baseline(plain, values, baselines)
+            evaluation = _with_waiting(evaluation, waiting, observed=bool(observations))
+            evaluation = _with_windows_not_judged(evaluation, windows)
+        outcome = "breach" if any(o.breached for o in observations) else evaluation.outcome
+        result = RunResult(model.model, check.name, outcome, evaluation, window_start, window_end, observations)
+        result.waiting = waiting
+        result.windows = windows
+        result.model_version = version
         return result
 
     # -- computing ------------------------------------------------------------------------------
@@ -106,37 +197,130 @@ class Evaluator:
         return self._sources[key]
 
     def _window(self, model: ModelConfig, kind: CheckKind, start: datetime, end: datetime) -> Window:
-        """The rows a kind reads, from the model's source; a kind that reads none gets the bounds alone."""
+        """The rows a kind reads, from the model's source; a kind that reads none gets the bounds alone,
+        one that reads the newest row only gets the bounds and that row's timestamp."""
         import pandas as pd
 
         if not kind.reads_rows or model.source is None:
             return Window(start, end, pd.DataFrame())
         source = self._source(model, model.source)
+        if kind.reads_newest:
+            return Window(start, end, pd.DataFrame(), newest=source.newest(end))
         summary = source.summary(start, end) if isinstance(source, SampledSource) else None
-        return Window(start, end, source.read(start, end), summary)
+        frame = source.read(start, end, schema=True) if kind.reads_schema else source.read(start, end)
+        return Window(start, end, frame, summary)
 
-    def _evaluate(self, model: ModelConfig, check: CheckSpec, start: datetime, end: datetime) -> Evaluation:
+    def _evaluate(self, model: ModelConfig, check: CheckSpec, start: datetime, end: datetime) -> Evaluated:
         kind = CHECKS[check.kind]
         features = model.source.features if model.source else []
         try:
             unwatched = self._unwatched(model, kind, check, self.clock.now())
             if unwatched:
-                return Evaluation("insufficient_data", 0, error=unwatched)
+                return Evaluated([Evaluation("insufficient_data", 0, error=unwatched)], None)
             window = self._window(model, kind, start, end)
+            shift = kind.earlier(check) if kind.earlier is not None else None
+            if shift is not None:  # the same window further back (volume's rows_ratio), read the same way
+                window = self._with_earlier(model, kind, window, shift)
             reference = None
             if (kind.needs_reference or kind.uses_reference) and model.reference is not None:
                 reference = load_reference(model.reference.path, features).for_source(model.source)
-            evaluation = kind.evaluate(check, window, reference, features)
+            if check.split_by is not None:
+                evaluated = _per_version(kind, check, window, reference, features)
+            else:
+                evaluation = kind.evaluate(check, window, reference, features)
+                judged = frozenset({evaluation.model_version} - {""}) if kind.compares_versions else frozenset({""})
+                evaluated = Evaluated([evaluation], judged)
             skipped = window.frame.attrs.get(SKIPPED_FILES)
             if skipped:  # files the source could not read: the run is over the others, and says so
-                evaluation.evidence[SKIPPED_FILES] = skipped
-            return evaluation
+                for evaluation in evaluated.evaluations:
+                    evaluation.evidence[SKIPPED_FILES] = skipped
+            return evaluated
         except SourceError as exc:
-            return Evaluation.failed(str(exc))
+            return Evaluated([Evaluation.failed(str(exc))], None)
         except Exception as exc:  # a failing check is an `error` run with its reason, never a dead daemon
             # The reason is in the run and in its (throttled) log line; the traceback, for whoever asks.
             log.debug("check %s/%s failed", model.model, check.name, exc_info=True)
-            return Evaluation.failed(f"{type(exc).__name__}: {exc}")
+            return Evaluated([Evaluation.failed(f"{type(exc).__name__}: {exc}")], None)
+
+    def _with_earlier(self, model: ModelConfig, kind: CheckKind, window: Window, shift: timedelta) -> Window:
+        """``window`` with the same window ``shift`` earlier read from the source as this one was, or with
+        the reason it is not: time the daemon did not watch reads as silence, so it is not read as a count."""
+        start, end = window.start - shift, window.end - shift
+        unwatched = self._earlier_unwatched(model, start, end, shift)
+        if unwatched:
+            return replace(window, no_earlier=unwatched)
+        try:
+            earlier = self._window(model, kind, start, end)
+        except SourceError as exc:
+            return replace(window, no_earlier=f"the window {format_duration(shift)} earlier could not be read: {exc}")
+        return replace(window, earlier=earlier)
+
+    def _earlier_unwatched(self, model: ModelConfig, start: datetime, end: datetime, shift: timedelta) -> str | None:
+        """Why the window ``shift`` earlier holds no count to trust: over a source whose rows exist only since
+        the daemon watched the model (ingest), it is before the model's first run, or past what is kept."""
+        if model.source is None or not SOURCES[model.source.kind].rows_since_daemon:
+            return None
+        earlier = f"the window {format_duration(shift)} earlier ({start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC)"
+        since = self._first_watched(model.model)
+        if since is None or start < since:
+            watched = f"since {since:%Y-%m-%d %H:%M} UTC" if since is not None else "from now on"
+            return (
+                f"{earlier} is before the daemon watched {model.model} (it does {watched}): a count there would read as silence"
+            )
+        retention = self.config.ingest.retention
+        if start < self.clock.now() - retention:
+            return (
+                f"{earlier} is older than the counts kept (ingest.retention: {format_duration(retention)}): "
+                f"raise ingest.retention to {format_duration(self.clock.now() - start)} or more"
+            )
+        return None
+
+    def _baselines(
+        self, model: ModelConfig, check: CheckSpec, started: datetime, model_version: str = ""
+    ) -> dict[BaselineKey, Baseline]:
+        """The history each rule on a baseline compares with: the values this check stored for the metric
+        (of this model version) over the rule's period before this run (one indexed query per metric and period)."""
+        out: dict[BaselineKey, Baseline] = {}
+        wanted = baselines_wanted(check.alert)
+        if not wanted:
+            return out
+        with self.engine.connect() as conn:
+            for metric, period in sorted(wanted):
+                past = history.values_by_feature(
+                    conn, model.model, check.name, metric, started - period, started, model_version=model_version
+                )
+                out.update({(metric, feature, period): Baseline.of(values) for feature, values in past.items()})
+        return out
+
+    def _over_windows(
+        self,
+        model: ModelConfig,
+        check: CheckSpec,
+        started: datetime,
+        values: list[MetricValue],
+        *,
+        read: bool,
+        model_version: str = "",
+    ) -> list[WindowResult]:
+        """The kind's values over each window its rules have (and those it keeps, an SLO's budget period),
+        from what this check stored over it and this run's own values (``read`` False: this run's alone)."""
+        kind = CHECKS[check.kind]
+        if kind.over_window is None:
+            return []
+        wanted: dict[timedelta, set[str]] = {}
+        for rule in check.rules:
+            for window in rule.windows:
+                wanted.setdefault(window, set()).add(rule.when.metric)
+        for metric, window in kind.kept_windows(check) if kind.kept_windows else ():
+            wanted.setdefault(window, set()).add(metric)
+        out = []
+        with ExitStack() as stack:
+            conn = stack.enter_context(self.engine.connect()) if read and wanted else None
+            for window, metrics in sorted(wanted.items()):
+                past = _Stored(conn, model.model, check.name, started - window, started, values, model_version)
+                windowed = kind.over_window(check, past, window, frozenset(metrics))
+                out.append(WindowResult(window, started - window, started, windowed))
+        return out
 
     def _unwatched(self, model: ModelConfig, kind: CheckKind, check: CheckSpec, now: datetime) -> str | None:
         """Why a counting check is not to be trusted yet: over a source that has rows only since the
@@ -144,12 +328,7 @@ class Evaluator:
         if kind.start_grace is None or model.source is None or not SOURCES[model.source.kind].rows_since_daemon:
             return None
         grace = kind.start_grace(check)
-        since = self._watched_since.get(model.model)
-        if since is None:
-            with Session(self.engine) as session:
-                since = session.scalar(sa.select(sa.func.min(CheckRun.started)).where(CheckRun.model == model.model))
-            if since is not None:
-                self._watched_since[model.model] = since
+        since = self._first_watched(model.model)
         watched = now - since if since is not None else timedelta(0)
         if watched >= grace:
             return None
@@ -158,6 +337,16 @@ class Evaluator:
             f"the daemon watches {model.model} {how_long}, less than this check's start_grace of "
             f"{format_duration(grace)}: a count over time it did not watch would read as silence"
         )
+
+    def _first_watched(self, model: str) -> datetime | None:
+        """When the daemon first watched ``model``: its first recorded run (None: none yet)."""
+        since = self._watched_since.get(model)
+        if since is None:
+            with Session(self.engine) as session:
+                since = session.scalar(sa.select(sa.func.min(CheckRun.started)).where(CheckRun.model == model))
+            if since is not None:
+                self._watched_since[model] = since
+        return since
 
     # -- recording ------------------------------------------------------------------------------
     def _record(self, session: Session, model: ModelConfig, check: CheckSpec, result: RunResult, started: datetime) -> None:
@@ -174,6 +363,7 @@ class Evaluator:
             sample_size=evaluation.sample_size,
             error=evaluation.error,
             evidence=evaluation.evidence or None,
+            model_version=result.model_version,
         )
         session.add(run)
         session.flush()
@@ -190,8 +380,27 @@ class Evaluator:
                 window_end=result.window_end,
                 sample_size=evaluation.sample_size,
                 run_id=run.id,
+                model_version=result.model_version,
             )
             for v in evaluation.values
+        )
+        session.add_all(  # a value over a rule's window carries that window and how many values it is over
+            Metric(
+                time=now,
+                model=model.model,
+                check=check.name,
+                metric=v.metric,
+                feature=v.feature,
+                value=v.value,
+                window_start=w.start,
+                window_end=w.end,
+                sample_size=w.windowed.sample_size,
+                run_id=run.id,
+                model_version=result.model_version,
+            )
+            for w in result.windows
+            for v in w.windowed.values
+            if math.isfinite(v.value)
         )
         if not result.observations:
             return
@@ -200,11 +409,16 @@ class Evaluator:
         open_alerts = {
             (a.rule_key, a.feature): a
             for a in session.scalars(
-                sa.select(Alert).where(Alert.model == model.model, Alert.check == check.name, Alert.state.in_(OPEN_STATES))
+                sa.select(Alert).where(
+                    Alert.model == model.model,
+                    Alert.check == check.name,
+                    Alert.state.in_(OPEN_STATES),
+                    Alert.model_version == result.model_version,
+                )
             )
         }
         # An episode of a rule that only gained or lost its id since: known by its unchanged condition.
-        keys = {rule.key for rule in check.alert}
+        keys = {rule.key for rule in check.rules}
         by_condition = {(canonical_condition(a.rule), a.feature): a for (key, _), a in open_alerts.items() if key not in keys}
         for observation in result.observations:
             alert = open_alerts.get(observation.key) or by_condition.pop(
@@ -213,7 +427,7 @@ class Evaluator:
             if alert is not None:
                 alert.rule_key = observation.rule.key
             episode = OpenEpisode(open_state(alert.state), alert.started) if alert else None
-            step = advance(episode, observation.breached, at, observation.hold)
+            step = advance(episode, observation.breached, at, observation.hold, observation.cleared)
             if step is None:
                 continue
             if alert is None:
@@ -225,14 +439,16 @@ class Evaluator:
                     feature=observation.feature,
                     severity=observation.rule.severity,
                     started=at,
-                    threshold=observation.rule.when.threshold,
+                    threshold=observation.threshold,
                     owner=model.owner,
+                    model_version=result.model_version,
                 )
                 session.add(alert)
             changed = alert.state != step.state
             alert.state, alert.last_value, alert.updated = step.state, observation.value, at
             # A rule kept by its id may have a new condition: the row shows the one now judged.
-            alert.rule, alert.threshold = observation.rule.when.text, observation.rule.when.threshold
+            # On a reference or a baseline the limit moves: the row shows the one this run compared with.
+            alert.rule, alert.threshold = observation.rule.when.text, observation.threshold
             if step.notify == "firing":
                 alert.fired = at
             if not step.is_open:
@@ -243,7 +459,46 @@ class Evaluator:
                 alert.summary = message.subject
                 self._enqueue(session, alert, message, at)
             if changed or step.notify:
-                result.changes.append(Change(alert.id, alert.rule, alert.feature, alert.state, observation.value, step.notify))
+                result.changes.append(
+                    Change(alert.id, alert.rule, alert.feature, alert.state, observation.value, step.notify, result.model_version)
+                )
+
+    def _end_unjudged(
+        self, session: Session, model: ModelConfig, check: CheckSpec, evaluated: Evaluated, parts: list[RunResult], at: datetime
+    ) -> list[Change]:
+        """End the open episodes of a check by model version whose version this run read the window for and
+        did not judge: a version with no rows in it, a candidate that is no longer one (version_compare),
+        or the episodes of all versions of a check that now splits. Each one that fired is told why."""
+        kind = CHECKS[check.kind]
+        if evaluated.judged is None or (check.split_by is None and not kind.compares_versions):
+            return []
+        stale = session.scalars(
+            sa.select(Alert)
+            .where(
+                Alert.model == model.model,
+                Alert.check == check.name,
+                Alert.state.in_(OPEN_STATES),
+                Alert.model_version.not_in(sorted(evaluated.judged)),
+            )
+            .order_by(Alert.id)
+        ).all()
+        window = f"{parts[0].window_start:%Y-%m-%d %H:%M} to {parts[0].window_end:%Y-%m-%d %H:%M} UTC"
+        candidates = sorted(evaluated.judged)
+        out = []
+        for alert in stale:
+            if not alert.model_version:
+                reason = f"check {check.name!r} is now evaluated per model_version: its episodes are each version's own"
+            elif kind.compares_versions and candidates:
+                reason = f"model_version {alert.model_version} is no longer the candidate: {', '.join(candidates)} is, in the window {window}"
+            else:
+                reason = (
+                    f"no rows of model_version {alert.model_version} in the window {window}: it is not judged while it has none"
+                )
+            notify = "resolved" if alert.state == "firing" else None
+            end_episode(session, alert, reason, at)
+            value = alert.last_value if alert.last_value is not None else math.nan
+            out.append(Change(alert.id, alert.rule, alert.feature, alert.state, value, notify, alert.model_version))
+        return out
 
     def _message(
         self, model: ModelConfig, check: CheckSpec, alert: Alert, observation: Observation, result: RunResult, event: str
@@ -251,10 +506,19 @@ class Evaluator:
         features = result.evaluation.evidence.get("features", [])
         drifted = [{k: f[k] for k in ("feature", "score", "method", "threshold")} for f in features if f.get("drifted")]
         owner = self.config.owners.get(model.owner)
+        rule = observation.rule
 
         def iso(t: datetime | None) -> str | None:
             return t.isoformat() if t else None
 
+        # A rule over its own windows tells of those (the first, the long one, gives the bounds).
+        windows = {w.window: w for w in result.windows}
+        over = [windows[w] for w in rule.windows if w in windows]
+        window, start, end = format_duration(check.window), result.window_start, result.window_end
+        sample_size = result.evaluation.sample_size
+        if over:
+            window = " and ".join(format_duration(w.window) for w in over)
+            start, end, sample_size = over[0].start, over[0].end, over[0].windowed.sample_size
         return AlertMessage(
             alert_id=alert.id,
             event=event,
@@ -270,10 +534,10 @@ class Evaluator:
             started=alert.started.isoformat(),
             fired=iso(alert.fired),
             resolved=iso(alert.resolved),
-            window=format_duration(check.window),
-            window_start=result.window_start.isoformat(),
-            window_end=result.window_end.isoformat(),
-            sample_size=result.evaluation.sample_size,
+            window=window,
+            window_start=start.isoformat(),
+            window_end=end.isoformat(),
+            sample_size=sample_size,
             feature=alert.feature,
             mentions=list(owner.mention) if owner else [],
             top_features=drifted[:TOP_FEATURES],
@@ -282,6 +546,15 @@ class Evaluator:
                 for f in result.evaluation.evidence.get("skipped", [])[:TOP_FEATURES]
             ],
             links={name: str(url) for name, url in check.links.model_dump().items() if url},
+            anchor=rule.when.anchor,
+            anchor_value=observation.anchor,
+            factor=rule.when.factor,
+            offset=rule.when.threshold if rule.when.anchor else 0.0,
+            baseline=format_duration(rule.baseline_period) if rule.uses("baseline") else None,
+            resolve_when=rule.resolve_when.text if rule.resolve_when else None,
+            margin=rule.margin.value if rule.margin else None,
+            details=_details(check, rule, over, result),
+            model_version=result.model_version,
         )
 
     def _enqueue(self, session: Session, alert: Alert, message: AlertMessage, now: datetime) -> None:
@@ -290,3 +563,203 @@ class Evaluator:
         names = [r.name for owner in owners_for(alert.owner, labels, routes) for r in self.receivers.of(owner)]
         for receiver in dict.fromkeys(names):
             session.add(Notification.pending(alert.id, message.event, receiver, message.to_dict(), now))
+
+
+class _Stored:
+    """What a check stored over ``(since, until]`` (the metrics table; no connection: nothing) and this
+    run's own values, which are not written yet: the :class:`~monitor.checks.base.Past` of a window."""
+
+    def __init__(
+        self,
+        conn: Connection | None,
+        model: str,
+        check: str,
+        since: datetime,
+        until: datetime,
+        current: list[MetricValue],
+        model_version: str = "",
+    ) -> None:
+        # A value stored exactly one window ago is outside it: a 5m window of a check every 30s holds 10.
+        self.conn, self.model, self.check, self.model_version = conn, model, check, model_version
+        self.since, self.until = since + timedelta(microseconds=1), until
+        self.current = current
+
+    def _own(self, metric: str) -> list[float]:
+        return [v.value for v in self.current if v.metric == metric and not v.feature]
+
+    def count_and_sum(self, metric: str) -> tuple[int, float]:
+        own = self._own(metric)
+        if self.conn is None:
+            return len(own), sum(own)
+        count, total = history.count_and_sum(
+            self.conn, self.model, self.check, metric, "", self.since, self.until, model_version=self.model_version
+        )
+        return count + len(own), total + sum(own)
+
+    def values(self, metric: str) -> list[float]:
+        past = (
+            history.values(
+                self.conn, self.model, self.check, metric, "", self.since, self.until, model_version=self.model_version
+            )
+            if self.conn
+            else []
+        )
+        return self._own(metric) + past
+
+
+def _kept(check: CheckSpec, windows: list[WindowResult]) -> list[MetricValue]:
+    """The values over the windows a kind keeps (an SLO's error budget): rules without a window name them."""
+    kind = CHECKS[check.kind]
+    kept = kind.kept_windows(check) if kind.kept_windows else frozenset()
+    return [v for w in windows for v in w.windowed.values if (v.metric, w.window) in kept]
+
+
+def _observe_windows(check: CheckSpec, windows: list[WindowResult]) -> list[Observation]:
+    """Each rule with windows judged on its metric over them: it holds when it holds over each, so it is
+    judged on the value least past its limit (the lower burn rate of 1h and 5m for ``> 14.4``). A window
+    with too few values yet leaves the rule unjudged: no data is not a breach, nor a recovery."""
+    by_window = {w.window: w for w in windows}
+    out: list[Observation] = []
+    for rule in check.rules:
+        if not rule.windows:
+            continue
+        found = [by_window[w].value(rule.when.metric) if w in by_window else None for w in rule.windows]
+        judged = [v for v in found if v is not None]
+        if len(judged) < len(found):
+            continue
+        op = rule.when.op
+        value = min(judged) if op in ABOVE else max(judged) if op in BELOW else judged[0]
+        out += observe([rule], [MetricValue(rule.when.metric, value)], check.for_)
+    return out
+
+
+def _with_windows_not_judged(evaluation: Evaluation, windows: list[WindowResult]) -> Evaluation:
+    """The windows with too few values to judge a rule over, in the evidence (a fresh probe's first minutes)."""
+    short = [
+        {"window": format_duration(w.window), "values": w.windowed.sample_size, "needed": w.windowed.needed}
+        for w in windows
+        if not w.windowed.values
+    ]
+    return replace(evaluation, evidence={**evaluation.evidence, "windows_not_judged": short}) if short else evaluation
+
+
+def _details(check: CheckSpec, rule: RuleSpec, over: list[WindowResult], result: RunResult) -> list[str]:
+    """What else an alert says: the rule's metric over each of its windows when it has several, the kept
+    values (an SLO's budget), and what went wrong in a run that is not an error (a probe's failed attempt)."""
+    out = []
+    metric = rule.when.metric
+    if len(over) > 1:
+        each = ", ".join(f"{format_number(w.value(metric))} over {format_duration(w.window)}" for w in over)
+        out.append(f"{metric}: {each}; the rule holds while each is {rule.when.op} {format_number(rule.when.threshold)}")
+    for value in _kept(check, result.windows):
+        span = next(w.window for w in result.windows if value in w.windowed.values)
+        out.append(f"{value.metric}: {format_number(value.value)} over the last {format_duration(span)}")
+    compared = result.evaluation.evidence.get("compared")
+    if compared:  # version_compare: which versions, over how many rows each
+        out.append(
+            f"candidate {compared['candidate']} ({compared['candidate_rows']:,} rows) against baseline "
+            f"{compared['baseline']} ({compared['baseline_rows']:,} rows)"
+        )
+    if result.evaluation.outcome != "error" and result.evaluation.error:
+        out.append(result.evaluation.error)
+    return out
+
+
+WAITING_SHOWN = 5
+"""Rules waiting for their baseline named in a run's error at most (the evidence has them all)."""
+
+
+def _with_waiting(evaluation: Evaluation, waiting: list[Waiting], *, observed: bool) -> Evaluation:
+    """The evaluation with the rules that wait for their baseline in its evidence; when they are all its
+    rules could judge (none was observed), the run is ``insufficient_data`` and its error says why."""
+    if not waiting:
+        return evaluation
+    evidence = dict(evaluation.evidence)
+    evidence["waiting_for_baseline"] = [
+        {
+            "rule": w.rule.when.text,
+            "feature": w.feature,
+            "baseline": format_duration(w.period),
+            "points": w.points,
+            "needed": w.needed,
+        }
+        for w in waiting
+    ]
+    if observed:
+        return replace(evaluation, evidence=evidence)
+    reasons = [w.reason for w in waiting[:WAITING_SHOWN]]
+    if len(waiting) > WAITING_SHOWN:
+        reasons.append(f"and {len(waiting) - WAITING_SHOWN} more")
+    return replace(evaluation, outcome="insufficient_data", evidence=evidence, error="; ".join(reasons))
+
+
+def _combined(check: CheckSpec, parts: list[RunResult], ended: list[Change]) -> RunResult:
+    """The result of a run: its one part, or for a check split by model_version one over every version's
+    (the worst outcome, every change), with each version's result in ``versions``."""
+    if check.split_by is None and len(parts) == 1:
+        parts[0].changes.extend(ended)
+        return parts[0]
+    first = parts[0]
+    outcomes = {part.outcome for part in parts}
+    outcome = next(o for o in ("breach", "error", "ok", "insufficient_data") if o in outcomes)
+    errors = [f"{part.model_version or 'all versions'}: {part.evaluation.error}" for part in parts if part.evaluation.error]
+    evaluation = Evaluation(
+        "ok" if outcome == "breach" else outcome,
+        sum(part.evaluation.sample_size for part in parts),
+        evidence={"versions": {part.model_version: part.outcome for part in parts}},
+        error="; ".join(errors) or None,
+    )
+    result = RunResult(first.model, first.check, outcome, evaluation, first.window_start, first.window_end)
+    result.observations = [o for part in parts for o in part.observations]
+    result.changes = [c for part in parts for c in part.changes] + ended
+    result.run_id = first.run_id
+    result.versions = parts
+    return result
+
+
+def _of_version(window: Window, version: str) -> Window:
+    """The rows of one model version of ``window`` (and of its earlier window). Over a sampled source
+    the version's exact count is estimated as the window's exact count times the version's share of
+    the uniform sample, and its latency is the sketch of its sampled rows."""
+    import pandas as pd
+
+    frame = window.frame
+    names = version_names(frame[VERSION]) if VERSION in frame.columns else pd.Series([None] * len(frame), dtype=object)
+    mask = (names == version).to_numpy(dtype=bool)
+    part = frame[mask].reset_index(drop=True)
+    part.attrs = dict(frame.attrs)
+    summary = None
+    if window.summary is not None:
+        sketch = LatencySketch()
+        if LATENCY in part.columns:
+            latencies = pd.to_numeric(part[LATENCY], errors="coerce")
+            sketch.add_many(latencies[latencies >= 0].to_numpy(dtype=float))
+        share = mask.sum() / len(frame) if len(frame) else 0.0
+        summary = Summary(rows=round(window.summary.rows * share), latency=sketch)
+    earlier = _of_version(window.earlier, version) if window.earlier is not None else None
+    return replace(window, frame=part, summary=summary, earlier=earlier)
+
+
+def _per_version(kind: CheckKind, check: CheckSpec, window: Window, reference, features: list[str]) -> Evaluated:
+    """The check evaluated on each model version seen in the window, each its own evaluation. Rows without
+    a version are in none of them (counted in each one's evidence); no version at all is insufficient_data."""
+    frame = window.frame
+    if VERSION not in frame.columns:
+        return Evaluated([Evaluation.failed("the rows have no model_version column to split by: set source.model_version")], None)
+    names = version_names(frame[VERSION])
+    seen = sorted({name for name in names if name is not None})
+    unversioned = int(names.isna().sum())
+    if not seen:
+        error = (
+            "no rows in the window: no model_version to evaluate"
+            if not len(frame)
+            else f"{len(frame)} row(s) in the window, none with a model_version: no version to evaluate"
+        )
+        return Evaluated([Evaluation("insufficient_data", window.rows, error=error)], frozenset())
+    out = []
+    for version in seen:
+        evaluation = replace(kind.evaluate(check, _of_version(window, version), reference, features), model_version=version)
+        if unversioned:
+            evaluation.evidence["rows_without_model_version"] = unversioned
+        out.append(evaluation)
+    return Evaluated(out, frozenset(seen))

@@ -2,6 +2,8 @@
 
 Each check is an APScheduler interval job that first runs at start-up; a check never overlaps itself
 (``max_instances=1``) and runs it missed while the process was busy collapse into one (``coalesce``).
+Kinds that wait on something outside (``own_workers``: a probe, up to its timeout) run on an executor
+of their own, so they neither wait for the other checks nor hold the workers those need.
 On a stop signal no new evaluation starts, running ones finish (each writes in one transaction, so
 none is half-written), the outbox finishes the delivery in hand, and the process exits.
 """
@@ -30,6 +32,7 @@ from monitor.daemon.evaluator import Evaluator, RunResult
 from monitor.daemon.project import Project
 from monitor.health import Health, LogThrottle
 from monitor.ingest.retention import delete_expired
+from monitor.ingest.rows import RowLimits
 from monitor.ingest.sampler import Sampler
 from monitor.notifiers.outbox import Outbox
 from monitor.notifiers.registry import Receivers
@@ -48,16 +51,24 @@ log = logging.getLogger("monitor.daemon")
 
 
 def describe(result: RunResult) -> str:
-    """The one log line of an evaluation."""
-    values = ", ".join(f"{v.metric}={v.value:.4g}" for v in result.evaluation.values if not v.feature)
+    """The one log line of an evaluation (of a check split by model_version: each version's, in turn)."""
     line = f"{result.model}/{result.check}: {result.outcome}"
-    if values:
-        line += f" {values}"
-    line += f" ({result.evaluation.sample_size} rows, {result.duration_s:.2f}s)"
-    if result.evaluation.error:
-        line += f": {result.evaluation.error}"
+    for part in result.parts:
+        values = ", ".join(f"{v.metric}={v.value:.4g}" for v in part.evaluation.values if not v.feature)
+        if result.versions:
+            line += f"{';' if part is not result.parts[0] else ''} [model_version {part.model_version or 'none'}] {part.outcome}"
+        elif part.model_version:  # a version_compare's candidate
+            line += f" [model_version {part.model_version}]"
+        if values:
+            line += f" {values}"
+        line += f" ({part.evaluation.sample_size} rows{'' if result.versions else f', {result.duration_s:.2f}s'})"
+        if part.evaluation.error:
+            line += f": {part.evaluation.error}"
+    if result.versions:
+        line += f" ({result.duration_s:.2f}s)"
     for change in result.changes:
-        line += f"; {change.rule}{' [' + change.feature + ']' if change.feature else ''} -> {change.state}"
+        version = f" [model_version {change.model_version}]" if change.model_version else ""
+        line += f"; {change.rule}{' [' + change.feature + ']' if change.feature else ''}{version} -> {change.state}"
     return line
 
 
@@ -66,6 +77,12 @@ def guarded_reads(listen: str, public: Iterable[str]) -> frozenset[str]:
     if is_loopback(listen.rpartition(":")[0]):
         return frozenset()
     return frozenset({"status", "metrics", "healthz"}) - set(public)
+
+
+APART = "apart"
+"""The scheduler's executor for the kinds with ``own_workers`` (probes)."""
+APART_WORKERS = 32
+"""Its threads at most: 32 probes that each hang for a 5s timeout every 30s still start on time."""
 
 
 # The conditions of Health the daemon itself reports (the outbox reports "delivery", the sampler "ingest").
@@ -126,7 +143,15 @@ class Daemon:
         receivers = Receivers(project.config, console)
         self.evaluator = Evaluator(self.engine, project.config, self.clock, receivers)
         self.outbox = Outbox(self.engine, receivers, self.clock, on_attempt=self.telemetry.record_delivery, health=self.health)
-        self.sampler = Sampler(self.engine, self.clock, capacity=project.config.ingest.sample_per_minute)
+        ingest = project.config.ingest
+        self.sampler = Sampler(
+            self.engine,
+            self.clock,
+            capacity=ingest.sample_per_minute,
+            max_held_bytes=ingest.max_memory_bytes,
+            max_unwritten_rows=ingest.max_unwritten_rows,
+            health=self.health,  # reports "ingest" while the rows it accepted cannot be written
+        )
         self.http: HttpServer | None = None
         self.workers = workers
         self._stop = threading.Event()
@@ -154,7 +179,9 @@ class Daemon:
         else:
             self._failing_checks.clear(name)
             (log.warning if result.outcome == "breach" else log.info)(describe(result))
-        self.telemetry.record_run(result.model, result.check, result.outcome, result.duration_s, result.evaluation.values)
+        # A check split by model_version has no one value of a metric to show: its versions' are in the metrics table.
+        values = [] if result.versions else result.evaluation.values
+        self.telemetry.record_run(result.model, result.check, result.outcome, result.duration_s, values)
         if result.notifications_owed:
             self.outbox.wake()
         return result
@@ -227,9 +254,11 @@ class Daemon:
             health=self.health,
             token=config.server.token.get_secret_value(),
             max_body_bytes=config.ingest.max_body_bytes,
+            max_receiving_bytes=max(config.ingest.max_receiving_bytes, config.ingest.max_body_bytes),
             max_concurrent=config.ingest.max_concurrent_requests,
             body_timeout=config.server.body_timeout.total_seconds(),
             max_per_client=config.ingest.max_requests_per_client,
+            row_limits=RowLimits(config.ingest.max_row_bytes, config.ingest.max_text_chars),
             status_page=lambda problems: render_status(self.engine, checks, problems),
             listen_host=config.server.listen.rpartition(":")[0],
             allowed_hosts=config.server.allowed_hosts,
@@ -266,7 +295,13 @@ class Daemon:
         except (OSError, TimeoutError) as exc:
             listen = self.project.config.server.listen
             raise StartupError(f"cannot serve on {listen}: {exc}; stop what holds it, or set server.listen") from exc
-        scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(self.workers)}, timezone="UTC")
+        # A kind that waits on something outside (a probe, up to its timeout) has workers of its own, one
+        # per such check up to APART_WORKERS: it never waits behind a drift check, nor holds up one.
+        apart = sum(CHECKS[c.kind].own_workers for m in self.project.checks.models.values() for c in m.checks)
+        executors = {"default": ThreadPoolExecutor(self.workers)}
+        if apart:
+            executors[APART] = ThreadPoolExecutor(min(apart, APART_WORKERS))
+        scheduler = BackgroundScheduler(executors=executors, timezone="UTC")
         self._scheduler = scheduler
         now = self.clock.now()
         count = 0
@@ -276,6 +311,7 @@ class Daemon:
                     self.evaluate,
                     "interval",
                     args=(model, check),
+                    executor=APART if CHECKS[check.kind].own_workers else "default",
                     seconds=check.every.total_seconds(),
                     id=f"{model.model}/{check.name}",
                     name=f"{model.model}/{check.name}",

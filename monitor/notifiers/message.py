@@ -11,11 +11,14 @@ the alert changed, not what is true when it finally goes out.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 TOP_FEATURES = 10
+_OP = re.compile(r">=|<=|==|!=|>|<")
+_BACK = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}  # where a value is once back past the threshold
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,16 @@ class AlertMessage:
     skipped_features: list[dict[str, str]] = field(default_factory=list)  # {feature, reason}: not checked
     links: dict[str, str] = field(default_factory=dict)
     reason: str | None = None  # why a resolved episode ended other than by its condition
+    # A rule on an anchor: ``threshold`` is ``factor`` x the anchor's value + ``offset``.
+    anchor: str | None = None  # "reference" or "baseline"
+    anchor_value: float | None = None
+    factor: float = 1.0
+    offset: float = 0.0
+    baseline: str | None = None  # the baseline's period, e.g. "7d"
+    resolve_when: str | None = None  # hysteresis: the rule's own resolve condition, or
+    margin: float | None = None  # how far back past the threshold the value must be
+    details: list[str] = field(default_factory=list)  # what else the run saw, a line each (a probe's failed attempt)
+    model_version: str = ""  # the version the episode is of (split_by: model_version, a version_compare's candidate)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,12 +68,14 @@ class AlertMessage:
     @property
     def subject(self) -> str:
         where = f"{self.model} / {self.check}" + (f" / {self.feature}" if self.feature else "")
+        if self.model_version:
+            where += f" [model_version {self.model_version}]"
         state = ("CLOSED" if self.reason else "RESOLVED") if self.event == "resolved" else f"FIRING {self.severity}"
         return f"[{state}] {where}: {self.metric} = {format_number(self.value, self.threshold)}"
 
     def lines(self) -> list[str]:
         """The body, one fact a line, the same on every receiver."""
-        out = [f"rule: {self.rule} (threshold {format_number(self.threshold)}), severity {self.severity}"]
+        out = [f"rule: {self.rule} (threshold {self._threshold()}), severity {self.severity}"]
         since = _when(self.started)
         if self.event == "resolved" and self.reason:
             out.append(f"closed {_when(self.resolved)}: {self.reason}; breaching since {since}")
@@ -71,6 +86,10 @@ class AlertMessage:
         out.append(
             f"window: last {self.window} ({_when(self.window_start)} to {_when(self.window_end)}), {self.sample_size:,} rows"
         )
+        out.extend(self.details)
+        resolves = self._resolves()
+        if resolves and self.event == "firing":
+            out.append(f"resolves when {resolves}")
         owner = " ".join([f"owner: {self.owner}", *self.mentions])
         out.append(owner)
         if self.top_features:
@@ -84,17 +103,47 @@ class AlertMessage:
     def text(self) -> str:
         return "\n".join([self.subject, *self.lines()])
 
+    def _threshold(self) -> str:
+        """``0.3``; on an anchor, what it was made of: ``375 = 1.5x baseline 250, the median of the last 7d``."""
+        shown = format_number(self.threshold)
+        if self.anchor is None or self.anchor_value is None:
+            return shown
+        made = f"{self.anchor} {format_number(self.anchor_value)}"
+        if self.factor != 1:
+            made = f"{format_number(self.factor)}x {made}"
+        if self.offset:
+            made += f" {'-' if self.offset < 0 else '+'} {format_number(abs(self.offset))}"
+        if self.anchor == "baseline" and self.baseline:
+            made += f", the median of the last {self.baseline}"
+        return f"{shown} = {made}"
+
+    def _resolves(self) -> str | None:
+        """When a firing episode of a rule with hysteresis resolves: ``drift_share < 0.2``, or with a
+        margin ``p50_ms <= 200 (100 back past the threshold)``."""
+        if self.resolve_when:
+            return self.resolve_when
+        if self.margin is None:
+            return None
+        op = _OP.search(self.rule)
+        if op is None or op[0] not in _BACK:
+            return None
+        back = self.threshold - self.margin if op[0].startswith(">") else self.threshold + self.margin
+        return f"{self.metric} {_BACK[op[0]]} {format_number(back)} ({format_number(self.margin)} back past the threshold)"
+
 
 def format_number(value: float | None, against: float | None = None) -> str:
     """A value for people: four significant digits, and never fewer decimals than ``against`` (its
-    threshold) has, nor so few that the two read alike when they differ (0.95999 against 0.9633 is
-    0.9600, not 0.96; 0.30004 against 0.3 is 0.30004)."""
+    threshold, to four significant digits as it is shown) has, nor so few that the two read alike when
+    they differ (0.95999 against 0.9633 is 0.9600, not 0.96; 0.30004 against 0.3 is 0.30004; 199.763
+    against a threshold of 1.5x a baseline of 96.1965 is 199.8)."""
     if value is None or not math.isfinite(value):
         return "n/a" if value is None else str(value)
     short = f"{value:.4g}"
     if against is None or not math.isfinite(against) or "e" in short:
         return short if abs(value) < 1e4 else f"{value:,.0f}"
-    places = max(_decimals(float(short)), _decimals(against))
+    # Against the threshold as it is shown (four significant digits): one made from a baseline or a
+    # reference (1.5 x 96.1965...) has no written precision to match.
+    places = max(_decimals(float(short)), _decimals(float(f"{against:.4g}")))
     while places < 12 and value != against and round(value, places) == round(against, places):
         places += 1
     return f"{value:,.{places}f}" if abs(value) >= 1e4 else f"{value:.{places}f}"

@@ -1,8 +1,9 @@
 """The read-only status page: what is wrong with the daemon, every configured check's last run, and
 the open alerts. Every value is escaped.
 
-Its cost does not grow with the history: the last run of each configured check is one index seek on
-``ix_check_runs_model_check_started`` (``ORDER BY started DESC LIMIT 1``), and the open alerts are read
+Its cost does not grow with the history: the last run of each configured check is two index seeks on
+``ix_check_runs_model_check_started`` (its latest ``started``, then the runs that started then: one, or
+one per model version of a check split by it, at most :data:`VERSIONS_SHOWN`), and the open alerts are read
 through the partial index of open episodes, at most :data:`OPEN_ALERTS_SHOWN` of them. When the
 database cannot be read the page says so, under the daemon's problems, instead of failing.
 """
@@ -21,6 +22,8 @@ from monitor.notifiers.message import format_number
 from monitor.storage.tables import OPEN_STATES, Alert, CheckRun, table
 
 OPEN_ALERTS_SHOWN = 100
+VERSIONS_SHOWN = 20
+"""Model versions of one split check whose last runs the page shows at most."""
 # SQLite allows at most 500 terms in one compound SELECT; a chunk of the last-run queries stays below.
 _CHECKS_PER_QUERY = 200
 
@@ -36,7 +39,7 @@ _STYLE = (
 class StatusData:
     """What the page shows from the database."""
 
-    runs: dict[tuple[str, str], Row]  # (model, check) -> its last run; a check not run yet is absent
+    runs: dict[tuple[str, str], list[Row]]  # (model, check) -> its last run (one per model version); not run yet: absent
     alerts: Sequence[Row]  # the newest open alerts, at most OPEN_ALERTS_SHOWN
     open_alerts: int  # how many are open in all
 
@@ -46,14 +49,24 @@ def _latest_queries(checks: tuple[tuple[str, str], ...]) -> tuple[sa.CompoundSel
     """The queries of :func:`latest_runs`, built once per set of checks: building a hundred subqueries
     costs more than running them."""
     runs = table(CheckRun)
-    shown = (runs.c.model, runs.c.check, runs.c.outcome, runs.c.finished, runs.c.sample_size, runs.c.error)
+    shown = (runs.c.model, runs.c.check, runs.c.outcome, runs.c.finished, runs.c.sample_size, runs.c.error, runs.c.model_version)
+
+    def latest(model: str, check: str) -> sa.ScalarSelect:
+        return (
+            sa.select(runs.c.started)
+            .where(runs.c.model == model, runs.c.check == check)
+            .order_by(runs.c.started.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+
     queries = []
     for at in range(0, len(checks), _CHECKS_PER_QUERY):
         last = [
             sa.select(*shown)
-            .where(runs.c.model == model, runs.c.check == check)
-            .order_by(runs.c.started.desc())
-            .limit(1)
+            .where(runs.c.model == model, runs.c.check == check, runs.c.started == latest(model, check))
+            .order_by(runs.c.model_version)
+            .limit(VERSIONS_SHOWN)
             .subquery()
             for model, check in checks[at : at + _CHECKS_PER_QUERY]
         ]
@@ -61,9 +74,16 @@ def _latest_queries(checks: tuple[tuple[str, str], ...]) -> tuple[sa.CompoundSel
     return tuple(queries)
 
 
-def latest_runs(conn: Connection, checks: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Row]:
-    """The last run of each of ``checks``: per check one seek on its index, a chunk of checks per query."""
-    return {(row.model, row.check): row for query in _latest_queries(tuple(checks)) for row in conn.execute(query)}
+def latest_runs(conn: Connection, checks: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[Row]]:
+    """The last run of each of ``checks`` (each model version's, of a check split by it): per check two
+    seeks on its index, a chunk of checks per query."""
+    out: dict[tuple[str, str], list[Row]] = {}
+    for query in _latest_queries(tuple(checks)):
+        for row in conn.execute(query):
+            out.setdefault((row.model, row.check), []).append(row)
+    for rows in out.values():
+        rows.sort(key=lambda row: row.model_version)
+    return out
 
 
 def read_status(conn: Connection, checks: Sequence[tuple[str, str]]) -> StatusData:
@@ -111,23 +131,26 @@ def render_status(engine: Engine, checks: Mapping[str, Sequence[str]], problems:
         )
     alert_rows = "".join(
         f"<tr><td>{e(a.id)}</td><td class='{e(a.state)}'>{e(a.state)}</td><td>{e(a.severity)}</td><td>{e(a.model)}</td>"
-        f"<td>{e(a.check)}</td><td>{e(a.feature)}</td><td>{e(a.rule)}</td><td>{e(format_number(a.last_value, a.threshold) if a.last_value is not None else '')}</td>"
+        f"<td>{e(a.check)}</td><td>{e(a.model_version)}</td><td>{e(a.feature)}</td><td>{e(a.rule)}</td><td>{e(format_number(a.last_value, a.threshold) if a.last_value is not None else '')}</td>"
         f"<td>{e(a.started.strftime('%Y-%m-%d %H:%M:%S'))}</td></tr>"
         for a in data.alerts
     )
     more = data.open_alerts - len(data.alerts)
     run_rows = "".join(
-        f"<tr><td>{e(r.model)}</td><td>{e(r.check)}</td><td class='{e(r.outcome)}'>{e(r.outcome)}</td>"
-        f"<td>{e(r.finished.strftime('%Y-%m-%d %H:%M:%S'))}</td><td>{e(r.sample_size)}</td><td>{e(r.error)}</td></tr>"
-        if (r := data.runs.get((model, check))) is not None
-        else f"<tr><td>{e(model)}</td><td>{e(check)}</td><td>not run yet</td><td></td><td></td><td></td></tr>"
+        "".join(
+            f"<tr><td>{e(r.model)}</td><td>{e(r.check)}</td><td>{e(r.model_version)}</td><td class='{e(r.outcome)}'>{e(r.outcome)}</td>"
+            f"<td>{e(r.finished.strftime('%Y-%m-%d %H:%M:%S'))}</td><td>{e(r.sample_size)}</td><td>{e(r.error)}</td></tr>"
+            for r in last
+        )
+        if (last := data.runs.get((model, check)))
+        else f"<tr><td>{e(model)}</td><td>{e(check)}</td><td></td><td>not run yet</td><td></td><td></td><td></td></tr>"
         for model, check in pairs
     )
     return (
         head
         + "<h2>Open alerts</h2>"
         + (
-            f"<table><tr><th>#</th><th>state</th><th>severity</th><th>model</th><th>check</th><th>feature</th>"
+            f"<table><tr><th>#</th><th>state</th><th>severity</th><th>model</th><th>check</th><th>model version</th><th>feature</th>"
             f"<th>rule</th><th>last value</th><th>since</th></tr>{alert_rows}</table>"
             if alert_rows
             else "<p>None.</p>"
@@ -135,7 +158,7 @@ def render_status(engine: Engine, checks: Mapping[str, Sequence[str]], problems:
         + (f"<p>and {more} more, older (<code>monitor alerts</code> lists them all).</p>" if more > 0 else "")
         + "<h2>Last run of each check</h2>"
         + (
-            f"<table><tr><th>model</th><th>check</th><th>outcome</th><th>finished</th><th>rows</th><th>detail</th></tr>"
+            f"<table><tr><th>model</th><th>check</th><th>model version</th><th>outcome</th><th>finished</th><th>rows</th><th>detail</th></tr>"
             f"{run_rows}</table>"
             if run_rows
             else "<p>No checks.</p>"

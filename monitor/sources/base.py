@@ -7,6 +7,7 @@ so a check asks for ``frame[LATENCY]`` whatever the column was called at the sou
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,8 @@ PROBABILITY = "@probability"  # the model's score for the positive class, beside
 VERSION = "@model_version"
 SKIPPED_FILES = "skipped_files"
 """The key, in a read frame's ``attrs`` and in the run's evidence, of the files a source left out: ``{path: reason}``."""
+SCHEMA = "schema"
+"""The key, in the ``attrs`` of a frame read with ``schema=True``, of its :class:`Schema`."""
 
 
 class SourceSpec(StrictModel):
@@ -92,6 +95,25 @@ def to_utc(column: pd.Series) -> pd.Series:
     return stamps.dt.tz_convert("UTC")
 
 
+VERSION_CHARS = 100
+"""A model version is stored in at most 100 characters (the ``model_version`` columns); a longer one is cut."""
+
+
+def version_names(column: pd.Series) -> pd.Series:
+    """Each row's model version (the ``VERSION`` column) as text, a whole number as one (``2``, not
+    ``2.0``: an integer column with gaps is read as floats), None where the row has none."""
+    import pandas as pd
+
+    def name(value: object) -> str | None:
+        if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA or value is pd.NaT:
+            return None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return str(value)[:VERSION_CHARS] or None
+
+    return column.map(name).astype(object)
+
+
 class SourceError(Exception):
     """A source that cannot be read now (missing column, unreadable file, database down): the reason."""
 
@@ -112,9 +134,30 @@ class Summary:
     latency: LatencySketch
 
 
+@dataclass(frozen=True)
+class Schema:
+    """The columns a source found in the data of a window, for a check of schema changes (``data_quality``).
+
+    ``undeclared`` are the columns the data has (in any file read, the table, the features posted) that
+    the source does not declare, as a role or a feature; ``absent`` the declared features some of the
+    data lacks (a file without the column, a table without it), which the frame holds as missing
+    values instead of the read failing.
+    """
+
+    undeclared: frozenset[str]
+    absent: tuple[str, ...] = ()
+
+
 class Source(Protocol):
-    def read(self, start: datetime, end: datetime) -> pd.DataFrame:
-        """Rows with ``start <= timestamp < end``, in the role layout above; raises SourceError."""
+    def read(self, start: datetime, end: datetime, *, schema: bool = False) -> pd.DataFrame:
+        """Rows with ``start <= timestamp < end``, in the role layout above; raises SourceError.
+
+        With ``schema``, a declared feature the data lacks is read as missing values rather than being
+        an error, and ``attrs[SCHEMA]`` holds the :class:`Schema` found (the other roles stay required)."""
+
+    def newest(self, before: datetime) -> datetime | None:
+        """The timestamp of the newest row with ``timestamp < before``, whenever it was written (no
+        window); None when the source has no such row. Raises SourceError."""
 
 
 @runtime_checkable

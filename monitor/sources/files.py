@@ -10,6 +10,11 @@ window is not opened again: a directory that grows by a file a minute costs what
 A file that cannot be read (corrupt, or still being written) is left out and named with its reason in
 the frame's ``attrs[SKIPPED_FILES]``, which the run's evidence carries: one bad file must not silence the
 check over all the others. When no file of the glob can be read, that is the run's error.
+
+Read with ``schema=True`` (a ``data_quality`` check), a file that lacks a declared feature gives that
+feature as missing values, and the frame's ``attrs[SCHEMA]`` names the undeclared columns of the files
+read and the features some of them lack. :meth:`FilesSource.newest` is the newest row's timestamp over
+every file (not a file's modification time), from the remembered spans where they answer it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from monitor.sources.base import SKIPPED_FILES, TS, SourceContext, SourceError, SourceKind, SourceSpec, to_utc
+from monitor.sources.base import SCHEMA, SKIPPED_FILES, TS, Schema, SourceContext, SourceError, SourceKind, SourceSpec, to_utc
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +45,16 @@ class FilesSource:
         # path -> (mtime_ns, size, first timestamp, last timestamp) of files read before
         self._spans: dict[str, tuple[int, int, datetime, datetime]] = {}
 
-    def read(self, start: datetime, end: datetime):
+    def read(self, start: datetime, end: datetime, *, schema: bool = False):
         import pandas as pd
 
         frames, skipped, read = [], {}, 0
+        found: list[set[str]] | None = [] if schema else None  # each file's columns, when reading its schema
         for path in sorted(glob.glob(self.spec.path)):
             if Path(path).suffix.lower() not in FORMATS or self._outside(path, start, end):
                 continue
             try:
-                frame = self._read_file(Path(path), start, end)
+                frame = self._read_file(Path(path), start, end, found)
             except _Unreadable as exc:
                 skipped[path] = exc.reason
                 log.warning("files source: %s (skipped: the run reads the other files)", exc)
@@ -64,7 +70,83 @@ class FilesSource:
             out = self.spec.to_frame(pd.DataFrame({c: pd.Series(dtype=object) for c in self.spec.columns()}))
         if skipped:
             out.attrs[SKIPPED_FILES] = skipped
+        if found is not None:
+            absent = tuple(f for f in self.spec.features if any(f not in names for names in found))
+            out.attrs[SCHEMA] = Schema(frozenset().union(*found) - set(self.spec.columns()), absent)
         return out
+
+    def newest(self, before: datetime) -> datetime | None:
+        """The newest row's timestamp before ``before`` over every file of the glob; a file whose span is
+        remembered and unchanged is not reopened. An unreadable file is left out (logged), unless all are."""
+        newest: datetime | None = None
+        skipped, read = {}, 0
+        for path in sorted(glob.glob(self.spec.path)):
+            if Path(path).suffix.lower() not in FORMATS:
+                continue
+            span = self._span(path)
+            if span is not None and span[0] >= before:
+                continue
+            if span is not None and span[1] < before:
+                candidate: datetime | None = span[1]
+            else:
+                try:
+                    stamps = self._timestamps(Path(path))
+                except _Unreadable as exc:
+                    skipped[path] = exc.reason
+                    log.warning("files source: %s (skipped: the newest row is of the other files)", exc)
+                    continue
+                stamps = stamps[stamps < before]
+                candidate = stamps.max().to_pydatetime() if len(stamps) else None
+            read += 1
+            if candidate is not None and (newest is None or candidate > newest):
+                newest = candidate
+        if skipped and not read:
+            raise SourceError("; ".join(f"cannot read {path}: {reason}" for path, reason in skipped.items()))
+        return newest
+
+    def _span(self, path: str) -> tuple[datetime, datetime] | None:
+        """The first and last timestamp of a file read before, while it is unchanged."""
+        span = self._spans.get(path)
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None
+        if span is None or (stat.st_mtime_ns, stat.st_size) != span[:2]:
+            return None
+        return span[2], span[3]
+
+    def _timestamps(self, path: Path):
+        """Every timestamp of one file (its timestamp column alone), remembering its span."""
+        import pandas as pd
+        import pyarrow.parquet as pq
+
+        fmt = FORMATS[path.suffix.lower()]
+        column = self.spec.timestamp
+        try:
+            stat = os.stat(path)
+            if fmt == "parquet":
+                self._require_timestamp(path, set(pq.read_schema(path).names))
+                stamps = to_utc(pq.read_table(path, columns=[column]).column(0).to_pandas())
+            elif fmt == "csv":
+                self._require_timestamp(path, set(pd.read_csv(path, nrows=0).columns))
+                stamps = to_utc(pd.read_csv(path, usecols=[column])[column])
+            else:
+                parts = []
+                for chunk in pd.read_json(path, lines=True, chunksize=_CHUNK_ROWS, dtype=False):
+                    self._require_timestamp(path, set(chunk.columns))
+                    parts.append(to_utc(chunk[column]))
+                stamps = pd.concat(parts, ignore_index=True) if parts else pd.Series(dtype="datetime64[ns, UTC]")
+        except SourceError:
+            raise
+        except (OSError, ValueError, KeyError) as exc:
+            raise _Unreadable(path, str(exc)) from exc
+        stamps = stamps.dropna()
+        self._remember(path, stat, stamps)
+        return stamps
+
+    def _require_timestamp(self, path: Path, names: set[str]) -> None:
+        if self.spec.timestamp not in names:
+            raise SourceError(f"{path}: missing column(s) {self.spec.timestamp}; the file has {', '.join(sorted(names))}")
 
     def _outside(self, path: str, start: datetime, end: datetime) -> bool:
         span = self._spans.get(path)
@@ -83,24 +165,27 @@ class FilesSource:
         if len(stamps):
             self._spans[str(path)] = (stat.st_mtime_ns, stat.st_size, stamps.min().to_pydatetime(), stamps.max().to_pydatetime())
 
-    def _read_file(self, path: Path, start: datetime, end: datetime):
+    def _read_file(self, path: Path, start: datetime, end: datetime, found: list[set[str]] | None = None):
+        """One file's rows in the window. With ``found`` (a read of the schema), a declared feature the file
+        lacks is missing values, and the file's columns are appended to ``found``."""
         fmt = FORMATS[path.suffix.lower()]
         try:
             if fmt == "parquet":
-                return self._read_parquet(path, start, end)
-            return self._read_text(path, fmt, start, end)
+                return self._read_parquet(path, start, end, found)
+            return self._read_text(path, fmt, start, end, found)
         except SourceError:  # a missing column: the file is readable, the config or the job is wrong
             raise
         except (OSError, ValueError, KeyError) as exc:
             raise _Unreadable(path, str(exc)) from exc
 
-    def _read_parquet(self, path: Path, start: datetime, end: datetime):
+    def _read_parquet(self, path: Path, start: datetime, end: datetime, found: list[set[str]] | None):
         import pyarrow.dataset as ds
         import pyarrow.parquet as pq
 
         stat = os.stat(path)
         names = set(pq.read_schema(path).names)
-        self._require(path, names)
+        absent = self._require(path, names, found)
+        columns = [c for c in self.spec.columns() if c not in absent]
         known = self._spans.get(str(path))
         if known is None or known[:2] != (stat.st_mtime_ns, stat.st_size):
             self._remember(path, stat, to_utc(pq.read_table(path, columns=[self.spec.timestamp]).column(0).to_pandas()))
@@ -112,42 +197,54 @@ class FilesSource:
 
             tz = getattr(ts_type, "tz", None)
             lo, hi = (start, end) if tz else (start.replace(tzinfo=None), end.replace(tzinfo=None))
-            table = dataset.to_table(
-                columns=self.spec.columns(), filter=(field >= pa.scalar(lo, ts_type)) & (field < pa.scalar(hi, ts_type))
-            )
-            return self.spec.to_frame(table.to_pandas())
+            table = dataset.to_table(columns=columns, filter=(field >= pa.scalar(lo, ts_type)) & (field < pa.scalar(hi, ts_type)))
+            return self._to_frame(table.to_pandas(), absent)
         # Timestamps stored as text: filter after conversion.
-        return self._in_window(self.spec.to_frame(dataset.to_table(columns=self.spec.columns()).to_pandas()), start, end)
+        return self._in_window(self._to_frame(dataset.to_table(columns=columns).to_pandas(), absent), start, end)
 
-    def _read_text(self, path: Path, fmt: str, start: datetime, end: datetime):
+    def _read_text(self, path: Path, fmt: str, start: datetime, end: datetime, found: list[set[str]] | None):
         import pandas as pd
 
         stat = os.stat(path)
         wanted = self.spec.columns()
+        absent: list[str] = []
         if fmt == "csv":
             header = pd.read_csv(path, nrows=0).columns
-            self._require(path, set(header))
-            chunks = pd.read_csv(path, usecols=wanted, chunksize=_CHUNK_ROWS)
+            absent = self._require(path, set(header), found)
+            chunks = pd.read_csv(path, usecols=[c for c in wanted if c not in absent], chunksize=_CHUNK_ROWS)
         else:
             # JSON's own types (dtype=False): pandas' guesses would make "12.5" a number, "80331" an
             # integer and a boolean column with nulls 1.0/NaN; the drift check types by the reference.
             chunks = pd.read_json(path, lines=True, chunksize=_CHUNK_ROWS, dtype=False)
-        parts, stamps = [], []
+        parts, stamps, keys = [], [], set()
         for chunk in chunks:
             if fmt == "jsonl":
-                self._require(path, set(chunk.columns))
-                chunk = chunk[wanted]
-            frame = self.spec.to_frame(chunk)
+                keys |= set(chunk.columns)
+                absent = self._require(path, set(chunk.columns), None if found is None else [])
+                chunk = chunk[[c for c in wanted if c not in absent]]
+            frame = self._to_frame(chunk, absent)
             stamps.append(frame[TS].agg(["min", "max"]))
             parts.append(self._in_window(frame, start, end))
+        if fmt == "jsonl" and found is not None and keys:  # an empty file tells no columns
+            found.append(keys)
         if stamps:
             self._remember(path, stat, pd.concat(stamps))
         return pd.concat(parts, ignore_index=True) if parts else self.spec.to_frame(pd.DataFrame(columns=wanted))
 
-    def _require(self, path: Path, names: set[str]) -> None:
+    def _require(self, path: Path, names: set[str], found: list[set[str]] | None = None) -> list[str]:
+        """The declared features the file lacks, which a read of the schema (``found`` given: the file's
+        columns are appended to it) takes as missing values; any other missing column is an error."""
         missing = [c for c in self.spec.columns() if c not in names]
-        if missing:
+        absent = [c for c in missing if c in self.spec.features] if found is not None else []
+        if len(missing) > len(absent):
             raise SourceError(f"{path}: missing column(s) {', '.join(missing)}; the file has {', '.join(sorted(names))}")
+        if found is not None:
+            found.append(names)
+        return absent
+
+    def _to_frame(self, raw, absent: list[str]):
+        """``raw`` in the role layout, a feature the file lacks as missing values."""
+        return self.spec.to_frame(raw.assign(**dict.fromkeys(absent)) if absent else raw)
 
     @staticmethod
     def _in_window(frame, start: datetime, end: datetime):

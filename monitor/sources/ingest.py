@@ -6,13 +6,19 @@ start lies in it. Its frame is a uniform sample of all its rows: minutes with mo
 smaller share of their rows, so each minute contributes ``rate x rows`` of its sample, with ``rate``
 the smallest share kept by any minute of the window. Exact counts and latency quantiles come from the
 per-minute summaries (:meth:`IngestSource.summary`), not from the sample.
+
+Read with ``schema=True`` (a ``data_quality`` check), the frame's ``attrs[SCHEMA]`` names every key of
+the sampled rows' features that is not a declared feature (the API keeps keys it was not told of).
+:meth:`IngestSource.newest` is the newest sampled row of the newest minute with an accepted row: exact
+when that minute kept all its rows (at most ``ingest.sample_per_minute``), else at most a minute older
+than the newest accepted row.
 """
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Literal, cast
 
 import sqlalchemy as sa
@@ -26,8 +32,10 @@ from monitor.sources.base import (
     LATENCY,
     PREDICTION,
     PROBABILITY,
+    SCHEMA,
     TS,
     VERSION,
+    Schema,
     SourceContext,
     SourceKind,
     SourceSpec,
@@ -86,7 +94,27 @@ class IngestSource:
             sketch.merge(LatencySketch(buckets))
         return Summary(rows=sum(r[0] for r in rows), latency=sketch)
 
-    def read(self, start: datetime, end: datetime):
+    def newest(self, before: datetime) -> datetime | None:
+        """The newest accepted row before ``before``: the newest minute that accepted one (ingest_stats),
+        then the newest sampled row of that minute (samples); the minute's start if none is before."""
+        stats, samples = table(IngestStat), table(Sample)
+        with self.engine.connect() as conn:
+            minute = conn.execute(
+                sa.select(sa.func.max(stats.c.minute)).where(
+                    stats.c.model == self.model, stats.c.minute < before, stats.c.accepted > 0
+                )
+            ).scalar()
+            if minute is None:
+                return None
+            newest = conn.execute(
+                sa.select(sa.func.max(samples.c.ts)).where(
+                    samples.c.model == self.model, samples.c.minute == minute, samples.c.ts < before
+                )
+            ).scalar()
+        stamp = newest if newest is not None else minute
+        return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
+
+    def read(self, start: datetime, end: datetime, *, schema: bool = False):
         import numpy as np
         import pandas as pd
 
@@ -128,7 +156,12 @@ class IngestSource:
                 LABEL: [r.label for r in chosen],
             }
         )
-        return pd.concat([frame, features], axis=1)
+        out = pd.concat([frame, features], axis=1)
+        if schema:
+            keys = frozenset(key for r in rows if isinstance(r.features, dict) for key in r.features)
+            absent = tuple(f for f in self.spec.features if f not in keys) if rows else ()
+            out.attrs[SCHEMA] = Schema(keys - set(self.spec.features), absent)
+        return out
 
 
 KIND = SourceKind("ingest", IngestSpec, IngestSource, rows_since_daemon=True)

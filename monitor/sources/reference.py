@@ -45,15 +45,20 @@ class Reference:
     # The column of true labels, as the model's source names its label role (see for_source): a file
     # shared by two models is one Reference, and each model sees it with its own label column.
     label: str | None = None
+    # The column of the model's predictions, as the source names its prediction role (None without one);
+    # unlike ``label`` it is named even when the reference lacks it, so that a check can say so.
+    prediction: str | None = None
     # what is worked out once per column and shared by every evaluation: its type, its typed values
     _types: dict[str, ColumnType] = field(default_factory=dict, repr=False, compare=False)
     _typed: dict[str, Typed] = field(default_factory=dict, repr=False, compare=False)
+    _typed_as: dict[tuple[str, str], Typed] = field(default_factory=dict, repr=False, compare=False)
 
     def for_source(self, source: SourceSpec | None) -> Reference:
         """This reference as a model with ``source`` reads it: its label column is the source's label
         column, when the reference has one of that name. The frame and its typed columns are shared."""
         label = source.label if source is not None and source.label in self.frame.columns else None
-        return replace(self, label=label, _types=self._types, _typed=self._typed)
+        prediction = source.prediction if source is not None else None
+        return replace(self, label=label, prediction=prediction, _types=self._types, _typed=self._typed, _typed_as=self._typed_as)
 
     def column_type(self, name: str) -> ColumnType:
         """``number``, ``boolean`` or ``string``: what a live value of this column should be.
@@ -70,6 +75,20 @@ class Reference:
         if name not in self._typed:
             self._typed[name] = as_type(self.frame[name], self.column_type(name))
         return self._typed[name]
+
+    def typed_as(self, name: str, kind: ColumnType) -> Typed:
+        """The reference's column in the type ``kind``, which need not be its own (whole numbers read
+        as class labels, say), worked out once."""
+        if kind == self.column_type(name):
+            return self.typed(name)
+        if (name, kind) not in self._typed_as:
+            self._typed_as[(name, kind)] = as_type(self.frame[name], kind)
+        return self._typed_as[(name, kind)]
+
+
+def read_type(column: pd.Series) -> ColumnType:
+    """The type a column's values have, read as a reference's are (see :meth:`Reference.column_type`)."""
+    return _column_type(column)
 
 
 def _column_type(column: pd.Series) -> ColumnType:

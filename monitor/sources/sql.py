@@ -3,16 +3,21 @@
 The window is one parameterised query. Table and column names come from the check file, so they are
 checked against an identifier pattern when the file is loaded and against the table's real columns
 when the source is first read; SQLAlchemy quotes them. No user text is ever pasted into SQL.
+
+Read with ``schema=True`` (a ``data_quality`` check), the table's columns are looked up on every read,
+so that a column dropped or added since is seen: a declared feature the table lacks is then missing
+values, and the frame's ``attrs[SCHEMA]`` names the table's undeclared columns.
+:meth:`SqlSource.newest` is one query, ``max(timestamp)`` below a bound parameter.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from threading import Lock
-from typing import Literal
+from typing import Any, Literal
 
 from monitor.config.types import DatabaseUrl, TableName
-from monitor.sources.base import SourceContext, SourceError, SourceKind, SourceSpec
+from monitor.sources.base import SCHEMA, Schema, SourceContext, SourceError, SourceKind, SourceSpec, to_utc
 
 _engines: dict[str, object] = {}
 _engines_lock = Lock()
@@ -41,48 +46,96 @@ class SqlSource:
     def __init__(self, spec: SqlSpec, context: SourceContext | None = None) -> None:
         self.spec = spec
         self._query = None
+        self._newest: Any = None  # the query of newest()
         self._aware = False  # whether the timestamp column is a timestamp *with* time zone
 
-    def _build_query(self):
+    def _columns(self) -> dict:
+        """The table's columns and their types, looked up now."""
         import sqlalchemy as sa
 
         schema, _, name = self.spec.table.rpartition(".")
-        engine = _engine(self.spec.url)
         try:
-            present = {c["name"]: c["type"] for c in sa.inspect(engine).get_columns(name, schema=schema or None)}
+            return {c["name"]: c["type"] for c in sa.inspect(_engine(self.spec.url)).get_columns(name, schema=schema or None)}
         except sa.exc.NoSuchTableError as exc:
             raise SourceError(f"table {self.spec.table} does not exist") from exc
-        missing = [c for c in self.spec.columns() if c not in present]
+
+    def _build_query(self, present: dict | None = None, *, absent: tuple[str, ...] = ()):
+        """The window's query over the declared columns the table has (``present``, looked up when not
+        given); a missing column other than a feature in ``absent`` is an error."""
+        import sqlalchemy as sa
+
+        schema, _, name = self.spec.table.rpartition(".")
+        present = self._columns() if present is None else present
+        missing = [c for c in self.spec.columns() if c not in present and c not in absent]
         if missing:
             raise SourceError(f"table {self.spec.table}: missing column(s) {', '.join(missing)}")
         self._aware = bool(getattr(present[self.spec.timestamp], "timezone", False))
-        table = sa.table(name, *(sa.column(c) for c in self.spec.columns()), schema=schema or None)
+        columns = [c for c in self.spec.columns() if c in present]
+        table = sa.table(name, *(sa.column(c) for c in columns), schema=schema or None)
         ts = table.c[self.spec.timestamp]
-        return sa.select(*(table.c[c] for c in self.spec.columns())).where(ts >= sa.bindparam("start"), ts < sa.bindparam("end"))
+        return sa.select(*(table.c[c] for c in columns)).where(ts >= sa.bindparam("start"), ts < sa.bindparam("end"))
 
-    def read(self, start: datetime, end: datetime):
+    def _bounds(self, **times: datetime) -> dict[str, datetime]:
+        # A timestamptz column gets aware bounds: naive ones would be read in the session's
+        # TimeZone, which need not be UTC. Naive columns hold UTC and get naive UTC bounds.
+        if self._aware:
+            return {key: t.astimezone(UTC) for key, t in times.items()}
+        return {key: t.astimezone(UTC).replace(tzinfo=None) for key, t in times.items()}
+
+    def _failed(self, exc: Exception) -> SourceError:
+        return SourceError(
+            f"cannot read table {self.spec.table}: {type(exc).__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"
+        )
+
+    def read(self, start: datetime, end: datetime, *, schema: bool = False):
+        import pandas as pd
+        import sqlalchemy as sa
+
+        found: Schema | None = None
+        try:
+            if schema:  # looked up on every read: a column dropped since the last one must show
+                present = self._columns()
+                absent = tuple(f for f in self.spec.features if f not in present)
+                found = Schema(frozenset(present) - set(self.spec.columns()), absent)
+                query = self._build_query(present, absent=found.absent)
+            else:
+                if self._query is None:
+                    self._query = self._build_query()
+                query = self._query
+            with _engine(self.spec.url).connect() as conn:
+                raw = pd.read_sql(query, conn, params=self._bounds(start=start, end=end))
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._failed(exc) from exc
+        if found is None:
+            return self.spec.to_frame(raw)
+        for feature in found.absent:
+            raw[feature] = None
+        out = self.spec.to_frame(raw)
+        out.attrs[SCHEMA] = found
+        return out
+
+    def newest(self, before: datetime) -> datetime | None:
+        """``max(timestamp)`` of the rows before ``before``: one parameterised query."""
         import pandas as pd
         import sqlalchemy as sa
 
         try:
-            if self._query is None:
-                self._query = self._build_query()
+            if self._newest is None:
+                present = self._columns()  # only the timestamp is needed here
+                if self.spec.timestamp not in present:
+                    raise SourceError(f"table {self.spec.table}: missing column(s) {self.spec.timestamp}")
+                self._aware = bool(getattr(present[self.spec.timestamp], "timezone", False))
+                schema, _, name = self.spec.table.rpartition(".")
+                ts = sa.table(name, sa.column(self.spec.timestamp), schema=schema or None).c[self.spec.timestamp]
+                self._newest = sa.select(sa.func.max(ts)).where(ts < sa.bindparam("before"))
             with _engine(self.spec.url).connect() as conn:
-                # A timestamptz column gets aware bounds: naive ones would be read in the session's
-                # TimeZone, which need not be UTC. Naive columns hold UTC and get naive UTC bounds.
-                if self._aware:
-                    bounds = {"start": start.astimezone(UTC), "end": end.astimezone(UTC)}
-                else:
-                    bounds = {
-                        "start": start.astimezone(UTC).replace(tzinfo=None),
-                        "end": end.astimezone(UTC).replace(tzinfo=None),
-                    }
-                raw = pd.read_sql(self._query, conn, params=bounds)
+                newest = conn.execute(self._newest, self._bounds(before=before)).scalar()
         except sa.exc.SQLAlchemyError as exc:
-            raise SourceError(
-                f"cannot read table {self.spec.table}: {type(exc).__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"
-            ) from exc
-        return self.spec.to_frame(raw)
+            raise self._failed(exc) from exc
+        if newest is None:
+            return None
+        stamp = to_utc(pd.Series([newest])).iloc[0]
+        return None if pd.isna(stamp) else stamp.to_pydatetime()
 
 
 KIND = SourceKind("sql", SqlSpec, SqlSource)

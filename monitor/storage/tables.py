@@ -63,6 +63,9 @@ class CheckRun(Base):
     sample_size: Mapped[int] = mapped_column(sa.Integer, default=0)
     error: Mapped[str | None] = mapped_column(sa.Text)
     evidence: Mapped[dict | None] = mapped_column(sa.JSON(none_as_null=True))
+    # The model version the row is of, in a check split by model_version (version_compare: the candidate);
+    # "" for a check over every version (migration 0005).
+    model_version: Mapped[str] = mapped_column(sa.String(100), default="", server_default="")
 
     __table_args__ = (sa.Index("ix_check_runs_model_check_started", "model", "check", "started"),)
 
@@ -81,6 +84,9 @@ class Metric(Base):
     window_end: Mapped[datetime] = mapped_column(UtcDateTime)
     sample_size: Mapped[int] = mapped_column(sa.Integer)
     run_id: Mapped[int | None] = mapped_column(BigId, sa.ForeignKey("check_runs.id", ondelete="SET NULL"))
+    # The model version the row is of, in a check split by model_version (version_compare: the candidate);
+    # "" for a check over every version (migration 0005).
+    model_version: Mapped[str] = mapped_column(sa.String(100), default="", server_default="")
 
     __table_args__ = (sa.Index("ix_metrics_model_metric_time", "model", "metric", "time"),)
 
@@ -111,16 +117,20 @@ class Alert(Base):
     reason: Mapped[str | None] = mapped_column(sa.Text)
     # Bumped by every change; an UPDATE names the version it read, so two writers never both win.
     version: Mapped[int] = mapped_column(sa.Integer, default=1, server_default="1")
+    # The model version the episode is of, in a check split by model_version (version_compare: the candidate);
+    # "" for a check over every version (migration 0005).
+    model_version: Mapped[str] = mapped_column(sa.String(100), default="", server_default="")
 
     __table_args__ = (
         sa.Index("ix_alerts_model_state", "model", "state"),
-        # At most one open episode per rule and feature: the database, not the code, guarantees it.
+        # At most one open episode per rule, feature and model version: the database, not the code, guarantees it.
         sa.Index(
             "uq_alerts_open_episode",
             "model",
             "check",
             "rule_key",
             "feature",
+            "model_version",
             unique=True,
             sqlite_where=sa.text("state IN ('pending', 'firing')"),
             postgresql_where=sa.text("state IN ('pending', 'firing')"),

@@ -1,0 +1,580 @@
+"""Check kind ``probe``: an active HTTP request to the model's endpoint, one attempt per run.
+
+Metrics of each attempt: ``up`` (1 when the endpoint answered within ``timeout`` with an expected
+status and, with ``expect``, the expected JSON value; else 0), ``latency_ms`` (how long the attempt
+took, a timed-out one at its cut) and ``status_code`` (when an answer came). A failed attempt is an
+``ok`` run with ``up`` 0 and what went wrong as the run's error (the status page and the log show it).
+
+Over a rule's own ``window:`` (computed by the evaluator from the attempts stored in ``metrics``):
+``availability`` (the share of attempts that were up), ``p50_ms``, ``p95_ms``, ``p99_ms`` of
+``latency_ms``, and with an ``slo:`` its ``burn_rate`` (the error rate over the window divided by the
+error budget, ``1 - objective``). With an ``slo:`` each run also stores ``error_budget_remaining``
+(1 - the failed attempts of the period so far / the failures the period allows: ``1 - objective`` of the
+attempts it holds at ``every``; below 0 once overspent) and the SLO's alerts are rules of the check
+(Google SRE workbook, multiwindow multi-burn-rate): ``slo-page`` is critical when the burn rate is
+above 14.4 over both 1h and 5m, ``slo-ticket`` a warning above 6 over both 6h and 30m.
+
+Header values (often ``${TOKEN}`` from the environment) are secrets: they are sent and never
+written to a log line, an error, the evidence or the database; nor is the URL (it may carry a key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import json
+import math
+import os
+import re
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    JsonValue,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from monitor.alerting.rules import RuleSpec, Severity
+from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, Past, Window, Windowed
+from monitor.config.durations import format_duration, parse_duration
+from monitor.config.types import Duration, Name, StrictModel
+
+DEFAULT_TIMEOUT = timedelta(seconds=5)
+MAX_BODY_BYTES = 1024 * 1024
+"""Of a response, read at most this much (``expect`` reads its JSON from it)."""
+MIN_WINDOW_ATTEMPTS = 10
+"""A window is judged from this many attempts, or half of those it can hold (window / every) when fewer."""
+
+ATTEMPT_METRICS = frozenset({"up", "latency_ms", "status_code"})
+WINDOW_METRICS = frozenset({"availability", "p50_ms", "p95_ms", "p99_ms"})
+PERCENTILES = {"p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0}
+BURN_RATE = "burn_rate"
+BUDGET = "error_budget_remaining"
+
+_PATH = re.compile(r"^(?:\$\.)?(?P<path>[A-Za-z_][A-Za-z0-9_-]*(?:\.[A-Za-z_][A-Za-z0-9_-]*|\[\d+\])*)$")
+_STEP = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]")
+_HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # an RFC 9110 token
+
+
+# -- the spec ------------------------------------------------------------------------------------------
+def _url(url: str) -> str:
+    """An absolute http(s) URL with a host; said without echoing it (it may hold a ${SECRET})."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ValueError("not a URL: write for example https://fraud-scorer.internal/healthz") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        got = f"{scheme}://" if scheme else "no scheme"
+        raise ValueError(
+            f"a probe requests http:// or https:// URLs, got {got}: write for example https://fraud-scorer.internal/healthz"
+        )
+    if not parts.hostname or any(c.isspace() for c in url):
+        raise ValueError("not a whole URL (no host, or a space in it): write for example https://fraud-scorer.internal/healthz")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "a URL with a user or password in it would show it wherever the URL is shown: send it in headers: (Authorization: ${TOKEN})"
+        )
+    try:
+        parts.port  # noqa: B018 - a port that is not a number, or past 65535, raises
+    except ValueError:
+        raise ValueError("the URL's port must be a number from 1 to 65535") from None
+    return url
+
+
+def _header_value(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # X-Api-Version: 2
+    return value
+
+
+def _one_line(value: SecretStr) -> SecretStr:
+    if any(c in value.get_secret_value() for c in "\r\n\0"):
+        raise ValueError("a header value cannot hold a line break or a NUL byte")
+    return value
+
+
+HeaderName = Annotated[str, Field(pattern=_HEADER_NAME, max_length=200, description="letters, digits and !#$%&'*+.^_`|~-")]
+HeaderValue = Annotated[SecretStr, BeforeValidator(_header_value), AfterValidator(_one_line)]
+
+
+def parse_path(text: str) -> tuple[str | int, ...]:
+    """``data.items[0].status`` (or ``$.data.items[0].status``) as its steps: names and list indexes."""
+    match = _PATH.match(text.strip()) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(
+            "cannot read this JSON path: write names joined by '.', and [N] for the N-th item of a list "
+            "(for example status, or checks[0].state, or $.status)"
+        )
+    return tuple(name if name else int(index) for name, index in _STEP.findall(match["path"]))
+
+
+def _path(text: str) -> str:
+    parse_path(text)
+    return text.strip()
+
+
+JsonPath = Annotated[str, AfterValidator(_path)]
+
+
+class Expect(StrictModel):
+    """What the response's JSON must hold: the value at ``path`` equals ``equals``."""
+
+    path: JsonPath
+    equals: str | int | float | bool | None = Field(description="the value expected there: text, a number, true/false or null")
+
+    @property
+    def steps(self) -> tuple[str | int, ...]:
+        return parse_path(self.path)
+
+
+def _objective(value: Any) -> Any:
+    """``99.9%`` is 0.999; a fraction stays one; ``99.9`` is neither."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return round(float(value.strip()[:-1]) / 100.0, 12)
+        except ValueError:
+            raise ValueError("expected an objective such as 99.9% (or 0.999)") from None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 1 < value <= 100:
+        raise ValueError(f"an objective of {value:g} would be {value * 100:g}%: write {value:g}%")
+    return value
+
+
+def _in_range(value: float) -> float:
+    if not 0 < value < 1:
+        raise ValueError(
+            f"an objective is more than 0% and less than 100%, got {value * 100:g}%"
+            + (": 100% leaves no error budget to burn" if value >= 1 else "")
+        )
+    return value
+
+
+Objective = Annotated[float, BeforeValidator(_objective), AfterValidator(_in_range)]
+_SLO_IDS = {"critical": "slo-page", "warning": "slo-ticket", "info": "slo-info"}
+
+
+class SloAlert(StrictModel):
+    """One alert of an SLO: the burn rate above ``burn_rate`` over both ``long`` and ``short``."""
+
+    id: Name | None = Field(None, description="what its episodes are known by; slo-page, slo-ticket, slo-info by severity")
+    severity: Severity
+    burn_rate: float = Field(gt=0, description="how many times faster than the objective allows the budget burns")
+    long: Duration
+    short: Duration
+
+    @field_validator("short")
+    @classmethod
+    def _shorter(cls, short: timedelta, info: ValidationInfo) -> timedelta:
+        long = info.data.get("long")
+        if long is not None and short >= long:
+            raise ValueError(
+                f"short ({format_duration(short)}) must be shorter than long ({format_duration(long)}): the short window "
+                "makes the alert end soon after the burning stops (the SRE workbook pairs 1h with 5m)"
+            )
+        return short
+
+    @property
+    def key(self) -> str:
+        return self.id or _SLO_IDS[self.severity]
+
+
+DEFAULT_SLO_ALERTS = (
+    SloAlert(severity="critical", burn_rate=14.4, long=timedelta(hours=1), short=timedelta(minutes=5)),
+    SloAlert(severity="warning", burn_rate=6.0, long=timedelta(hours=6), short=timedelta(minutes=30)),
+)
+
+
+class Slo(StrictModel):
+    """A service level objective on the probe's availability: the share of attempts that are up."""
+
+    objective: Objective
+    period: Duration = timedelta(days=30)
+    alerts: list[SloAlert] = Field(list(DEFAULT_SLO_ALERTS), min_length=1)
+
+    @property
+    def budget(self) -> float:
+        """The share of attempts that may fail over the period."""
+        return 1.0 - self.objective
+
+
+class BurnRateRule(RuleSpec):
+    """An SLO alert as a rule of the check: it holds when ``burn_rate`` is past its limit over each of
+    its windows (``window``, the long one, and ``short_window``)."""
+
+    short_window: Duration
+
+    @property
+    def windows(self) -> tuple[timedelta, ...]:
+        return (self.window, self.short_window) if self.window is not None else (self.short_window,)
+
+
+def _every_is_the_window(data: Any) -> Any:
+    """A probe run speaks for the time since the one before: its window is its ``every`` (a rule's
+    ``window:`` is the one its values are over). ``window:`` written on the check is refused."""
+    if isinstance(data, dict) and "window" not in data:
+        try:
+            every = parse_duration(data.get("every"))
+        except ValueError:
+            every = timedelta(seconds=1)  # every's own error is reported; this one would only repeat it
+        data = {**data, "window": every}
+    return data
+
+
+class ProbeSpec(CheckSpec):
+    kind: Literal["probe"]
+    url: Annotated[str, AfterValidator(_url)] = Field(description="http:// or https://; never logged or stored")
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    headers: dict[HeaderName, HeaderValue] = Field({}, description="sent with each attempt; values are secrets (${VAR})")
+    body: JsonValue = Field(None, description="sent as JSON (Content-Type: application/json)")
+    expect_status: list[int] | None = Field(None, description="the status codes that count as up; any 2xx when unset")
+    expect: Expect | None = None
+    timeout: Duration = Field(DEFAULT_TIMEOUT, validate_default=True, description="an attempt is cut here and counted as down")
+    min_rows: int = Field(1, description="not a probe's: each run makes one attempt")
+    slo: Slo | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _window_is_every(cls, data: Any) -> Any:
+        return _every_is_the_window(data)
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _no_window(cls, value: Any) -> Any:
+        if isinstance(value, timedelta):  # filled in from every, never written (YAML has no durations)
+            return value
+        raise ValueError(
+            "a probe makes one attempt per run and has no window of its own: put window: on a rule, "
+            "for example {when: availability < 99%, window: 1h}"
+        )
+
+    @field_validator("min_rows")
+    @classmethod
+    def _no_min_rows(cls, value: int) -> int:
+        raise ValueError(
+            f"a probe makes one attempt per run, so min_rows does not apply: a rule's window is judged once it holds "
+            f"{MIN_WINDOW_ATTEMPTS} attempts (or half of what it can hold, when fewer)"
+        )
+
+    @field_validator("expect_status", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("expect_status")
+    @classmethod
+    def _statuses(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("add at least one status code, or leave expect_status out for any 2xx")
+            for code in value:
+                if not 100 <= code <= 599:
+                    raise ValueError(f"{code} is not an HTTP status code: write codes from 100 to 599, such as 200 or [200, 204]")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _within_every(cls, timeout: timedelta, info: ValidationInfo) -> timedelta:
+        every = info.data.get("every")
+        if every is not None and timeout >= every:
+            default = " (the default)" if timeout == DEFAULT_TIMEOUT else ""
+            raise ValueError(
+                f"timeout {format_duration(timeout)}{default} must be shorter than every ({format_duration(every)}), so an "
+                f"attempt ends before the next starts: write for example timeout: {format_duration(every / 2)}"
+            )
+        return timeout
+
+    @field_validator("slo")
+    @classmethod
+    def _slo_fits(cls, slo: Slo | None, info: ValidationInfo) -> Slo | None:
+        if slo is None:
+            return slo
+        every, rules = info.data.get("every"), info.data.get("alert") or []
+        ids = {rule.id: j for j, rule in enumerate(rules) if rule.id}
+        seen: dict[str, int] = {}
+        for j, alert in enumerate(slo.alerts):
+            name = f"alerts[{j}] ({alert.key})"
+            if alert.key in seen:
+                raise ValueError(f"{name} has the id of alerts[{seen[alert.key]}]: give each alert its own id")
+            seen[alert.key] = j
+            if alert.key in ids:
+                raise ValueError(f"{name} has the id of the check's alert[{ids[alert.key]}]: give one of them another id")
+            if alert.long > slo.period:
+                raise ValueError(
+                    f"{name} looks at {format_duration(alert.long)}, more than the period {format_duration(slo.period)}"
+                )
+            if every is not None and alert.short < every:
+                raise ValueError(
+                    f"{name} looks at {format_duration(alert.short)}, which holds no attempt of a probe every "
+                    f"{format_duration(every)}: probe more often, or write alerts: with longer windows"
+                )
+        return slo
+
+    @property
+    def rules(self) -> list[RuleSpec]:
+        rules = list(self.alert)
+        for alert in self.slo.alerts if self.slo else ():
+            rules.append(
+                BurnRateRule(
+                    id=alert.key,
+                    when=f"{BURN_RATE} > {_number(alert.burn_rate)}",
+                    severity=alert.severity,
+                    for_=timedelta(0),
+                    window=alert.long,
+                    short_window=alert.short,
+                )
+            )
+        return rules
+
+
+def _number(value: float) -> str:
+    """A burn rate as a condition writes it: 6, not 6.0; 14.4 as itself."""
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+# -- one attempt ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Attempt:
+    up: bool
+    latency_ms: float
+    status_code: int | None = None
+    failure: str | None = None  # timeout, connection, status, expect
+    error: str | None = None
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """The default verification (certifi, or SSL_CERT_FILE), made once: loading it takes tens of ms."""
+    import httpx
+
+    return httpx.create_ssl_context()
+
+
+def attempt(spec: ProbeSpec) -> Attempt:
+    """One request, cut at ``timeout`` whatever the target does (a hard deadline, not per read)."""
+    headers = {name: value.get_secret_value() for name, value in spec.headers.items()}
+    timer = _Timer()
+    try:
+        status, body = asyncio.run(_request(spec, headers, timer))
+    except Exception as exc:  # every way a request fails is a down attempt, said without a secret
+        failure, reason = _failure(exc, spec)
+        return Attempt(False, timer.ms, None, failure, _scrub(reason, headers))
+    expected = spec.expect_status
+    if (status not in expected) if expected else not 200 <= status < 300:
+        wanted = ", ".join(map(str, expected)) if expected else "2xx"
+        return Attempt(False, timer.ms, status, "status", f"HTTP {status}, expected {wanted}")
+    if spec.expect is not None:
+        problem = _unexpected(spec.expect, body)
+        if problem:
+            return Attempt(False, timer.ms, status, "expect", _scrub(problem, headers))
+    return Attempt(True, timer.ms, status)
+
+
+class _Timer:
+    """The request's own time: from sending it to the whole answer (or the cut), not the client's set-up."""
+
+    began: float | None = None
+    ended: float | None = None
+
+    @property
+    def ms(self) -> float:
+        if self.began is None:
+            return 0.0
+        return ((self.ended if self.ended is not None else time.perf_counter()) - self.began) * 1000
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _request(spec: ProbeSpec, headers: dict[str, str], timer: _Timer) -> tuple[int, bytes]:
+    import httpx
+
+    seconds = spec.timeout.total_seconds()
+    headers = {"User-Agent": "monitor-probe", **headers}
+    content: dict[str, Any] = {} if spec.body is None else {"json": spec.body}
+    async with httpx.AsyncClient(timeout=seconds, verify=_tls(), follow_redirects=False, trust_env=True) as client:
+
+        async def exchange() -> tuple[int, bytes]:
+            async with client.stream(spec.method, spec.url, headers=headers, **content) as response:
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_BODY_BYTES:
+                        if spec.expect is not None:
+                            raise _TooLarge
+                        break  # the status is all an attempt without expect needs
+                return response.status_code, bytes(body)
+
+        timer.began = time.perf_counter()
+        try:
+            return await asyncio.wait_for(exchange(), seconds)
+        finally:
+            timer.ended = time.perf_counter()
+
+
+def warm_up() -> None:
+    """httpx imported and the TLS context loaded before the first attempt, which is timed."""
+    import httpx  # noqa: F401
+
+    _tls()
+
+
+def _failure(exc: Exception, spec: ProbeSpec) -> tuple[str, str]:
+    import httpx
+
+    if isinstance(exc, (TimeoutError, httpx.TimeoutException)):
+        return "timeout", f"no answer within the timeout of {format_duration(spec.timeout)}"
+    if isinstance(exc, _TooLarge):
+        return "expect", f"the response is larger than {MAX_BODY_BYTES // 1024} KiB: too large to read for expect"
+    if isinstance(exc, httpx.HTTPError):
+        return (
+            "connection",
+            f"could not {'connect' if isinstance(exc, httpx.ConnectError) else 'complete the request'}: {_cause(exc)}",
+        )
+    return "connection", f"the request failed: {type(exc).__name__}"
+
+
+def _cause(exc: BaseException) -> str:
+    """What the network said, from the innermost OS error (httpx's async error says "All connection
+    attempts failed"; the refused connection under it says why)."""
+    inner: BaseException | None = exc
+    found: OSError | None = None
+    while inner is not None:
+        if isinstance(inner, OSError):
+            found = inner
+        inner = inner.__cause__ or inner.__context__
+    if isinstance(found, ssl.SSLError):
+        return f"TLS: {getattr(found, 'verify_message', None) or found.reason or 'handshake failed'}"
+    if isinstance(found, socket.gaierror):
+        return f"cannot resolve the host ({found.strerror})"
+    if found is not None and found.errno:
+        return f"{errno.errorcode.get(found.errno, 'error')} ({os.strerror(found.errno)})"
+    return str(exc) or type(exc).__name__
+
+
+def _scrub(text: str, headers: dict[str, str]) -> str:
+    """The text with any header value in it blanked: a secret never reaches an error, even by accident."""
+    for value in headers.values():
+        if len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
+def _unexpected(expect: Expect, body: bytes) -> str | None:
+    """Why the response does not hold what ``expect`` says, or None when it does."""
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        return "the response is not JSON, so expect cannot be read"
+    for depth, step in enumerate(expect.steps):
+        where = _shown_path(expect.steps[: depth + 1])
+        if isinstance(step, int):
+            if not isinstance(data, list) or step >= len(data):
+                return f"no {where} in the response"
+        elif not isinstance(data, dict) or step not in data:
+            return f"no {where} in the response"
+        data = data[step]
+    if not _same(data, expect.equals):
+        return f"{expect.path} is {_shown(data)}, expected {_shown(expect.equals)}"
+    return None
+
+
+def _same(found: Any, expected: Any) -> bool:
+    """JSON equality: true is not 1, 1 is 1.0, "200" is not 200."""
+    if isinstance(found, bool) or isinstance(expected, bool):
+        return isinstance(found, bool) and isinstance(expected, bool) and found == expected
+    if found is None or expected is None:
+        return found is None and expected is None
+    if isinstance(found, (int, float)) and isinstance(expected, (int, float)):
+        return found == expected
+    return type(found) is type(expected) and found == expected
+
+
+def _shown_path(steps: tuple[str | int, ...]) -> str:
+    return "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in steps).lstrip(".")
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (str, int, float, bool)) or value is None else type(value).__name__
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def evaluate(spec: ProbeSpec, window: Window, reference: Any, features: list[str]) -> Evaluation:
+    result = attempt(spec)
+    values = [MetricValue("up", 1.0 if result.up else 0.0), MetricValue("latency_ms", result.latency_ms)]
+    if result.status_code is not None:
+        values.append(MetricValue("status_code", float(result.status_code)))
+    evidence: dict[str, Any] = {"failure": result.failure} if result.failure else {}
+    return Evaluation("ok", 1, values, evidence=evidence, error=f"attempt failed: {result.error}" if result.error else None)
+
+
+# -- over a rule's window --------------------------------------------------------------------------------
+def attempts_needed(spec: CheckSpec, window: timedelta) -> int:
+    """How many attempts a window must hold to be judged: 10, or half of what it can hold when fewer."""
+    holds = window // spec.every
+    return max(1, min(MIN_WINDOW_ATTEMPTS, math.ceil(holds / 2)))
+
+
+def window_metrics(spec: ProbeSpec) -> frozenset[str]:
+    return WINDOW_METRICS | ({BURN_RATE} if spec.slo else set())
+
+
+def metrics(spec: ProbeSpec) -> frozenset[str]:
+    return ATTEMPT_METRICS | window_metrics(spec) | ({BUDGET} if spec.slo else set())
+
+
+def kept_windows(spec: ProbeSpec) -> frozenset[tuple[str, timedelta]]:
+    """An SLO's error budget over its period, stored on every run though no rule names it."""
+    return frozenset({(BUDGET, spec.slo.period)}) if spec.slo else frozenset()
+
+
+def over_window(spec: ProbeSpec, past: Past, window: timedelta, wanted: frozenset[str]) -> Windowed:
+    """Availability (and with an SLO, its burn rate) over the attempts in ``window``, this one included;
+    the latency percentiles too when a rule names one; the error budget when asked for."""
+    attempts, up = past.count_and_sum("up")
+    needed = attempts_needed(spec, window)
+    if attempts < needed:
+        return Windowed([], attempts, needed)
+    availability = up / attempts
+    values = [MetricValue("availability", availability)]
+    if spec.slo is not None:
+        values.append(MetricValue(BURN_RATE, (1.0 - availability) / spec.slo.budget))
+        if BUDGET in wanted:  # over the period: the failures it allows at this check's rate, less those spent
+            allowed = spec.slo.budget * (window / spec.every)
+            values.append(MetricValue(BUDGET, 1.0 - (attempts - up) / allowed))
+    if wanted & PERCENTILES.keys():
+        import numpy as np
+
+        latencies = past.values("latency_ms")
+        if latencies:
+            found = np.percentile(latencies, list(PERCENTILES.values()))
+            values += [MetricValue(name, float(v)) for name, v in zip(PERCENTILES, found, strict=True)]
+    return Windowed(values, attempts, needed)
+
+
+KIND = CheckKind(
+    kind="probe",
+    spec=ProbeSpec,
+    dataset_metrics=ATTEMPT_METRICS | WINDOW_METRICS | {BURN_RATE, BUDGET},
+    feature_metrics=frozenset(),
+    evaluate=evaluate,
+    reads_rows=False,
+    metrics_for=metrics,
+    window_metrics=window_metrics,
+    over_window=over_window,
+    kept_windows=kept_windows,
+    own_workers=True,
+    warm_up=warm_up,
+)
