@@ -11,7 +11,6 @@ SQLite and PostgreSQL, with a FixedClock and the console receiver captured.
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -19,8 +18,8 @@ from typing import Literal
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-import yaml
-from factories import T0, live_frame, write_project
+from deployments import Deployment, deployments
+from factories import T0, live_frame
 from sqlalchemy.orm import Session
 
 from monitor.alerting.rules import MetricValue
@@ -30,46 +29,22 @@ from monitor.cli import main
 from monitor.clock import FixedClock
 from monitor.config.models import DaemonConfig, ModelConfig
 from monitor.daemon.evaluator import Evaluator
-from monitor.daemon.project import Project
-from monitor.daemon.service import Daemon
 from monitor.storage.tables import Alert, CheckRun, Metric, Notification
 
 MODEL = "fraud-scorer"
 EVERY = timedelta(minutes=5)
-CHECK_FILE = Path("checks") / "fraud-scorer.yaml"
 
 
 def latency_check(*rules: dict) -> list[dict]:
     return [{"name": "latency", "kind": "latency", "every": "5m", "window": "10m", "alert": list(rules)}]
 
 
-class Deployment:
+class LatencyDeployment(Deployment):
     """A project on disk with one latency check; each run's window gets the rows :meth:`run` is given."""
 
     def __init__(self, root: Path, database_url: str, rules: list[dict]) -> None:
-        self.root = root
-        self.config = write_project(root, live=None, checks=latency_check(*rules), database_url=database_url)
-        self.clock = FixedClock(T0)
-        self.console = io.StringIO()
-        self.daemon: Daemon | None = None
         self.files = 0
-        self.restart()
-
-    def restart(self) -> Daemon:
-        """What `monitor run` does before its first evaluation: load, migrate, close orphans."""
-        if self.daemon is not None:
-            self.daemon.engine.dispose()
-        project = Project.load(self.config)
-        assert not project.checks.issues, project.checks.issues
-        self.daemon = Daemon(project, clock=self.clock, console=self.console)
-        self.daemon.prepare()
-        return self.daemon
-
-    def edit_rules(self, *rules: dict) -> None:
-        path = self.root / CHECK_FILE
-        model = yaml.safe_load(path.read_text())
-        model["checks"] = latency_check(*rules)
-        path.write_text(yaml.safe_dump(model, sort_keys=False))
+        super().__init__(root, database_url, latency_check, rules)
 
     def run(self, frame: pd.DataFrame):
         """Write ``frame`` as the batch job's only file, evaluate now, deliver, and move the clock on."""
@@ -91,22 +66,10 @@ class Deployment:
             frame["latency_ms"] = latency
         return frame
 
-    def rows(self, table) -> list:
-        with Session(self.daemon.engine) as session:
-            return list(session.scalars(sa.select(table).order_by(table.id)))
-
 
 @pytest.fixture
 def deployment(tmp_path, database_url):
-    made: list[Deployment] = []
-
-    def make(*rules: dict) -> Deployment:
-        made.append(Deployment(tmp_path, database_url, list(rules)))
-        return made[-1]
-
-    yield make
-    for d in made:
-        d.daemon.engine.dispose()
+    yield from deployments(lambda rules: LatencyDeployment(tmp_path, database_url, rules))
 
 
 # -- relative thresholds: `p95_ms > 1.5x baseline` ------------------------------------------------------

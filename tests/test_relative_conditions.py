@@ -352,13 +352,13 @@ def test_history_reads_one_metric_of_one_check_over_a_period(engine):
             ]
         )
         session.commit()
-    since, until = T0 - timedelta(hours=1), T0
+    period = history.CheckPeriod("m", "latency", T0 - timedelta(hours=1), T0)
     with engine.connect() as conn:
-        assert history.values(conn, "m", "latency", "p95_ms", "", since, until) == [4.0, 3.0, 2.0]
-        assert history.values(conn, "m", "latency", "p95_ms", "", since, until, limit=2) == [4.0, 3.0]  # the newest
-        assert history.values(conn, "m", "latency", "p95_ms", "amount", since, until) == []
-        assert history.values_by_feature(conn, "m", "latency", "drift_score", since, until) == {"country": [7.0], "amount": [6.0]}
-        assert history.values(conn, "other-model", "latency", "p95_ms", "", since, until) == []
+        assert history.values(conn, period, "p95_ms", "") == [4.0, 3.0, 2.0]
+        assert history.values(conn, period, "p95_ms", "", limit=2) == [4.0, 3.0]  # the newest
+        assert history.values(conn, period, "p95_ms", "amount") == []
+        assert history.values_by_feature(conn, period, "drift_score") == {"country": [7.0], "amount": [6.0]}
+        assert history.values(conn, replace(period, model="other-model"), "p95_ms", "") == []
 
 
 # -- validate --------------------------------------------------------------------------------------------------------

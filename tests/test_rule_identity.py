@@ -9,58 +9,30 @@ FixedClock, the console receiver captured.
 
 from __future__ import annotations
 
-import io
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
-import yaml
-from factories import T0, live_frame, write_project
+from deployments import CHECK_FILE, Deployment, deployments
+from factories import T0, live_frame
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from monitor.cli import main
-from monitor.clock import FixedClock
 from monitor.daemon.project import Project
 from monitor.daemon.service import Daemon
 from monitor.storage.tables import Alert, Notification
-
-CHECK_FILE = Path("checks") / "fraud-scorer.yaml"
 
 
 def drift_check(*rules: dict) -> list[dict]:
     return [{"name": "feature-drift", "kind": "drift", "every": "15m", "window": "1h", "alert": list(rules)}]
 
 
-class Deployment:
-    """A project on disk, restarted as often as a test likes: each start is a new Daemon."""
+class DriftDeployment(Deployment):
+    """A project on disk with one drift check over drifted live rows."""
 
     def __init__(self, root: Path, database_url: str, rules: list[dict]) -> None:
-        self.root = root
-        self.config = write_project(
-            root, live=live_frame(600, end=T0, drift=True), checks=drift_check(*rules), database_url=database_url
-        )
-        self.clock = FixedClock(T0)
-        self.console = io.StringIO()
-        self.daemon: Daemon | None = None
-        self.restart()
-
-    def restart(self) -> Daemon:
-        """What `monitor run` does before its first evaluation: load, migrate, close orphans."""
-        if self.daemon is not None:
-            self.daemon.engine.dispose()
-        project = Project.load(self.config)
-        assert not project.checks.issues, project.checks.issues
-        self.daemon = Daemon(project, clock=self.clock, console=self.console)
-        self.daemon.prepare()
-        return self.daemon
-
-    def edit_rules(self, *rules: dict) -> None:
-        path = self.root / CHECK_FILE
-        model = yaml.safe_load(path.read_text())
-        model["checks"] = drift_check(*rules)
-        path.write_text(yaml.safe_dump(model, sort_keys=False))
+        super().__init__(root, database_url, drift_check, rules, live=live_frame(600, end=T0, drift=True))
 
     def evaluate(self):
         daemon = self.daemon
@@ -69,32 +41,16 @@ class Deployment:
         daemon.outbox.deliver_due()
         return result
 
-    def alerts(self) -> list[Alert]:
-        with Session(self.daemon.engine) as session:
-            return list(session.scalars(sa.select(Alert).order_by(Alert.id)))
-
-    def notifications(self) -> list[Notification]:
-        with Session(self.daemon.engine) as session:
-            return list(session.scalars(sa.select(Notification).order_by(Notification.id)))
-
 
 @pytest.fixture
 def deployment(tmp_path, database_url):
-    made: list[Deployment] = []
-
-    def make(*rules: dict) -> Deployment:
-        made.append(Deployment(tmp_path, database_url, list(rules)))
-        return made[-1]
-
-    yield make
-    for d in made:
-        d.daemon.engine.dispose()
+    yield from deployments(lambda rules: DriftDeployment(tmp_path, database_url, rules))
 
 
 def test_editing_a_firing_rules_threshold_closes_the_old_episode_with_the_reason(deployment, capsys):
     d = deployment({"when": "drift_share > 0.3", "severity": "critical"})
     assert d.evaluate().outcome == "breach"
-    [old] = d.alerts()
+    [old] = d.rows(Alert)
     assert old.state == "firing"
 
     d.edit_rules({"when": "drift_share > 0.5", "severity": "critical"})
@@ -102,11 +58,11 @@ def test_editing_a_firing_rules_threshold_closes_the_old_episode_with_the_reason
     d.restart()
     d.daemon.outbox.deliver_due()
 
-    [closed] = d.alerts()
+    [closed] = d.rows(Alert)
     assert (closed.id, closed.state) == (old.id, "resolved")
     assert closed.reason == f"rule removed or its condition changed in {CHECK_FILE}"
     assert closed.resolved == T0 + timedelta(minutes=15)
-    firing, closing = d.notifications()
+    firing, closing = d.rows(Notification)
     assert (firing.event, closing.event) == ("firing", "resolved")
     assert closing.receiver == firing.receiver and closing.status == "sent"
     assert "[CLOSED] fraud-scorer / feature-drift: drift_share = " in d.console.getvalue()
@@ -124,17 +80,17 @@ def test_editing_a_firing_rules_threshold_closes_the_old_episode_with_the_reason
 def test_a_rule_with_an_id_keeps_its_episode_when_its_threshold_changes(deployment):
     d = deployment({"id": "share", "when": "drift_share > 0.3", "severity": "critical"})
     d.evaluate()
-    [episode] = d.alerts()
+    [episode] = d.rows(Alert)
 
     d.edit_rules({"id": "share", "when": "drift_share > 0.35", "severity": "critical"})
     d.clock.advance(timedelta(minutes=15))
     d.restart()
     result = d.evaluate()
 
-    [same] = d.alerts()
+    [same] = d.rows(Alert)
     assert (same.id, same.state, same.rule, same.threshold) == (episode.id, "firing", "drift_share > 0.35", 0.35)
     assert result.changes == []  # still firing: nobody is told again
-    assert [n.event for n in d.notifications()] == ["firing"]
+    assert [n.event for n in d.rows(Notification)] == ["firing"]
 
 
 def test_respacing_a_condition_is_the_same_rule(deployment):
@@ -143,33 +99,33 @@ def test_respacing_a_condition_is_the_same_rule(deployment):
     d.edit_rules({"when": "drift_share>0.30"})
     d.restart()
     d.evaluate()
-    [episode] = d.alerts()
+    [episode] = d.rows(Alert)
     assert episode.state == "firing" and episode.reason is None
 
 
 def test_a_pending_episode_of_a_removed_rule_ends_quietly(deployment):
     d = deployment({"when": "drift_share > 0.3", "for": "1h"})
     d.evaluate()
-    assert [a.state for a in d.alerts()] == ["pending"]
+    assert [a.state for a in d.rows(Alert)] == ["pending"]
     d.edit_rules({"when": "drift_share > 0.9"})
     d.restart()
-    [closed] = d.alerts()
+    [closed] = d.rows(Alert)
     assert closed.state == "resolved" and closed.reason.startswith("rule removed")
-    assert d.notifications() == []  # it never fired, so nobody had been told
+    assert d.rows(Notification) == []  # it never fired, so nobody had been told
 
 
 def test_alerts_close_by_hand_tells_the_receivers_why(deployment, capsys):
     d = deployment({"when": "drift_share > 0.3", "severity": "critical"})
     d.evaluate()
-    [alert] = d.alerts()
+    [alert] = d.rows(Alert)
     capsys.readouterr()
 
     assert main(["alerts", "--config", str(d.config), "close", str(alert.id), "--reason", "data set retired"]) == 0
     out = capsys.readouterr().out
     assert f"alert #{alert.id} fraud-scorer/feature-drift closed: closed by hand: data set retired" in out
-    [closed] = d.alerts()
+    [closed] = d.rows(Alert)
     assert (closed.state, closed.reason) == ("resolved", "closed by hand: data set retired")
-    assert [n.event for n in d.notifications()] == ["firing", "resolved"]
+    assert [n.event for n in d.rows(Notification)] == ["firing", "resolved"]
 
     assert main(["alerts", "--config", str(d.config), "close", str(alert.id), "--reason", "again"]) == 1
     assert f"alert #{alert.id} is not open (it is resolved)" in capsys.readouterr().err
@@ -188,7 +144,7 @@ def test_a_change_made_meanwhile_by_another_writer_wins_and_the_stale_one_is_ref
         mine.last_value = 0.99
         with pytest.raises(StaleDataError):
             first.commit()
-    [alert] = d.alerts()
+    [alert] = d.rows(Alert)
     assert (alert.state, alert.reason, alert.last_value) == ("resolved", "closed by the other writer", alert.last_value)
     assert alert.version == 3  # created, moved by the evaluation's flush, closed
 
@@ -201,12 +157,12 @@ def test_a_removed_model_is_closed_only_when_every_check_file_loaded(deployment,
     assert project.checks.issues and not project.checks.models
     daemon = Daemon(project, clock=d.clock, console=d.console)
     daemon.prepare()
-    assert [a.state for a in d.alerts()] == ["firing"]  # it may be the broken file's model: it waits
+    assert [a.state for a in d.rows(Alert)] == ["firing"]  # it may be the broken file's model: it waits
 
     (tmp_path / CHECK_FILE).unlink()
     daemon = Daemon(Project.load(d.config), clock=d.clock, console=d.console)
     daemon.prepare()
-    [closed] = d.alerts()
+    [closed] = d.rows(Alert)
     assert (closed.state, closed.reason) == ("resolved", "model 'fraud-scorer' removed: no check file defines it")
     daemon.engine.dispose()
 
@@ -222,15 +178,15 @@ def test_a_removed_model_is_closed_only_when_every_check_file_loaded(deployment,
 def test_naming_or_unnaming_an_unchanged_rule_keeps_its_episode_and_tells_nobody(deployment, before, after):
     d = deployment(before)
     d.evaluate()
-    [episode] = d.alerts()
+    [episode] = d.rows(Alert)
     d.edit_rules(after)
     d.clock.advance(timedelta(minutes=15))
     d.restart()
     result = d.evaluate()
-    [same] = d.alerts()
+    [same] = d.rows(Alert)
     assert (same.id, same.state, same.reason) == (episode.id, "firing", None)
     assert same.rule_key == ("share" if "id" in after else "drift_share > 0.3")
-    assert result.changes == [] and [n.event for n in d.notifications()] == ["firing"]
+    assert result.changes == [] and [n.event for n in d.rows(Notification)] == ["firing"]
 
 
 def test_closing_by_hand_needs_a_reason_and_an_alert_that_exists(tmp_path, capsys, monkeypatch):

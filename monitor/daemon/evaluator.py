@@ -286,9 +286,8 @@ class Evaluator:
             return out
         with self.engine.connect() as conn:
             for metric, period in sorted(wanted):
-                past = history.values_by_feature(
-                    conn, model.model, check.name, metric, started - period, started, model_version=model_version
-                )
+                stored = history.CheckPeriod(model.model, check.name, started - period, started, model_version)
+                past = history.values_by_feature(conn, stored, metric)
                 out.update({(metric, feature, period): Baseline.of(values) for feature, values in past.items()})
         return out
 
@@ -369,35 +368,10 @@ class Evaluator:
         session.flush()
         result.run_id = run.id
         session.add_all(
-            Metric(
-                time=now,
-                model=model.model,
-                check=check.name,
-                metric=v.metric,
-                feature=v.feature,
-                value=v.value,
-                window_start=result.window_start,
-                window_end=result.window_end,
-                sample_size=evaluation.sample_size,
-                run_id=run.id,
-                model_version=result.model_version,
-            )
-            for v in evaluation.values
+            _metric_row(run, v, result.window_start, result.window_end, evaluation.sample_size) for v in evaluation.values
         )
         session.add_all(  # a value over a rule's window carries that window and how many values it is over
-            Metric(
-                time=now,
-                model=model.model,
-                check=check.name,
-                metric=v.metric,
-                feature=v.feature,
-                value=v.value,
-                window_start=w.start,
-                window_end=w.end,
-                sample_size=w.windowed.sample_size,
-                run_id=run.id,
-                model_version=result.model_version,
-            )
+            _metric_row(run, v, w.start, w.end, w.windowed.sample_size)
             for w in result.windows
             for v in w.windowed.values
             if math.isfinite(v.value)
@@ -565,6 +539,23 @@ class Evaluator:
             session.add(Notification.pending(alert.id, message.event, receiver, message.to_dict(), now))
 
 
+def _metric_row(run: CheckRun, value: MetricValue, window_start: datetime, window_end: datetime, sample_size: int) -> Metric:
+    """A ``metrics`` row of ``run`` (flushed: it has its id), at its end: ``value`` over the window it is of."""
+    return Metric(
+        time=run.finished,
+        model=run.model,
+        check=run.check,
+        metric=value.metric,
+        feature=value.feature,
+        value=value.value,
+        window_start=window_start,
+        window_end=window_end,
+        sample_size=sample_size,
+        run_id=run.id,
+        model_version=run.model_version,
+    )
+
+
 class _Stored:
     """What a check stored over ``(since, until]`` (the metrics table; no connection: nothing) and this
     run's own values, which are not written yet: the :class:`~monitor.checks.base.Past` of a window."""
@@ -580,9 +571,8 @@ class _Stored:
         model_version: str = "",
     ) -> None:
         # A value stored exactly one window ago is outside it: a 5m window of a check every 30s holds 10.
-        self.conn, self.model, self.check, self.model_version = conn, model, check, model_version
-        self.since, self.until = since + timedelta(microseconds=1), until
-        self.current = current
+        self.conn, self.current = conn, current
+        self.period = history.CheckPeriod(model, check, since + timedelta(microseconds=1), until, model_version)
 
     def _own(self, metric: str) -> list[float]:
         return [v.value for v in self.current if v.metric == metric and not v.feature]
@@ -591,19 +581,11 @@ class _Stored:
         own = self._own(metric)
         if self.conn is None:
             return len(own), sum(own)
-        count, total = history.count_and_sum(
-            self.conn, self.model, self.check, metric, "", self.since, self.until, model_version=self.model_version
-        )
+        count, total = history.count_and_sum(self.conn, self.period, metric, "")
         return count + len(own), total + sum(own)
 
     def values(self, metric: str) -> list[float]:
-        past = (
-            history.values(
-                self.conn, self.model, self.check, metric, "", self.since, self.until, model_version=self.model_version
-            )
-            if self.conn
-            else []
-        )
+        past = history.values(self.conn, self.period, metric, "") if self.conn else []
         return self._own(metric) + past
 
 
