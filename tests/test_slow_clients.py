@@ -5,7 +5,7 @@
 - a body must be received whole within ``server.body_timeout``, else 408 and the connection closed;
 - a permit (``ingest.max_concurrent_requests``) is held only while a body is parsed and stored, so
   slow senders cannot lock a normal client out; ``ingest.max_requests_per_client`` bounds one address;
-- ``server.max_connections`` caps the open connections;
+- ``server.max_connections`` caps the open connections, ``server.max_connections_per_client`` those of one address;
 - a client that hangs up mid-body is one log line (then at most one a minute), its traceback at debug.
 
 Clients of other addresses are sockets bound to 127.0.0.2 and up, which Linux routes to loopback.
@@ -354,6 +354,61 @@ def test_a_connection_past_the_cap_is_closed_at_once_and_one_is_served_when_anot
     refusals = [r.getMessage() for r in caplog.records if r.name == "monitor.server"]
     assert refusals and all(m.endswith(": 3 open already (server.max_connections)") for m in refusals), refusals
     assert len(refusals) == 1  # the first refusal is said, the rest within the minute only counted
+
+
+def test_a_connection_past_the_cap_of_its_address_is_closed_at_once_while_other_addresses_are_served(tmp_path, caplog):
+    """``max_connections_per_client: 3``: a fourth connection from 127.0.0.2 is closed at once, while
+    127.0.0.3 and 127.0.0.1 (/healthz) are served; once one of the three closes, 127.0.0.2 is served again."""
+    caplog.set_level(logging.WARNING, logger="monitor.server")
+    config = configured(tmp_path, server={"max_connections_per_client": 3, "header_timeout": "30s"})
+    get = lambda port: f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()  # noqa: E731
+    with running(config) as (daemon, client):
+        port = daemon.http.port
+        open_ = []
+        try:
+            for _ in range(3):
+                sock = connect(daemon, "127.0.0.2")
+                open_.append(sock)
+                sock.sendall(get(port))
+                assert answer(sock)[0] == 200  # accepted and served: one of the three
+                sock.sendall(get(port)[:10])  # and kept open by a head begun (no keep-alive expiry)
+
+            for _ in range(2):  # the second is refused as the first: a refusal does not count for good
+                past = connect(daemon, "127.0.0.2")
+                try:
+                    assert closed_within(past, SLACK)  # at once: well before its 30 s header deadline
+                finally:
+                    past.close()
+
+            with connect(daemon, "127.0.0.3") as other:  # another address is not held back by 127.0.0.2
+                other.sendall(get(port))
+                assert answer(other)[0] == 200
+            assert client.get("/healthz").status_code == 200  # httpx, from 127.0.0.1
+
+            open_.pop().close()
+            deadline = time.monotonic() + 15
+            while True:  # the server sees the close a moment later; until then a newcomer is still past the cap
+                with connect(daemon, "127.0.0.2") as sock:
+                    try:
+                        sock.sendall(get(port))
+                        status = answer(sock, timeout=SLACK)[0]
+                        break
+                    except (ConnectionError, http.client.HTTPException):
+                        assert time.monotonic() < deadline, "no connection from 127.0.0.2 was served after one closed"
+            assert status == 200
+            assert all(not closed_within(sock, 0) for sock in open_)  # the others are still open
+        finally:
+            for sock in open_:
+                sock.close()
+        counts = daemon.http._server.config.http.per_client  # the protocol class's count per address
+        deadline = time.monotonic() + 15
+        while "127.0.0.2" in counts or "127.0.0.3" in counts:  # every connection, refused ones too, left it
+            assert time.monotonic() < deadline, counts
+            time.sleep(0.02)
+    refusals = [r.getMessage() for r in caplog.records if r.name == "monitor.server"]
+    assert refusals == [refusals[0]], refusals  # the first refusal is said, the rest within the minute only counted
+    assert refusals[0].startswith("closed a connection from 127.0.0.2:"), refusals
+    assert refusals[0].endswith(": 3 open already from 127.0.0.2 (server.max_connections_per_client)"), refusals
 
 
 # -- the permits ----------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
 ABOVE = (">", ">=")  # the operators that breach above their limit
 BELOW = ("<", "<=")
 
-_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"  # ASCII digits: \d is any Unicode digit
 _GRAMMAR = re.compile(
     rf"""^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*)
         \s*(?P<op>>=|<=|==|!=|>|<)\s*

@@ -6,8 +6,9 @@ import re
 from datetime import timedelta
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
+# [0-9], not \d: \d is any Unicode digit, and float() reads them (``every: ５s`` would be 5 seconds).
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w)")
+_WHOLE = re.compile(r"^(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h|d|w))+$")
 _LONGEST = timedelta.max.total_seconds()
 
 
@@ -17,7 +18,7 @@ def parse_duration(text: object, *, allow_zero: bool = False) -> timedelta:
         return text
     if isinstance(text, bool) or not isinstance(text, (str, int)):
         raise ValueError("expected a duration such as 30s, 15m, 1h or 7d")
-    if isinstance(text, int) or text.strip().isdigit():
+    if isinstance(text, int) or (text.strip().isdigit() and text.strip().isascii()):
         raise ValueError(f"duration {text!r} has no unit: write for example {text}s or {text}m")
     compact = text.strip().replace(" ", "")
     if compact.startswith("-") and _WHOLE.match(compact[1:]):

@@ -38,7 +38,7 @@ def is_loopback(host: str) -> bool:
 
 
 class ServerConfig(StrictModel):
-    listen: str = Field("127.0.0.1:8321", pattern=r"^[^:\s]+:\d{1,5}$", description="host:port, for example 127.0.0.1:8321")
+    listen: str = Field("127.0.0.1:8321", pattern=r"^[^:\s]+:[0-9]{1,5}$", description="host:port, for example 127.0.0.1:8321")
     token: SecretStr = SecretStr("")
     allowed_hosts: list[str] = Field(
         [], description="more Host names the API answers to (a proxy's, a DNS name); '*' turns the Host check off"
@@ -55,6 +55,12 @@ class ServerConfig(StrictModel):
     )
     max_connections: int = Field(
         100, ge=1, description="open connections at most; one more is closed at once (bounds the bodies received at once)"
+    )
+    max_connections_per_client: int = Field(
+        20,
+        ge=1,
+        description="open connections from one client address (the TCP peer's) at most; one more is closed at once."
+        " Above max_connections it is taken as max_connections",
     )
 
     @field_validator("listen")

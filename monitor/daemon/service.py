@@ -112,7 +112,8 @@ def why_not_recorded(exc: sa.exc.SQLAlchemyError) -> str:
         return f"the database is unavailable: {getattr(exc, 'orig', None) or exc}"
     if isinstance(exc, (sa.exc.DataError, sa.exc.IntegrityError)):
         return f"the database refused a value of this run: {getattr(exc, 'orig', None) or exc}"
-    return f"database error: {type(exc).__name__}: {exc}"
+    cause = getattr(exc, "orig", None) or exc  # the driver's words: SQLAlchemy's own text holds the whole statement
+    return f"database error: {type(cause).__name__}: {str(cause).strip()}"
 
 
 def _shown(path: Path, base: Path) -> Path:
@@ -269,6 +270,7 @@ class Daemon:
             config.server.listen,
             header_timeout=config.server.header_timeout.total_seconds(),
             max_connections=config.server.max_connections,
+            max_connections_per_client=config.server.max_connections_per_client,
         )
         self.http = http
         http.start()

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from monitor.clock import Clock
 from monitor.config.durations import format_duration
-from monitor.health import Health
+from monitor.health import Health, LogThrottle
 from monitor.notifiers.base import Delivery, Posted, Receiver
 from monitor.notifiers.message import AlertMessage
 from monitor.notifiers.registry import Receivers
@@ -82,6 +82,7 @@ class Outbox:
         self._wake = threading.Event()
         self._recovered = False
         self._installation: str | None = None  # read once: a database keeps its id
+        self._failing = LogThrottle(log)  # by receiver: an outage is one line, then one a minute
 
     # -- the loop -------------------------------------------------------------------------------
     def wake(self) -> None:
@@ -308,16 +309,15 @@ class Outbox:
             row.message_id, row.channel_id = delivery.posted.message_id, delivery.posted.channel_id
             model = row.payload.get("model") if isinstance(row.payload, dict) else None
             log.info("notification %s (%s, %s) delivered to %s", row.id, model, row.event, row.receiver)
+            self._failing.clear(row.receiver)
         elif delivery.retry:
             row.status, row.error = "pending", delivery.error
             row.next_attempt = now + self.backoff(row.attempts, delivery.retry_after)
-            log.warning(
-                "notification %s to %s failed (%s); attempt %s, next at %s",
-                row.id,
+            self._failing.log(
                 row.receiver,
-                delivery.error,
-                row.attempts,
-                row.next_attempt.isoformat(timespec="seconds"),
+                logging.WARNING,
+                f"notification {row.id} to {row.receiver} failed ({delivery.error}); attempt {row.attempts}, "
+                f"next at {row.next_attempt.isoformat(timespec='seconds')}",
             )
         else:
             row.status, row.error = "failed", delivery.error

@@ -28,6 +28,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+class _ToDebug(logging.Filter):
+    """slack-sdk logs an ERROR line for every failed attempt (27 in 50 s of an outage for 2 messages);
+    each failure is the outbox's to tell, once and then at most once a minute, so the SDK's own lines are
+    demoted to debug and shown only with ``monitor --verbose``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return log.isEnabledFor(logging.DEBUG)
+
+
+_SDK_LOG = logging.getLogger(f"{__name__}.sdk")
+_SDK_LOG.addFilter(_ToDebug())
+
 METADATA_EVENT = "monitor_alert"
 _EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
 # Errors that go away by themselves; anything else (invalid_auth, channel_not_found, ...) needs a person.
@@ -51,6 +65,7 @@ class SlackNotifier:
             token=token,
             base_url=base_url,
             timeout=int(timeout),
+            logger=_SDK_LOG,
             retry_handlers=[
                 ConnectionErrorRetryHandler(max_retry_count=2),
                 RateLimitErrorRetryHandler(max_retry_count=rate_limit_retries),

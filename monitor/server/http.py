@@ -13,12 +13,25 @@ from monitor.server.protocol import guarded_protocol, log
 
 
 class HttpServer:
-    def __init__(self, app, listen: str, *, header_timeout: float = 10.0, max_connections: int = 100) -> None:
+    def __init__(
+        self,
+        app,
+        listen: str,
+        *,
+        header_timeout: float = 10.0,
+        max_connections: int = 100,
+        max_connections_per_client: int = 20,
+    ) -> None:
         host, _, port = listen.rpartition(":")
         self.host = host or "127.0.0.1"
         # h11 always, not uvicorn's "auto" (httptools when it happens to be installed): the header deadline
-        # and the connection cap are built on the h11 protocol, and h11 is what a plain install has.
-        protocol = guarded_protocol(header_timeout=header_timeout, max_connections=max_connections, throttle=LogThrottle(log))
+        # and the connection caps are built on the h11 protocol, and h11 is what a plain install has.
+        protocol = guarded_protocol(
+            header_timeout=header_timeout,
+            max_connections=max_connections,
+            max_connections_per_client=max_connections_per_client,
+            throttle=LogThrottle(log),
+        )
         self._server = uvicorn.Server(
             uvicorn.Config(
                 app,

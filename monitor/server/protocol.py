@@ -13,6 +13,9 @@ a head begun and not finished is a warning.
 The number of open connections is capped too (``max_connections``): one past the cap is closed as
 soon as it is accepted. With the per-client limit of the app this is what bounds the memory of bodies
 being received at once (each connection carries at most one request at a time; see docs/ingest.md).
+So is the number open from one address (``max_connections_per_client``, the TCP peer's, never a
+forwarded header's): without it one client holding idle connections, and opening them again whenever
+the header deadline closes them, would keep everyone else out of the global cap.
 
 The body is the app's to time (:mod:`monitor.server.app`), as only the app can answer it with a 408.
 Each kind of refusal is logged once, then at most once a minute with a count (:class:`LogThrottle`).
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from monitor.health import LogThrottle
@@ -30,46 +34,94 @@ from monitor.health import LogThrottle
 log = logging.getLogger("monitor.server")
 
 
-def guarded_protocol(*, header_timeout: float, max_connections: int, throttle: LogThrottle) -> type[GuardedH11Protocol]:
-    """The protocol class to give ``uvicorn.Config(http=...)`` for these settings."""
+def guarded_protocol(
+    *, header_timeout: float, max_connections: int, max_connections_per_client: int, throttle: LogThrottle
+) -> type[GuardedH11Protocol]:
+    """The protocol class to give ``uvicorn.Config(http=...)`` for these settings. A per-client cap
+    above ``max_connections`` is taken as ``max_connections``."""
 
     class Configured(GuardedH11Protocol):
         pass
 
     Configured.header_timeout = header_timeout
     Configured.max_connections = max_connections
+    Configured.max_connections_per_client = min(max_connections_per_client, max_connections)
+    Configured.per_client = {}  # one server's: shared by its connections, as uvicorn's ``connections`` is
     Configured.throttle = throttle
     return Configured
 
 
 class GuardedH11Protocol(H11Protocol):
-    """:class:`H11Protocol` with a header deadline and a cap on open connections.
+    """:class:`H11Protocol` with a header deadline, a cap on open connections and one per address.
 
     uvicorn makes one per connection with its own arguments, so the settings are class attributes of
-    the subclass :func:`guarded_protocol` makes for a server."""
+    the subclass :func:`guarded_protocol` makes for a server, and so is ``per_client``, the connections
+    open from each address (as uvicorn's ``connections`` is the server's, shared by its protocols)."""
 
     header_timeout: float
     max_connections: int
+    max_connections_per_client: int
+    per_client: dict[str, int]
     throttle: LogThrottle
     _header_deadline: asyncio.TimerHandle | None = None
     _head_begun = False  # a byte of the next request arrived while the deadline ran
+    _counted: str | None = None  # the address this connection is counted under in ``per_client``
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        # ``connections`` holds this one already, so it is the cap's excess that is turned away.
+        # Every connection is counted; the count goes down in connection_lost, which asyncio calls once
+        # for each (a close here included), or at once for one refused here (see _refuse).
+        address = self.client[0] if self.client else ""
+        self.per_client[address] = self.per_client.get(address, 0) + 1
+        self._counted = address
+        # ``connections`` and ``per_client`` hold this one already, so it is a cap's excess that is turned away.
         if len(self.connections) > self.max_connections:
             self.throttle.log(
                 "too-many-connections",
                 logging.WARNING,
                 f"closed a connection from {self._peer()}: {self.max_connections} open already (server.max_connections)",
             )
-            transport.close()
+            self._refuse()
+            return
+        if self.per_client[address] > self.max_connections_per_client:
+            self.throttle.log(
+                "too-many-connections-from-one-address",
+                logging.WARNING,
+                f"closed a connection from {self._peer()}: {self.max_connections_per_client} open already from"
+                f" {address or 'that address'} (server.max_connections_per_client)",
+            )
+            self._refuse()
             return
         self._arm_header_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_deadline()
+        self._uncount()
         super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        super().handle_websocket_upgrade(event)
+        # The connection is the WebSocket protocol's now, and its connection_lost is not this one's: it
+        # leaves this address's count here (the server's cap still counts it, in ``connections``).
+        self._uncount()
+
+    def _refuse(self) -> None:
+        """Close this connection, just made, and leave both counts now: asyncio calls connection_lost only
+        on a later turn of the loop, and a burst of connections accepted in one turn would otherwise, while
+        refused, still count against the caps and turn away others (another address's, too)."""
+        self.connections.discard(self)  # as uvicorn's connection_lost does; doing it twice is nothing
+        self._uncount()  # and connection_lost's call finds nothing left to count down
+        self.transport.close()
+
+    def _uncount(self) -> None:
+        address, self._counted = self._counted, None
+        if address is None:
+            return
+        left = self.per_client[address] - 1
+        if left:
+            self.per_client[address] = left
+        else:
+            del self.per_client[address]  # no key stays behind for each address ever seen
 
     def data_received(self, data: bytes) -> None:
         if self._header_deadline is not None:
