@@ -114,10 +114,19 @@ def check(args: argparse.Namespace) -> int:
 def _print_result(result) -> None:
     """Every value of a run; of a check split by model_version, each version's in turn."""
     for part in result.parts:
-        _print_part(part, result)
+        _print_part(part)
+    # The changes of the whole run, once, after its last part (an episode of a version no longer seen included).
+    for c in result.changes:
+        which = f"alert #{c.alert_id}" if result.run_id is not None else "alert (dry run)"
+        print(
+            f"  {which} {c.rule}{' [' + c.feature + ']' if c.feature else ''}"
+            + (f" [model_version {c.model_version}]" if c.model_version else "")
+            + f" -> {c.state}"
+            + (f" (notify: {c.notify})" if c.notify else "")
+        )
 
 
-def _print_part(result, whole) -> None:
+def _print_part(result) -> None:
     evaluation = result.evaluation
     version = f" [model_version {result.model_version}]" if result.model_version else ""
     print(
@@ -154,15 +163,6 @@ def _print_part(result, whole) -> None:
     if result.observations:  # else the run is insufficient_data and its error says so already
         for w in result.waiting:
             print(f"  {w.reason}")
-    # The changes of the whole run, once, after its last part (an episode of a version no longer seen included).
-    for c in whole.changes if result is whole.parts[-1] else []:
-        which = f"alert #{c.alert_id}" if result.run_id is not None else "alert (dry run)"
-        print(
-            f"  {which} {c.rule}{' [' + c.feature + ']' if c.feature else ''}"
-            + (f" [model_version {c.model_version}]" if c.model_version else "")
-            + f" -> {c.state}"
-            + (f" (notify: {c.notify})" if c.notify else "")
-        )
 
 
 def database(args: argparse.Namespace) -> int:

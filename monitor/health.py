@@ -9,7 +9,8 @@ The log gets one line when a condition starts, at most one a minute while it las
 recurred meanwhile), and one when it clears: an hour-long database outage is a few dozen lines, not
 thousands of errors with a traceback each. The traceback goes to the debug level only.
 :class:`LogThrottle` does the same for repeated conditions that do not make the daemon unhealthy
-(a client that hangs up mid-request, one check's source failing on every run).
+(a client that hangs up mid-request, one check's source failing on every run). :func:`in_one_line`
+is how a failure becomes a reason.
 
 It stands below the daemon and the server, which both report to it, and knows neither.
 """
@@ -25,6 +26,16 @@ from dataclasses import dataclass
 log = logging.getLogger("monitor.health")
 
 REPEAT_EVERY_S = 60.0
+
+
+def in_one_line(exc: BaseException) -> str:
+    """A failure as a reason: the database driver's own first line when it has one (``exc.orig``; not
+    SQLAlchemy's text, which carries the whole statement and a link), else the type and first line."""
+    cause = getattr(exc, "orig", None)
+    lines = str(exc if cause is None else cause).strip().splitlines()
+    if cause is not None:
+        return lines[0] if lines else type(cause).__name__
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 @dataclass

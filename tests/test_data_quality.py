@@ -114,6 +114,15 @@ def test_healthy_data_at_the_reference_level_is_quiet(tmp_path, engine):
     assert values[("missing_columns", "")] == values[("new_columns", "")] == values[("type_changes", "")] == 0.0
 
 
+def test_a_parquet_file_with_the_index_pandas_wrote_has_no_new_column(tmp_path, engine):
+    # Shuffled before it was written: pandas stores the index as __index_level_0__, no column of the data.
+    live = with_gaps(live_frame(1000), REFERENCE_GAPS, seed=5).sample(frac=1.0, random_state=1)
+    result = run(project(tmp_path, live, [{"when": "new_columns > 0"}]), engine)
+    assert result.outcome == "ok", result.evaluation.error
+    assert result.evaluation.evidence["new_columns"] == []
+    assert table(engine, Alert) == []
+
+
 def test_the_shares_are_those_pandas_computes_on_the_same_data(tmp_path):
     """evidently computes the shares; an independent pandas computation over the same rows agrees."""
     rng = np.random.default_rng(8)

@@ -34,7 +34,7 @@ from monitor.clock import FixedClock
 from monitor.config.loader import load_config
 from monitor.daemon.project import Project
 from monitor.daemon.service import Daemon
-from monitor.health import Health
+from monitor.health import Health, in_one_line
 from monitor.notifiers.outbox import Outbox
 from monitor.notifiers.registry import Receivers
 from monitor.storage import db
@@ -247,6 +247,13 @@ def test_delivery_is_degraded_while_a_notification_waits_past_the_limit_or_the_t
 
 
 # -- the log ----------------------------------------------------------------------------------------------
+def test_a_failure_in_one_line_is_the_drivers_first_line_or_the_type_and_first_line():
+    refused = sa.exc.OperationalError("INSERT INTO ingest_stats ...", {}, sqlite3.OperationalError("disk I/O error\nmore"))
+    assert in_one_line(refused) == "disk I/O error"  # not SQLAlchemy's text, with the statement and a link
+    assert in_one_line(RuntimeError("boom\nand a second line")) == "RuntimeError: boom"
+    assert in_one_line(RuntimeError()) == "RuntimeError"
+
+
 def test_an_outage_is_one_error_line_then_one_a_minute_with_a_count_and_one_recovered_line(tmp_path, caplog):
     monotonic = FakeMonotonic()
     daemon = Daemon(Project.load(project(tmp_path)), health=Health(monotonic=monotonic))

@@ -465,6 +465,59 @@ def test_header_values_from_the_environment_are_sent_and_never_stored_or_logged(
     assert SECRET not in deployed.console.getvalue()
 
 
+@pytest.mark.parametrize(
+    ("token", "echo"),
+    [
+        (SECRET, f"denied: key {SECRET} unknown"),  # the token alone, without the Bearer before it
+        ('q"uo\\te-9f2c', 'denied: key q"uo\\te-9f2c unknown'),  # shown JSON-escaped: q\"uo\\te-9f2c
+        ("k9", "denied: key k9 unknown"),  # shorter than 4 characters
+        (SECRET, "x" * 60 + f" {SECRET} " + "y" * 300),  # where the long text is cut
+    ],
+    ids=["part", "json-escaped", "short", "cut"],
+)
+def test_a_header_secret_the_endpoint_echoes_in_part_is_blanked(token, echo):
+    endpoint = Endpoint(body={"status": echo})
+    try:
+        spec = ProbeSpec.model_validate(
+            {
+                "name": "p",
+                "kind": "probe",
+                "url": endpoint.url,
+                "every": "30s",
+                "headers": {"Authorization": f"Bearer {token}"},
+                "expect": {"path": "status", "equals": "ok"},
+            }
+        )
+        evaluation = probe.evaluate(spec, Window(T0 - EVERY, T0, pd.DataFrame()), None, [])
+    finally:
+        endpoint.close()
+    assert endpoint.headers[0]["Authorization"] == f"Bearer {token}"
+    error = evaluation.error or ""
+    assert "***" in error and error.endswith(', expected "ok"')
+    for shown in (token, json.dumps(token)[1:-1], token[:8]):
+        assert shown not in error
+    if len(echo) < 100:
+        assert error == 'attempt failed: status is "denied: key *** unknown", expected "ok"'
+
+
+def test_a_partly_echoed_secret_is_not_stored_logged_or_notified(tmp_path, monkeypatch, caplog):
+    endpoint = Endpoint(body={"status": f"denied: key {SECRET} unknown"})
+    monkeypatch.setenv("PROBE_TOKEN", SECRET)
+    caplog.set_level(logging.DEBUG)
+    deployed = Deployment(tmp_path, endpoint.url, f"sqlite:///{tmp_path / 'monitor.db'}")
+    try:
+        deployed.run(12)  # the availability rule fires: a notification is made and sent
+        with deployed.engine.connect() as conn:
+            tables = {t.name: [tuple(row) for row in conn.execute(sa.select(t))] for t in Base.metadata.sorted_tables}
+    finally:
+        endpoint.close()
+        deployed.close()
+    assert tables["check_runs"] and tables["notifications"]
+    stored = repr(tables)
+    assert 'attempt failed: status is "denied: key *** unknown", expected "ok"' in stored
+    assert SECRET not in stored and SECRET not in caplog.text and SECRET not in deployed.console.getvalue()
+
+
 PROBE_ONLY = """\
 model: scorer-endpoint
 owner: fraud-team

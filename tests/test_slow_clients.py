@@ -106,6 +106,35 @@ def wait_in_flight(daemon, source: str = "127.0.0.1", timeout: float = 15) -> No
         assert time.monotonic() < deadline, f"the slow requests of {source} never came to be in flight"
 
 
+def healthz(daemon) -> bytes:
+    """A whole ``GET /healthz`` request."""
+    return f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{daemon.http.port}\r\n\r\n".encode()
+
+
+def hold_open(daemon, sockets: list[socket.socket], count: int, source: str = "127.0.0.1") -> None:
+    """Open ``count`` connections from ``source`` into ``sockets``, each served once, then kept open by a
+    head begun (no keep-alive expiry)."""
+    for _ in range(count):
+        sock = connect(daemon, source)
+        sockets.append(sock)
+        sock.sendall(healthz(daemon))
+        assert answer(sock)[0] == 200  # accepted and served: one of the ``count``
+        sock.sendall(healthz(daemon)[:10])
+
+
+def served_once_one_closed(daemon, source: str = "127.0.0.1", timeout: float = 15) -> int:
+    """The status of a ``GET /healthz`` on a new connection from ``source``, tried until one is answered:
+    the server sees a client's close a moment later, and until then a newcomer is still past the cap."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with connect(daemon, source) as sock:
+            try:
+                sock.sendall(healthz(daemon))
+                return answer(sock, timeout=SLACK)[0]
+            except (ConnectionError, http.client.HTTPException):
+                assert time.monotonic() < deadline, f"no connection from {source} was served after one closed"
+
+
 def served_once_free(client: httpx.Client, body: bytes, timeout: float = 15) -> httpx.Response:
     """Post ``body`` until it is not refused for the requests in flight (a hang-up is noticed by the server
     a moment after the client's close); returns the answer."""
@@ -318,17 +347,10 @@ def test_a_connection_past_the_cap_is_closed_at_once_and_one_is_served_when_anot
     """``max_connections: 3``, with a header deadline of 30 s so that only the cap closes anything."""
     caplog.set_level(logging.WARNING, logger="monitor.server")
     config = configured(tmp_path, server={"max_connections": 3, "header_timeout": "30s"})
-    get = lambda port: f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()  # noqa: E731
     with running(config) as (daemon, _):
-        port = daemon.http.port
-        open_ = []
+        open_: list[socket.socket] = []
         try:
-            for _ in range(3):
-                sock = connect(daemon)
-                open_.append(sock)
-                sock.sendall(get(port))
-                assert answer(sock)[0] == 200  # accepted and served: one of the three
-                sock.sendall(get(port)[:10])  # and kept open by a head begun (no keep-alive expiry)
+            hold_open(daemon, open_, 3)
 
             past = connect(daemon)
             try:
@@ -337,16 +359,7 @@ def test_a_connection_past_the_cap_is_closed_at_once_and_one_is_served_when_anot
                 past.close()
 
             open_.pop().close()
-            deadline = time.monotonic() + 15
-            while True:  # the server sees the close a moment later; until then a newcomer is still past the cap
-                with connect(daemon) as sock:
-                    try:
-                        sock.sendall(get(port))
-                        status = answer(sock, timeout=SLACK)[0]
-                        break
-                    except (ConnectionError, http.client.HTTPException):
-                        assert time.monotonic() < deadline, "no connection was served after one closed"
-            assert status == 200
+            assert served_once_one_closed(daemon) == 200
             assert all(not closed_within(sock, 0) for sock in open_)  # the others are still open
         finally:
             for sock in open_:
@@ -361,17 +374,10 @@ def test_a_connection_past_the_cap_of_its_address_is_closed_at_once_while_other_
     127.0.0.3 and 127.0.0.1 (/healthz) are served; once one of the three closes, 127.0.0.2 is served again."""
     caplog.set_level(logging.WARNING, logger="monitor.server")
     config = configured(tmp_path, server={"max_connections_per_client": 3, "header_timeout": "30s"})
-    get = lambda port: f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()  # noqa: E731
     with running(config) as (daemon, client):
-        port = daemon.http.port
-        open_ = []
+        open_: list[socket.socket] = []
         try:
-            for _ in range(3):
-                sock = connect(daemon, "127.0.0.2")
-                open_.append(sock)
-                sock.sendall(get(port))
-                assert answer(sock)[0] == 200  # accepted and served: one of the three
-                sock.sendall(get(port)[:10])  # and kept open by a head begun (no keep-alive expiry)
+            hold_open(daemon, open_, 3, "127.0.0.2")
 
             for _ in range(2):  # the second is refused as the first: a refusal does not count for good
                 past = connect(daemon, "127.0.0.2")
@@ -381,21 +387,12 @@ def test_a_connection_past_the_cap_of_its_address_is_closed_at_once_while_other_
                     past.close()
 
             with connect(daemon, "127.0.0.3") as other:  # another address is not held back by 127.0.0.2
-                other.sendall(get(port))
+                other.sendall(healthz(daemon))
                 assert answer(other)[0] == 200
             assert client.get("/healthz").status_code == 200  # httpx, from 127.0.0.1
 
             open_.pop().close()
-            deadline = time.monotonic() + 15
-            while True:  # the server sees the close a moment later; until then a newcomer is still past the cap
-                with connect(daemon, "127.0.0.2") as sock:
-                    try:
-                        sock.sendall(get(port))
-                        status = answer(sock, timeout=SLACK)[0]
-                        break
-                    except (ConnectionError, http.client.HTTPException):
-                        assert time.monotonic() < deadline, "no connection from 127.0.0.2 was served after one closed"
-            assert status == 200
+            assert served_once_one_closed(daemon, "127.0.0.2") == 200
             assert all(not closed_within(sock, 0) for sock in open_)  # the others are still open
         finally:
             for sock in open_:

@@ -226,6 +226,28 @@ def test_files_only_declared_columns_under_role_names(tmp_path):
     assert "secret" not in result.columns and "latency_ms" not in result.columns
 
 
+def test_files_schema_leaves_out_the_index_pandas_wrote(tmp_path):
+    # A frame shuffled or filtered before it was written keeps its index: pandas stores it as
+    # __index_level_0__ (or under the index's name), which is no column of the data.
+    df = frame()
+    df.sample(frac=1.0, random_state=0).to_parquet(tmp_path / "part-1.parquet")
+    df.set_index(pd.Index(range(5, 11), name="row")).to_parquet(tmp_path / "part-2.parquet")
+    assert "__index_level_0__" in pq.read_schema(tmp_path / "part-1.parquet").names
+    result = FilesSource(files_spec(str(tmp_path / "part-*.parquet"))).read(START, END, schema=True)
+    assert result.attrs["schema"].undeclared == {"secret"} and result.attrs["schema"].absent == ()
+
+
+def test_files_timestamps_with_nanoseconds_are_read_without_a_warning(tmp_path, recwarn):
+    df = frame()
+    df["created_at"] = pd.to_datetime(df["created_at"]) + pd.Timedelta(nanoseconds=789)
+    write(df, tmp_path / "live.parquet")
+    source = FilesSource(files_spec(str(tmp_path / "live.parquet")))
+    assert set(source.read(START, END)[ID]) == INSIDE
+    assert source.newest(END) == START + timedelta(minutes=59.5)  # to the microsecond, as before
+    assert set(source.read(START, END)[ID]) == INSIDE  # from the remembered span
+    assert [str(w.message) for w in recwarn] == []
+
+
 @pytest.mark.parametrize("name", ["live.parquet", "live.csv", "live.jsonl"])
 @pytest.mark.parametrize("missing", ["country", "latency_ms", "created_at"])
 def test_files_missing_column_names_the_column_and_the_file(tmp_path, name, missing):

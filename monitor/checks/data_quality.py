@@ -131,8 +131,9 @@ def evaluate(spec: DataQualitySpec, window: Window, reference: Reference | None,
     schema: Schema | None = frame.attrs.get(SCHEMA)
 
     kinds = {name: reference.column_type(name) for name in columns}
-    # The columns as read (both object, so that evidently does not warn of their types) for missing values.
-    ref_frame: dict[str, Any] = {name: reference.frame[name].reset_index(drop=True).astype(object) for name in columns}
+    # The columns as read (both object, so that evidently does not warn of their types) for missing values;
+    # the reference's are made once, not on every run.
+    ref_frame: dict[str, Any] = {name: reference.objects(name) for name in columns}
     live_frame: dict[str, Any] = {name: frame[name].reset_index(drop=True).astype(object) for name in columns}
     numbers, categories, per_feature = [], [], {}
     for name in columns:

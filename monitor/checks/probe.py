@@ -16,6 +16,8 @@ above 14.4 over both 1h and 5m, ``slo-ticket`` a warning above 6 over both 6h an
 
 Header values (often ``${TOKEN}`` from the environment) are secrets: they are sent and never
 written to a log line, an error, the evidence or the database; nor is the URL (it may carry a key).
+A failure's text is made in one place (:func:`attempt`), which blanks each of them, and each part of a
+header value (the token of ``Bearer ${TOKEN}``), wherever the answer echoes it.
 """
 
 from __future__ import annotations
@@ -43,12 +45,11 @@ from pydantic import (
     SecretStr,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from monitor.alerting.rules import RuleSpec, Severity
 from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, Past, Window, Windowed
-from monitor.config.durations import format_duration, parse_duration
+from monitor.config.durations import format_duration
 from monitor.config.types import Duration, Name, StrictModel
 
 DEFAULT_TIMEOUT = timedelta(seconds=5)
@@ -220,20 +221,11 @@ class BurnRateRule(RuleSpec):
         return (self.window, self.short_window) if self.window is not None else (self.short_window,)
 
 
-def _every_is_the_window(data: Any) -> Any:
-    """A probe run speaks for the time since the one before: its window is its ``every`` (a rule's
-    ``window:`` is the one its values are over). ``window:`` written on the check is refused."""
-    if isinstance(data, dict) and "window" not in data:
-        try:
-            every = parse_duration(data.get("every"))
-        except ValueError:
-            every = timedelta(seconds=1)  # every's own error is reported; this one would only repeat it
-        data = {**data, "window": every}
-    return data
-
-
 class ProbeSpec(CheckSpec):
     kind: Literal["probe"]
+    # A run speaks for the time since the one before: its recorded window is its every (as freshness's;
+    # ``every`` is validated first, so the factory sees it). A rule's ``window:`` is what values are over.
+    window: Duration = Field(default_factory=lambda data: data.get("every"), description="not a probe's: its every")
     url: Annotated[str, AfterValidator(_url)] = Field(description="http:// or https://; never logged or stored")
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
     headers: dict[HeaderName, HeaderValue] = Field({}, description="sent with each attempt; values are secrets (${VAR})")
@@ -244,16 +236,9 @@ class ProbeSpec(CheckSpec):
     min_rows: int = Field(1, description="not a probe's: each run makes one attempt")
     slo: Slo | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _window_is_every(cls, data: Any) -> Any:
-        return _every_is_the_window(data)
-
     @field_validator("window", mode="before")
     @classmethod
-    def _no_window(cls, value: Any) -> Any:
-        if isinstance(value, timedelta):  # filled in from every, never written (YAML has no durations)
-            return value
+    def _no_window(cls, value: Any) -> Any:  # a default is not validated: this is a window written on the check
         raise ValueError(
             "a probe makes one attempt per run and has no window of its own: put window: on a rule, "
             "for example {when: availability < 99%, window: 1h}"
@@ -365,20 +350,29 @@ def attempt(spec: ProbeSpec) -> Attempt:
     """One request, cut at ``timeout`` whatever the target does (a hard deadline, not per read)."""
     headers = {name: value.get_secret_value() for name, value in spec.headers.items()}
     timer = _Timer()
+    status: int | None = None
+    failure: str | None
     try:
         status, body = asyncio.run(_request(spec, headers, timer))
-    except Exception as exc:  # every way a request fails is a down attempt, said without a secret
+    except Exception as exc:  # every way a request fails is a down attempt
         failure, reason = _failure(exc, spec)
-        return Attempt(False, timer.ms, None, failure, _scrub(reason, headers))
+    else:
+        failure, reason = _judged(spec, status, body)
+    if failure is None:
+        return Attempt(True, timer.ms, status)
+    # The one place a failure's text is made: what the target said (an echo of a header, an OS error)
+    # is in it, so the secrets are blanked here, before it is cut to length.
+    return Attempt(False, timer.ms, status, failure, _cut(_scrub(reason, _secrets(spec, headers))))
+
+
+def _judged(spec: ProbeSpec, status: int, body: bytes) -> tuple[str | None, str]:
+    """Whether an answer is up: (None, "") when it is, else the failure's kind and reason."""
     expected = spec.expect_status
     if (status not in expected) if expected else not 200 <= status < 300:
         wanted = ", ".join(map(str, expected)) if expected else "2xx"
-        return Attempt(False, timer.ms, status, "status", f"HTTP {status}, expected {wanted}")
-    if spec.expect is not None:
-        problem = _unexpected(spec.expect, body)
-        if problem:
-            return Attempt(False, timer.ms, status, "expect", _scrub(problem, headers))
-    return Attempt(True, timer.ms, status)
+        return "status", f"HTTP {status}, expected {wanted}"
+    problem = _unexpected(spec.expect, body) if spec.expect is not None else None
+    return ("expect", problem) if problem else (None, "")
 
 
 class _Timer:
@@ -464,12 +458,43 @@ def _cause(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _scrub(text: str, headers: dict[str, str]) -> str:
-    """The text with any header value in it blanked: a secret never reaches an error, even by accident."""
+_SECRET_PARTS = re.compile(r"[\s,;=]+")
+_SHORT = 4
+"""A secret shorter than this is blanked only where it stands alone (not the 2 of 2xx, not the s of 2s)."""
+MAX_ERROR_CHARS = 240
+"""A failure's text is cut to this (a long JSON value the answer holds, say), keeping its end."""
+
+
+def _secrets(spec: ProbeSpec, headers: dict[str, str]) -> list[str]:
+    """What a failure's text must not hold, longest first: each header value whole, each of its parts
+    (``Bearer ${TOKEN}`` is ``Bearer`` and the token: an endpoint may echo the token alone), the URL,
+    and each of those as JSON and as Python escape them (``_shown`` and an exception's text do)."""
+    found: set[str] = {spec.url}
     for value in headers.values():
-        if len(value) >= 4:
-            text = text.replace(value, "***")
+        found.add(value)
+        found.update(_SECRET_PARTS.split(value))
+    for text in list(found):
+        found.update((json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1], repr(text)[1:-1]))
+    found.discard("")
+    return sorted(found, key=len, reverse=True)
+
+
+def _scrub(text: str, secrets: list[str]) -> str:
+    """The text with every secret in it blanked as ``***``: a secret never reaches an error, a log line,
+    the database or a message, even when the target echoes part of it back."""
+    for secret in secrets:
+        if len(secret) >= _SHORT:
+            text = text.replace(secret, "***")
+        else:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
     return text
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    keep = MAX_ERROR_CHARS - 5
+    return f"{text[: keep - 80]} ... {text[-80:]}"
 
 
 def _unexpected(expect: Expect, body: bytes) -> str | None:
@@ -507,8 +532,8 @@ def _shown_path(steps: tuple[str | int, ...]) -> str:
 
 
 def _shown(value: Any) -> str:
-    text = json.dumps(value) if isinstance(value, (str, int, float, bool)) or value is None else type(value).__name__
-    return text if len(text) <= 80 else text[:77] + "..."
+    """A value as JSON writes it (a list or an object by its type); ``attempt`` cuts the text it is in."""
+    return json.dumps(value) if isinstance(value, (str, int, float, bool)) or value is None else type(value).__name__
 
 
 def evaluate(spec: ProbeSpec, window: Window, reference: Any, features: list[str]) -> Evaluation:

@@ -22,9 +22,9 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from monitor.alerting.episodes import OpenKey, RuleKey, orphaned
 from monitor.alerting.rules import canonical_condition
-from monitor.checks import CHECKS
 from monitor.checks.base import CheckSpec
 from monitor.config.models import ModelConfig
+from monitor.daemon.versions import splits_by_version
 from monitor.notifiers.message import AlertMessage
 from monitor.storage.tables import OPEN_STATES, Alert, Notification
 
@@ -75,7 +75,7 @@ def close_orphans(
         ended = {alert_id for alert_id, _ in orphans}
         for alert in alerts:
             check = checks.get(alert.check)
-            why = _version_orphaned(alert, check) if check is not None and alert.id not in ended else None
+            why = version_orphaned(alert, check) if check is not None and alert.id not in ended else None
             if why:
                 closing.append((alert.id, f"{why} in {files[name]}"))
     closed = []
@@ -90,11 +90,11 @@ def close_orphans(
     return closed
 
 
-def _version_orphaned(alert: Alert, check: CheckSpec) -> str | None:
+def version_orphaned(alert: Alert, check: CheckSpec) -> str | None:
     """Why an open episode cannot move any more because its check's split by model version changed:
     an episode of one version on a check that no longer splits, or one of all versions on a check that
-    now does (its episodes are each version's own)."""
-    splits = check.split_by is not None or CHECKS[check.kind].compares_versions
+    now does (its episodes are each version's own). The evaluator ends the latter as it runs, too."""
+    splits = splits_by_version(check)
     if alert.model_version and not splits:
         return f"check {check.name!r} no longer splits by model_version (this episode was of {alert.model_version})"
     if not alert.model_version and splits:

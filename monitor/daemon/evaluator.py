@@ -3,6 +3,12 @@
 The run, its metric values, the alert episodes it moves and the notifications those moves owe are
 written in one transaction, so the database never holds a state change without its deliveries (or
 the other way round). Delivery itself is the outbox's business.
+
+Reading the window here includes the earlier one a kind asks for (volume's rows_ratio); a check split
+by model version is cut into each version's evaluation by ``versions.py``, and each evaluation's rules
+are judged, with the history baselines and rule windows need, by ``judging.py``. What is left here:
+the rows read, the runs recorded, episodes moved (and those of versions no longer judged ended), and
+the messages they owe.
 """
 
 from __future__ import annotations
@@ -10,42 +16,29 @@ from __future__ import annotations
 import logging
 import math
 import time
-from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from monitor.alerting.conditions import ABOVE, BELOW
 from monitor.alerting.episodes import OpenEpisode, advance, open_state
 from monitor.alerting.routing import owners_for
-from monitor.alerting.rules import (
-    Baseline,
-    BaselineKey,
-    MetricValue,
-    Observation,
-    RuleSpec,
-    Waiting,
-    baselines_wanted,
-    canonical_condition,
-    observe,
-    waiting_for_baseline,
-)
+from monitor.alerting.rules import MetricValue, Observation, RuleSpec, Waiting, canonical_condition
 from monitor.checks import CHECKS
-from monitor.checks.base import CheckKind, CheckSpec, Evaluation, Window, Windowed
+from monitor.checks.base import CheckKind, CheckSpec, Evaluation, Window
 from monitor.clock import Clock
 from monitor.config.durations import format_duration
 from monitor.config.models import DaemonConfig, ModelConfig
-from monitor.daemon.closing import end_episode
-from monitor.ingest.sketch import LatencySketch
+from monitor.daemon.closing import end_episode, version_orphaned
+from monitor.daemon.judging import WindowResult, judge, kept_values
+from monitor.daemon.versions import Evaluated, per_version, splits_by_version
 from monitor.notifiers.message import TOP_FEATURES, AlertMessage, format_number
 from monitor.notifiers.registry import Receivers
 from monitor.sources import SOURCES, SourceContext, SourceError, open_source
-from monitor.sources.base import LATENCY, SKIPPED_FILES, VERSION, SampledSource, Source, SourceSpec, Summary, version_names
+from monitor.sources.base import SKIPPED_FILES, SampledSource, Source, SourceSpec
 from monitor.sources.reference import load_reference
-from monitor.storage import history
 from monitor.storage.tables import OPEN_STATES, Alert, CheckRun, Metric, Notification
 
 log = logging.getLogger(__name__)
@@ -62,20 +55,6 @@ class Change:
     value: float
     notify: str | None
     model_version: str = ""
-
-
-@dataclass(frozen=True)
-class WindowResult:
-    """A kind's values over one rule window that ends with this run: stored with these bounds, so the
-    ``metrics`` rows of ``availability`` over 1h and over 5m tell apart by their window."""
-
-    window: timedelta
-    start: datetime
-    end: datetime
-    windowed: Windowed
-
-    def value(self, metric: str) -> float | None:
-        return next((v.value for v in self.windowed.values if v.metric == metric and not v.feature), None)
 
 
 @dataclass
@@ -103,15 +82,6 @@ class RunResult:
     def parts(self) -> list[RunResult]:
         """The results recorded as runs: each version's of a split check, else this one."""
         return self.versions or [self]
-
-
-@dataclass(frozen=True)
-class Evaluated:
-    """What a check found in one window: one evaluation, or one per model version of a check split by it;
-    ``judged`` the versions the window was read for (None: it was not read, the run says why)."""
-
-    evaluations: list[Evaluation]
-    judged: frozenset[str] | None
 
 
 class Evaluator:
@@ -167,27 +137,20 @@ class Evaluator:
         read: bool,
     ) -> RunResult:
         """The rules judged on one evaluation (of one model version, in a check split by it)."""
-        observations: list[Observation] = []
-        waiting: list[Waiting] = []
-        windows: list[WindowResult] = []
-        version = evaluation.model_version
-        if evaluation.outcome == "ok":
-            # Relative rules judge against the history: read here, judged by the pure core.
-            baselines = self._baselines(model, check, started, version) if read else {}
-            # So do rules with their own window (availability over 1h) and an SLO's burn-rate rules.
-            windows = self._over_windows(model, check, started, evaluation.values, read=read, model_version=version)
-            plain = [rule for rule in check.rules if not rule.windows]
-            values = evaluation.values + _kept(check, windows)
-            observations = observe(plain, values, check.for_, baselines) + _observe_windows(check, windows)
-            waiting = waiting_for_baseline(plain, values, baselines)
-            evaluation = _with_waiting(evaluation, waiting, observed=bool(observations))
-            evaluation = _with_windows_not_judged(evaluation, windows)
-        outcome = "breach" if any(o.breached for o in observations) else evaluation.outcome
-        result = RunResult(model.model, check.name, outcome, evaluation, window_start, window_end, observations)
-        result.waiting = waiting
-        result.windows = windows
-        result.model_version = version
-        return result
+        judged = judge(self.engine if read else None, model.model, check, evaluation, started)
+        outcome = "breach" if any(o.breached for o in judged.observations) else judged.evaluation.outcome
+        return RunResult(
+            model.model,
+            check.name,
+            outcome,
+            judged.evaluation,
+            window_start,
+            window_end,
+            judged.observations,
+            waiting=judged.waiting,
+            windows=judged.windows,
+            model_version=evaluation.model_version,
+        )
 
     # -- computing ------------------------------------------------------------------------------
     def _source(self, model: ModelConfig, source: SourceSpec) -> Source:
@@ -225,7 +188,7 @@ class Evaluator:
             if (kind.needs_reference or kind.uses_reference) and model.reference is not None:
                 reference = load_reference(model.reference.path, features).for_source(model.source)
             if check.split_by is not None:
-                evaluated = _per_version(kind, check, window, reference, features)
+                evaluated = per_version(kind, check, window, reference, features)
             else:
                 evaluation = kind.evaluate(check, window, reference, features)
                 judged = frozenset({evaluation.model_version} - {""}) if kind.compares_versions else frozenset({""})
@@ -258,7 +221,7 @@ class Evaluator:
     def _earlier_unwatched(self, model: ModelConfig, start: datetime, end: datetime, shift: timedelta) -> str | None:
         """Why the window ``shift`` earlier holds no count to trust: over a source whose rows exist only since
         the daemon watched the model (ingest), it is before the model's first run, or past what is kept."""
-        if model.source is None or not SOURCES[model.source.kind].rows_since_daemon:
+        if not _rows_since_daemon(model):
             return None
         earlier = f"the window {format_duration(shift)} earlier ({start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC)"
         since = self._first_watched(model.model)
@@ -275,56 +238,10 @@ class Evaluator:
             )
         return None
 
-    def _baselines(
-        self, model: ModelConfig, check: CheckSpec, started: datetime, model_version: str = ""
-    ) -> dict[BaselineKey, Baseline]:
-        """The history each rule on a baseline compares with: the values this check stored for the metric
-        (of this model version) over the rule's period before this run (one indexed query per metric and period)."""
-        out: dict[BaselineKey, Baseline] = {}
-        wanted = baselines_wanted(check.alert)
-        if not wanted:
-            return out
-        with self.engine.connect() as conn:
-            for metric, period in sorted(wanted):
-                stored = history.CheckPeriod(model.model, check.name, started - period, started, model_version)
-                past = history.values_by_feature(conn, stored, metric)
-                out.update({(metric, feature, period): Baseline.of(values) for feature, values in past.items()})
-        return out
-
-    def _over_windows(
-        self,
-        model: ModelConfig,
-        check: CheckSpec,
-        started: datetime,
-        values: list[MetricValue],
-        *,
-        read: bool,
-        model_version: str = "",
-    ) -> list[WindowResult]:
-        """The kind's values over each window its rules have (and those it keeps, an SLO's budget period),
-        from what this check stored over it and this run's own values (``read`` False: this run's alone)."""
-        kind = CHECKS[check.kind]
-        if kind.over_window is None:
-            return []
-        wanted: dict[timedelta, set[str]] = {}
-        for rule in check.rules:
-            for window in rule.windows:
-                wanted.setdefault(window, set()).add(rule.when.metric)
-        for metric, window in kind.kept_windows(check) if kind.kept_windows else ():
-            wanted.setdefault(window, set()).add(metric)
-        out = []
-        with ExitStack() as stack:
-            conn = stack.enter_context(self.engine.connect()) if read and wanted else None
-            for window, metrics in sorted(wanted.items()):
-                past = _Stored(conn, model.model, check.name, started - window, started, values, model_version)
-                windowed = kind.over_window(check, past, window, frozenset(metrics))
-                out.append(WindowResult(window, started - window, started, windowed))
-        return out
-
     def _unwatched(self, model: ModelConfig, kind: CheckKind, check: CheckSpec, now: datetime) -> str | None:
         """Why a counting check is not to be trusted yet: over a source that has rows only since the
         daemon first watched the model (its first recorded run), the kind's start grace has not passed."""
-        if kind.start_grace is None or model.source is None or not SOURCES[model.source.kind].rows_since_daemon:
+        if kind.start_grace is None or not _rows_since_daemon(model):
             return None
         grace = kind.start_grace(check)
         since = self._first_watched(model.model)
@@ -443,8 +360,7 @@ class Evaluator:
         """End the open episodes of a check by model version whose version this run read the window for and
         did not judge: a version with no rows in it, a candidate that is no longer one (version_compare),
         or the episodes of all versions of a check that now splits. Each one that fired is told why."""
-        kind = CHECKS[check.kind]
-        if evaluated.judged is None or (check.split_by is None and not kind.compares_versions):
+        if evaluated.judged is None or not splits_by_version(check):
             return []
         stale = session.scalars(
             sa.select(Alert)
@@ -460,9 +376,10 @@ class Evaluator:
         candidates = sorted(evaluated.judged)
         out = []
         for alert in stale:
-            if not alert.model_version:
-                reason = f"check {check.name!r} is now evaluated per model_version: its episodes are each version's own"
-            elif kind.compares_versions and candidates:
+            orphaned = version_orphaned(alert, check)  # an episode of all versions, of a check that now splits
+            if orphaned:
+                reason = orphaned
+            elif CHECKS[check.kind].compares_versions and candidates:
                 reason = f"model_version {alert.model_version} is no longer the candidate: {', '.join(candidates)} is, in the window {window}"
             else:
                 reason = (
@@ -539,6 +456,12 @@ class Evaluator:
             session.add(Notification.pending(alert.id, message.event, receiver, message.to_dict(), now))
 
 
+def _rows_since_daemon(model: ModelConfig) -> bool:
+    """Whether the model's source has rows only since the daemon watched the model (ingest): a count
+    over time before that would read as silence."""
+    return model.source is not None and SOURCES[model.source.kind].rows_since_daemon
+
+
 def _metric_row(run: CheckRun, value: MetricValue, window_start: datetime, window_end: datetime, sample_size: int) -> Metric:
     """A ``metrics`` row of ``run`` (flushed: it has its id), at its end: ``value`` over the window it is of."""
     return Metric(
@@ -556,75 +479,6 @@ def _metric_row(run: CheckRun, value: MetricValue, window_start: datetime, windo
     )
 
 
-class _Stored:
-    """What a check stored over ``(since, until]`` (the metrics table; no connection: nothing) and this
-    run's own values, which are not written yet: the :class:`~monitor.checks.base.Past` of a window."""
-
-    def __init__(
-        self,
-        conn: Connection | None,
-        model: str,
-        check: str,
-        since: datetime,
-        until: datetime,
-        current: list[MetricValue],
-        model_version: str = "",
-    ) -> None:
-        # A value stored exactly one window ago is outside it: a 5m window of a check every 30s holds 10.
-        self.conn, self.current = conn, current
-        self.period = history.CheckPeriod(model, check, since + timedelta(microseconds=1), until, model_version)
-
-    def _own(self, metric: str) -> list[float]:
-        return [v.value for v in self.current if v.metric == metric and not v.feature]
-
-    def count_and_sum(self, metric: str) -> tuple[int, float]:
-        own = self._own(metric)
-        if self.conn is None:
-            return len(own), sum(own)
-        count, total = history.count_and_sum(self.conn, self.period, metric, "")
-        return count + len(own), total + sum(own)
-
-    def values(self, metric: str) -> list[float]:
-        past = history.values(self.conn, self.period, metric, "") if self.conn else []
-        return self._own(metric) + past
-
-
-def _kept(check: CheckSpec, windows: list[WindowResult]) -> list[MetricValue]:
-    """The values over the windows a kind keeps (an SLO's error budget): rules without a window name them."""
-    kind = CHECKS[check.kind]
-    kept = kind.kept_windows(check) if kind.kept_windows else frozenset()
-    return [v for w in windows for v in w.windowed.values if (v.metric, w.window) in kept]
-
-
-def _observe_windows(check: CheckSpec, windows: list[WindowResult]) -> list[Observation]:
-    """Each rule with windows judged on its metric over them: it holds when it holds over each, so it is
-    judged on the value least past its limit (the lower burn rate of 1h and 5m for ``> 14.4``). A window
-    with too few values yet leaves the rule unjudged: no data is not a breach, nor a recovery."""
-    by_window = {w.window: w for w in windows}
-    out: list[Observation] = []
-    for rule in check.rules:
-        if not rule.windows:
-            continue
-        found = [by_window[w].value(rule.when.metric) if w in by_window else None for w in rule.windows]
-        judged = [v for v in found if v is not None]
-        if len(judged) < len(found):
-            continue
-        op = rule.when.op
-        value = min(judged) if op in ABOVE else max(judged) if op in BELOW else judged[0]
-        out += observe([rule], [MetricValue(rule.when.metric, value)], check.for_)
-    return out
-
-
-def _with_windows_not_judged(evaluation: Evaluation, windows: list[WindowResult]) -> Evaluation:
-    """The windows with too few values to judge a rule over, in the evidence (a fresh probe's first minutes)."""
-    short = [
-        {"window": format_duration(w.window), "values": w.windowed.sample_size, "needed": w.windowed.needed}
-        for w in windows
-        if not w.windowed.values
-    ]
-    return replace(evaluation, evidence={**evaluation.evidence, "windows_not_judged": short}) if short else evaluation
-
-
 def _details(check: CheckSpec, rule: RuleSpec, over: list[WindowResult], result: RunResult) -> list[str]:
     """What else an alert says: the rule's metric over each of its windows when it has several, the kept
     values (an SLO's budget), and what went wrong in a run that is not an error (a probe's failed attempt)."""
@@ -633,7 +487,7 @@ def _details(check: CheckSpec, rule: RuleSpec, over: list[WindowResult], result:
     if len(over) > 1:
         each = ", ".join(f"{format_number(w.value(metric))} over {format_duration(w.window)}" for w in over)
         out.append(f"{metric}: {each}; the rule holds while each is {rule.when.op} {format_number(rule.when.threshold)}")
-    for value in _kept(check, result.windows):
+    for value in kept_values(check, result.windows):
         span = next(w.window for w in result.windows if value in w.windowed.values)
         out.append(f"{value.metric}: {format_number(value.value)} over the last {format_duration(span)}")
     compared = result.evaluation.evidence.get("compared")
@@ -645,34 +499,6 @@ def _details(check: CheckSpec, rule: RuleSpec, over: list[WindowResult], result:
     if result.evaluation.outcome != "error" and result.evaluation.error:
         out.append(result.evaluation.error)
     return out
-
-
-WAITING_SHOWN = 5
-"""Rules waiting for their baseline named in a run's error at most (the evidence has them all)."""
-
-
-def _with_waiting(evaluation: Evaluation, waiting: list[Waiting], *, observed: bool) -> Evaluation:
-    """The evaluation with the rules that wait for their baseline in its evidence; when they are all its
-    rules could judge (none was observed), the run is ``insufficient_data`` and its error says why."""
-    if not waiting:
-        return evaluation
-    evidence = dict(evaluation.evidence)
-    evidence["waiting_for_baseline"] = [
-        {
-            "rule": w.rule.when.text,
-            "feature": w.feature,
-            "baseline": format_duration(w.period),
-            "points": w.points,
-            "needed": w.needed,
-        }
-        for w in waiting
-    ]
-    if observed:
-        return replace(evaluation, evidence=evidence)
-    reasons = [w.reason for w in waiting[:WAITING_SHOWN]]
-    if len(waiting) > WAITING_SHOWN:
-        reasons.append(f"and {len(waiting) - WAITING_SHOWN} more")
-    return replace(evaluation, outcome="insufficient_data", evidence=evidence, error="; ".join(reasons))
 
 
 def _combined(check: CheckSpec, parts: list[RunResult], ended: list[Change]) -> RunResult:
@@ -697,51 +523,3 @@ def _combined(check: CheckSpec, parts: list[RunResult], ended: list[Change]) -> 
     result.run_id = first.run_id
     result.versions = parts
     return result
-
-
-def _of_version(window: Window, version: str) -> Window:
-    """The rows of one model version of ``window`` (and of its earlier window). Over a sampled source
-    the version's exact count is estimated as the window's exact count times the version's share of
-    the uniform sample, and its latency is the sketch of its sampled rows."""
-    import pandas as pd
-
-    frame = window.frame
-    names = version_names(frame[VERSION]) if VERSION in frame.columns else pd.Series([None] * len(frame), dtype=object)
-    mask = (names == version).to_numpy(dtype=bool)
-    part = frame[mask].reset_index(drop=True)
-    part.attrs = dict(frame.attrs)
-    summary = None
-    if window.summary is not None:
-        sketch = LatencySketch()
-        if LATENCY in part.columns:
-            latencies = pd.to_numeric(part[LATENCY], errors="coerce")
-            sketch.add_many(latencies[latencies >= 0].to_numpy(dtype=float))
-        share = mask.sum() / len(frame) if len(frame) else 0.0
-        summary = Summary(rows=round(window.summary.rows * share), latency=sketch)
-    earlier = _of_version(window.earlier, version) if window.earlier is not None else None
-    return replace(window, frame=part, summary=summary, earlier=earlier)
-
-
-def _per_version(kind: CheckKind, check: CheckSpec, window: Window, reference, features: list[str]) -> Evaluated:
-    """The check evaluated on each model version seen in the window, each its own evaluation. Rows without
-    a version are in none of them (counted in each one's evidence); no version at all is insufficient_data."""
-    frame = window.frame
-    if VERSION not in frame.columns:
-        return Evaluated([Evaluation.failed("the rows have no model_version column to split by: set source.model_version")], None)
-    names = version_names(frame[VERSION])
-    seen = sorted({name for name in names if name is not None})
-    unversioned = int(names.isna().sum())
-    if not seen:
-        error = (
-            "no rows in the window: no model_version to evaluate"
-            if not len(frame)
-            else f"{len(frame)} row(s) in the window, none with a model_version: no version to evaluate"
-        )
-        return Evaluated([Evaluation("insufficient_data", window.rows, error=error)], frozenset())
-    out = []
-    for version in seen:
-        evaluation = replace(kind.evaluate(check, _of_version(window, version), reference, features), model_version=version)
-        if unversioned:
-            evaluation.evidence["rows_without_model_version"] = unversioned
-        out.append(evaluation)
-    return Evaluated(out, frozenset(seen))

@@ -30,7 +30,7 @@ from monitor.config.models import ModelConfig, is_loopback
 from monitor.daemon.closing import close_orphans
 from monitor.daemon.evaluator import Evaluator, RunResult
 from monitor.daemon.project import Project
-from monitor.health import Health, LogThrottle
+from monitor.health import Health, LogThrottle, in_one_line
 from monitor.ingest.retention import delete_expired
 from monitor.ingest.rows import RowLimits
 from monitor.ingest.sampler import Sampler
@@ -52,19 +52,22 @@ log = logging.getLogger("monitor.daemon")
 
 def describe(result: RunResult) -> str:
     """The one log line of an evaluation (of a check split by model_version: each version's, in turn)."""
-    line = f"{result.model}/{result.check}: {result.outcome}"
+    split = bool(result.versions)
+    parts = []
     for part in result.parts:
-        values = ", ".join(f"{v.metric}={v.value:.4g}" for v in part.evaluation.values if not v.feature)
-        if result.versions:
-            line += f"{';' if part is not result.parts[0] else ''} [model_version {part.model_version or 'none'}] {part.outcome}"
+        text = ""
+        if split:
+            text = f" [model_version {part.model_version or 'none'}] {part.outcome}"
         elif part.model_version:  # a version_compare's candidate
-            line += f" [model_version {part.model_version}]"
-        if values:
-            line += f" {values}"
-        line += f" ({part.evaluation.sample_size} rows{'' if result.versions else f', {result.duration_s:.2f}s'})"
+            text = f" [model_version {part.model_version}]"
+        if values := ", ".join(f"{v.metric}={v.value:.4g}" for v in part.evaluation.values if not v.feature):
+            text += f" {values}"
+        text += f" ({part.evaluation.sample_size} rows{'' if split else f', {result.duration_s:.2f}s'})"
         if part.evaluation.error:
-            line += f": {part.evaluation.error}"
-    if result.versions:
+            text += f": {part.evaluation.error}"
+        parts.append(text)
+    line = f"{result.model}/{result.check}: {result.outcome}" + ";".join(parts)
+    if split:
         line += f" ({result.duration_s:.2f}s)"
     for change in result.changes:
         version = f" [model_version {change.model_version}]" if change.model_version else ""
@@ -109,11 +112,10 @@ def why_not_recorded(exc: sa.exc.SQLAlchemyError) -> str:
     if isinstance(exc, StaleDataError):
         return "one of its alerts was changed meanwhile by another writer (a close by hand, another daemon)"
     if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)) or getattr(exc, "connection_invalidated", False):
-        return f"the database is unavailable: {getattr(exc, 'orig', None) or exc}"
+        return f"the database is unavailable: {in_one_line(exc)}"
     if isinstance(exc, (sa.exc.DataError, sa.exc.IntegrityError)):
-        return f"the database refused a value of this run: {getattr(exc, 'orig', None) or exc}"
-    cause = getattr(exc, "orig", None) or exc  # the driver's words: SQLAlchemy's own text holds the whole statement
-    return f"database error: {type(cause).__name__}: {str(cause).strip()}"
+        return f"the database refused a value of this run: {in_one_line(exc)}"
+    return f"database error: {in_one_line(exc)}"
 
 
 def _shown(path: Path, base: Path) -> Path:
@@ -255,7 +257,7 @@ class Daemon:
             health=self.health,
             token=config.server.token.get_secret_value(),
             max_body_bytes=config.ingest.max_body_bytes,
-            max_receiving_bytes=max(config.ingest.max_receiving_bytes, config.ingest.max_body_bytes),
+            max_receiving_bytes=config.ingest.max_receiving_bytes,
             max_concurrent=config.ingest.max_concurrent_requests,
             body_timeout=config.server.body_timeout.total_seconds(),
             max_per_client=config.ingest.max_requests_per_client,

@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from monitor.clock import Clock
-from monitor.health import Health
+from monitor.health import Health, in_one_line
 from monitor.ingest.sketch import LatencySketch
 from monitor.storage.tables import IngestStat, Sample, table
 from monitor.storage.upsert import upsert
@@ -87,8 +87,7 @@ class Bucket:
     dirty_slots: set[int] = field(default_factory=set)
     dirty: bool = False
     written: int = 0  # ``accepted`` as last written to the database
-    slot_bytes: list[int] = field(default_factory=list)  # each slot's estimated size in memory
-    held: int = 0  # their sum
+    slot_bytes: list[int] = field(default_factory=list)  # each slot's estimated size in memory (held_size)
 
 
 def held_size(row: dict[str, Any]) -> int:
@@ -99,15 +98,6 @@ def held_size(row: dict[str, Any]) -> int:
     except orjson.JSONEncodeError:  # nested past orjson's limit: a row stored before rows were limited
         encoded = 64 * 1024  # as large as a row may be by default
     return encoded + ROW_OVERHEAD_BYTES + FEATURE_OVERHEAD_BYTES * (len(features) if isinstance(features, dict) else 0)
-
-
-def _why(exc: BaseException) -> str:
-    """A failed write in one line: the driver's own message when the database refused it."""
-    orig = getattr(exc, "orig", None)
-    if orig is not None:
-        lines = str(orig).strip().splitlines()
-        return lines[0] if lines else type(orig).__name__
-    return f"{type(exc).__name__}: {exc}"
 
 
 class Sampler:
@@ -159,7 +149,7 @@ class Sampler:
     def _sample(self, bucket: Bucket, rows: list[dict[str, Any]]) -> None:
         capacity, slots, dirty, draw = self.capacity, bucket.slots, bucket.dirty_slots, self._random.random
         sizes = bucket.slot_bytes
-        seen, held = bucket.accepted, bucket.held
+        seen, grown = bucket.accepted, 0
         latencies = []
         for row in rows:
             seen += 1
@@ -170,18 +160,18 @@ class Sampler:
                 slots.append(row)
                 size = held_size(row)
                 sizes.append(size)
-                held += size
+                grown += size
                 dirty.add(len(slots) - 1)
             else:
                 slot = int(draw() * seen)
                 if slot < capacity:
                     slots[slot] = row
                     size = held_size(row)  # measured only for the rows kept: few, once a minute is busy
-                    held += size - sizes[slot]
+                    grown += size - sizes[slot]
                     sizes[slot] = size
                     dirty.add(slot)
-        self._held += held - bucket.held
-        bucket.accepted, bucket.held = seen, held
+        self._held += grown
+        bucket.accepted = seen
         if latencies:
             bucket.sketch.add_many(np.fromiter(latencies, dtype=float, count=len(latencies)))
         bucket.dirty = True
@@ -258,7 +248,7 @@ class Sampler:
                     for minute, bucket in loaded.items():
                         if (model, minute) not in self._buckets:
                             self._buckets[(model, minute)] = bucket
-                            self._held += bucket.held
+                            self._held += sum(bucket.slot_bytes)
                 missing = [minute for minute in minutes if (model, minute) not in self._buckets]
                 if not missing:
                     work({minute: self._buckets[(model, minute)] for minute in minutes})
@@ -272,7 +262,7 @@ class Sampler:
         if self._failing is None:
             return
         unwritten = self._unwritten_rows()
-        if unwritten >= self.max_unwritten_rows or self._held >= self.max_held_bytes:
+        if self._past_unwritten_bound(unwritten):
             raise WritesFailing(
                 f"the database refuses writes ({self._failing}): {unwritten:,} accepted rows wait in memory to be "
                 f"written (ingest.max_unwritten_rows: {self.max_unwritten_rows:,}), so nothing of this request was "
@@ -292,6 +282,10 @@ class Sampler:
 
     def _unwritten_rows(self) -> int:
         return sum(b.accepted - b.written for b in self._buckets.values())
+
+    def _past_unwritten_bound(self, unwritten: int) -> bool:
+        """While writes fail: whether new rows are refused (WritesFailing, 503) with ``unwritten`` rows waiting."""
+        return unwritten >= self.max_unwritten_rows or self._held >= self.max_held_bytes
 
     def _reopen(self, model: str, minute: int) -> Bucket:
         """A bucket not in memory: its state comes back from the database (empty if never written)."""
@@ -328,7 +322,6 @@ class Sampler:
             }
             for s in samples
         ]
-        sizes = [held_size(slot) for slot in slots]
         return Bucket(
             stat["accepted"],
             stat["rejected"],
@@ -336,8 +329,7 @@ class Sampler:
             LatencySketch(stat["latency_sketch"]),
             slots,
             written=stat["accepted"],
-            slot_bytes=sizes,
-            held=sum(sizes),
+            slot_bytes=[held_size(slot) for slot in slots],
         )
 
     def backlog(self) -> int:
@@ -396,9 +388,9 @@ class Sampler:
                 for bucket, _, _, slots in pending:
                     bucket.dirty = True
                     bucket.dirty_slots |= slots
-                self._failing = _why(exc)
+                self._failing = in_one_line(exc)
                 unwritten = self._unwritten_rows()
-                refusing = unwritten >= self.max_unwritten_rows or self._held >= self.max_held_bytes
+                refusing = self._past_unwritten_bound(unwritten)
             self.health.failing(
                 INGEST,
                 f"cannot write ingest buckets to the database ({self._failing}): {len(pending)} model-minute(s) with "
@@ -423,7 +415,7 @@ class Sampler:
         oldest_open = minute_of(now.timestamp()) - 60 * KEEP_OPEN_MINUTES
         with self._lock:
             for key in [k for k, b in self._buckets.items() if k[1] < oldest_open and not b.dirty]:
-                self._held -= self._buckets.pop(key).held
+                self._held -= sum(self._buckets.pop(key).slot_bytes)
                 self._evictions += 1
 
     def run(self, stop: threading.Event, interval: float = 0.5) -> None:

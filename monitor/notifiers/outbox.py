@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from monitor.clock import Clock
 from monitor.config.durations import format_duration
-from monitor.health import Health, LogThrottle
+from monitor.health import Health, LogThrottle, in_one_line
 from monitor.notifiers.base import Delivery, Posted, Receiver
 from monitor.notifiers.message import AlertMessage
 from monitor.notifiers.registry import Receivers
@@ -105,8 +105,8 @@ class Outbox:
                 else:
                     self.health.failing(DELIVERY, stuck)
             except sa.exc.SQLAlchemyError as exc:  # the database is down: keep the loop, try next tick
-                cause = getattr(exc, "orig", None) or exc
-                self.health.failing(DELIVERY, f"the outbox cannot read or write its notifications: {cause}", exc_info=exc)
+                reason = f"the outbox cannot read or write its notifications: {in_one_line(exc)}"
+                self.health.failing(DELIVERY, reason, exc_info=exc)
             except Exception as exc:  # a bug must not end the thread while the daemon runs on delivering nothing
                 reason = f"outbox pass failed: {type(exc).__name__}: {exc}; trying again next tick"
                 self.health.failing(DELIVERY, reason, exc_info=exc)

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import orjson
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
@@ -75,7 +76,8 @@ class ServerState:
     status_page: Callable[[dict[str, str]], str]  # the page, given the daemon's current problems
     health: Health = field(default_factory=Health)
     # Bytes of bodies being received at once, over every connection (ingest.max_receiving_bytes): with
-    # bodies received before a permit is taken, this is what bounds their memory, not the permits.
+    # bodies received before a permit is taken, this is what bounds their memory, not the permits. Below
+    # max_body_bytes it is taken as max_body_bytes.
     max_receiving_bytes: int = 64 * 1024 * 1024
     listen_host: str = "127.0.0.1"  # the host of server.listen: which Host headers are this daemon
     allowed_hosts: list[str] = field(default_factory=list)  # server.allowed_hosts: more names ("*": any)
@@ -107,6 +109,7 @@ def create_app(state: ServerState) -> Starlette:
         return hmac.compare_digest(given, expected)
 
     receiving = [0]  # bytes reserved by the bodies being received now (one event loop: no lock needed)
+    budget = max(state.max_receiving_bytes, state.max_body_bytes)  # so that a body alone is always let in
 
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -121,7 +124,7 @@ def create_app(state: ServerState) -> Starlette:
         def reserve(size: int) -> None:
             nonlocal reserved
             if size > reserved:
-                if receiving[0] + size - reserved > state.max_receiving_bytes:
+                if receiving[0] + size - reserved > budget:
                     raise TooMuchReceiving()
                 receiving[0] += size - reserved
                 reserved = size
@@ -183,7 +186,7 @@ def create_app(state: ServerState) -> Starlette:
             throttle.log(
                 "too-much-receiving",
                 logging.WARNING,
-                f"answered 429 to {client}: more than {state.max_receiving_bytes:,} bytes of bodies being received"
+                f"answered 429 to {client}: more than {budget:,} bytes of bodies being received"
                 " at once (ingest.max_receiving_bytes)",
             )
             # The rest of the body may still be on its way: closing is the only way not to read it.
@@ -211,15 +214,13 @@ def create_app(state: ServerState) -> Starlette:
         if permits.locked():
             return _json(429, {"error": "too many requests in flight; retry shortly"}, {"Retry-After": "1"})
         async with permits:
-            from starlette.concurrency import run_in_threadpool
-
             try:
                 parsed, extra = await run_in_threadpool(work, model, body, time.time())
             except BodyError as exc:
                 return _json(400, {"error": str(exc), "accepted": 0, "rejected": 0})
             except Overloaded as exc:
                 throttle.log("overloaded", logging.WARNING, f"answered 429 to {client}: {exc}")
-                return _json(429, {"error": str(exc) or "ingest is behind; retry shortly"}, {"Retry-After": "2"})
+                return _json(429, {"error": str(exc)}, {"Retry-After": "2"})
             except WritesFailing as exc:  # accepted rows wait unwritten: taking more would risk more of them
                 return _json(503, {"error": str(exc)}, {"Retry-After": "5"})  # Health ("ingest") says it in the log
             except StorageUnavailable:
@@ -283,8 +284,6 @@ def create_app(state: ServerState) -> Starlette:
         return Response(state.telemetry.render(), media_type=CONTENT_TYPE)
 
     async def index(request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
-
         if (answer := refused("status", request)) is not None:
             return answer
         return HTMLResponse(await run_in_threadpool(state.status_page, state.health.problems()))

@@ -1,4 +1,5 @@
-"""Serving the ASGI app with uvicorn on a thread of the daemon, and stopping it cleanly."""
+"""Serving the ASGI app with uvicorn on a thread of the daemon (over the guarded h11 protocol of
+:mod:`monitor.server.protocol`), and stopping it cleanly."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import time
 
 import uvicorn
 
-from monitor.health import LogThrottle
-from monitor.server.protocol import guarded_protocol, log
+from monitor.server.protocol import guarded_protocol
 
 
 class HttpServer:
@@ -30,7 +30,6 @@ class HttpServer:
             header_timeout=header_timeout,
             max_connections=max_connections,
             max_connections_per_client=max_connections_per_client,
-            throttle=LogThrottle(log),
         )
         self._server = uvicorn.Server(
             uvicorn.Config(

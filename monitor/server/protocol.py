@@ -34,9 +34,7 @@ from monitor.health import LogThrottle
 log = logging.getLogger("monitor.server")
 
 
-def guarded_protocol(
-    *, header_timeout: float, max_connections: int, max_connections_per_client: int, throttle: LogThrottle
-) -> type[GuardedH11Protocol]:
+def guarded_protocol(*, header_timeout: float, max_connections: int, max_connections_per_client: int) -> type[GuardedH11Protocol]:
     """The protocol class to give ``uvicorn.Config(http=...)`` for these settings. A per-client cap
     above ``max_connections`` is taken as ``max_connections``."""
 
@@ -47,7 +45,7 @@ def guarded_protocol(
     Configured.max_connections = max_connections
     Configured.max_connections_per_client = min(max_connections_per_client, max_connections)
     Configured.per_client = {}  # one server's: shared by its connections, as uvicorn's ``connections`` is
-    Configured.throttle = throttle
+    Configured.throttle = LogThrottle(log)  # the server's: a kind of refusal is said once for all its connections
     return Configured
 
 

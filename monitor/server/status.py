@@ -18,6 +18,7 @@ from html import escape
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 
+from monitor.health import in_one_line
 from monitor.notifiers.message import format_number
 from monitor.storage.tables import OPEN_STATES, Alert, CheckRun, table
 
@@ -100,12 +101,6 @@ def read_status(conn: Connection, checks: Sequence[tuple[str, str]]) -> StatusDa
     return StatusData(latest_runs(conn, checks), newest, newest[0].open_alerts if newest else 0)
 
 
-def _unavailable(exc: sa.exc.SQLAlchemyError) -> str:
-    """The driver's own first line (not SQLAlchemy's, which carries the statement and a link)."""
-    cause = str(getattr(exc, "orig", None) or exc).strip()
-    return cause.splitlines()[0] if cause else type(exc).__name__
-
-
 def render_status(engine: Engine, checks: Mapping[str, Sequence[str]], problems: Mapping[str, str]) -> str:
     """The page for the configured ``checks`` (model -> check names) and the daemon's current ``problems``."""
     pairs = [(model, check) for model, names in checks.items() for check in names]
@@ -126,7 +121,7 @@ def render_status(engine: Engine, checks: Mapping[str, Sequence[str]], problems:
             data = read_status(conn, pairs)
     except sa.exc.SQLAlchemyError as exc:
         return (
-            head + f"<p class='error'>The database is unavailable ({e(_unavailable(exc))}): the last runs and the open "
+            head + f"<p class='error'>The database is unavailable ({e(in_one_line(exc))}): the last runs and the open "
             "alerts cannot be read. This page shows them again once it answers.</p></body></html>"
         )
     alert_rows = "".join(

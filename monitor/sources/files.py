@@ -96,7 +96,7 @@ class FilesSource:
                     log.warning("files source: %s (skipped: the newest row is of the other files)", exc)
                     continue
                 stamps = stamps[stamps < before]
-                candidate = stamps.max().to_pydatetime() if len(stamps) else None
+                candidate = _datetime(stamps.max()) if len(stamps) else None
             read += 1
             if candidate is not None and (newest is None or candidate > newest):
                 newest = candidate
@@ -163,7 +163,7 @@ class FilesSource:
     def _remember(self, path: Path, stat: os.stat_result, timestamps) -> None:
         stamps = timestamps.dropna()
         if len(stamps):
-            self._spans[str(path)] = (stat.st_mtime_ns, stat.st_size, stamps.min().to_pydatetime(), stamps.max().to_pydatetime())
+            self._spans[str(path)] = (stat.st_mtime_ns, stat.st_size, _datetime(stamps.min()), _datetime(stamps.max()))
 
     def _read_file(self, path: Path, start: datetime, end: datetime, found: list[set[str]] | None = None):
         """One file's rows in the window. With ``found`` (a read of the schema), a declared feature the file
@@ -183,13 +183,14 @@ class FilesSource:
         import pyarrow.parquet as pq
 
         stat = os.stat(path)
-        names = set(pq.read_schema(path).names)
+        dataset = ds.dataset(str(path), format="parquet")
+        # pandas' index columns are left out unless declared (an index named like the id column, say)
+        names = set(dataset.schema.names) - (_pandas_index(dataset.schema) - set(self.spec.columns()))
         absent = self._require(path, names, found)
         columns = [c for c in self.spec.columns() if c not in absent]
         known = self._spans.get(str(path))
         if known is None or known[:2] != (stat.st_mtime_ns, stat.st_size):
             self._remember(path, stat, to_utc(pq.read_table(path, columns=[self.spec.timestamp]).column(0).to_pandas()))
-        dataset = ds.dataset(str(path), format="parquet")
         field = ds.field(self.spec.timestamp)
         ts_type = dataset.schema.field(self.spec.timestamp).type
         if str(ts_type).startswith("timestamp"):
@@ -249,6 +250,19 @@ class FilesSource:
     @staticmethod
     def _in_window(frame, start: datetime, end: datetime):
         return frame[(frame[TS] >= start) & (frame[TS] < end)]
+
+
+def _datetime(stamp) -> datetime:
+    """A pandas timestamp as a datetime, to the microsecond: nanoseconds are dropped, as a datetime has
+    none (without pandas' warning, once per file). A span so cut still tells a window's rows apart, its
+    bounds being whole microseconds."""
+    return stamp.to_pydatetime(warn=False)
+
+
+def _pandas_index(schema) -> set[str]:
+    """The columns pandas wrote for a DataFrame's index (``__index_level_0__``, or the index's name):
+    not the data's, so never a new column."""
+    return {c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
 
 
 class _Unreadable(SourceError):

@@ -48,17 +48,18 @@ class Reference:
     # The column of the model's predictions, as the source names its prediction role (None without one);
     # unlike ``label`` it is named even when the reference lacks it, so that a check can say so.
     prediction: str | None = None
-    # what is worked out once per column and shared by every evaluation: its type, its typed values
+    # what is worked out once per column and shared by every evaluation: its type, its values typed (by
+    # column and type), its values as read, as objects (data_quality's missing values)
     _types: dict[str, ColumnType] = field(default_factory=dict, repr=False, compare=False)
-    _typed: dict[str, Typed] = field(default_factory=dict, repr=False, compare=False)
-    _typed_as: dict[tuple[str, str], Typed] = field(default_factory=dict, repr=False, compare=False)
+    _typed: dict[tuple[str, ColumnType], Typed] = field(default_factory=dict, repr=False, compare=False)
+    _objects: dict[str, pd.Series] = field(default_factory=dict, repr=False, compare=False)
 
     def for_source(self, source: SourceSpec | None) -> Reference:
         """This reference as a model with ``source`` reads it: its label column is the source's label
-        column, when the reference has one of that name. The frame and its typed columns are shared."""
+        column, when the reference has one of that name. The frame and what is worked out of it are shared."""
         label = source.label if source is not None and source.label in self.frame.columns else None
         prediction = source.prediction if source is not None else None
-        return replace(self, label=label, prediction=prediction, _types=self._types, _typed=self._typed, _typed_as=self._typed_as)
+        return replace(self, label=label, prediction=prediction, _types=self._types, _typed=self._typed, _objects=self._objects)
 
     def column_type(self, name: str) -> ColumnType:
         """``number``, ``boolean`` or ``string``: what a live value of this column should be.
@@ -72,18 +73,20 @@ class Reference:
 
     def typed(self, name: str) -> Typed:
         """The reference's own column in its type (see :func:`as_type`), worked out once."""
-        if name not in self._typed:
-            self._typed[name] = as_type(self.frame[name], self.column_type(name))
-        return self._typed[name]
+        return self.typed_as(name, self.column_type(name))
 
     def typed_as(self, name: str, kind: ColumnType) -> Typed:
         """The reference's column in the type ``kind``, which need not be its own (whole numbers read
         as class labels, say), worked out once."""
-        if kind == self.column_type(name):
-            return self.typed(name)
-        if (name, kind) not in self._typed_as:
-            self._typed_as[(name, kind)] = as_type(self.frame[name], kind)
-        return self._typed_as[(name, kind)]
+        if (name, kind) not in self._typed:
+            self._typed[(name, kind)] = as_type(self.frame[name], kind)
+        return self._typed[(name, kind)]
+
+    def objects(self, name: str) -> pd.Series:
+        """The column as read, as objects and indexed from 0, made once (not copied on every run)."""
+        if name not in self._objects:
+            self._objects[name] = self.frame[name].reset_index(drop=True).astype(object)
+        return self._objects[name]
 
 
 def read_type(column: pd.Series) -> ColumnType:
