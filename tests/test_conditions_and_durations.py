@@ -37,6 +37,11 @@ from monitor.config.durations import format_duration, parse_duration
         ("   p99_ms   >=   250   ", "p99_ms", ">=", 250.0),
         ("\tp99_ms\t>\t250\t", "p99_ms", ">", 250.0),
         ("_private2 > 1", "_private2", ">", 1.0),
+        # A duration, in the unit the metric's name ends with.
+        ("age_s > 2h", "age_s", ">", 7200.0),
+        ("age_s >= 1h30m", "age_s", ">=", 5400.0),
+        ("p99_ms > 250ms", "p99_ms", ">", 250.0),
+        ("p99_ms > 0.25s", "p99_ms", ">", 250.0),
     ],
 )
 def test_condition_grammar_reads(text, metric, op, threshold):
@@ -114,6 +119,16 @@ def test_condition_rejections_explain_what_to_write(text):
     assert "metric OP number" in message
     assert "> >= < <= == !=" in message, "the message lists the operators"
     assert "drift_share > 0.3" in message, "the message gives an example"
+
+
+def test_a_duration_threshold_is_the_same_rule_as_its_number():
+    assert Condition.parse("age_s > 2h").canonical == Condition.parse("age_s > 7200").canonical
+
+
+@pytest.mark.parametrize("text", ["drift_share > 1h", "rows < 5m", "error_rate > 2s"])
+def test_a_duration_on_a_metric_that_is_not_a_time_says_so(text):
+    with pytest.raises(ConditionError, match=r"a duration is a threshold only of a time in seconds or milliseconds"):
+        Condition.parse(text)
 
 
 @pytest.mark.parametrize("value", [3, 0.5, None, ["x > 1"], {"x": 1}])

@@ -16,8 +16,10 @@ import yaml
 from factories import T0, live_frame, write_project
 
 from monitor.clock import FixedClock
+from monitor.config.durations import format_duration
 from monitor.daemon.evaluator import Evaluator
 from monitor.daemon.project import Project
+from monitor.notifiers.message import AlertMessage
 from monitor.storage.tables import Alert, CheckRun, Metric, Notification
 
 MODEL, CHECK = "fraud-scorer", "freshness"
@@ -79,7 +81,11 @@ def test_a_batch_job_that_stopped_writing_fires_by_its_newest_row_not_its_file_t
     [alert] = table(engine, Alert)
     assert (alert["rule"], alert["state"], alert["severity"], alert["feature"]) == (RULE, "firing", "critical", "")
     assert alert["summary"].startswith(f"[FIRING critical] {MODEL} / {CHECK}: age_s = ")
-    assert len(table(engine, Notification)) == 1
+    [notification] = table(engine, Notification)
+    # The on-call engineer reads when the job last wrote, not only an age in seconds.
+    age = timedelta(seconds=round((T0 - newest).total_seconds()))
+    told = f"newest row: {newest:%Y-%m-%d %H:%M:%S} UTC, {format_duration(age)} before this run"
+    assert told in AlertMessage.from_dict(notification["payload"]).lines()
 
 
 def test_a_job_writing_on_time_is_quiet_and_the_newest_file_counts(tmp_path, engine):

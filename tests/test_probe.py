@@ -9,7 +9,8 @@ SQLite and PostgreSQL, with a FixedClock for windows and the SLO period.
 - The SLO's rules keep their episodes over a restart, and end when ``slo:`` is removed; the status
   page shows the failed attempt.
 - A healthy endpoint is quiet, and a dashboard's query tells the windows of one metric apart.
-- ``expect`` reads a JSON path of the answer, with JSON's equality (true is not 1, "2" is not 2).
+- ``expect`` reads a JSON path of the answer, with JSON's equality (true is not 1, "2" is not 2); an
+  answer too large to read for it is down, its status code kept.
 - A target that hangs, or trickles its answer a byte at a time, is cut at the timeout (wall time).
 - Header values from ``${VAR}`` are sent, and never stored, logged or shown.
 - A probe-only model (no source) through ``monitor validate`` and ``monitor check``.
@@ -372,6 +373,20 @@ def test_expect_reads_a_json_path_of_the_answer(json_endpoint, expect, error):
     assert (values["up"], values["status_code"]) == (0.0 if error else 1.0, 200.0)
     assert evaluation.error == (f"attempt failed: {error}" if error else None)
     assert evaluation.outcome == "ok"
+
+
+def test_an_answer_too_large_for_expect_is_down_with_its_status_kept():
+    served = Endpoint(body={"status": "ok", "padding": "x" * (probe.MAX_BODY_BYTES + 1)})
+    try:
+        spec = ProbeSpec.model_validate(
+            {"name": "p", "kind": "probe", "url": served.url, "every": "30s", "expect": {"path": "status", "equals": "ok"}}
+        )
+        evaluation = probe.evaluate(spec, Window(T0 - EVERY, T0, pd.DataFrame()), None, [])
+    finally:
+        served.close()
+    values = {v.metric: v.value for v in evaluation.values}
+    assert (values["up"], values["status_code"]) == (0.0, 200.0)
+    assert evaluation.error == "attempt failed: the response is larger than 1024 KiB: too large to read for expect"
 
 
 class Hanging:

@@ -8,6 +8,7 @@ reference data set (``reference``) or its median over a past period (``baseline`
     missing_share > reference + 0.05   metric OP [FACTORx] reference [(+|-) number[%]]
     missing_share > 2x reference
     p95_ms > 1.5x baseline             metric OP [FACTORx] baseline [(+|-) number[%]]
+    age_s > 2h                         a duration, on a metric of seconds (*_s) or milliseconds (*_ms)
 
 On an anchor the limit is ``FACTOR × anchor + offset``; ``==`` and ``!=`` compare with a number only.
 """
@@ -20,6 +21,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+
+from monitor.config.durations import parse_duration
 
 Anchor = Literal["reference", "baseline"]
 
@@ -35,11 +38,15 @@ ABOVE = (">", ">=")  # the operators that breach above their limit
 BELOW = ("<", "<=")
 
 _NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"  # ASCII digits: \d is any Unicode digit
+_DURATION = r"(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h|d|w))+"  # as durations are written (monitor/config/durations.py)
+# A duration is a threshold in the metric's own unit, which its name ends with.
+_TIME_UNITS = {"_ms": 1000.0, "_s": 1.0}
 _GRAMMAR = re.compile(
     rf"""^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*)
         \s*(?P<op>>=|<=|==|!=|>|<)\s*
         (?:
-            (?P<number>[-+]?{_NUMBER})\s*(?P<percent>%)?
+            (?P<duration>{_DURATION})
+          | (?P<number>[-+]?{_NUMBER})\s*(?P<percent>%)?
           | (?:(?P<factor>[-+]?{_NUMBER})\s*x\s*)?(?P<anchor>reference|baseline)
             (?:\s*(?P<sign>[-+])\s*(?P<offset>{_NUMBER})\s*(?P<offset_percent>%)?)?
         )\s*$""",
@@ -81,9 +88,11 @@ class Condition:
                 )
             raise ConditionError(
                 f"cannot read condition {text!r}: write 'metric OP number', "
-                "with OP one of > >= < <= == != (for example 'drift_share > 0.3' or 'availability < 99%')"
+                "with OP one of > >= < <= == != (for example 'drift_share > 0.3', 'availability < 99%' or 'age_s > 2h')"
             )
         normalised = " ".join(text.split())
+        if match["duration"] is not None:
+            return cls(match["metric"], match["op"], _in_units(match["metric"], match["duration"], text), normalised)
         if match["anchor"] is None:
             threshold = _finite(match["number"], text) / (100.0 if match["percent"] else 1.0)
             return cls(match["metric"], match["op"], threshold, normalised, percent=bool(match["percent"]))
@@ -144,6 +153,21 @@ def tidy(number: float) -> float:
     """A computed limit to 12 significant digits, so that decimal arithmetic reads as written: 0.9 + 0.05
     is 0.95, not 0.9500000000000001 (which 0.95 would not reach)."""
     return float(f"{number:.12g}") if math.isfinite(number) else number
+
+
+def _in_units(metric: str, duration: str, text: str) -> float:
+    """A duration threshold (``2h``) in the unit of the metric (``age_s``: 7200)."""
+    per_second = next((size for suffix, size in _TIME_UNITS.items() if metric.endswith(suffix)), None)
+    if per_second is None:
+        raise ConditionError(
+            f"cannot read condition {text!r}: a duration is a threshold only of a time in seconds or milliseconds "
+            f"(a metric named *_s or *_ms, such as age_s or p95_ms), and {metric} is not one: write a number"
+        )
+    try:
+        seconds = parse_duration(duration, allow_zero=True).total_seconds()
+    except ValueError as exc:
+        raise ConditionError(f"cannot read condition {text!r}: {exc}") from None
+    return tidy(seconds * per_second)
 
 
 def _finite(number: str, text: str, what: str = "threshold") -> float:

@@ -101,6 +101,9 @@ class Evaluation:
     # The model version the values are of: each version's own in a check split by model_version, the
     # candidate in a version_compare; "" for a check over every version.
     model_version: str = ""
+    # What an alert on these values also says, a line each (freshness's newest row, the versions a
+    # version_compare compared): the message's details, not stored with the run.
+    notes: list[str] = field(default_factory=list)
 
     @classmethod
     def insufficient(cls, sample_size: int, needed: int) -> Evaluation:
@@ -233,6 +236,9 @@ class CheckKind:
     # Its values are of one model version against another (version_compare): each evaluation names the
     # version its episodes belong to (``Evaluation.model_version``), without ``split_by``.
     compares_versions: bool = False
+    # The metrics that are shares, between 0 and 1 (100%) whatever the data: validate refuses a rule on
+    # one that could never fire, or (with resolve_when or margin) never resolve.
+    shares: frozenset[str] = frozenset()
 
     @property
     def metrics(self) -> frozenset[str]:

@@ -221,6 +221,7 @@ KIND = CheckKind(
     feature_metrics=FEATURE_METRICS,
     evaluate=evaluate,
     needs_reference=True,
+    shares=FEATURE_METRICS,
     reads_schema=True,
     reference_metrics=frozenset({"missing_share"}),
     warm_up=import_evidently,

@@ -243,6 +243,7 @@ KIND = CheckKind(
     feature_metrics=frozenset({"drift_score", "drifted"}),
     evaluate=evaluate,
     needs_reference=True,
+    shares=frozenset({"drift_share"}),
     check_reference=check_reference,
     warm_up=import_evidently,
 )

@@ -14,11 +14,13 @@ not fresh, and age_s has a value from its first row on.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import Field
 
 from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, Window
+from monitor.config.durations import format_duration
 from monitor.config.types import Duration
 
 
@@ -38,8 +40,11 @@ def evaluate(spec: FreshnessSpec, window: Window, reference, features: list[str]
             f"the source has no row before {window.end:%Y-%m-%d %H:%M:%S} UTC: nothing was written, so nothing is "
             "fresh (age_s is measured from the first row on)"
         )
-    age = (window.end - window.newest).total_seconds()
-    return Evaluation("ok", 0, [MetricValue("age_s", age)], evidence={"newest": window.newest.isoformat()})
+    age = window.end - window.newest
+    newest = f"newest row: {window.newest:%Y-%m-%d %H:%M:%S} UTC, {format_duration(timedelta(seconds=round(age.total_seconds())))} before this run"
+    return Evaluation(
+        "ok", 0, [MetricValue("age_s", age.total_seconds())], evidence={"newest": window.newest.isoformat()}, notes=[newest]
+    )
 
 
 KIND = CheckKind(

@@ -425,6 +425,7 @@ KIND = CheckKind(
     evaluate=evaluate,
     uses_reference=True,  # the classes of its label column, when the model has one
     required_roles=(PREDICTION, LABEL),
+    shares=frozenset(CLASSIFICATION),
     metrics_for=lambda spec: frozenset(CLASSIFICATION) if spec.task == "classification" else frozenset(REGRESSION),
     check_reference=check_reference,
     warm_up=import_evidently,

@@ -146,6 +146,7 @@ KIND = CheckKind(
     feature_metrics=frozenset({"class_share"}),
     evaluate=evaluate,
     needs_reference=True,
+    shares=frozenset({"class_share"}),
     required_roles=(PREDICTION,),
     reference_metrics=frozenset({"class_share"}),
     check_reference=check_reference,

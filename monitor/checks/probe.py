@@ -33,7 +33,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -102,13 +102,48 @@ def _header_value(value: Any) -> Any:
 
 
 def _one_line(value: SecretStr) -> SecretStr:
-    if any(c in value.get_secret_value() for c in "\r\n\0"):
+    text = value.get_secret_value()
+    if any(c in text for c in "\r\n\0"):
         raise ValueError("a header value cannot hold a line break or a NUL byte")
+    if not text.isascii():  # httpx sends header values as ASCII; said here, not on every attempt
+        raise ValueError(
+            "a header value is sent as ASCII, and this one holds a character that is not (an accent, a curly "
+            "quote): write it in ASCII, percent-encoded where the endpoint expects that"
+        )
     return value
 
 
 HeaderName = Annotated[str, Field(pattern=_HEADER_NAME, max_length=200, description="letters, digits and !#$%&'*+.^_`|~-")]
 HeaderValue = Annotated[SecretStr, BeforeValidator(_header_value), AfterValidator(_one_line)]
+
+
+def _json_body(value: Any) -> Any:
+    """A body YAML read as JSON can send; what cannot be sent is said by where it is in the body."""
+    problem = _not_json(value, "")
+    if problem is not None:
+        raise ValueError(f"this is sent as JSON, and {problem}")
+    return value
+
+
+def _not_json(value: Any, at: str) -> str | None:
+    where = at or "the body"
+    if value is None or isinstance(value, (bool, int, str)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{where} is {value}, which JSON has no number for: write a finite one"
+    if isinstance(value, list):
+        return next((p for i, item in enumerate(value) if (p := _not_json(item, f"{at}[{i}]")) is not None), None)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"the key {key!r} {f'in {at} ' if at else ''}is not text, as a JSON key must be: quote it"
+            problem = _not_json(item, f"{at}.{key}" if at else key)
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(value, date):  # a datetime is a date too
+        return f"{where} is a date to YAML (written unquoted), which JSON has none of: quote it"
+    return f"{where} is {'binary data' if isinstance(value, bytes) else 'a ' + type(value).__name__}, which JSON has none of"
 
 
 def parse_path(text: str) -> tuple[str | int, ...]:
@@ -229,7 +264,9 @@ class ProbeSpec(CheckSpec):
     url: Annotated[str, AfterValidator(_url)] = Field(description="http:// or https://; never logged or stored")
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
     headers: dict[HeaderName, HeaderValue] = Field({}, description="sent with each attempt; values are secrets (${VAR})")
-    body: JsonValue = Field(None, description="sent as JSON (Content-Type: application/json)")
+    body: Annotated[JsonValue, BeforeValidator(_json_body)] = Field(
+        None, description="sent as JSON (Content-Type: application/json)"
+    )
     expect_status: list[int] | None = Field(None, description="the status codes that count as up; any 2xx when unset")
     expect: Expect | None = None
     timeout: Duration = Field(DEFAULT_TIMEOUT, validate_default=True, description="an attempt is cut here and counted as down")
@@ -255,7 +292,18 @@ class ProbeSpec(CheckSpec):
     @field_validator("expect_status", mode="before")
     @classmethod
     def _one_or_more(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(
+                "expected a status code such as 200, or a list of them such as [200, 204]; leave expect_status out for any 2xx"
+            )
         return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("expect")
+    @classmethod
+    def _has_a_body(cls, expect: Expect | None, info: ValidationInfo) -> Expect | None:
+        if expect is not None and info.data.get("method") == "HEAD":
+            raise ValueError("the answer to a HEAD request has no body for expect to read: use method: GET, or remove expect")
+        return expect
 
     @field_validator("expect_status")
     @classmethod
@@ -356,6 +404,7 @@ def attempt(spec: ProbeSpec) -> Attempt:
         status, body = asyncio.run(_request(spec, headers, timer))
     except Exception as exc:  # every way a request fails is a down attempt
         failure, reason = _failure(exc, spec)
+        status = exc.status if isinstance(exc, _TooLarge) else None
     else:
         failure, reason = _judged(spec, status, body)
     if failure is None:
@@ -389,7 +438,9 @@ class _Timer:
 
 
 class _TooLarge(Exception):
-    pass
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 async def _request(spec: ProbeSpec, headers: dict[str, str], timer: _Timer) -> tuple[int, bytes]:
@@ -407,7 +458,7 @@ async def _request(spec: ProbeSpec, headers: dict[str, str], timer: _Timer) -> t
                     body += chunk
                     if len(body) > MAX_BODY_BYTES:
                         if spec.expect is not None:
-                            raise _TooLarge
+                            raise _TooLarge(response.status_code)
                         break  # the status is all an attempt without expect needs
                 return response.status_code, bytes(body)
 
@@ -597,6 +648,7 @@ KIND = CheckKind(
     evaluate=evaluate,
     reads_rows=False,
     metrics_for=metrics,
+    shares=frozenset({"up", "availability"}),
     window_metrics=window_metrics,
     over_window=over_window,
     kept_windows=kept_windows,

@@ -209,7 +209,10 @@ def evaluate(spec: VersionCompareSpec, window: Window, reference: Reference | No
                 values.append(MetricValue(delta, scores["candidate"] - scores["baseline"]))
     if not_computed:
         evidence["not_computed"] = not_computed
-    return Evaluation("ok", size, values, evidence=evidence, model_version=version)
+    compared = (
+        f"candidate {candidate} ({len(candidate_rows):,} rows) against baseline {spec.baseline} ({len(baseline_rows):,} rows)"
+    )
+    return Evaluation("ok", size, values, evidence=evidence, model_version=version, notes=[compared])
 
 
 KIND = CheckKind(

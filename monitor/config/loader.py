@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from monitor.alerting.conditions import ABOVE, BELOW
+from monitor.alerting.conditions import ABOVE, BELOW, tidy
 from monitor.alerting.rules import RuleSpec
 from monitor.checks import CHECKS
 from monitor.checks.base import CheckKind, CheckSpec
@@ -445,6 +445,7 @@ def _semantic_issues(doc: Document, model: ModelConfig, config: DaemonConfig | N
                     f"unknown metric {metric!r}{suggest(metric, metrics)}; a {check.kind} check has {', '.join(sorted(metrics))}",
                 )
             yield from _rule_issues(doc, ("checks", i, "alert", j), rule, check, kind)
+            yield from _share_issues(doc, ("checks", i, "alert", j), rule, kind)
             yield from _window_issues(doc, ("checks", i, "alert", j), rule, check, kind)
 
 
@@ -563,6 +564,58 @@ def _rule_issues(doc: Document, at: tuple, rule: RuleSpec, check: CheckSpec, kin
                 f"every {format_duration(check.every)}, fewer than the {rule.min_points} it needs: write a longer "
                 f"baseline (baseline: {format_duration(check.every * rule.min_points)}) or a lower baseline_min_points",
             )
+
+
+# The other way round: what must hold for a value to be back past a threshold it breached.
+_BACK = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}
+
+
+def _share_issues(doc: Document, at: tuple, rule: RuleSpec, kind: CheckKind) -> Iterator[ConfigIssue]:
+    """A rule on a share (a value from 0 to 1 whatever the data) that could never fire, or never resolve."""
+    when, resolve = rule.when, rule.resolve_when
+    if when.metric not in kind.shares or when.anchor is not None:
+        return
+
+    def shown(number: float, percent: bool) -> str:
+        return f"{tidy(number * 100):g}%" if percent else f"{number:g}"
+
+    share = f"{when.metric} is a share, from 0 to {shown(1, when.percent)}"
+    if not _holds_for_a_share(when.op, when.threshold):
+        yield doc.issue(
+            (*at, "when"),
+            f"{share}, so '{when.text}' never holds: write a threshold from 0 to 1, or a percentage "
+            f"('{when.metric} {when.op} {f'{when.threshold:g}' if 1 < when.threshold <= 100 else '30'}%')",
+        )
+    elif resolve is not None and resolve.anchor is None and resolve.metric == when.metric:
+        if not _holds_for_a_share(resolve.op, resolve.threshold):
+            yield doc.issue(
+                (*at, "resolve_when"),
+                f"{share}, so '{resolve.text}' never holds and an episode would never resolve: write a threshold from 0 to 1",
+            )
+    elif rule.margin is not None and when.op in _BACK:
+        margin = rule.margin.value
+        back = tidy(when.threshold - margin if when.op in ABOVE else when.threshold + margin)
+        if not _holds_for_a_share(_BACK[when.op], back):
+            room = when.threshold if when.op in ABOVE else tidy(1 - when.threshold)
+            most = "at most" if when.op in (">", "<") else "less than"
+            yield doc.issue(
+                (*at, "margin"),
+                f"with this margin, '{when.text}' resolves only once {when.metric} {_BACK[when.op]} "
+                f"{shown(back, when.percent)}, and {share}: an episode would never resolve; write a margin of "
+                f"{most} {shown(room, when.percent)}",
+            )
+
+
+def _holds_for_a_share(op: str, threshold: float) -> bool:
+    """Whether ``value OP threshold`` holds for some value from 0 to 1."""
+    return {
+        ">": threshold < 1,
+        ">=": threshold <= 1,
+        "<": threshold > 0,
+        "<=": threshold >= 0,
+        "==": 0 <= threshold <= 1,
+        "!=": True,
+    }[op]
 
 
 def _window_issues(doc: Document, at: tuple, rule: RuleSpec, check: CheckSpec, kind: CheckKind) -> Iterator[ConfigIssue]:

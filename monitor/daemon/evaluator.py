@@ -481,7 +481,8 @@ def _metric_row(run: CheckRun, value: MetricValue, window_start: datetime, windo
 
 def _details(check: CheckSpec, rule: RuleSpec, over: list[WindowResult], result: RunResult) -> list[str]:
     """What else an alert says: the rule's metric over each of its windows when it has several, the kept
-    values (an SLO's budget), and what went wrong in a run that is not an error (a probe's failed attempt)."""
+    values (an SLO's budget), the kind's own notes (freshness's newest row), and what went wrong in a run
+    that is not an error (a probe's failed attempt)."""
     out = []
     metric = rule.when.metric
     if len(over) > 1:
@@ -490,12 +491,7 @@ def _details(check: CheckSpec, rule: RuleSpec, over: list[WindowResult], result:
     for value in kept_values(check, result.windows):
         span = next(w.window for w in result.windows if value in w.windowed.values)
         out.append(f"{value.metric}: {format_number(value.value)} over the last {format_duration(span)}")
-    compared = result.evaluation.evidence.get("compared")
-    if compared:  # version_compare: which versions, over how many rows each
-        out.append(
-            f"candidate {compared['candidate']} ({compared['candidate_rows']:,} rows) against baseline "
-            f"{compared['baseline']} ({compared['baseline_rows']:,} rows)"
-        )
+    out.extend(result.evaluation.notes)
     if result.evaluation.outcome != "error" and result.evaluation.error:
         out.append(result.evaluation.error)
     return out
