@@ -47,22 +47,18 @@ from pydantic import (
     field_validator,
 )
 
-from monitor.alerting.rules import RuleSpec, Severity
-from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, Past, Window, Windowed
+from monitor.checks.base import CheckKind, Evaluation, MetricValue, Past, Window, Windowed
+from monitor.checks.slo import BUDGET, BURN_RATE, MIN_WINDOW_RUNS, WithSlo, burn, kept_windows, runs_needed
 from monitor.config.durations import format_duration
-from monitor.config.types import Duration, Name, StrictModel
+from monitor.config.types import Duration, StrictModel
 
 DEFAULT_TIMEOUT = timedelta(seconds=5)
 MAX_BODY_BYTES = 1024 * 1024
 """Of a response, read at most this much (``expect`` reads its JSON from it)."""
-MIN_WINDOW_ATTEMPTS = 10
-"""A window is judged from this many attempts, or half of those it can hold (window / every) when fewer."""
 
 ATTEMPT_METRICS = frozenset({"up", "latency_ms", "status_code"})
 WINDOW_METRICS = frozenset({"availability", "p50_ms", "p95_ms", "p99_ms"})
 PERCENTILES = {"p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0}
-BURN_RATE = "burn_rate"
-BUDGET = "error_budget_remaining"
 
 _PATH = re.compile(r"^(?:\$\.)?(?P<path>[A-Za-z_][A-Za-z0-9_-]*(?:\.[A-Za-z_][A-Za-z0-9_-]*|\[\d+\])*)$")
 _STEP = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]")
@@ -176,87 +172,7 @@ class Expect(StrictModel):
         return parse_path(self.path)
 
 
-def _objective(value: Any) -> Any:
-    """``99.9%`` is 0.999; a fraction stays one; ``99.9`` is neither."""
-    if isinstance(value, str) and value.strip().endswith("%"):
-        try:
-            return round(float(value.strip()[:-1]) / 100.0, 12)
-        except ValueError:
-            raise ValueError("expected an objective such as 99.9% (or 0.999)") from None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and 1 < value <= 100:
-        raise ValueError(f"an objective of {value:g} would be {value * 100:g}%: write {value:g}%")
-    return value
-
-
-def _in_range(value: float) -> float:
-    if not 0 < value < 1:
-        raise ValueError(
-            f"an objective is more than 0% and less than 100%, got {value * 100:g}%"
-            + (": 100% leaves no error budget to burn" if value >= 1 else "")
-        )
-    return value
-
-
-Objective = Annotated[float, BeforeValidator(_objective), AfterValidator(_in_range)]
-_SLO_IDS = {"critical": "slo-page", "warning": "slo-ticket", "info": "slo-info"}
-
-
-class SloAlert(StrictModel):
-    """One alert of an SLO: the burn rate above ``burn_rate`` over both ``long`` and ``short``."""
-
-    id: Name | None = Field(None, description="what its episodes are known by; slo-page, slo-ticket, slo-info by severity")
-    severity: Severity
-    burn_rate: float = Field(gt=0, description="how many times faster than the objective allows the budget burns")
-    long: Duration
-    short: Duration
-
-    @field_validator("short")
-    @classmethod
-    def _shorter(cls, short: timedelta, info: ValidationInfo) -> timedelta:
-        long = info.data.get("long")
-        if long is not None and short >= long:
-            raise ValueError(
-                f"short ({format_duration(short)}) must be shorter than long ({format_duration(long)}): the short window "
-                "makes the alert end soon after the burning stops (the SRE workbook pairs 1h with 5m)"
-            )
-        return short
-
-    @property
-    def key(self) -> str:
-        return self.id or _SLO_IDS[self.severity]
-
-
-DEFAULT_SLO_ALERTS = (
-    SloAlert(severity="critical", burn_rate=14.4, long=timedelta(hours=1), short=timedelta(minutes=5)),
-    SloAlert(severity="warning", burn_rate=6.0, long=timedelta(hours=6), short=timedelta(minutes=30)),
-)
-
-
-class Slo(StrictModel):
-    """A service level objective on the probe's availability: the share of attempts that are up."""
-
-    objective: Objective
-    period: Duration = timedelta(days=30)
-    alerts: list[SloAlert] = Field(list(DEFAULT_SLO_ALERTS), min_length=1)
-
-    @property
-    def budget(self) -> float:
-        """The share of attempts that may fail over the period."""
-        return 1.0 - self.objective
-
-
-class BurnRateRule(RuleSpec):
-    """An SLO alert as a rule of the check: it holds when ``burn_rate`` is past its limit over each of
-    its windows (``window``, the long one, and ``short_window``)."""
-
-    short_window: Duration
-
-    @property
-    def windows(self) -> tuple[timedelta, ...]:
-        return (self.window, self.short_window) if self.window is not None else (self.short_window,)
-
-
-class ProbeSpec(CheckSpec):
+class ProbeSpec(WithSlo):
     kind: Literal["probe"]
     # A run speaks for the time since the one before: its recorded window is its every (as freshness's;
     # ``every`` is validated first, so the factory sees it). A rule's ``window:`` is what values are over.
@@ -271,7 +187,6 @@ class ProbeSpec(CheckSpec):
     expect: Expect | None = None
     timeout: Duration = Field(DEFAULT_TIMEOUT, validate_default=True, description="an attempt is cut here and counted as down")
     min_rows: int = Field(1, description="not a probe's: each run makes one attempt")
-    slo: Slo | None = None
 
     @field_validator("window", mode="before")
     @classmethod
@@ -286,7 +201,7 @@ class ProbeSpec(CheckSpec):
     def _no_min_rows(cls, value: int) -> int:
         raise ValueError(
             f"a probe makes one attempt per run, so min_rows does not apply: a rule's window is judged once it holds "
-            f"{MIN_WINDOW_ATTEMPTS} attempts (or half of what it can hold, when fewer)"
+            f"{MIN_WINDOW_RUNS} attempts (or half of what it can hold, when fewer)"
         )
 
     @field_validator("expect_status", mode="before")
@@ -327,53 +242,6 @@ class ProbeSpec(CheckSpec):
                 f"attempt ends before the next starts: write for example timeout: {format_duration(every / 2)}"
             )
         return timeout
-
-    @field_validator("slo")
-    @classmethod
-    def _slo_fits(cls, slo: Slo | None, info: ValidationInfo) -> Slo | None:
-        if slo is None:
-            return slo
-        every, rules = info.data.get("every"), info.data.get("alert") or []
-        ids = {rule.id: j for j, rule in enumerate(rules) if rule.id}
-        seen: dict[str, int] = {}
-        for j, alert in enumerate(slo.alerts):
-            name = f"alerts[{j}] ({alert.key})"
-            if alert.key in seen:
-                raise ValueError(f"{name} has the id of alerts[{seen[alert.key]}]: give each alert its own id")
-            seen[alert.key] = j
-            if alert.key in ids:
-                raise ValueError(f"{name} has the id of the check's alert[{ids[alert.key]}]: give one of them another id")
-            if alert.long > slo.period:
-                raise ValueError(
-                    f"{name} looks at {format_duration(alert.long)}, more than the period {format_duration(slo.period)}"
-                )
-            if every is not None and alert.short < every:
-                raise ValueError(
-                    f"{name} looks at {format_duration(alert.short)}, which holds no attempt of a probe every "
-                    f"{format_duration(every)}: probe more often, or write alerts: with longer windows"
-                )
-        return slo
-
-    @property
-    def rules(self) -> list[RuleSpec]:
-        rules = list(self.alert)
-        for alert in self.slo.alerts if self.slo else ():
-            rules.append(
-                BurnRateRule(
-                    id=alert.key,
-                    when=f"{BURN_RATE} > {_number(alert.burn_rate)}",
-                    severity=alert.severity,
-                    for_=timedelta(0),
-                    window=alert.long,
-                    short_window=alert.short,
-                )
-            )
-        return rules
-
-
-def _number(value: float) -> str:
-    """A burn rate as a condition writes it: 6, not 6.0; 14.4 as itself."""
-    return str(int(value)) if value.is_integer() else repr(value)
 
 
 # -- one attempt ---------------------------------------------------------------------------------------
@@ -597,12 +465,6 @@ def evaluate(spec: ProbeSpec, window: Window, reference: Any, features: list[str
 
 
 # -- over a rule's window --------------------------------------------------------------------------------
-def attempts_needed(spec: CheckSpec, window: timedelta) -> int:
-    """How many attempts a window must hold to be judged: 10, or half of what it can hold when fewer."""
-    holds = window // spec.every
-    return max(1, min(MIN_WINDOW_ATTEMPTS, math.ceil(holds / 2)))
-
-
 def window_metrics(spec: ProbeSpec) -> frozenset[str]:
     return WINDOW_METRICS | ({BURN_RATE} if spec.slo else set())
 
@@ -611,25 +473,16 @@ def metrics(spec: ProbeSpec) -> frozenset[str]:
     return ATTEMPT_METRICS | window_metrics(spec) | ({BUDGET} if spec.slo else set())
 
 
-def kept_windows(spec: ProbeSpec) -> frozenset[tuple[str, timedelta]]:
-    """An SLO's error budget over its period, stored on every run though no rule names it."""
-    return frozenset({(BUDGET, spec.slo.period)}) if spec.slo else frozenset()
-
-
 def over_window(spec: ProbeSpec, past: Past, window: timedelta, wanted: frozenset[str]) -> Windowed:
     """Availability (and with an SLO, its burn rate) over the attempts in ``window``, this one included;
     the latency percentiles too when a rule names one; the error budget when asked for."""
     attempts, up = past.count_and_sum("up")
-    needed = attempts_needed(spec, window)
+    needed = runs_needed(spec, window)
     if attempts < needed:
         return Windowed([], attempts, needed)
-    availability = up / attempts
-    values = [MetricValue("availability", availability)]
-    if spec.slo is not None:
-        values.append(MetricValue(BURN_RATE, (1.0 - availability) / spec.slo.budget))
-        if BUDGET in wanted:  # over the period: the failures it allows at this check's rate, less those spent
-            allowed = spec.slo.budget * (window / spec.every)
-            values.append(MetricValue(BUDGET, 1.0 - (attempts - up) / allowed))
+    values = [MetricValue("availability", up / attempts)]
+    if spec.slo is not None:  # the budget of a period: the failures it allows at this check's rate
+        values += burn(spec.slo, attempts - up, attempts, wanted, allowed=spec.slo.budget * (window / spec.every))
     if wanted & PERCENTILES.keys():
         import numpy as np
 

@@ -26,6 +26,7 @@ from monitor.alerting.conditions import ABOVE, BELOW, tidy
 from monitor.alerting.rules import RuleSpec
 from monitor.checks import CHECKS
 from monitor.checks.base import CheckKind, CheckSpec
+from monitor.checks.slo import SLO_METRICS, WithSlo
 from monitor.config.document import MAX_BYTES, Document, read_document
 from monitor.config.durations import format_duration
 from monitor.config.errors import ConfigError, ConfigIssue
@@ -439,14 +440,22 @@ def _semantic_issues(doc: Document, model: ModelConfig, config: DaemonConfig | N
             keys.setdefault(rule.key, j)
             metric = rule.when.metric
             metrics = kind.metrics_of(check)
-            if metric not in metrics:
+            wants_slo = metric in SLO_METRICS and isinstance(check, WithSlo) and check.slo is None
+            if wants_slo:
+                yield doc.issue(
+                    ("checks", i, "alert", j, "when"),
+                    f"{metric} is an SLO's: add slo: to the check (docs/checks.md, {check.kind}), which also alerts "
+                    "on its burn rate by itself",
+                )
+            elif metric not in metrics:
                 yield doc.issue(
                     ("checks", i, "alert", j, "when"),
                     f"unknown metric {metric!r}{suggest(metric, metrics)}; a {check.kind} check has {', '.join(sorted(metrics))}",
                 )
             yield from _rule_issues(doc, ("checks", i, "alert", j), rule, check, kind)
             yield from _share_issues(doc, ("checks", i, "alert", j), rule, kind)
-            yield from _window_issues(doc, ("checks", i, "alert", j), rule, check, kind)
+            if not wants_slo:  # the rule's window is right once the check has its slo
+                yield from _window_issues(doc, ("checks", i, "alert", j), rule, check, kind)
 
 
 def _version_issues(

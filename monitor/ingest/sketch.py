@@ -60,9 +60,19 @@ class LatencySketch:
         for key in sorted(self.buckets, key=lambda k: -math.inf if k == ZERO else int(k)):
             seen += self.buckets[key]
             if seen > rank:
-                return 0.0 if key == ZERO else 2 * GAMMA ** int(key) / (GAMMA + 1)
+                return _answer(key)
         return math.nan
+
+    def count_above(self, limit: float) -> int:
+        """How many values are above ``limit``, within the relative accuracy: a bucket counts whole, by
+        whether the value it answers with (its midpoint) is above."""
+        return sum(count for key, count in self.buckets.items() if _answer(key) > limit)
 
     def max(self) -> float:
         keys = [int(k) for k in self.buckets if k != ZERO]
-        return 2 * GAMMA ** max(keys) / (GAMMA + 1) if keys else (0.0 if self.buckets else math.nan)
+        return _answer(str(max(keys))) if keys else (0.0 if self.buckets else math.nan)
+
+
+def _answer(key: str) -> float:
+    """The value a bucket answers with: its midpoint ``2 gamma^i / (gamma + 1)``, 0 for the zero bucket."""
+    return 0.0 if key == ZERO else 2 * GAMMA ** int(key) / (GAMMA + 1)
