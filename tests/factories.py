@@ -59,6 +59,7 @@ def write_project(
     database_url: str | None = None,
     routes: list | None = None,
     hold: str | None = None,
+    notifiers: dict | None = None,
 ) -> Path:
     """A config.yaml, checks/fraud-scorer.yaml and data/ under ``root``; returns the config path."""
     (root / "data").mkdir(parents=True, exist_ok=True)
@@ -72,8 +73,8 @@ def write_project(
         "checks_dir": "checks",
         "owners": owners or {"fraud-team": {"slack": "#fraud-alerts", "mention": ["@dana"]}},
     }
-    if slack:
-        config["notifiers"] = {"slack": slack}
+    if slack or notifiers:
+        config["notifiers"] = {**({"slack": slack} if slack else {}), **(notifiers or {})}
     if routes:
         config["routes"] = routes
     drift_check = {

@@ -243,7 +243,7 @@ def test_variable_defaults_apply_when_unset(variables_config, monkeypatch):
     assert config.notifiers.slack.token.get_secret_value() == ""
     assert config.notifiers.slack.base_url == "https://slack.com/api/"
     assert config.owners["fraud-team"].slack == "#fraud-prod"
-    assert config.owners["fraud-team"].webhook.get_secret_value() == "https://events.pagerduty.example/v2/enqueue"
+    assert config.owners["fraud-team"].webhook.url.get_secret_value() == "https://events.pagerduty.example/v2/enqueue"
     assert config.owners["fraud-team"].mention == ["$5 off", "@dana"], "$$ is a literal dollar"
 
 
@@ -266,11 +266,13 @@ def test_an_empty_variable_takes_the_default_like_the_shell(variables_config, mo
     monkeypatch.setenv("MONITOR_TEST_PAGER_URL", "")
     config = load_config(variables_config)
     assert config.database.url == "sqlite:///default.db"
-    assert config.owners["fraud-team"].webhook.get_secret_value() == ""
+    assert config.owners["fraud-team"].webhook is None  # an empty URL is no webhook
 
 
 def test_variables_may_come_from_an_explicit_environment(variables_config):
-    config = load_config(variables_config, environ={"MONITOR_TEST_ENV": "dev", "MONITOR_TEST_PAGER_URL": "x"})
+    config = load_config(
+        variables_config, environ={"MONITOR_TEST_ENV": "dev", "MONITOR_TEST_PAGER_URL": "https://pager.example/x"}
+    )
     assert config.owners["fraud-team"].slack == "#fraud-dev"
 
 

@@ -69,6 +69,26 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
                     doc.issues.append(
                         doc.issue(("routes", i, "also", j), f"unknown owner {owner!r}{suggest(owner, config.owners)}")
                     )
+        smtp = config.notifiers.email
+        for name, owner in config.owners.items():
+            if owner.email and not smtp.host:
+                doc.issues.append(
+                    doc.issue(
+                        ("owners", name, "email"),
+                        "no mail server to send through: set notifiers.email.host (and from), see docs/configuration.md",
+                    )
+                )
+        if smtp.host and not smtp.sender:
+            doc.issues.append(
+                doc.issue(("notifiers", "email", "host"), "an e-mail needs a From address: set notifiers.email.from")
+            )
+        if smtp.host and smtp.security == "none" and smtp.username.get_secret_value() and not is_loopback(smtp.host):
+            doc.issues.append(
+                doc.issue(
+                    ("notifiers", "email", "security"),
+                    "a login without TLS would send the password in the clear: use starttls or tls (none only to 127.0.0.1)",
+                )
+            )
         checks_dir = Path(path).parent / config.checks_dir
         if not checks_dir.is_dir():  # "ok: 0 models" would hide that nothing is watched
             doc.issues.append(

@@ -7,10 +7,13 @@ Check and source sections are the plug-ins' own specs, joined here by their ``ki
 from __future__ import annotations
 
 import ipaddress
+import re
 from datetime import timedelta
-from typing import Literal
+from email.utils import parseaddr
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AfterValidator, Field, SecretStr, field_validator
 
 from monitor.alerting.rules import Severity
 from monitor.checks import CheckSpecs
@@ -111,14 +114,88 @@ class SlackConfig(StrictModel):
     base_url: str = "https://slack.com/api/"
 
 
+def _https_or_loopback(url: SecretStr) -> SecretStr:
+    """A receiver's URL: https, or http to this machine only; said without echoing it (it may hold a key)."""
+    try:
+        parts = urlsplit(url.get_secret_value().strip())
+        host = parts.hostname or ""
+    except ValueError:
+        raise ValueError("not a URL: write for example https://events.pagerduty.com/v2/enqueue") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValueError("not a whole http(s) URL: write for example https://events.pagerduty.com/v2/enqueue")
+    if parts.scheme == "http" and not is_loopback(host):
+        raise ValueError(
+            "a webhook URL must be https:// (http:// only to this machine, 127.0.0.1 or localhost): "
+            "an alert and its key would cross the network in the clear"
+        )
+    return url
+
+
+class SmtpConfig(StrictModel):
+    """The mail server alerts are sent through (stdlib smtplib); no host: no e-mail receivers."""
+
+    host: str = Field("", description="the SMTP server; empty: e-mail is off")
+    port: int = Field(587, ge=1, le=65535, description="587 for STARTTLS, 465 for TLS, 25 for neither")
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="starttls (upgrade after connecting), tls (from the start) or none (loopback only)"
+    )
+    username: SecretStr = SecretStr("")
+    password: SecretStr = SecretStr("")
+    sender: str = Field("", alias="from", description="the From address, e.g. monitor@example.com")
+    timeout: Duration = Field(timedelta(seconds=10), description="a connection or an answer taking longer is a failure")
+
+    @field_validator("sender")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return _email_address(value) if value else value
+
+
 class NotifiersConfig(StrictModel):
     slack: SlackConfig = SlackConfig()
+    email: SmtpConfig = SmtpConfig()
+
+
+_ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+
+
+def _email_address(value: str) -> str:
+    """``oncall@example.com`` or ``On-call <oncall@example.com>``."""
+    _, address = parseaddr(value.strip())
+    if not _ADDRESS.match(address) or ("<" in value) != value.strip().endswith(">"):
+        raise ValueError("not an e-mail address: write one such as oncall@example.com (or 'On-call <oncall@example.com>')")
+    return value.strip()
+
+
+EmailAddress = Annotated[str, AfterValidator(_email_address)]
+
+
+class Webhook(StrictModel):
+    """An HTTP endpoint told of each state change in the PagerDuty Events API v2 shape."""
+
+    url: Annotated[SecretStr, AfterValidator(_https_or_loopback)] = Field(
+        description="https://events.pagerduty.com/v2/enqueue, or any endpoint taking that JSON"
+    )
+    routing_key: SecretStr = Field(SecretStr(""), description="PagerDuty's integration key; sent in the body")
 
 
 class Owner(StrictModel):
     slack: str | None = Field(None, description="the channel, for example '#fraud-alerts'")
     mention: list[str] = []
-    webhook: SecretStr | None = Field(None, description="reserved for the pager webhook receiver (see docs/configuration.md)")
+    webhook: Webhook | None = Field(None, description="a URL, or {url, routing_key}: a pager in the PagerDuty Events v2 shape")
+    email: list[EmailAddress] = Field([], description="addresses told of each state change (through notifiers.email)")
+
+    @field_validator("webhook", mode="before")
+    @classmethod
+    def _url_alone(cls, value: object) -> object:
+        # `webhook: ${FRAUD_PAGER_URL:-}` with the variable unset is no webhook; a URL alone is one.
+        if value == "":
+            return None
+        return {"url": value} if isinstance(value, str) else value
+
+    @field_validator("email", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
 
     @field_validator("slack", mode="before")
     @classmethod

@@ -48,12 +48,13 @@ class Delivery:
 
 
 class Notifier(Protocol):
-    def send(self, target: str, message: AlertMessage, key: str, previous: Posted | None) -> Delivery:
+    def send(self, target: str, message: AlertMessage, key: str, previous: Posted | None, *, episode: str = "") -> Delivery:
         """Deliver ``message``; with ``previous``, update that earlier message instead of posting anew.
 
         ``key`` is unique per delivery across databases (it carries the installation id); a notifier
         that can attach it to the message, with the message's model, check, episode and event, lets
-        ``find`` tell after a crash whether the delivery went out.
+        ``find`` tell after a crash whether the delivery went out. ``episode`` is the same for every
+        delivery of one alert episode, and unique across databases too (a pager's dedup key).
         """
 
     def find(self, target: str, key: str, message: AlertMessage, since: datetime, previous: Posted | None) -> Posted | None:

@@ -20,7 +20,7 @@ class ConsoleNotifier:
         self.stream = stream
         self._lock = Lock()
 
-    def send(self, target: str, message: AlertMessage, key: str, previous: Posted | None) -> Delivery:
+    def send(self, target: str, message: AlertMessage, key: str, previous: Posted | None, *, episode: str = "") -> Delivery:
         stream = self.stream or sys.stdout
         rule = "=" * 78
         with self._lock:

@@ -56,6 +56,11 @@ def delivery_key(installation: str, notification_id: int) -> str:
     return f"monitor-{installation}-{notification_id}"
 
 
+def episode_key(installation: str, alert_id: int) -> str:
+    """What an alert episode is known by outside the database: every delivery of it carries this."""
+    return f"monitor-{installation}-alert-{alert_id}"
+
+
 class Outbox:
     def __init__(
         self,
@@ -279,7 +284,8 @@ class Outbox:
             return Delivery.failed(f"unreadable payload: {type(exc).__name__}: {exc}", retry=False)
         key = self.key(row.id)
         try:
-            return notifier.send(receiver.target, message, key, self._previous(session, row))
+            episode = episode_key(self.installation(), row.alert_id)
+            return notifier.send(receiver.target, message, key, self._previous(session, row), episode=episode)
         except Exception as exc:  # a notifier bug must not stop the loop; it is recorded and retried
             log.exception("notifier %s failed on notification %s", receiver.kind, row.id)
             return Delivery.failed(f"{type(exc).__name__}: {exc}", retry=True)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import TextIO
 
 from monitor.config.models import DaemonConfig
-from monitor.notifiers import console, slack
+from monitor.notifiers import console, mail, slack, webhook
 from monitor.notifiers.base import Notifier, Receiver, ReceiverKind
 
-RECEIVER_KINDS: dict[str, ReceiverKind] = {kind.kind: kind for kind in (console.KIND, slack.KIND)}
+RECEIVER_KINDS: dict[str, ReceiverKind] = {kind.kind: kind for kind in (console.KIND, slack.KIND, webhook.KIND, mail.KIND)}
 
 
 class Receivers:

@@ -75,7 +75,7 @@ class SlackNotifier:
         self._channel_ids: dict[str, str] = {}
         self._lock = Lock()
 
-    def send(self, target: str, message: AlertMessage, key: str, previous: Posted | None) -> Delivery:
+    def send(self, target: str, message: AlertMessage, key: str, previous: Posted | None, *, episode: str = "") -> Delivery:
         from slack_sdk.errors import SlackApiError, SlackClientError
 
         text, blocks, metadata = fallback_text(message), blocks_of(message), metadata_of(key, message)
