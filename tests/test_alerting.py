@@ -1,4 +1,5 @@
-"""Alerting, pure: the episode state machine, rules over a check's values, and who is told."""
+"""Alerting, pure: the episode state machine (a rule alone and a severity ladder), rules over a check's
+values, and who is told."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitor.alerting.episodes import OpenEpisode, Step, advance
+from monitor.alerting.episodes import OpenEpisode, Rung, Step, advance
 from monitor.alerting.routing import owners_for
 from monitor.alerting.rules import MetricValue, RuleSpec, observe
 from monitor.config.models import DaemonConfig
@@ -20,33 +21,94 @@ ZERO = timedelta(0)
 
 # -- advance --------------------------------------------------------------------------------------
 
-PENDING = OpenEpisode("pending", T0)
-FIRING = OpenEpisode("firing", T0)
+PENDING = OpenEpisode("pending", T0, "warning")
+FIRING = OpenEpisode("firing", T0, "warning")
+W = "warning"
 
 ADVANCE_CASES = [
     # id,                                 episode, breached, now,         hold,   expected
     ("ok stays ok", None, False, T0, 30 * M, None),
     ("ok stays ok, for 0", None, False, T0, ZERO, None),
-    ("ok -> pending with for", None, True, T0, 30 * M, Step("pending")),
-    ("ok -> firing at once with for 0", None, True, T0, ZERO, Step("firing", "firing")),
-    ("pending stays pending at +10m", PENDING, True, T0 + 10 * M, 30 * M, Step("pending")),
-    ("pending stays pending just before", PENDING, True, T0 + 30 * M - timedelta(seconds=1), 30 * M, Step("pending")),
-    ("pending -> firing when for elapsed", PENDING, True, T0 + 30 * M, 30 * M, Step("firing", "firing")),
-    ("pending -> firing later on", PENDING, True, T0 + 3 * 60 * M, 30 * M, Step("firing", "firing")),
+    ("ok -> pending with for", None, True, T0, 30 * M, Step("pending", severity=W)),
+    ("ok -> firing at once with for 0", None, True, T0, ZERO, Step("firing", "firing", W)),
+    ("pending stays pending at +10m", PENDING, True, T0 + 10 * M, 30 * M, Step("pending", severity=W)),
+    (
+        "pending stays pending just before",
+        PENDING,
+        True,
+        T0 + 30 * M - timedelta(seconds=1),
+        30 * M,
+        Step("pending", severity=W),
+    ),
+    ("pending -> firing when for elapsed", PENDING, True, T0 + 30 * M, 30 * M, Step("firing", "firing", W)),
+    ("pending -> firing later on", PENDING, True, T0 + 3 * 60 * M, 30 * M, Step("firing", "firing", W)),
     ("pending -> ok, nobody told", PENDING, False, T0 + 10 * M, 30 * M, Step("ok")),
     ("pending -> ok after for, nobody told", PENDING, False, T0 + 60 * M, 30 * M, Step("ok")),
-    ("firing stays firing, no re-notify", FIRING, True, T0 + 15 * M, 30 * M, Step("firing")),
-    ("firing stays firing, for 0", FIRING, True, T0 + 15 * M, ZERO, Step("firing")),
-    ("firing -> resolved notifies", FIRING, False, T0 + 15 * M, 30 * M, Step("resolved", "resolved")),
-    ("firing -> resolved, for 0", FIRING, False, T0 + 15 * M, ZERO, Step("resolved", "resolved")),
+    ("firing stays firing, no re-notify", FIRING, True, T0 + 15 * M, 30 * M, Step("firing", severity=W)),
+    ("firing stays firing, for 0", FIRING, True, T0 + 15 * M, ZERO, Step("firing", severity=W)),
+    ("firing -> resolved notifies", FIRING, False, T0 + 15 * M, 30 * M, Step("resolved", "resolved", W)),
+    ("firing -> resolved, for 0", FIRING, False, T0 + 15 * M, ZERO, Step("resolved", "resolved", W)),
 ]
+
+
+def one(breached: bool, hold: timedelta, cleared: bool | None = None) -> list[Rung]:
+    """A rule alone: a ladder of one rung."""
+    return [Rung(W, breached, hold, not breached if cleared is None else cleared)]
 
 
 @pytest.mark.parametrize(
     "episode, breached, now, hold, expected", [c[1:] for c in ADVANCE_CASES], ids=[c[0] for c in ADVANCE_CASES]
 )
 def test_advance(episode, breached, now, hold, expected):
-    assert advance(episode, breached, now, hold) == expected
+    assert advance(episode, one(breached, hold), now) == expected
+
+
+def test_hysteresis_keeps_a_firing_episode_until_its_rung_clears():
+    assert advance(FIRING, one(False, ZERO, cleared=False), T0) == Step("firing", severity=W)
+    assert advance(FIRING, one(False, ZERO, cleared=True), T0) == Step("resolved", "resolved", W)
+    # A pending one ends at once: it never fired.
+    assert advance(PENDING, one(False, 30 * M, cleared=False), T0) == Step("ok")
+
+
+def ladder(value: float, critical_cleared: bool | None = None, *, warn_for: timedelta = ZERO) -> list[Rung]:
+    """``> 0.3`` warning (for ``warn_for``) and ``> 0.5`` critical, judged on ``value``."""
+    critical = value > 0.5
+    return [
+        Rung("warning", value > 0.3, warn_for, value <= 0.3),
+        Rung("critical", critical, ZERO, not critical if critical_cleared is None else critical_cleared),
+    ]
+
+
+def test_a_severity_ladder_is_one_episode_that_climbs_falls_and_resolves_when_no_rung_holds():
+    steps, episode = [], None
+    for value in (0.1, 0.4, 0.6, 0.7, 0.45, 0.2, 0.1):
+        step = advance(episode, ladder(value), T0)
+        steps.append(None if step is None else (step.state, step.notify, step.severity, step.changed))
+        if step is not None:
+            episode = OpenEpisode(step.state, T0, step.severity) if step.is_open else None
+    assert steps == [
+        None,
+        ("firing", "firing", "warning", False),
+        ("firing", None, "critical", True),  # told as an update, in place
+        ("firing", None, "critical", False),
+        ("firing", None, "warning", True),
+        ("resolved", "resolved", "warning", False),  # once no rung holds
+        None,
+    ]
+
+
+def test_a_rung_without_for_fires_at_its_severity_while_a_lower_one_waits():
+    assert advance(None, ladder(0.6, warn_for=30 * M), T0) == Step("firing", "firing", "critical")
+    assert advance(None, ladder(0.4, warn_for=30 * M), T0) == Step("pending", severity="warning")
+
+
+def test_a_rung_with_hysteresis_keeps_its_severity_until_it_clears():
+    critical = OpenEpisode("firing", T0, "critical")
+    # 0.45: the critical rung no longer breaches, but its margin is not passed yet: still critical.
+    assert advance(critical, ladder(0.45, critical_cleared=False), T0) == Step("firing", severity="critical")
+    assert advance(critical, ladder(0.45, critical_cleared=True), T0) == Step("firing", severity="warning", changed=True)
+    # A warning episode is not lifted by a critical rung that is merely not cleared.
+    assert advance(FIRING, ladder(0.45, critical_cleared=False), T0) == Step("firing", severity="warning")
 
 
 @pytest.mark.parametrize("state, is_open", [("ok", False), ("pending", True), ("firing", True), ("resolved", False)])
@@ -60,12 +122,12 @@ def _run(timeline: list[tuple[timedelta, bool]], hold: timedelta) -> list[tuple[
     episode, out = None, []
     for offset, breached in timeline:
         now = T0 + offset
-        step = advance(episode, breached, now, hold)
+        step = advance(episode, one(breached, hold), now)
         if step is None:
             out.append(("-", None))
             continue
         out.append((step.state, step.notify))
-        episode = OpenEpisode(step.state, episode.started if episode else now) if step.is_open else None
+        episode = OpenEpisode(step.state, episode.started if episode else now, step.severity) if step.is_open else None
     return out
 
 

@@ -1,18 +1,21 @@
-"""The alert state machine: ``ok -> pending -> firing -> resolved``, one episode per rule and feature.
+"""The alert state machine: ``ok -> pending -> firing -> resolved``, one episode per ladder and feature.
 
-``advance`` is a pure function of the open episode (if any), whether the condition holds now (and,
-with hysteresis, whether a firing episode may resolve), the time, and how long it must hold
-(``for:``). It says the next state and whether anyone must be told.
+``advance`` is a pure function of the open episode (if any), each rung of its ladder judged now
+(whether it holds, whether with hysteresis it lets a firing episode resolve, how long it must hold:
+``for:``; monitor/alerting/ladders.py), and the time. It says the next state, the severity, and
+whether anyone must be told.
 An episode that goes back to ``ok`` from ``pending`` never fired, so nobody is told.
 ``orphaned`` finds the open episodes that no rule can move any more (a rule edited away).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
+
+from monitor.alerting.rules import SEVERITY_RANK
 
 State = Literal["ok", "pending", "firing", "resolved"]
 Event = Literal["firing", "resolved"]
@@ -29,38 +32,63 @@ def open_state(state: str) -> Literal["pending", "firing"]:
 class OpenEpisode:
     state: Literal["pending", "firing"]
     started: datetime
+    severity: str = ""  # what a firing episode was last told as (a ladder's rung)
 
 
 @dataclass(frozen=True)
 class Step:
     state: State
     notify: Event | None = None
+    severity: str = ""  # the episode's severity now: the highest rung that holds
+    # A firing episode whose severity moved to another rung (up or down): told as an update.
+    changed: bool = False
 
     @property
     def is_open(self) -> bool:
         return self.state in ("pending", "firing")
 
 
-def advance(
-    episode: OpenEpisode | None, breached: bool, now: datetime, hold: timedelta, cleared: bool | None = None
-) -> Step | None:
-    """The next step of an episode, or None when there is none and nothing happened.
+@dataclass(frozen=True)
+class Rung:
+    """One rule of a ladder judged on a value: its severity, whether it holds, how long it must hold
+    (``for:``) and whether, as far as it goes, a firing episode may resolve (``cleared``: it does not
+    hold and, with hysteresis, the value is back past its resolve condition or margin)."""
 
-    ``cleared`` says whether a firing episode may resolve; it is ``not breached`` unless the rule has
-    hysteresis (``resolve_when``, ``margin``), which keeps a firing episode firing while the condition
-    no longer holds but the value is not yet back past the resolve condition or the margin. A pending one ends as soon as
-    the condition no longer holds: it never fired, so there is nothing to hold on to."""
-    if episode is None:
+    severity: str
+    breached: bool
+    hold: timedelta
+    cleared: bool
+
+
+def _highest(rungs: Iterable[Rung]) -> str:
+    return max((r.severity for r in rungs), key=lambda s: SEVERITY_RANK.get(s, -1))
+
+
+def advance(episode: OpenEpisode | None, rungs: Sequence[Rung], now: datetime) -> Step | None:
+    """The next step of an episode of a ladder (a rule alone is a ladder of one), or None when there is
+    none and nothing happened.
+
+    A breach opens an episode, pending until a breached rung has held for its ``for`` (at once with
+    none), then firing at the highest such rung. While firing, its severity is the highest rung that
+    holds: a breached one, or one at or below the episode's severity that has not cleared (hysteresis
+    keeps a firing episode at its rung while the value is not yet back past it); it resolves when no
+    rung holds. A pending one ends as soon as no rung is breached: it never fired, so there is nothing
+    to hold on to, and nobody is told."""
+    breached = [r for r in rungs if r.breached]
+    if episode is None or episode.state == "pending":
         if not breached:
-            return None
-        return Step("firing", "firing") if hold <= timedelta(0) else Step("pending")
-    if episode.state == "pending":
-        if not breached:
-            return Step("ok")
-        return Step("firing", "firing") if now - episode.started >= hold else Step("pending")
-    if breached:
-        return Step("firing")
-    return Step("firing") if cleared is False else Step("resolved", "resolved")
+            return Step("ok") if episode is not None else None
+        since = episode.started if episode is not None else now
+        ready = [r for r in breached if now - since >= r.hold]
+        if ready:
+            return Step("firing", "firing", _highest(ready))
+        return Step("pending", severity=_highest(breached))
+    rank = SEVERITY_RANK.get(episode.severity, max(SEVERITY_RANK.values()))
+    holding = [r for r in rungs if r.breached or (not r.cleared and SEVERITY_RANK.get(r.severity, -1) <= rank)]
+    if not holding:
+        return Step("resolved", "resolved", episode.severity)
+    severity = _highest(holding)
+    return Step("firing", severity=severity, changed=bool(episode.severity) and severity != episode.severity)
 
 
 @dataclass(frozen=True)
@@ -76,16 +104,18 @@ class OpenKey:
 
 @dataclass(frozen=True)
 class RuleKey:
-    """A loaded rule as episodes know it: its key (its id, else its condition) and its condition."""
+    """A loaded ladder as episodes know it: its key (its lead rule's id, else condition), the
+    conditions of its rungs, and the keys of its other rungs."""
 
     key: str
-    condition: str
+    conditions: frozenset[str]
+    rungs: frozenset[str] = frozenset()
 
 
 def belongs(episode_key: str, episode_condition: str, rule: RuleKey) -> bool:
-    """Whether an open episode is this rule's: by key, or by an unchanged condition when only the id was
-    added or removed (so that naming a rule neither closes nor re-fires its alert)."""
-    return episode_key == rule.key or episode_condition == rule.condition
+    """Whether an open episode is this ladder's: by key, or by an unchanged condition of one of its rungs
+    when only the id was added or removed (so that naming a rule neither closes nor re-fires its alert)."""
+    return episode_key == rule.key or episode_condition in rule.conditions
 
 
 def orphaned(
@@ -102,7 +132,12 @@ def orphaned(
         if episode.check not in rules:
             out.append((episode.alert_id, f"check {episode.check!r} removed"))
         elif not any(belongs(episode.rule_key, episode.condition, rule) for rule in rules[episode.check]):
-            out.append((episode.alert_id, "rule removed or its condition changed"))
+            ladder = next((rule for rule in rules[episode.check] if episode.rule_key in rule.rungs), None)
+            out.append(
+                (episode.alert_id, f"the rule is now a rung of the severity ladder of {ladder.key!r}, one alert")
+                if ladder is not None
+                else (episode.alert_id, "rule removed or its condition changed")
+            )
         elif episode.feature and episode.feature not in features:
             out.append((episode.alert_id, f"feature {episode.feature!r} removed"))
     return out

@@ -37,6 +37,7 @@ from monitor.config.durations import format_duration
 from monitor.config.types import Duration, Name, StrictModel, Wait
 
 Severity = Literal["info", "warning", "critical"]
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 ConditionText = Annotated[Condition, PlainValidator(Condition.parse), WithJsonSchema({"type": "string"})]
 
 DEFAULT_BASELINE = timedelta(days=7)

@@ -20,7 +20,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from monitor.alerting.episodes import OpenKey, RuleKey, orphaned
+from monitor.alerting.episodes import OpenKey, orphaned
+from monitor.alerting.ladders import ladders
 from monitor.alerting.rules import canonical_condition
 from monitor.checks.base import CheckSpec
 from monitor.config.models import ModelConfig
@@ -66,7 +67,7 @@ def close_orphans(
             if every_file_loaded:
                 closing += [(a.id, f"model {name!r} removed: no check file defines it") for a in alerts]
             continue
-        rules = {check.name: [RuleKey(rule.key, rule.when.canonical) for rule in check.rules] for check in model.checks}
+        rules = {check.name: [ladder.identity for ladder in ladders(check.rules)] for check in model.checks}
         features = model.source.features if model.source else []
         keys = [OpenKey(a.id, a.check, a.rule_key, canonical_condition(a.rule), a.feature) for a in alerts]
         orphans = [(alert_id, f"{why} in {files[name]}") for alert_id, why in orphaned(keys, rules, features)]
@@ -112,7 +113,7 @@ def end_episode(session: Session, alert: Alert, reason: str, now: datetime) -> N
         return
     firing = session.scalars(
         sa.select(Notification)
-        .where(Notification.alert_id == alert.id, Notification.event == "firing")
+        .where(Notification.alert_id == alert.id, Notification.event.in_(("firing", "updated")))
         .order_by(Notification.id.desc())
     ).all()
     latest: dict[str, Notification] = {}

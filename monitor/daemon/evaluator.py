@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from monitor.alerting.episodes import OpenEpisode, advance, open_state
+from monitor.alerting.ladders import judge_ladders, ladders
 from monitor.alerting.routing import owners_for
 from monitor.alerting.rules import MetricValue, Observation, RuleSpec, Waiting, canonical_condition
 from monitor.checks import CHECKS
@@ -308,27 +309,28 @@ class Evaluator:
                 )
             )
         }
-        # An episode of a rule that only gained or lost its id since: known by its unchanged condition.
-        keys = {rule.key for rule in check.rules}
+        # An episode of a ladder whose lead only gained or lost its id since: known by its unchanged condition.
+        keys = {ladder.key for ladder in ladders(check.rules)}
         by_condition = {(canonical_condition(a.rule), a.feature): a for (key, _), a in open_alerts.items() if key not in keys}
-        for observation in result.observations:
-            alert = open_alerts.get(observation.key) or by_condition.pop(
-                (observation.rule.when.canonical, observation.feature), None
+        for judged in judge_ladders(check.rules, result.observations):
+            alert = open_alerts.get(judged.key) or next(
+                (a for r in judged.ladder.rules if (a := by_condition.pop((r.when.canonical, judged.feature), None))), None
             )
             if alert is not None:
-                alert.rule_key = observation.rule.key
-            episode = OpenEpisode(open_state(alert.state), alert.started) if alert else None
-            step = advance(episode, observation.breached, at, observation.hold, observation.cleared)
+                alert.rule_key = judged.ladder.key
+            episode = OpenEpisode(open_state(alert.state), alert.started, alert.severity) if alert else None
+            step = advance(episode, judged.rungs, at)
             if step is None:
                 continue
+            observation = judged.shown(step.severity)
             if alert is None:
                 alert = Alert(
                     model=model.model,
                     check=check.name,
                     rule=observation.rule.when.text,
-                    rule_key=observation.rule.key,
-                    feature=observation.feature,
-                    severity=observation.rule.severity,
+                    rule_key=judged.ladder.key,
+                    feature=judged.feature,
+                    severity=step.severity,
                     started=at,
                     threshold=observation.threshold,
                     owner=model.owner,
@@ -337,21 +339,23 @@ class Evaluator:
                 session.add(alert)
             changed = alert.state != step.state
             alert.state, alert.last_value, alert.updated = step.state, observation.value, at
-            # A rule kept by its id may have a new condition: the row shows the one now judged.
-            # On a reference or a baseline the limit moves: the row shows the one this run compared with.
-            alert.rule, alert.threshold = observation.rule.when.text, observation.threshold
+            # The rung judged now: a rule kept by its id may have a new condition, a ladder climbs and
+            # falls, and on a reference or a baseline the limit moves.
+            alert.rule, alert.threshold, alert.severity = observation.rule.when.text, observation.threshold, step.severity
             if step.notify == "firing":
                 alert.fired = at
             if not step.is_open:
                 alert.resolved = at
             session.flush()
-            if step.notify:
-                message = self._message(model, check, alert, observation, result, step.notify)
+            notify = step.notify or ("updated" if step.changed else None)
+            if notify:
+                was = episode.severity if step.changed and episode is not None else None
+                message = self._message(model, check, alert, observation, result, notify, was)
                 alert.summary = message.subject
                 self._enqueue(session, alert, message, at)
-            if changed or step.notify:
+            if changed or notify:
                 result.changes.append(
-                    Change(alert.id, alert.rule, alert.feature, alert.state, observation.value, step.notify, result.model_version)
+                    Change(alert.id, alert.rule, alert.feature, alert.state, observation.value, notify, result.model_version)
                 )
 
     def _end_unjudged(
@@ -392,7 +396,14 @@ class Evaluator:
         return out
 
     def _message(
-        self, model: ModelConfig, check: CheckSpec, alert: Alert, observation: Observation, result: RunResult, event: str
+        self,
+        model: ModelConfig,
+        check: CheckSpec,
+        alert: Alert,
+        observation: Observation,
+        result: RunResult,
+        event: str,
+        was: str | None = None,
     ) -> AlertMessage:
         features = result.evaluation.evidence.get("features", [])
         drifted = [{k: f[k] for k in ("feature", "score", "method", "threshold")} for f in features if f.get("drifted")]
@@ -446,12 +457,16 @@ class Evaluator:
             margin=rule.margin.value if rule.margin else None,
             details=_details(check, rule, over, result),
             model_version=result.model_version,
+            was=was,
         )
 
     def _enqueue(self, session: Session, alert: Alert, message: AlertMessage, now: datetime) -> None:
         labels = {"severity": alert.severity, "model": alert.model, "check": alert.check, "owner": alert.owner}
         routes = [(route.match.labels(), route.also) for route in self.config.routes]
         names = [r.name for owner in owners_for(alert.owner, labels, routes) for r in self.receivers.of(owner)]
+        if message.event != "firing":  # who was told of the episode hears how it goes on, whatever its severity now
+            told = sa.select(Notification.receiver).where(Notification.alert_id == alert.id).distinct()
+            names = [*sorted(session.scalars(told)), *names]
         for receiver in dict.fromkeys(names):
             session.add(Notification.pending(alert.id, message.event, receiver, message.to_dict(), now))
 

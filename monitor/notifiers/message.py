@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from monitor.alerting.rules import SEVERITY_RANK
+
 TOP_FEATURES = 10
 _OP = re.compile(r">=|<=|==|!=|>|<")
 _BACK = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}  # where a value is once back past the threshold
@@ -24,7 +26,7 @@ _BACK = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}  # where a value is once ba
 @dataclass(frozen=True)
 class AlertMessage:
     alert_id: int
-    event: str  # "firing" or "resolved"
+    event: str  # "firing", "updated" (a firing alert's severity changed) or "resolved"
     model: str
     check: str
     kind: str
@@ -57,6 +59,7 @@ class AlertMessage:
     margin: float | None = None  # how far back past the threshold the value must be
     details: list[str] = field(default_factory=list)  # what else the run saw, a line each (a probe's failed attempt)
     model_version: str = ""  # the version the episode is of (split_by: model_version, a version_compare's candidate)
+    was: str | None = None  # on an update, the severity the alert was told as before
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,6 +84,9 @@ class AlertMessage:
             out.append(f"closed {_when(self.resolved)}: {self.reason}; breaching since {since}")
         elif self.event == "resolved":
             out.append(f"resolved {_when(self.resolved)}; breaching since {since}")
+        elif self.was:
+            change = "raised" if SEVERITY_RANK.get(self.severity, -1) > SEVERITY_RANK.get(self.was, -1) else "lowered"
+            out.append(f"severity {change} from {self.was}; breaching since {since}")
         else:
             out.append(f"since {since}")
         out.append(
@@ -88,7 +94,7 @@ class AlertMessage:
         )
         out.extend(self.details)
         resolves = self._resolves()
-        if resolves and self.event == "firing":
+        if resolves and self.event != "resolved":
             out.append(f"resolves when {resolves}")
         owner = " ".join([f"owner: {self.owner}", *self.mentions])
         out.append(owner)

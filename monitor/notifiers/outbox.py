@@ -291,18 +291,22 @@ class Outbox:
             return Delivery.failed(f"{type(exc).__name__}: {exc}", retry=True)
 
     def _previous(self, session: Session, row: Notification) -> Posted | None:
-        """The message a "resolved" notification updates: its alert's "firing" one, once sent."""
-        if row.event != "resolved":
+        """The message an "updated" or "resolved" notification updates in place: the first one of its
+        alert this receiver was sent (the "firing" one, or an "updated" one for a receiver a rise in
+        severity brought in)."""
+        if row.event == "firing":
             return None
         first = session.scalars(
             sa.select(Notification)
             .where(
                 Notification.alert_id == row.alert_id,
                 Notification.receiver == row.receiver,
-                Notification.event == "firing",
+                Notification.event.in_(("firing", "updated")),
                 Notification.status == "sent",
+                Notification.message_id.is_not(None),
+                Notification.id < row.id,
             )
-            .order_by(Notification.id.desc())
+            .order_by(Notification.id)
             .limit(1)
         ).first()
         return Posted(first.message_id, first.channel_id) if first and first.message_id else None
