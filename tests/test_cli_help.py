@@ -7,6 +7,7 @@ import sys
 
 import pytest
 from conftest import checkout_env
+from factories import live_frame, write_project
 
 from monitor import __version__
 from monitor.cli import main
@@ -123,3 +124,23 @@ def test_python_dash_m_monitor(tmp_path, argv, expected):
     )
     assert done.returncode == 0, done.stderr
     assert expected in done.stdout
+
+
+def test_a_command_that_read_parquet_exits_with_its_own_code_every_time(tmp_path):
+    """pyarrow's reader threads could abort the interpreter's shutdown (exit 134 after printing ok, about
+    one run in four): the command ends with main's code without tearing the interpreter down."""
+    config = write_project(tmp_path, live=live_frame(200))
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "monitor", "validate", "--config", str(config)],
+            cwd=tmp_path,
+            env=checkout_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    finished = [(run.wait(timeout=120), *run.communicate()) for run in runs]
+    assert [code for code, _, _ in finished] == [0] * 8, [err for _, _, err in finished]
+    assert all(out.startswith("ok: ") for _, out, _ in finished)

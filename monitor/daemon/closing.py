@@ -104,16 +104,21 @@ def version_orphaned(alert: Alert, check: CheckSpec) -> str | None:
 
 
 def end_episode(session: Session, alert: Alert, reason: str, now: datetime) -> None:
-    """End an open episode with ``reason`` in the caller's transaction, and owe its receivers the news
-    (a "resolved" notification) when it had fired; raises StaleDataError when it moved meanwhile."""
+    """End an open episode with ``reason`` in the caller's transaction, and owe its incident's receivers
+    the news when it had fired: "resolved" when it was the incident's last firing episode, else
+    "updated"; raises StaleDataError when it moved meanwhile."""
     was_firing = alert.state == "firing"
     alert.state, alert.resolved, alert.updated, alert.reason = "resolved", now, now, reason
     session.flush()  # the version check: StaleDataError if another writer moved the episode
     if not was_firing:
         return
+    incident = alert.incident_id if alert.incident_id is not None else alert.id
+    still = session.scalar(
+        sa.select(sa.func.count()).where(Alert.incident_id == incident, Alert.state == "firing", Alert.id != alert.id)
+    )
     firing = session.scalars(
         sa.select(Notification)
-        .where(Notification.alert_id == alert.id, Notification.event.in_(("firing", "updated")))
+        .where(Notification.alert_id == incident, Notification.event.in_(("firing", "updated")))
         .order_by(Notification.id.desc())
     ).all()
     latest: dict[str, Notification] = {}
@@ -125,6 +130,13 @@ def end_episode(session: Session, alert: Alert, reason: str, now: datetime) -> N
         except TypeError:  # written by another version: it cannot be the base of the closing notice
             log.error("alert #%s: the firing message to %s cannot be read; no closing notice is sent", alert.id, receiver)
             continue
-        message = dataclasses.replace(told, event="resolved", resolved=now.isoformat(), reason=reason)
-        alert.summary = message.subject
-        session.add(Notification.pending(alert.id, "resolved", receiver, message.to_dict(), now))
+        if still:  # the incident goes on: its message says this episode ended, and why
+            where = f" [{alert.feature}]" if alert.feature else ""
+            also = [{**other, "state": "resolved"} if (other["rule"], other["feature"]) == (alert.rule, alert.feature) else other
+                    for other in told.also]  # fmt: skip
+            closed = f"closed: {alert.rule}{where}: {reason}"
+            message = dataclasses.replace(told, event="updated", was=None, also=also, details=[*told.details, closed])
+        else:
+            message = dataclasses.replace(told, event="resolved", resolved=now.isoformat(), reason=reason)
+            alert.summary = message.subject
+        session.add(Notification.pending(incident, message.event, receiver, message.to_dict(), now))

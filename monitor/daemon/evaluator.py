@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -25,64 +25,24 @@ from sqlalchemy.orm import Session
 
 from monitor.alerting.episodes import OpenEpisode, advance, open_state
 from monitor.alerting.ladders import judge_ladders, ladders
-from monitor.alerting.routing import owners_for
-from monitor.alerting.rules import MetricValue, Observation, RuleSpec, Waiting, canonical_condition
+from monitor.alerting.rules import MetricValue, canonical_condition
 from monitor.checks import CHECKS
 from monitor.checks.base import CheckKind, CheckSpec, Evaluation, Window
 from monitor.clock import Clock
 from monitor.config.durations import format_duration
 from monitor.config.models import DaemonConfig, ModelConfig
 from monitor.daemon.closing import end_episode, version_orphaned
-from monitor.daemon.judging import WindowResult, judge, kept_values
+from monitor.daemon.judging import judge
+from monitor.daemon.results import Change, RunResult
+from monitor.daemon.telling import Moved, Teller
 from monitor.daemon.versions import Evaluated, per_version, splits_by_version
-from monitor.notifiers.message import TOP_FEATURES, AlertMessage, format_number
 from monitor.notifiers.registry import Receivers
 from monitor.sources import SOURCES, SourceContext, SourceError, open_source
 from monitor.sources.base import SKIPPED_FILES, SampledSource, Source, SourceSpec
 from monitor.sources.reference import load_reference
-from monitor.storage.tables import OPEN_STATES, Alert, CheckRun, Metric, Notification
+from monitor.storage.tables import OPEN_STATES, Alert, CheckRun, Metric
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Change:
-    """An alert whose state changed in this run, and the notification it owes (if any)."""
-
-    alert_id: int
-    rule: str
-    feature: str
-    state: str
-    value: float
-    notify: str | None
-    model_version: str = ""
-
-
-@dataclass
-class RunResult:
-    model: str
-    check: str
-    outcome: str  # ok, breach, insufficient_data or error
-    evaluation: Evaluation
-    window_start: datetime
-    window_end: datetime
-    observations: list[Observation] = field(default_factory=list)
-    changes: list[Change] = field(default_factory=list)
-    waiting: list[Waiting] = field(default_factory=list)  # rules whose baseline is not long enough yet
-    windows: list[WindowResult] = field(default_factory=list)  # values over the rules' own windows
-    run_id: int | None = None
-    duration_s: float = 0.0
-    model_version: str = ""  # the version this result is of: split_by's, a version_compare's candidate
-    versions: list[RunResult] = field(default_factory=list)  # split by model_version: each version's result
-
-    @property
-    def notifications_owed(self) -> int:
-        return sum(1 for c in self.changes if c.notify)
-
-    @property
-    def parts(self) -> list[RunResult]:
-        """The results recorded as runs: each version's of a split check, else this one."""
-        return self.versions or [self]
 
 
 class Evaluator:
@@ -90,7 +50,7 @@ class Evaluator:
         self.engine = engine
         self.config = config
         self.clock = clock
-        self.receivers = receivers or Receivers(config)
+        self.teller = Teller(config, receivers or Receivers(config))
         self._sources: dict[tuple[str, str], Source] = {}
         self._watched_since: dict[str, datetime] = {}  # model -> its first recorded run
 
@@ -312,6 +272,7 @@ class Evaluator:
         # An episode of a ladder whose lead only gained or lost its id since: known by its unchanged condition.
         keys = {ladder.key for ladder in ladders(check.rules)}
         by_condition = {(canonical_condition(a.rule), a.feature): a for (key, _), a in open_alerts.items() if key not in keys}
+        moved: dict[int, Moved] = {}
         for judged in judge_ladders(check.rules, result.observations):
             alert = open_alerts.get(judged.key) or next(
                 (a for r in judged.ladder.rules if (a := by_condition.pop((r.when.canonical, judged.feature), None))), None
@@ -348,15 +309,19 @@ class Evaluator:
                 alert.resolved = at
             session.flush()
             notify = step.notify or ("updated" if step.changed else None)
+            was_state, was_severity = (episode.state, episode.severity) if episode else ("", "")
+            moved[alert.id] = Moved(alert, observation, notify, was_state, was_severity)
             if notify:
-                was = episode.severity if step.changed and episode is not None else None
-                message = self._message(model, check, alert, observation, result, notify, was)
-                alert.summary = message.subject
-                self._enqueue(session, alert, message, at)
+                alert.summary = self.teller.message(model, check, alert, observation, result, notify).subject
             if changed or notify:
                 result.changes.append(
                     Change(alert.id, alert.rule, alert.feature, alert.state, observation.value, notify, result.model_version)
                 )
+        # The check's firing episodes this run did not judge are still part of its incident.
+        for alert in open_alerts.values():
+            if alert.id not in moved and alert.state == "firing":
+                moved[alert.id] = Moved(alert, None, None, "firing", alert.severity)
+        self.teller.tell(session, model, check, result, list(moved.values()), at)
 
     def _end_unjudged(
         self, session: Session, model: ModelConfig, check: CheckSpec, evaluated: Evaluated, parts: list[RunResult], at: datetime
@@ -395,81 +360,6 @@ class Evaluator:
             out.append(Change(alert.id, alert.rule, alert.feature, alert.state, value, notify, alert.model_version))
         return out
 
-    def _message(
-        self,
-        model: ModelConfig,
-        check: CheckSpec,
-        alert: Alert,
-        observation: Observation,
-        result: RunResult,
-        event: str,
-        was: str | None = None,
-    ) -> AlertMessage:
-        features = result.evaluation.evidence.get("features", [])
-        drifted = [{k: f[k] for k in ("feature", "score", "method", "threshold")} for f in features if f.get("drifted")]
-        owner = self.config.owners.get(model.owner)
-        rule = observation.rule
-
-        def iso(t: datetime | None) -> str | None:
-            return t.isoformat() if t else None
-
-        # A rule over its own windows tells of those (the first, the long one, gives the bounds).
-        windows = {w.window: w for w in result.windows}
-        over = [windows[w] for w in rule.windows if w in windows]
-        window, start, end = format_duration(check.window), result.window_start, result.window_end
-        sample_size = result.evaluation.sample_size
-        if over:
-            window = " and ".join(format_duration(w.window) for w in over)
-            start, end, sample_size = over[0].start, over[0].end, over[0].windowed.sample_size
-        return AlertMessage(
-            alert_id=alert.id,
-            event=event,
-            model=model.model,
-            check=check.name,
-            kind=check.kind,
-            owner=model.owner,
-            severity=alert.severity,
-            rule=alert.rule,
-            metric=observation.rule.when.metric,
-            value=observation.value,
-            threshold=alert.threshold,
-            started=alert.started.isoformat(),
-            fired=iso(alert.fired),
-            resolved=iso(alert.resolved),
-            window=window,
-            window_start=start.isoformat(),
-            window_end=end.isoformat(),
-            sample_size=sample_size,
-            feature=alert.feature,
-            mentions=list(owner.mention) if owner else [],
-            top_features=drifted[:TOP_FEATURES],
-            skipped_features=[
-                {"feature": f["feature"], "reason": f["reason"]}
-                for f in result.evaluation.evidence.get("skipped", [])[:TOP_FEATURES]
-            ],
-            links={name: str(url) for name, url in check.links.model_dump().items() if url},
-            anchor=rule.when.anchor,
-            anchor_value=observation.anchor,
-            factor=rule.when.factor,
-            offset=rule.when.threshold if rule.when.anchor else 0.0,
-            baseline=format_duration(rule.baseline_period) if rule.uses("baseline") else None,
-            resolve_when=rule.resolve_when.text if rule.resolve_when else None,
-            margin=rule.margin.value if rule.margin else None,
-            details=_details(check, rule, over, result),
-            model_version=result.model_version,
-            was=was,
-        )
-
-    def _enqueue(self, session: Session, alert: Alert, message: AlertMessage, now: datetime) -> None:
-        labels = {"severity": alert.severity, "model": alert.model, "check": alert.check, "owner": alert.owner}
-        routes = [(route.match.labels(), route.also) for route in self.config.routes]
-        names = [r.name for owner in owners_for(alert.owner, labels, routes) for r in self.receivers.of(owner)]
-        if message.event != "firing":  # who was told of the episode hears how it goes on, whatever its severity now
-            told = sa.select(Notification.receiver).where(Notification.alert_id == alert.id).distinct()
-            names = [*sorted(session.scalars(told)), *names]
-        for receiver in dict.fromkeys(names):
-            session.add(Notification.pending(alert.id, message.event, receiver, message.to_dict(), now))
-
 
 def _rows_since_daemon(model: ModelConfig) -> bool:
     """Whether the model's source has rows only since the daemon watched the model (ingest): a count
@@ -492,24 +382,6 @@ def _metric_row(run: CheckRun, value: MetricValue, window_start: datetime, windo
         run_id=run.id,
         model_version=run.model_version,
     )
-
-
-def _details(check: CheckSpec, rule: RuleSpec, over: list[WindowResult], result: RunResult) -> list[str]:
-    """What else an alert says: the rule's metric over each of its windows when it has several, the kept
-    values (an SLO's budget), the kind's own notes (freshness's newest row), and what went wrong in a run
-    that is not an error (a probe's failed attempt)."""
-    out = []
-    metric = rule.when.metric
-    if len(over) > 1:
-        each = ", ".join(f"{format_number(w.value(metric))} over {format_duration(w.window)}" for w in over)
-        out.append(f"{metric}: {each}; the rule holds while each is {rule.when.op} {format_number(rule.when.threshold)}")
-    for value in kept_values(check, result.windows):
-        span = next(w.window for w in result.windows if value in w.windowed.values)
-        out.append(f"{value.metric}: {format_number(value.value)} over the last {format_duration(span)}")
-    out.extend(result.evaluation.notes)
-    if result.evaluation.outcome != "error" and result.evaluation.error:
-        out.append(result.evaluation.error)
-    return out
 
 
 def _combined(check: CheckSpec, parts: list[RunResult], ended: list[Change]) -> RunResult:

@@ -60,6 +60,9 @@ class AlertMessage:
     details: list[str] = field(default_factory=list)  # what else the run saw, a line each (a probe's failed attempt)
     model_version: str = ""  # the version the episode is of (split_by: model_version, a version_compare's candidate)
     was: str | None = None  # on an update, the severity the alert was told as before
+    # The incident's other episodes, worst first: {rule, feature, severity, value, threshold, state},
+    # state "firing", or "resolved" by this run.
+    also: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,7 +77,10 @@ class AlertMessage:
         if self.model_version:
             where += f" [model_version {self.model_version}]"
         state = ("CLOSED" if self.reason else "RESOLVED") if self.event == "resolved" else f"FIRING {self.severity}"
-        return f"[{state}] {where}: {self.metric} = {format_number(self.value, self.threshold)}"
+        more = sum(1 for other in self.also if other["state"] == "firing")
+        return f"[{state}] {where}: {self.metric} = {format_number(self.value, self.threshold)}" + (
+            f" (+{more} more)" if more else ""
+        )
 
     def lines(self) -> list[str]:
         """The body, one fact a line, the same on every receiver."""
@@ -96,6 +102,14 @@ class AlertMessage:
         resolves = self._resolves()
         if resolves and self.event != "resolved":
             out.append(f"resolves when {resolves}")
+        for state, heading in (("firing", "also firing"), ("resolved", "resolved")):
+            listed = [other for other in self.also if other["state"] == state]
+            for other in listed[:TOP_FEATURES]:
+                where = f" [{other['feature']}]" if other["feature"] else ""
+                value = format_number(other["value"], other["threshold"])
+                out.append(f"{heading}: {other['rule']}{where}, {value} ({other['severity']})")
+            if len(listed) > TOP_FEATURES:
+                out.append(f"{heading}: and {len(listed) - TOP_FEATURES} more")
         owner = " ".join([f"owner: {self.owner}", *self.mentions])
         out.append(owner)
         if self.top_features:

@@ -197,12 +197,19 @@ class Outbox:
 
     # -- delivery -------------------------------------------------------------------------------
     def deliver_due(self, limit: int = 200) -> int:
-        """Send every notification that is due and first in line for its alert; returns how many were sent."""
+        """Send every notification that is due, each after those before it of its alert and receiver (an
+        incident's firing, then its updates, then its resolution); returns how many were sent."""
         self.installation()  # before any claim: a delivery without its key could not be found after a crash
-        sent = 0
-        for notification_id in self._due(limit):
-            if self._claim(notification_id):
-                sent += self._deliver(notification_id)
+        sent = attempted = 0
+        while attempted < limit:
+            # Only the first in line of each alert and receiver is due; the next one is, once it is done.
+            due = self._due(limit - attempted)
+            if not due:
+                break
+            for notification_id in due:
+                attempted += 1
+                if self._claim(notification_id):
+                    sent += self._deliver(notification_id)
         return sent
 
     def stuck(self) -> str | None:

@@ -120,9 +120,13 @@ class Alert(Base):
     # The model version the episode is of, in a check split by model_version (version_compare: the candidate);
     # "" for a check over every version (migration 0005).
     model_version: Mapped[str] = mapped_column(sa.String(100), default="", server_default="")
+    # The incident it is part of: the id of the episode of its check (and version) that fired first
+    # while none of the others was firing, its own for that one; null until it fires (migration 0006).
+    incident_id: Mapped[int | None] = mapped_column(BigId)
 
     __table_args__ = (
         sa.Index("ix_alerts_model_state", "model", "state"),
+        sa.Index("ix_alerts_incident", "incident_id"),
         # At most one open episode per rule, feature and model version: the database, not the code, guarantees it.
         sa.Index(
             "uq_alerts_open_episode",
