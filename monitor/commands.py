@@ -129,9 +129,12 @@ def _print_result(result) -> None:
 def _print_part(result) -> None:
     evaluation = result.evaluation
     version = f" [model_version {result.model_version}]" if result.model_version else ""
+    start, end = result.window_start, result.window_end
+    ends = f"{end:%H:%M:%S}" if start.date() == end.date() else f"{end:%Y-%m-%d %H:%M:%S}"  # a day-long window
+    size = evaluation.sample_size
     print(
-        f"{result.model}/{result.check}{version}: {result.outcome}  window {result.window_start:%Y-%m-%d %H:%M:%S} to "
-        f"{result.window_end:%H:%M:%S} UTC, {evaluation.sample_size} rows"
+        f"{result.model}/{result.check}{version}: {result.outcome}  window {start:%Y-%m-%d %H:%M:%S} to {ends} UTC, "
+        f"{size:,} {'row' if size == 1 else 'rows'}"
     )
     if evaluation.error:
         print(f"  {evaluation.error}")

@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import ValidationInfo, field_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
 from monitor.checks.base import CheckKind, Evaluation, MetricValue, Past, Window, Windowed
 from monitor.checks.slo import BUDGET, BURN_RATE, Slo, WithSlo, burn, kept_windows, runs_needed
@@ -34,10 +34,16 @@ PERCENTILE_METRICS = frozenset({"p50_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms
 COUNTS = frozenset({"requests", "slow_requests"})
 
 
+def _a_duration(value: object) -> object:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):  # latencies are milliseconds
+        raise ValueError(f"a threshold is a duration: write {value:g}ms (or {value / 1000:g}s)")
+    return value
+
+
 class LatencySlo(Slo):
     """An objective on the share of requests answered within ``threshold``."""
 
-    threshold: Duration
+    threshold: Annotated[Duration, BeforeValidator(_a_duration)] = Field(description="slower is a bad event, e.g. 300ms")
 
     @property
     def threshold_ms(self) -> float:

@@ -73,10 +73,11 @@ def _url(url: str) -> str:
     except ValueError:
         raise ValueError("not a URL: write for example https://fraud-scorer.internal/healthz") from None
     scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        got = f"{scheme}://" if scheme else "no scheme"
+    if scheme not in ("http", "https"):  # what it is instead is not shown: it may hold a ${SECRET}
         raise ValueError(
-            f"a probe requests http:// or https:// URLs, got {got}: write for example https://fraud-scorer.internal/healthz"
+            "a probe requests http:// or https:// URLs"
+            + ("" if scheme else " and this one has no scheme")
+            + ": write for example https://fraud-scorer.internal/healthz"
         )
     if not parts.hostname or any(c.isspace() for c in url):
         raise ValueError("not a whole URL (no host, or a space in it): write for example https://fraud-scorer.internal/healthz")
@@ -161,11 +162,22 @@ def _path(text: str) -> str:
 JsonPath = Annotated[str, AfterValidator(_path)]
 
 
+def _scalar(value: Any) -> Any:
+    if value is not None and not isinstance(value, (str, int, float, bool)):
+        raise ValueError(
+            "expect compares with one value: write text, a number, true/false or null "
+            "(point path at one item of a list or a mapping, such as checks[0].state)"
+        )
+    return value
+
+
 class Expect(StrictModel):
     """What the response's JSON must hold: the value at ``path`` equals ``equals``."""
 
     path: JsonPath
-    equals: str | int | float | bool | None = Field(description="the value expected there: text, a number, true/false or null")
+    equals: Annotated[str | int | float | bool | None, BeforeValidator(_scalar)] = Field(
+        description="the value expected there: text, a number, true/false or null"
+    )
 
     @property
     def steps(self) -> tuple[str | int, ...]:

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
 
+from monitor.alerting.conditions import tidy
 from monitor.alerting.rules import MetricValue, RuleSpec, Severity
 from monitor.checks.base import CheckSpec
 from monitor.config.durations import format_duration
@@ -124,8 +125,17 @@ class WithSlo(CheckSpec):
         every, rules = info.data.get("every"), info.data.get("alert") or []
         ids = {rule.id: j for j, rule in enumerate(rules) if rule.id}
         seen: dict[str, int] = {}
+        written = "alerts" in slo.model_fields_set
         for j, alert in enumerate(slo.alerts):
-            name = f"alerts[{j}] ({alert.key})"
+            name = f"alerts[{j}] ({alert.key})" if written else f"the default alert {alert.key} ({_number(alert.burn_rate)}x)"
+            highest = 1.0 / slo.budget  # every event bad
+            if alert.burn_rate >= highest:
+                objective = f"{tidy(slo.objective * 100):g}%"
+                raise ValueError(
+                    f"{name} fires above a burn rate of {_number(alert.burn_rate)}, and under an objective of {objective} "
+                    f"the burn rate is at most {highest:.4g} (every event bad): it could never fire; "
+                    + ("write a lower burn_rate" if written else "raise the objective, or write alerts: with lower burn rates")
+                )
             if alert.key in seen:
                 raise ValueError(f"{name} has the id of alerts[{seen[alert.key]}]: give each alert its own id")
             seen[alert.key] = j

@@ -64,6 +64,7 @@ MAX_NODES = 20_000
 """Nodes (keys, scalars, mappings and lists) one file may hold, also once its aliases are expanded."""
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_PLAIN_COLLECTIONS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 class _LimitExceeded(Exception):
@@ -296,6 +297,10 @@ class _Builder:
         if len(path) > MAX_DEPTH:
             where = self.aliases[0] if self.aliases else node
             raise _LimitExceeded(_mark(where), f"nested more than {MAX_DEPTH} levels deep once aliases are expanded")
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_COLLECTIONS:
+            # `!!set {a}`, `!!python/object:x {}`, `!!omap [...]`: not a mapping or a list as written
+            doc.issues.append(doc.issue(path, f"cannot read this value: {_tag_refused(node)}"))
+            return None
         if isinstance(node, yaml.MappingNode):
             self.open.add(id(node))
             try:
@@ -388,12 +393,16 @@ class _Builder:
         return pairs
 
 
+def _tag_refused(node: yaml.Node) -> str:
+    tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+    return f"the tag {tag} is not read here: write a plain value (a secret as ${{VAR}})"
+
+
 def _unreadable(node: yaml.Node, exc: Exception) -> str:
     """Why a scalar cannot be constructed, said for the person who wrote it."""
     problem = getattr(exc, "problem", None) or str(exc)
     if problem.startswith("could not determine a constructor"):  # !secret, !!python/name:..., !include
-        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
-        return f"the tag {tag} is not read here: write a plain value (a secret as ${{VAR}})"
+        return _tag_refused(node)
     if "integer string conversion" in problem:  # Python's guard against quadratic parsing
         return f"a number of more than {sys.get_int_max_str_digits()} digits: quote it if it is text"
     return problem

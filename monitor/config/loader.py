@@ -602,7 +602,19 @@ _BACK = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}
 def _share_issues(doc: Document, at: tuple, rule: RuleSpec, kind: CheckKind) -> Iterator[ConfigIssue]:
     """A rule on a share (a value from 0 to 1 whatever the data) that could never fire, or never resolve."""
     when, resolve = rule.when, rule.resolve_when
-    if when.metric not in kind.shares or when.anchor is not None:
+    if when.metric not in kind.shares or when.anchor == "baseline":
+        return
+    if when.anchor == "reference":  # factor x a share + offset: from the offset to factor + offset
+        if when.op in ABOVE:
+            limit, bound = when.threshold, "or more"  # the least it can be: a reference share of 0
+        else:
+            limit, bound = tidy(when.factor + when.threshold), "or less"  # the most: a reference share of 1
+        if when.op in ABOVE + BELOW and not _holds_for_a_share(when.op, limit):
+            yield doc.issue(
+                (*at, "when"),
+                f"{when.metric} is a share, from 0 to 1, and the limit of '{when.text}' is {limit:g} {bound} whatever the "
+                "reference's share, so it never holds: write a smaller offset (reference + 0.05)",
+            )
         return
 
     def shown(number: float, percent: bool) -> str:
@@ -612,8 +624,8 @@ def _share_issues(doc: Document, at: tuple, rule: RuleSpec, kind: CheckKind) -> 
     if not _holds_for_a_share(when.op, when.threshold):
         yield doc.issue(
             (*at, "when"),
-            f"{share}, so '{when.text}' never holds: write a threshold from 0 to 1, or a percentage "
-            f"('{when.metric} {when.op} {f'{when.threshold:g}' if 1 < when.threshold <= 100 else '30'}%')",
+            f"{share}, so '{when.text}' never holds: write a threshold from 0 to 1"
+            + (f", or a percentage ('{when.metric} {when.op} {when.threshold:g}%')" if 1 < when.threshold <= 100 else ""),
         )
     elif resolve is not None and resolve.anchor is None and resolve.metric == when.metric:
         if not _holds_for_a_share(resolve.op, resolve.threshold):
