@@ -269,6 +269,56 @@ def test_rate_limit_is_waited_out_by_the_retry_handler_and_posted_once(tmp_path,
     assert notification.message_id == slack.messages()[0].ts
 
 
+def test_an_hour_of_slack_500s_delivers_every_message_once_in_order_saying_how_late(tmp_path, sqlite_engine, clock, slack):
+    p = build(tmp_path, sqlite_engine, clock, slack.url)
+    without_retry_pauses(p.outbox)
+    slack.fail_next("*", status=500, times=100_000)  # every request, for as long as the outage lasts
+    assert p.evaluate().outcome == "breach"  # firing at T0
+    for tick in range(120):  # an hour of the outbox's passes, every 30 s of fake time
+        if tick == 60:  # half an hour in, the drift is over: the resolution queues behind the firing
+            live_frame(ROWS, end=clock.now(), drift=False, seed=3).to_parquet(p.project.base_dir / "data" / "live-0001.parquet")
+            assert p.evaluate().outcome == "ok"
+        assert p.deliver() == 0
+        clock.advance(timedelta(seconds=30))
+    firing, resolved = p.notifications()
+    assert (firing.status, resolved.status, resolved.attempts) == ("pending", "pending", 0)  # in line, not tried
+    assert firing.attempts >= 10 and firing.error == "slack answered HTTP 500: internal_error"
+
+    slack.clear_faults()
+    clock.advance(timedelta(minutes=5))  # past the longest backoff
+    assert p.deliver() == 2
+    assert p.deliver() == 0
+    firing, resolved = p.notifications()
+    assert (firing.status, resolved.status, resolved.attempts) == ("sent", "sent", 1)
+    # Once each, in order: the firing message posted, then updated in place by its resolution.
+    assert [c.method for c in slack.requests if c.ok] == ["chat.postMessage", "chat.update"]
+    [message] = slack.messages("#fraud-alerts")
+    assert message.text.startswith("[RESOLVED] fraud-scorer / feature-drift")
+    posted, updated = (c.body["text"] for c in slack.requests if c.ok)
+    assert posted.splitlines()[1].startswith("sent late: this changed at 2026-11-25 12:00:00 UTC, 1h")
+    assert updated.splitlines()[1].startswith("sent late: this changed at 2026-11-25 12:30:00 UTC, 3")
+    assert p.outbox.stuck() is None
+
+
+def test_a_notification_failing_past_give_up_after_fails_for_good(tmp_path, sqlite_engine, clock, slack):
+    p = build(tmp_path, sqlite_engine, clock, slack.url)
+    without_retry_pauses(p.outbox)
+    p.outbox.give_up_after = timedelta(hours=1)
+    slack.fail_next("*", status=503, times=100_000)
+    p.evaluate()
+    for _ in range(13):
+        p.deliver()
+        clock.advance(timedelta(minutes=5))
+    [row] = p.notifications()
+    assert row.status == "failed"
+    assert row.error.startswith("gave up after 1h and ") and row.error.endswith(
+        "attempts: slack answered HTTP 503: internal_error"
+    )
+    attempts = row.attempts
+    clock.advance(timedelta(hours=1))
+    assert p.deliver() == 0 and p.notifications()[0].attempts == attempts  # not tried again
+
+
 # -- d. Slack down: the row waits with backoff, then goes out once ----------------------------------
 @pytest.mark.parametrize("outage", ["http-500", "connection-refused"])
 def test_slack_down_leaves_the_row_pending_with_backoff_then_delivers_once(tmp_path, sqlite_engine, clock, slack, outage):
@@ -293,7 +343,7 @@ def test_slack_down_leaves_the_row_pending_with_backoff_then_delivers_once(tmp_p
     else:
         assert row.error.startswith("slack unreachable: URLError") and "Connection refused" in row.error
         assert slack.requests == []
-    assert row.next_attempt == T0 + p.outbox.backoff(1) == T0 + timedelta(seconds=2)
+    assert T0 + timedelta(seconds=1.5) <= row.next_attempt <= T0 + timedelta(seconds=2)  # 2 s, less a jitter
     assert row.next_attempt > clock.now()
     assert slack.messages() == []
 

@@ -153,6 +153,9 @@ class SmtpConfig(StrictModel):
 class NotifiersConfig(StrictModel):
     slack: SlackConfig = SlackConfig()
     email: SmtpConfig = SmtpConfig()
+    give_up_after: Duration = Field(
+        timedelta(hours=24), description="a notification still failing this long after it was owed is recorded as failed"
+    )
 
 
 _ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")

@@ -145,7 +145,14 @@ class Daemon:
         self._failing_checks = LogThrottle(log)  # a check that errors on every run is logged as one condition
         receivers = Receivers(project.config, console)
         self.evaluator = Evaluator(self.engine, project.config, self.clock, receivers)
-        self.outbox = Outbox(self.engine, receivers, self.clock, on_attempt=self.telemetry.record_delivery, health=self.health)
+        self.outbox = Outbox(
+            self.engine,
+            receivers,
+            self.clock,
+            on_attempt=self.telemetry.record_delivery,
+            health=self.health,
+            give_up_after=project.config.notifiers.give_up_after,
+        )
         ingest = project.config.ingest
         self.sampler = Sampler(
             self.engine,

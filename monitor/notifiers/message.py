@@ -63,6 +63,7 @@ class AlertMessage:
     # The incident's other episodes, worst first: {rule, feature, severity, value, threshold, state},
     # state "firing", or "resolved" by this run.
     also: list[dict[str, Any]] = field(default_factory=list)
+    late: str | None = None  # set by the outbox on a message sent long after its state change
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,7 +85,8 @@ class AlertMessage:
 
     def lines(self) -> list[str]:
         """The body, one fact a line, the same on every receiver."""
-        out = [f"rule: {self.rule} (threshold {self._threshold()}), severity {self.severity}"]
+        out = [self.late] if self.late else []
+        out.append(f"rule: {self.rule} (threshold {self._threshold()}), severity {self.severity}")
         since = _when(self.started)
         if self.event == "resolved" and self.reason:
             out.append(f"closed {_when(self.resolved)}: {self.reason}; breaching since {since}")

@@ -24,7 +24,9 @@ undelivered ``stuck_after`` (10 minutes) after it was owed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import random
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -36,7 +38,7 @@ from sqlalchemy.orm import Session
 from monitor.clock import Clock
 from monitor.config.durations import format_duration
 from monitor.health import Health, LogThrottle, in_one_line
-from monitor.notifiers.base import Delivery, Posted, Receiver
+from monitor.notifiers.base import Delivery, Notifier, Posted, Receiver
 from monitor.notifiers.message import AlertMessage
 from monitor.notifiers.registry import Receivers
 from monitor.storage.db import installation_id
@@ -49,11 +51,27 @@ DELIVERY = "delivery"  # the condition of Health this loop reports
 # By then a notification has had nine attempts (backoff 2 s doubling): a receiver failing that long is an
 # outage to be told, not a blip retried quietly.
 STUCK_AFTER = timedelta(minutes=10)
+GIVE_UP_AFTER = timedelta(hours=24)
+"""A retryable failure still failing this long after the notification was owed is recorded as failed:
+the news is a day old, and a receiver broken that long needs a person, not another attempt."""
+LATE_AFTER = timedelta(minutes=1)
+"""A message sent this long after its state change says so, and how late it is."""
 
 
 def delivery_key(installation: str, notification_id: int) -> str:
     """What a delivery is known by outside the database: notification ids repeat across databases."""
     return f"monitor-{installation}-{notification_id}"
+
+
+# What a claimed notification needs to be sent: its notifier and receiver, the message, its key, the
+# message it updates, and its episode's key.
+_Ready = tuple[Notifier, Receiver, AlertMessage, str, Posted | None, str]
+
+
+def _lateness(created: datetime, late: timedelta) -> str:
+    seconds = late.total_seconds()
+    shown = timedelta(seconds=round(seconds / 60) * 60 if seconds >= 120 else round(seconds))
+    return f"sent late: this changed at {created:%Y-%m-%d %H:%M:%S} UTC, {format_duration(shown)} before it could be sent"
 
 
 def episode_key(installation: str, alert_id: int) -> str:
@@ -74,6 +92,9 @@ class Outbox:
         on_attempt: Callable[[str, str], None] | None = None,
         health: Health | None = None,
         stuck_after: timedelta = STUCK_AFTER,
+        give_up_after: timedelta = GIVE_UP_AFTER,
+        jitter: float = 0.25,
+        seed: int | None = None,
     ) -> None:
         self.engine = engine
         self.receivers = receivers
@@ -84,6 +105,9 @@ class Outbox:
         self.on_attempt = on_attempt
         self.health = health or Health()
         self.stuck_after = stuck_after  # an undelivered notification older than this makes delivery degraded
+        self.give_up_after = give_up_after  # a notification still failing this long after it was owed fails for good
+        self.jitter = jitter
+        self._random = random.Random(seed)
         self._wake = threading.Event()
         self._recovered = False
         self._installation: str | None = None  # read once: a database keeps its id
@@ -267,7 +291,14 @@ class Outbox:
                 return 0
             receiver = self.receivers.resolve(row.receiver)
             kind = receiver.kind if receiver else "unknown"
-            delivery = self._send(session, row, receiver)
+            ready = self._prepare(session, row, receiver)
+        # The transaction is over before the receiver is called: a slow Slack holds no database
+        # connection, no lock and no snapshot (the row is ours by its claim).
+        delivery = ready if isinstance(ready, Delivery) else self._send(notification_id, *ready)
+        with Session(self.engine) as session:
+            row = session.get(Notification, notification_id)
+            if row is None:
+                return int(delivery.ok)
             self._record(row, delivery)
             status = row.status
             session.commit()
@@ -278,7 +309,8 @@ class Outbox:
                 log.exception("on_attempt failed for notification %s", notification_id)
         return int(delivery.ok)
 
-    def _send(self, session: Session, row: Notification, receiver: Receiver | None) -> Delivery:
+    def _prepare(self, session: Session, row: Notification, receiver: Receiver | None) -> Delivery | _Ready:
+        """What sending ``row`` needs, read from the database; or the failure that makes it unsendable."""
         if receiver is None:
             return Delivery.failed(f"receiver {row.receiver!r} is not in the config any more", retry=False)
         notifier = self.receivers.notifier(receiver.kind)
@@ -289,12 +321,20 @@ class Outbox:
         except Exception as exc:  # e.g. a key this version does not know: retrying cannot help
             log.error("notification %s has a payload this version cannot read: %s: %s", row.id, type(exc).__name__, exc)
             return Delivery.failed(f"unreadable payload: {type(exc).__name__}: {exc}", retry=False)
-        key = self.key(row.id)
+        late = self.clock.now() - row.created
+        if late >= LATE_AFTER:  # the on-call engineer must know this is not news
+            message = dataclasses.replace(message, late=_lateness(row.created, late))
+        episode = episode_key(self.installation(), row.alert_id)
+        return notifier, receiver, message, self.key(row.id), self._previous(session, row), episode
+
+    def _send(
+        self, notification_id: int, notifier: Notifier, receiver: Receiver, message: AlertMessage, key: str,
+        previous: Posted | None, episode: str,
+    ) -> Delivery:  # fmt: skip
         try:
-            episode = episode_key(self.installation(), row.alert_id)
-            return notifier.send(receiver.target, message, key, self._previous(session, row), episode=episode)
+            return notifier.send(receiver.target, message, key, previous, episode=episode)
         except Exception as exc:  # a notifier bug must not stop the loop; it is recorded and retried
-            log.exception("notifier %s failed on notification %s", receiver.kind, row.id)
+            log.exception("notifier %s failed on notification %s", receiver.kind, notification_id)
             return Delivery.failed(f"{type(exc).__name__}: {exc}", retry=True)
 
     def _previous(self, session: Session, row: Notification) -> Posted | None:
@@ -327,6 +367,10 @@ class Outbox:
             model = row.payload.get("model") if isinstance(row.payload, dict) else None
             log.info("notification %s (%s, %s) delivered to %s", row.id, model, row.event, row.receiver)
             self._failing.clear(row.receiver)
+        elif delivery.retry and now - row.created >= self.give_up_after:
+            row.status = "failed"
+            row.error = f"gave up after {format_duration(self.give_up_after)} and {row.attempts} attempts: {delivery.error}"
+            log.error("notification %s to %s: %s", row.id, row.receiver, row.error)
         elif delivery.retry:
             row.status, row.error = "pending", delivery.error
             row.next_attempt = now + self.backoff(row.attempts, delivery.retry_after)
@@ -341,5 +385,9 @@ class Outbox:
             log.error("notification %s to %s failed for good: %s", row.id, row.receiver, delivery.error)
 
     def backoff(self, attempts: int, retry_after: float | None = None) -> timedelta:
+        """The wait before attempt ``attempts + 1``: doubling from ``backoff_base`` up to ``backoff_cap``,
+        less up to a quarter at random (``jitter``), so that deliveries failed together by one outage do
+        not all come back in the same second; never shorter than the receiver's Retry-After."""
         delay = min(self.backoff_base * 2 ** max(attempts - 1, 0), self.backoff_cap)
+        delay *= 1.0 - self.jitter * self._random.random()
         return timedelta(seconds=max(delay, retry_after or 0.0))

@@ -197,6 +197,11 @@ class FakeSlackAPI:
         with self._lock:
             self._faults.setdefault(method, deque()).extend([fault] * times)
 
+    def clear_faults(self) -> None:
+        """The outage is over: no scripted fault is left."""
+        with self._lock:
+            self._faults.clear()
+
     def pending_faults(self, method: str | None = None) -> int:
         with self._lock:
             if method is not None:
