@@ -141,7 +141,7 @@ def test_no_check_file_loaded_is_degraded_with_the_files_problems(tmp_path):
     with serving(config) as (_, client):
         status, body = healthz(client)
         page = client.get("/")
-    assert (status, body["status"], list(body["problems"])) == (503, "degraded", ["checks"])
+    assert (status, body["status"], sorted(body["problems"])) == (503, "degraded", ["check files", "checks"])
     reason = body["problems"]["checks"]
     assert reason.startswith("no check file loaded, so nothing is watched: ")
     assert "fraud-scorer.yaml:3:16: source.kind: unknown kind 'nope'" in reason
@@ -309,5 +309,10 @@ def test_a_sql_source_without_its_driver_is_an_error_run_each_time_and_one_line(
     assert [(r.outcome, r.evaluation.error) for r in results] == [("error", why)] * 3  # every run is recorded
     assert all(r.run_id is not None for r in results)
     told = [r for r in caplog.records if r.levelno >= logging.INFO and r.name.startswith("monitor")]
-    assert [r.getMessage() for r in told] == [f"fraud-scorer/latency: error (0 rows, {results[0].duration_s:.2f}s): {why}"]
+    # One line when it starts failing; at the third run in a row its owner is alerted, and /healthz says so.
+    assert [r.getMessage() for r in told] == [
+        f"fraud-scorer/latency: error (0 rows, {results[0].duration_s:.2f}s): {why}",
+        f"check fraud-scorer/latency: its last 3 runs failed: {why}",
+    ]
+    assert daemon.health.problems()["check fraud-scorer/latency"] == f"its last 3 runs failed: {why}"
     assert not any(r.exc_info for r in caplog.records)

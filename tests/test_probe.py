@@ -449,9 +449,9 @@ def test_a_target_that_hangs_is_cut_at_the_timeout_and_counted_down(tmp_path, sq
         target.close()
         deployed.close()
     assert target.connections == 1
-    assert took < TIMEOUT_S + 0.5
+    assert took < TIMEOUT_S + 1.5  # cut at the timeout, not left to hang (30 s); generous for a loaded machine
     values = {v.metric: v.value for v in result.evaluation.values}
-    assert values["up"] == 0.0 and TIMEOUT_S * 1000 <= values["latency_ms"] < TIMEOUT_S * 1000 + 200
+    assert values["up"] == 0.0 and TIMEOUT_S * 1000 <= values["latency_ms"] < TIMEOUT_S * 1000 + 1000
     assert "status_code" not in values
     assert result.evaluation.error == "attempt failed: no answer within the timeout of 1s"
     assert result.evaluation.evidence["failure"] == "timeout"

@@ -26,6 +26,19 @@ if TYPE_CHECKING:
     from monitor.sources.reference import Reference
 
 
+FAILING_RUNS = "failing_runs"
+FAILING_RULE = "check-failing"
+
+
+def is_failing(outcome: str, evidence: dict[str, Any] | None) -> bool:
+    """Whether a run counts towards its check failing: an error, or too little data for a reason the
+    daemon does not expect (a baseline still filling and a source not watched long enough are)."""
+    if outcome == "error":
+        return True
+    expected = evidence is not None and ("waiting_for_baseline" in evidence or "settling" in evidence)
+    return outcome == "insufficient_data" and not expected
+
+
 class Links(StrictModel):
     runbook: HttpUrl | None = None
     dashboard: HttpUrl | None = None
@@ -45,6 +58,9 @@ class CheckSpec(StrictModel):
     split_by: Literal["model_version"] | None = Field(
         None, description="evaluate the check per model version: its values and episodes are each version's own"
     )
+    alert_after: int = Field(
+        3, ge=1, description="this many runs in a row that error (or lack data) alert the owner that the check is failing"
+    )
 
     @field_validator("every")
     @classmethod
@@ -59,9 +75,26 @@ class CheckSpec(StrictModel):
 
     @property
     def rules(self) -> list[RuleSpec]:
-        """Every rule the check judges: its ``alert:`` items, and those a kind makes of its own keys
-        (a probe's ``slo:``). Episodes, orphan closing and the evaluator go by these."""
-        return list(self.alert)
+        """Every rule the check judges: its ``alert:`` items, those a kind makes of its own keys (a
+        probe's ``slo:``) and the check's own health (:attr:`failing_rule`). Episodes, orphan closing
+        and the evaluator go by these."""
+        return [*self.value_rules, self.failing_rule]
+
+    @property
+    def value_rules(self) -> list[RuleSpec]:
+        """The rules on the kind's values: ``alert:`` and the kind's own (not the check's health)."""
+        return [*self.alert, *self.kind_rules]
+
+    @property
+    def kind_rules(self) -> list[RuleSpec]:
+        """The rules a kind makes of its own keys; none unless it says so."""
+        return []
+
+    @property
+    def failing_rule(self) -> RuleSpec:
+        """The check is failing: ``alert_after`` runs in a row errored or lacked data (``FAILING_RUNS``,
+        counted by the evaluator from the runs it recorded). Its owner is told, with the error."""
+        return RuleSpec(id=FAILING_RULE, when=f"{FAILING_RUNS} >= {self.alert_after}", severity="warning")
 
 
 @dataclass(frozen=True)

@@ -153,8 +153,8 @@ class WithSlo(CheckSpec):
         return slo
 
     @property
-    def rules(self) -> list[RuleSpec]:
-        rules = list(self.alert)
+    def kind_rules(self) -> list[RuleSpec]:
+        rules: list[RuleSpec] = []
         for alert in self.slo.alerts if self.slo else ():
             rules.append(
                 BurnRateRule(

@@ -59,7 +59,7 @@ class VolumeSpec(CheckSpec):
     @property
     def wants_ratio(self) -> bool:
         """Whether the check computes rows_ratio: it has a baseline, or a rule on the ratio."""
-        return self.baseline is not None or any(RATIO in (c.metric for c in rule.conditions) for rule in self.rules)
+        return self.baseline is not None or any(RATIO in (c.metric for c in rule.conditions) for rule in self.value_rules)
 
     @property
     def baseline_shift(self) -> timedelta:
@@ -91,7 +91,7 @@ def evaluate(spec: VolumeSpec, window: Window, reference, features: list[str]) -
     if reason is None:
         return Evaluation("ok", rows, values, evidence=_iso(evidence))
     evidence["no_rows_ratio"] = reason
-    only_ratio = bool(spec.rules) and all(rule.when.metric == RATIO for rule in spec.rules)
+    only_ratio = bool(spec.value_rules) and all(rule.when.metric == RATIO for rule in spec.value_rules)
     outcome: Outcome = "insufficient_data" if only_ratio else "ok"
     return Evaluation(outcome, rows, values, evidence=_iso(evidence), error=reason)
 

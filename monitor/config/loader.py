@@ -69,6 +69,9 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
                     doc.issues.append(
                         doc.issue(("routes", i, "also", j), f"unknown owner {owner!r}{suggest(owner, config.owners)}")
                     )
+        if config.platform_owner is not None and config.platform_owner not in config.owners:
+            owner = config.platform_owner
+            doc.issues.append(doc.issue(("platform_owner",), f"unknown owner {owner!r}{suggest(owner, config.owners)}"))
         smtp = config.notifiers.email
         for name, owner in config.owners.items():
             if owner.email and not smtp.host:

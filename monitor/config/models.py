@@ -235,6 +235,9 @@ class DaemonConfig(StrictModel):
     notifiers: NotifiersConfig = NotifiersConfig()
     owners: dict[Name, Owner] = {}
     routes: list[Route] = []
+    platform_owner: Name | None = Field(
+        None, description="the owner told when monitoring itself fails (a receiver failing for good); else each receiver's own"
+    )
 
 
 class ModelConfig(StrictModel):

@@ -25,9 +25,9 @@ from sqlalchemy.orm import Session
 
 from monitor.alerting.episodes import OpenEpisode, advance, open_state
 from monitor.alerting.ladders import judge_ladders, ladders
-from monitor.alerting.rules import MetricValue, canonical_condition
+from monitor.alerting.rules import MetricValue, canonical_condition, observe
 from monitor.checks import CHECKS
-from monitor.checks.base import CheckKind, CheckSpec, Evaluation, Window
+from monitor.checks.base import FAILING_RUNS, CheckKind, CheckSpec, Evaluation, Window, is_failing
 from monitor.clock import Clock
 from monitor.config.durations import format_duration
 from monitor.config.models import DaemonConfig, ModelConfig
@@ -140,7 +140,8 @@ class Evaluator:
         try:
             unwatched = self._unwatched(model, kind, check, self.clock.now())
             if unwatched:
-                return Evaluated([Evaluation("insufficient_data", 0, error=unwatched)], None)
+                # Expected while the daemon is new to the model: not a failing check.
+                return Evaluated([Evaluation("insufficient_data", 0, error=unwatched, evidence={"settling": True})], None)
             window = self._window(model, kind, start, end)
             shift = kind.earlier(check) if kind.earlier is not None else None
             if shift is not None:  # the same window further back (volume's rows_ratio), read the same way
@@ -254,8 +255,8 @@ class Evaluator:
             for v in w.windowed.values
             if math.isfinite(v.value)
         )
-        if not result.observations:
-            return
+        failing = observe([check.failing_rule], [self._failing_runs(session, run, check)], timedelta(0))
+        result.failing = failing[0]
         # Episodes are timed by when runs start, not end: a slow run must not delay a `for:` by an interval.
         at = started
         open_alerts = {
@@ -273,7 +274,7 @@ class Evaluator:
         keys = {ladder.key for ladder in ladders(check.rules)}
         by_condition = {(canonical_condition(a.rule), a.feature): a for (key, _), a in open_alerts.items() if key not in keys}
         moved: dict[int, Moved] = {}
-        for judged in judge_ladders(check.rules, result.observations):
+        for judged in judge_ladders(check.rules, [*result.observations, *failing]):
             alert = open_alerts.get(judged.key) or next(
                 (a for r in judged.ladder.rules if (a := by_condition.pop((r.when.canonical, judged.feature), None))), None
             )
@@ -322,6 +323,18 @@ class Evaluator:
             if alert.id not in moved and alert.state == "firing":
                 moved[alert.id] = Moved(alert, None, None, "firing", alert.severity)
         self.teller.tell(session, model, check, result, list(moved.values()), at)
+
+    def _failing_runs(self, session: Session, run: CheckRun, check: CheckSpec) -> MetricValue:
+        """How many of the check's last runs, this one included, failed in a row (at most alert_after:
+        that is all the failing rule needs to know)."""
+        last = session.execute(
+            sa.select(CheckRun.outcome, CheckRun.evidence)
+            .where(CheckRun.model == run.model, CheckRun.check == run.check, CheckRun.model_version == run.model_version)
+            .order_by(CheckRun.started.desc(), CheckRun.id.desc())  # ix_check_runs_model_check_started
+            .limit(check.alert_after)
+        ).all()
+        failing = next((i for i, (outcome, evidence) in enumerate(last) if not is_failing(outcome, evidence)), len(last))
+        return MetricValue(FAILING_RUNS, float(failing))
 
     def _end_unjudged(
         self, session: Session, model: ModelConfig, check: CheckSpec, evaluated: Evaluated, parts: list[RunResult], at: datetime

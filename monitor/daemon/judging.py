@@ -72,7 +72,7 @@ def judge(engine: Engine | None, model: str, check: CheckSpec, evaluation: Evalu
         conn = stack.enter_context(engine.connect()) if engine is not None and (wanted or windows_wanted) else None
         baselines = _baselines(conn, model, check, wanted, started, version) if conn is not None else {}
         windows = _over_windows(conn, model, check, windows_wanted, started, evaluation.values, version)
-    plain = [rule for rule in check.rules if not rule.windows]
+    plain = [rule for rule in check.value_rules if not rule.windows]
     values = evaluation.values + kept_values(check, windows)
     observations = observe(plain, values, check.for_, baselines) + _observe_windows(check, windows)
     waiting = waiting_for_baseline(plain, values, baselines)
@@ -108,7 +108,7 @@ def _windows_wanted(check: CheckSpec) -> dict[timedelta, set[str]]:
     wanted: dict[timedelta, set[str]] = {}
     if kind.over_window is None:
         return wanted
-    for rule in check.rules:
+    for rule in check.value_rules:
         for window in rule.windows:
             wanted.setdefault(window, set()).add(rule.when.metric)
     for metric, window in kind.kept_windows(check) if kind.kept_windows else ():
@@ -176,7 +176,7 @@ def _observe_windows(check: CheckSpec, windows: list[WindowResult]) -> list[Obse
     with too few values yet leaves the rule unjudged: no data is not a breach, nor a recovery."""
     by_window = {w.window: w for w in windows}
     out: list[Observation] = []
-    for rule in check.rules:
+    for rule in check.value_rules:
         if not rule.windows:
             continue
         found = [by_window[w].value(rule.when.metric) if w in by_window else None for w in rule.windows]

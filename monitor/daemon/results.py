@@ -33,6 +33,9 @@ class RunResult:
     window_start: datetime
     window_end: datetime
     observations: list[Observation] = field(default_factory=list)
+    # The check's own health judged on this run (its failing_rule, on the failing runs in a row so far):
+    # recorded runs only.
+    failing: Observation | None = None
     changes: list[Change] = field(default_factory=list)
     waiting: list[Waiting] = field(default_factory=list)  # rules whose baseline is not long enough yet
     windows: list[WindowResult] = field(default_factory=list)  # values over the rules' own windows

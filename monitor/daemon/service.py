@@ -91,6 +91,7 @@ APART_WORKERS = 32
 # The conditions of Health the daemon itself reports (the outbox reports "delivery", the sampler "ingest").
 RECORDING = "recording"
 CHECKS_LOADED = "checks"
+CHECK_FILES = "check files"
 
 
 def no_checks_loaded(project: Project) -> str:
@@ -152,6 +153,7 @@ class Daemon:
             on_attempt=self.telemetry.record_delivery,
             health=self.health,
             give_up_after=project.config.notifiers.give_up_after,
+            platform_owner=project.config.platform_owner,
         )
         ingest = project.config.ingest
         self.sampler = Sampler(
@@ -189,6 +191,8 @@ class Daemon:
         else:
             self._failing_checks.clear(name)
             (log.warning if result.outcome == "breach" else log.info)(describe(result))
+        for part in result.parts:  # a failing check is a problem of the daemon's too (/healthz, the status page)
+            self._report_failing(part)
         # A check split by model_version has no one value of a metric to show: its versions' are in the metrics table.
         values = [] if result.versions else result.evaluation.values
         self.telemetry.record_run(result.model, result.check, result.outcome, result.duration_s, values)
@@ -196,11 +200,27 @@ class Daemon:
             self.outbox.wake()
         return result
 
+    def _report_failing(self, result: RunResult) -> None:
+        condition = f"check {result.model}/{result.check}" + (f" [{result.model_version}]" if result.model_version else "")
+        failing = result.failing
+        if failing is not None and failing.breached:
+            why = result.evaluation.error or result.outcome
+            self.health.failing(condition, f"its last {failing.value:g} runs failed: {why}")
+        else:
+            self.health.recovered(condition)
+
     def prepare(self) -> None:
         """What comes before the first evaluation: say which files were skipped, migrate, and close the
         episodes that edited files left without a rule."""
         for issue in self.project.checks.issues:
             log.error("check file skipped: %s", issue)
+        if self.project.checks.issues:  # its checks are not watched until it is mended: said on /healthz too
+            files = sorted({_shown(Path(issue.file), self.project.base_dir) for issue in self.project.checks.issues})
+            self.health.failing(
+                CHECK_FILES,
+                f"{len(files)} check file(s) skipped, their models not watched: {', '.join(map(str, files))} "
+                "(monitor validate says why)",
+            )
         if not self.project.checks.models:
             self.health.failing(CHECKS_LOADED, no_checks_loaded(self.project))
         db.upgrade(self.engine)

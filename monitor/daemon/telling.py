@@ -185,6 +185,6 @@ def details_of(check: CheckSpec, rule: RuleSpec, over: list[WindowResult], resul
         span = next(w.window for w in result.windows if value in w.windowed.values)
         out.append(f"{value.metric}: {format_number(value.value)} over the last {format_duration(span)}")
     out.extend(result.evaluation.notes)
-    if result.evaluation.outcome != "error" and result.evaluation.error:
+    if result.evaluation.error:  # a probe's failed attempt; a failing check's error
         out.append(result.evaluation.error)
     return out

@@ -97,9 +97,10 @@ class AlertMessage:
             out.append(f"severity {change} from {self.was}; breaching since {since}")
         else:
             out.append(f"since {since}")
-        out.append(
-            f"window: last {self.window} ({_when(self.window_start)} to {_when(self.window_end)}), {self.sample_size:,} rows"
-        )
+        if self.window:  # not of monitor's own alerts (a receiver failing)
+            out.append(
+                f"window: last {self.window} ({_when(self.window_start)} to {_when(self.window_end)}), {self.sample_size:,} rows"
+            )
         out.extend(self.details)
         resolves = self._resolves()
         if resolves and self.event != "resolved":

@@ -41,6 +41,7 @@ from monitor.health import Health, LogThrottle, in_one_line
 from monitor.notifiers.base import Delivery, Notifier, Posted, Receiver
 from monitor.notifiers.message import AlertMessage
 from monitor.notifiers.registry import Receivers
+from monitor.notifiers.watch import ReceiverWatch
 from monitor.storage.db import installation_id
 from monitor.storage.tables import Notification
 
@@ -95,6 +96,7 @@ class Outbox:
         give_up_after: timedelta = GIVE_UP_AFTER,
         jitter: float = 0.25,
         seed: int | None = None,
+        platform_owner: str | None = None,
     ) -> None:
         self.engine = engine
         self.receivers = receivers
@@ -108,6 +110,7 @@ class Outbox:
         self.give_up_after = give_up_after  # a notification still failing this long after it was owed fails for good
         self.jitter = jitter
         self._random = random.Random(seed)
+        self.watch = ReceiverWatch(receivers, platform_owner)  # a receiver failing for good is told elsewhere
         self._wake = threading.Event()
         self._recovered = False
         self._installation: str | None = None  # read once: a database keeps its id
@@ -301,6 +304,8 @@ class Outbox:
                 return int(delivery.ok)
             self._record(row, delivery)
             status = row.status
+            if not isinstance(ready, Delivery):  # the receiver itself answered: is it broken, or mended?
+                self._watch_receiver(session, row, ready[2])
             session.commit()
         if self.on_attempt:
             try:
@@ -357,6 +362,17 @@ class Outbox:
             .limit(1)
         ).first()
         return Posted(first.message_id, first.channel_id) if first and first.message_id else None
+
+    def _watch_receiver(self, session: Session, row: Notification, message: AlertMessage) -> None:
+        condition = f"receiver {row.receiver}"
+        if row.status == "failed":
+            self.health.failing(condition, f"notifications to it fail for good: {row.error}")
+            if self.watch.failed(session, row.receiver, row.error or "", message, self.clock.now()):
+                self.wake()
+        elif row.status == "sent":
+            self.health.recovered(condition)
+            if self.watch.recovered(session, row.receiver, self.clock.now()):
+                self.wake()
 
     def _record(self, row: Notification, delivery: Delivery) -> None:
         now = self.clock.now()

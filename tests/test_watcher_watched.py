@@ -1,0 +1,99 @@
+"""Monitoring that breaks tells someone: a check that fails ``alert_after`` runs in a row (errors, or
+lacks data for a reason the daemon does not expect) alerts its owner with the error and is a problem
+on /healthz, and the first good run resolves both; a skipped check file is a problem on /healthz. The real daemon's evaluations over a files source on a FixedClock, told on the
+console receiver; SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from deployments import Deployment, deployments
+from factories import T0, live_frame
+
+from monitor.daemon.project import Project
+from monitor.daemon.service import Daemon
+from monitor.storage.tables import Alert, CheckRun
+
+EVERY = timedelta(minutes=15)
+
+
+def drift_check(*rules: dict, alert_after: int | None = None) -> list[dict]:
+    check = {"name": "feature-drift", "kind": "drift", "every": "15m", "window": "1h", "alert": list(rules)}
+    if alert_after is not None:
+        check["alert_after"] = alert_after
+    return [check]
+
+
+@pytest.fixture
+def deploy(tmp_path, database_url):
+    def made(rules: list[dict]) -> Deployment:
+        return Deployment(tmp_path, database_url, drift_check, rules, live=live_frame(600, end=T0 + EVERY))
+
+    yield from deployments(made)
+
+
+def write_good_rows(deployment: Deployment) -> None:
+    """Rows for the next run's window (the batch job is mended)."""
+    end = deployment.clock.now() + EVERY
+    live_frame(600, end=end).to_parquet(deployment.root / "data" / "live-0001.parquet")
+
+
+def run(deployment: Deployment) -> str:
+    deployment.clock.advance(EVERY)
+    daemon = deployment.daemon
+    model = daemon.project.checks.models["fraud-scorer"]
+    result = daemon.evaluate(model, model.check("feature-drift"))
+    daemon.outbox.deliver_due()
+    return result.outcome
+
+
+def test_a_check_failing_three_runs_in_a_row_tells_its_owner_why_and_its_recovery_resolves_it(deploy):
+    deployment = deploy({"when": "drift_share > 0.9"})
+    data = deployment.root / "data" / "live-0001.parquet"
+    assert run(deployment) == "ok"
+    data.write_bytes(b"not parquet at all")  # the batch job wrote garbage
+    outcomes = [run(deployment) for _ in range(3)]
+    assert set(outcomes) <= {"error", "insufficient_data"}, outcomes
+
+    [alert] = [a for a in deployment.rows(Alert) if a.rule_key == "check-failing"]
+    assert (alert.state, alert.severity, alert.rule, alert.last_value) == ("firing", "warning", "failing_runs >= 3", 3.0)
+    told = deployment.console.getvalue()
+    assert "[FIRING warning] fraud-scorer / feature-drift: failing_runs = 3" in told
+    [last] = deployment.rows(CheckRun)[-1:]
+    assert last.error and last.error.splitlines()[0] in told  # the error itself, in the message
+    # ... and the daemon's own health says so (/healthz, the status page).
+    problem = deployment.daemon.health.problems()["check fraud-scorer/feature-drift"]
+    assert problem.startswith("its last 3 runs failed: ")
+
+    write_good_rows(deployment)
+    assert run(deployment) == "ok"
+    [alert] = [a for a in deployment.rows(Alert) if a.rule_key == "check-failing"]
+    assert alert.state == "resolved"
+    assert "[RESOLVED] fraud-scorer / feature-drift: failing_runs = 0" in deployment.console.getvalue()
+    assert "check fraud-scorer/feature-drift" not in deployment.daemon.health.problems()
+
+
+def test_two_failed_runs_and_a_good_one_tell_nobody(deploy):
+    deployment = deploy({"when": "drift_share > 0.9"})
+    data = deployment.root / "data" / "live-0001.parquet"
+    data.write_bytes(b"garbage")
+    run(deployment), run(deployment)
+    write_good_rows(deployment)
+    assert run(deployment) == "ok"
+    data.write_bytes(b"garbage")
+    run(deployment), run(deployment)
+    assert not [a for a in deployment.rows(Alert) if a.rule_key == "check-failing"]
+    assert "failing_runs" not in deployment.console.getvalue()
+
+
+def test_a_skipped_check_file_is_a_problem_of_the_daemon(deploy):
+    deployment = deploy({"when": "drift_share > 0.9"})
+    (deployment.root / "checks" / "broken.yaml").write_text("model: other\nowner: fraud-team\nchecks: []\n")
+    daemon = Daemon(Project.load(deployment.config), clock=deployment.clock, console=deployment.console)
+    daemon.prepare()
+    daemon.engine.dispose()
+    assert daemon.health.problems()["check files"].startswith(
+        "1 check file(s) skipped, their models not watched: checks/broken.yaml"
+    )
