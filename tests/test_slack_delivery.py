@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
@@ -22,20 +21,19 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from monitor.clock import FixedClock
-from monitor.daemon.evaluator import Evaluator, RunResult
+from monitor.daemon.evaluator import Evaluator
 from monitor.daemon.project import Project
 from monitor.notifiers.message import AlertMessage
 from monitor.notifiers.outbox import Outbox
 from monitor.notifiers.registry import Receivers
 from monitor.notifiers.slack import METADATA_EVENT, SlackNotifier
 from monitor.storage import db
-from monitor.storage.tables import Alert, Notification
+from monitor.storage.tables import Notification
+from tests.deployments import RESOLVED_AT, ROWS, Pipeline
 from tests.factories import T0, live_frame, write_project
 from tests.fakes.slack_api import FakeSlackAPI
 
 TOKEN = "xoxb-test"
-ROWS = 600
-RESOLVED_AT = T0 + timedelta(hours=2)
 
 
 # -- fixtures and helpers ---------------------------------------------------------------------------
@@ -54,56 +52,6 @@ def slack(clock):
     server = fake_slack(clock)
     yield server
     server.stop()
-
-
-def reopen(engine: Engine) -> Engine:
-    """A new engine on the same database, as a restarted process would make."""
-    return db.create_engine(engine.url.render_as_string(hide_password=False))
-
-
-@dataclass
-class Pipeline:
-    project: Project
-    engine: Engine
-    clock: FixedClock
-    evaluator: Evaluator
-    outbox: Outbox
-
-    @property
-    def model(self):
-        return self.project.checks.models["fraud-scorer"]
-
-    def evaluate(self, check: str = "feature-drift") -> RunResult:
-        return self.evaluator.run(self.model, self.model.check(check))
-
-    def deliver(self) -> int:
-        return self.outbox.deliver_due()
-
-    def resolve(self, check: str = "feature-drift") -> RunResult:
-        """Non-drifted rows for the hour before T0+2h, the clock moved there, and an evaluation."""
-        live_frame(ROWS, end=RESOLVED_AT, drift=False, seed=3).to_parquet(self.project.base_dir / "data" / "live-0001.parquet")
-        self.clock.set(RESOLVED_AT)
-        return self.evaluate(check)
-
-    def restart(self) -> Pipeline:
-        """The process died: a new engine, new notifiers and a new outbox (the old ones are dropped)."""
-        self.engine.dispose()
-        engine = reopen(self.engine)
-        return Pipeline(
-            self.project,
-            engine,
-            self.clock,
-            Evaluator(engine, self.project.config, self.clock),
-            Outbox(engine, Receivers(self.project.config), self.clock),
-        )
-
-    def notifications(self) -> list[Notification]:
-        with Session(self.engine) as session:
-            return list(session.scalars(sa.select(Notification).order_by(Notification.id)))
-
-    def alerts(self) -> list[Alert]:
-        with Session(self.engine) as session:
-            return list(session.scalars(sa.select(Alert).order_by(Alert.id)))
 
 
 def build(
@@ -309,7 +257,12 @@ def test_a_notification_failing_past_give_up_after_fails_for_good(tmp_path, sqli
     for _ in range(13):
         p.deliver()
         clock.advance(timedelta(minutes=5))
-    [row] = p.notifications()
+    row, told = p.notifications()
+    assert (told.receiver, told.payload["model"], told.payload["feature"]) == (
+        "fraud-team/console",
+        "(monitor)",
+        "fraud-team/slack",
+    )
     assert row.status == "failed"
     assert row.error.startswith("gave up after 1h and ") and row.error.endswith(
         "attempts: slack answered HTTP 503: internal_error"
@@ -474,11 +427,12 @@ def test_non_retryable_error_marks_the_row_failed_and_is_not_retried(tmp_path, s
             server.fail_next("chat.postMessage", error="channel_not_found")
         p = build(tmp_path, sqlite_engine, clock, server.url, token="xoxb-revoked" if cause == "revoked-token" else TOKEN)
         p.evaluate()
-        assert p.deliver() == 0
+        assert p.deliver() == 1  # not the drift's: that Slack fails for good, told on the owner's console
 
         error = "invalid_auth" if cause == "revoked-token" else "channel_not_found"
-        [row] = p.notifications()
+        row, told = p.notifications()
         assert (row.status, row.attempts, row.error) == ("failed", 1, f"slack answered HTTP 200: {error}")
+        assert (told.receiver, told.status, told.payload["model"]) == ("fraud-team/console", "sent", "(monitor)")
         [request] = server.requests
         assert (request.method, request.status, request.ok, request.error) == ("chat.postMessage", 200, False, error)
 
