@@ -125,10 +125,14 @@ def _https_or_loopback(url: SecretStr) -> SecretStr:
         raise ValueError("not a whole http(s) URL: write for example https://events.pagerduty.com/v2/enqueue")
     if parts.scheme == "http" and not is_loopback(host):
         raise ValueError(
-            "a webhook URL must be https:// (http:// only to this machine, 127.0.0.1 or localhost): "
+            "this URL must be https:// (http:// only to this machine, 127.0.0.1 or localhost): "
             "an alert and its key would cross the network in the clear"
         )
     return url
+
+
+def _https_or_loopback_or_empty(url: SecretStr) -> SecretStr:
+    return _https_or_loopback(url) if url.get_secret_value() else url
 
 
 class SmtpConfig(StrictModel):
@@ -235,6 +239,10 @@ class DaemonConfig(StrictModel):
     notifiers: NotifiersConfig = NotifiersConfig()
     owners: dict[Name, Owner] = {}
     routes: list[Route] = []
+    heartbeat_url: Annotated[SecretStr, AfterValidator(_https_or_loopback_or_empty)] = Field(
+        SecretStr(""), description="a dead man's switch (a Healthchecks.io ping URL) pinged every heartbeat_every while healthy"
+    )
+    heartbeat_every: Duration = Field(timedelta(minutes=1), description="how often the heartbeat is sent")
     platform_owner: Name | None = Field(
         None, description="the owner told when monitoring itself fails (a receiver failing for good); else each receiver's own"
     )

@@ -29,6 +29,7 @@ from monitor.clock import Clock, SystemClock
 from monitor.config.models import ModelConfig, is_loopback
 from monitor.daemon.closing import close_orphans
 from monitor.daemon.evaluator import Evaluator, RunResult
+from monitor.daemon.heartbeat import Heartbeat
 from monitor.daemon.project import Project
 from monitor.health import Health, LogThrottle, in_one_line
 from monitor.ingest.retention import delete_expired
@@ -352,6 +353,12 @@ class Daemon:
                     misfire_grace_time=max(1, int(check.every.total_seconds())),
                 )
                 count += 1
+        heartbeat_url = self.project.config.heartbeat_url.get_secret_value()
+        if heartbeat_url:  # on the scheduler: a daemon whose scheduler is stuck stops beating
+            heartbeat = Heartbeat(heartbeat_url, self.health)
+            every = self.project.config.heartbeat_every
+            scheduler.add_job(heartbeat.beat, "interval", seconds=every.total_seconds(), id="heartbeat", name="heartbeat",
+                              next_run_time=now + timedelta(seconds=5), max_instances=1, coalesce=True)  # fmt: skip
         scheduler.add_job(
             self.remove_expired_samples,
             "interval",
