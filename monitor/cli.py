@@ -23,7 +23,7 @@ examples:
   monitor check fraud-scorer/feature-drift      evaluate one check now, store and notify
   monitor check fraud-scorer/feature-drift --dry-run
   monitor run --config config.yaml              the daemon, until SIGTERM or Ctrl-C
-  monitor alerts                                open alert episodes; `monitor alerts close ID --reason TEXT`
+  monitor alerts                                open alert episodes; `monitor alerts show ID`, `close ID --reason TEXT`
   monitor db upgrade                            migrate the database to the latest schema
 
 The config file is --config, else $MONITOR_CONFIG, else ./config.yaml when it exists, else the built-in
@@ -128,14 +128,24 @@ def build_parser() -> argparse.ArgumentParser:
         "alerts",
         help="list alert episodes, or close one",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="List open alert episodes (pending and firing), newest first; with no database yet, there are none.\n"
+        description="List open alert episodes (pending and firing), newest first, with their state, severity, age, "
+        "last value and deliveries; with no database yet, there are none.\n"
         "  monitor alerts [--all]                      the list\n"
+        "  monitor alerts show ID                      one episode: its incident, every run's value, each delivery\n"
         "  monitor alerts close ID --reason TEXT       end one episode by hand (its message says why)",
     )
     alerts.add_argument("--all", action="store_true", help="include ended episodes")
     alerts.add_argument("--limit", type=int, default=50, help="at most this many rows (default 50)")
     _config_arg(alerts)
     alert_actions = alerts.add_subparsers(dest="alerts_command", metavar="ACTION")
+    show = alert_actions.add_parser(
+        "show",
+        help="one episode's history and deliveries",
+        description="One alert episode: its rule, state and incident, the check's value of its metric at every run "
+        "since it started (the last 50), and each notification of its incident with its status, attempts and error.",
+    )
+    show.add_argument("id", type=int, metavar="ID", help="the alert number, as `monitor alerts` lists it")
+    _config_arg(show, inner=True)
     close = alert_actions.add_parser(
         "close",
         help="end an open episode by hand",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from monitor.config import ConfigError
@@ -190,14 +192,14 @@ def alerts(args: argparse.Namespace) -> int:
     from sqlalchemy.orm import Session
 
     from monitor.storage import db
-    from monitor.storage.tables import OPEN_STATES, Alert
+    from monitor.storage.tables import OPEN_STATES, Alert, Notification
 
     project = _project(args)
     if project is None:
         return 1
     engine = db.create_engine(project.config.database.url)
     revision = db.existing_revision(engine)  # read-only: never creates or migrates the database
-    if revision is None and args.alerts_command == "close":
+    if revision is None and args.alerts_command in ("close", "show"):
         print(f"alert #{args.id} does not exist: {engine.url.render_as_string(hide_password=True)} has no monitor tables yet",
               file=sys.stderr)  # fmt: skip
         engine.dispose()
@@ -218,22 +220,97 @@ def alerts(args: argparse.Namespace) -> int:
         code = _close_alert(project, engine, args.id, args.reason)
         engine.dispose()
         return code
+    if args.alerts_command == "show":
+        code = _show_alert(engine, args.id)
+        engine.dispose()
+        return code
     query = sa.select(Alert).order_by(Alert.started.desc()).limit(args.limit)
     if not args.all:
         query = query.where(Alert.state.in_(OPEN_STATES))
     with Session(engine) as session:
         rows = session.scalars(query).all()
+        incidents = {a.incident_id for a in rows if a.incident_id is not None}
+        told = session.execute(
+            sa.select(Notification.alert_id, Notification.status, sa.func.count())
+            .where(Notification.alert_id.in_(sorted(incidents)))
+            .group_by(Notification.alert_id, Notification.status)
+        ).all()
+    deliveries: dict[int, dict[str, int]] = {}
+    for incident, status, count in told:
+        deliveries.setdefault(incident, {})[status] = count
     if not rows:
         print("no open alerts" if not args.all else "no alerts")
+    now = datetime.now(UTC)
     for a in rows:
-        target = (
-            f"{a.model}/{a.check}" + (f"[{a.feature}]" if a.feature else "") + (f"@{a.model_version}" if a.model_version else "")
-        )
+        age = format_duration(timedelta(minutes=int((now - a.started).total_seconds() // 60)))
+        sent = deliveries.get(a.incident_id or -1, {})
+        told_text = ", ".join(f"{count} {status}" for status, count in sorted(sent.items())) or "none"
         print(
-            f"#{a.id:<5} {a.state:<9} {a.severity:<8} {target:<40} {a.rule:<28} last {format_number(a.last_value, a.threshold)}  since {a.started:%Y-%m-%d %H:%M} UTC"
-            + (f"  ({a.reason})" if a.reason else "")
+            f"#{a.id:<5} {a.state:<9} {a.severity:<8} {_target(a):<40} {a.rule:<28} last {format_number(a.last_value, a.threshold)}"
+            f"  since {a.started:%Y-%m-%d %H:%M} UTC ({age} ago)  told: {told_text}" + (f"  ({a.reason})" if a.reason else "")
         )
     engine.dispose()
+    return 0
+
+
+def _target(a) -> str:
+    return f"{a.model}/{a.check}" + (f"[{a.feature}]" if a.feature else "") + (f"@{a.model_version}" if a.model_version else "")
+
+
+def _show_alert(engine, alert_id: int) -> int:
+    """One episode, its incident, the values of its metric at each run since it started, its deliveries."""
+    import sqlalchemy as sa
+    from sqlalchemy.orm import Session
+
+    from monitor.alerting.conditions import Condition
+    from monitor.storage.tables import Alert, Metric, Notification
+
+    with Session(engine) as session:
+        alert = session.get(Alert, alert_id)
+        if alert is None:
+            print(f"alert #{alert_id} does not exist", file=sys.stderr)
+            return 1
+        siblings: Sequence[Alert] = []
+        if alert.incident_id is not None:
+            siblings = session.scalars(
+                sa.select(Alert).where(Alert.incident_id == alert.incident_id, Alert.id != alert.id).order_by(Alert.id)
+            ).all()
+        try:
+            metric = Condition.parse(alert.rule).metric
+        except ValueError:
+            metric = ""
+        until = alert.resolved or datetime.now(UTC)
+        values = session.execute(
+            sa.select(Metric.time, Metric.value, Metric.window_start, Metric.window_end)
+            .where(Metric.model == alert.model, Metric.check == alert.check, Metric.metric == metric,
+                   Metric.feature == alert.feature, Metric.model_version == alert.model_version,
+                   Metric.time >= alert.started, Metric.time <= until)
+            .order_by(Metric.time.desc())
+            .limit(50)
+        ).all()  # fmt: skip
+        notes = session.scalars(
+            sa.select(Notification).where(Notification.alert_id == (alert.incident_id or alert.id)).order_by(Notification.id)
+        ).all()
+    print(f"#{alert.id} {alert.state} {alert.severity}  {_target(alert)}")
+    print(
+        f"  rule: {alert.rule} (threshold {format_number(alert.threshold)}), last value {format_number(alert.last_value, alert.threshold)}"
+    )
+    ended = f", resolved {alert.resolved:%Y-%m-%d %H:%M:%S} UTC" if alert.resolved else ""
+    fired = f", fired {alert.fired:%Y-%m-%d %H:%M:%S} UTC" if alert.fired else ""
+    print(f"  started {alert.started:%Y-%m-%d %H:%M:%S} UTC{fired}{ended}" + (f"; {alert.reason}" if alert.reason else ""))
+    if alert.incident_id is not None:
+        others = ", ".join(f"#{s.id} {s.state} {_target(s)} {s.rule}" for s in siblings) or "no other episode"
+        print(f"  incident #{alert.incident_id}: {others}")
+    print(f"  values of {metric or alert.rule} at each run, newest first ({len(values)}):")
+    for time, value, start, end in values:
+        span = format_duration(end - start)
+        print(f"    {time:%Y-%m-%d %H:%M:%S} UTC  {format_number(value, alert.threshold):>12}  over {span}")
+    print(f"  deliveries of its incident ({len(notes)}):")
+    for n in notes:
+        error = f"  {n.error}" if n.error else ""
+        print(
+            f"    #{n.id} {n.event:<8} {n.receiver:<28} {n.status:<8} {n.attempts} attempt(s), last {n.time:%Y-%m-%d %H:%M:%S} UTC{error}"
+        )
     return 0
 
 

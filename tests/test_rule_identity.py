@@ -131,6 +131,34 @@ def test_alerts_close_by_hand_tells_the_receivers_why(deployment, capsys):
     assert f"alert #{alert.id} is not open (it is resolved)" in capsys.readouterr().err
 
 
+def test_alerts_lists_age_and_deliveries_and_show_gives_the_history_of_one(deployment, capsys):
+    d = deployment({"when": "drift_share > 0.3", "severity": "critical"})
+    d.evaluate()
+    d.daemon.outbox.deliver_due()
+    [alert] = d.rows(Alert)
+    capsys.readouterr()
+
+    assert main(["alerts", "--config", str(d.config)]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"#{alert.id:<5} firing    critical fraud-scorer/feature-drift")
+    assert "since 2026-11-25 12:00 UTC (" in line and line.endswith("ago)  told: 1 sent")
+
+    assert main(["alerts", "--config", str(d.config), "show", str(alert.id)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"#{alert.id} firing critical  fraud-scorer/feature-drift"
+    assert out[1] == "  rule: drift_share > 0.3 (threshold 0.3), last value 0.6667"
+    assert out[3] == f"  incident #{alert.id}: no other episode"
+    assert out[4:6] == [
+        "  values of drift_share at each run, newest first (1):",
+        "    2026-11-25 12:00:00 UTC        0.6667  over 1h",
+    ]
+    assert out[6] == "  deliveries of its incident (1):"
+    assert out[7].startswith("    #1 firing   fraud-team/console") and "sent     1 attempt(s)" in out[7]
+
+    assert main(["alerts", "--config", str(d.config), "show", "999"]) == 1
+    assert "alert #999 does not exist" in capsys.readouterr().err
+
+
 def test_a_change_made_meanwhile_by_another_writer_wins_and_the_stale_one_is_refused(deployment):
     d = deployment({"when": "drift_share > 0.3"})
     d.evaluate()
