@@ -99,7 +99,7 @@ def test_a_drift_with_data_set_and_per_feature_rules_is_one_message_per_state_ch
     assert "also firing: drifted == 1 [amount], 1 (warning)" in lines
     assert "also firing: drifted == 1 [country], 1 (warning)" in lines
     updated = AlertMessage.from_dict(told[2].payload)
-    assert updated.subject == "[FIRING critical] fraud-scorer / feature-drift: drift_share = 0.3333 (+1 more)"
+    assert updated.subject == "[UPDATED critical] fraud-scorer / feature-drift: drift_share = 0.3333 (+1 more)"
     assert "resolved: drifted == 1 [country], 0 (warning)" in updated.lines()
     [message] = slack.messages("#fraud-alerts")
     assert message.text.startswith("[RESOLVED] fraud-scorer / feature-drift: drift_share = 0")

@@ -128,7 +128,7 @@ def test_a_ladder_is_one_message_updated_as_its_severity_climbs_and_falls_and_on
     [platform] = slack.messages("#ml-platform")
     assert platform.text.startswith("[RESOLVED] fraud-scorer / feature-drift")
     raised = AlertMessage.from_dict(ladder.notifications()[1].payload)
-    assert raised.subject == "[FIRING critical] fraud-scorer / feature-drift: drift_share = 0.6667"
+    assert raised.subject == "[UPDATED critical] fraud-scorer / feature-drift: drift_share = 0.6667"
     assert "severity raised from warning; breaching since 2026-11-25 12:15:00 UTC" in raised.lines()
     assert (raised.rule, raised.threshold) == ("drift_share > 0.5", 0.5)
     lowered = AlertMessage.from_dict(ladder.notifications()[3].payload)

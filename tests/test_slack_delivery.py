@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from monitor.clock import FixedClock
+from monitor.config.models import DaemonConfig
 from monitor.daemon.evaluator import Evaluator
 from monitor.daemon.project import Project
 from monitor.notifiers.message import AlertMessage
@@ -270,6 +271,12 @@ def test_a_notification_failing_past_give_up_after_fails_for_good(tmp_path, sqli
     attempts = row.attempts
     clock.advance(timedelta(hours=1))
     assert p.deliver() == 0 and p.notifications()[0].attempts == attempts  # not tried again
+
+
+@pytest.mark.parametrize("asked", [1e12, float("inf"), float("nan"), -5.0])
+def test_a_retry_after_past_an_hour_or_not_a_number_is_not_waited_out_longer(tmp_path, sqlite_engine, clock, asked):
+    outbox = Outbox(sqlite_engine, Receivers(DaemonConfig()), clock)
+    assert timedelta(seconds=1) <= outbox.backoff(1, retry_after=asked) <= timedelta(hours=1)
 
 
 # -- d. Slack down: the row waits with backoff, then goes out once ----------------------------------

@@ -97,3 +97,20 @@ def test_a_skipped_check_file_is_a_problem_of_the_daemon(deploy):
     assert daemon.health.problems()["check files"].startswith(
         "1 check file(s) skipped, their models not watched: checks/broken.yaml"
     )
+
+
+def test_a_failing_check_joins_its_open_incident_which_keeps_its_severity(deploy):
+    deployment = deploy({"when": "drift_share > 0.3", "severity": "critical"})
+    data = deployment.root / "data" / "live-0001.parquet"
+    live_frame(600, end=deployment.clock.now() + EVERY, drift=True).to_parquet(data)
+    assert run(deployment) == "breach"
+    data.write_bytes(b"not parquet at all")
+    for _ in range(3):
+        run(deployment)
+    alerts = deployment.rows(Alert)
+    assert {a.incident_id for a in alerts} == {alerts[0].id}  # one incident: the drift's
+    told = deployment.console.getvalue()
+    # The update leads with the incident's worst episode, still critical, and lists the failing check.
+    assert "[UPDATED critical] fraud-scorer / feature-drift: drift_share = 0.6667 (+1 more)" in told
+    assert "also firing: failing_runs >= 3, 3 (warning)" in told
+    assert "severity lowered" not in told

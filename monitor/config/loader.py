@@ -230,6 +230,8 @@ def _issue_from_pydantic(doc: Document, model_cls: type[BaseModel], error: Mappi
     if kind == "union_tag_not_found":
         return doc.issue(path, "required key 'kind' is missing")
     got = path[-1] if at_key else _get(doc.data, path)
+    if not at_key and "SecretStr" in repr(annotation) and isinstance(got, (int, float, str)):
+        got = _MISSING  # a token written as a bare number is a secret still: its kind may be said, not it
     if kind == "literal_error":
         expected = str(ctx.get("expected", ""))
         choices = [c.strip(" '") for c in expected.replace(" or ", ",").split(",")]

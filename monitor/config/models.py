@@ -123,6 +123,11 @@ def _https_or_loopback(url: SecretStr) -> SecretStr:
         raise ValueError("not a URL: write for example https://events.pagerduty.com/v2/enqueue") from None
     if parts.scheme not in ("http", "https") or not host:
         raise ValueError("not a whole http(s) URL: write for example https://events.pagerduty.com/v2/enqueue")
+    try:
+        parts.port  # noqa: B018 - a port that is not a number, or past 65535, raises
+        host.encode("idna")  # a label of more than 63 characters, say, raises
+    except (ValueError, UnicodeError):
+        raise ValueError("the URL's host or port cannot be used: a port is a number from 1 to 65535") from None
     if parts.scheme == "http" and not is_loopback(host):
         raise ValueError(
             "this URL must be https:// (http:// only to this machine, 127.0.0.1 or localhost): "
@@ -166,7 +171,11 @@ _ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
 
 
 def _email_address(value: str) -> str:
-    """``oncall@example.com`` or ``On-call <oncall@example.com>``."""
+    """``oncall@example.com`` or ``On-call <oncall@example.com>``: one address, no control characters."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("an e-mail address cannot hold a line break or a control character")
+    if value.count("@") > 1:
+        raise ValueError("one address per item: write a list, [oncall@example.com, dana@example.com]")
     _, address = parseaddr(value.strip())
     if not _ADDRESS.match(address) or ("<" in value) != value.strip().endswith(">"):
         raise ValueError("not an e-mail address: write one such as oncall@example.com (or 'On-call <oncall@example.com>')")
@@ -243,9 +252,9 @@ class DaemonConfig(StrictModel):
         SecretStr(""), description="a dead man's switch (a Healthchecks.io ping URL) pinged every heartbeat_every while healthy"
     )
     heartbeat_every: Duration = Field(timedelta(minutes=1), description="how often the heartbeat is sent")
-    platform_owner: Name | None = Field(
-        None, description="the owner told when monitoring itself fails (a receiver failing for good); else each receiver's own"
-    )
+    # The owner told when monitoring itself fails (a receiver failing for good); else each receiver's own.
+    # (No description: a Name's own says what it may hold.)
+    platform_owner: Name | None = None
 
 
 class ModelConfig(StrictModel):

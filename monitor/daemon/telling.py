@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -52,6 +52,9 @@ class Teller:
         self, session: Session, model: ModelConfig, check: CheckSpec, result: RunResult, moved: list[Moved], at: datetime
     ) -> None:
         """Owe each incident of the check that this run changed one message per receiver."""
+        for m in moved:  # a firing episode this run did not judge is shown as it was last judged
+            if m.observation is None:
+                m.observation = _as_last_judged(check, m.alert)
         by_id = {m.alert.id: m for m in moved}
         now = [
             EpisodeNow(
@@ -163,6 +166,20 @@ class Teller:
             names = [*sorted(session.scalars(told)), *names]
         for receiver in dict.fromkeys(names):
             session.add(Notification.pending(incident_id, message.event, receiver, message.to_dict(), now))
+
+
+def _as_last_judged(check: CheckSpec, alert: Alert) -> Observation | None:
+    """The observation an episode's row stands for (its rung's rule, its last value and threshold), for
+    a firing episode this run did not judge (its check errored, its feature had no value); None when
+    its rule is no longer the check's."""
+    rules = check.rules
+    rule = next((r for r in rules if r.when.text == alert.rule), None) or next(
+        (r for r in rules if r.key == alert.rule_key), None
+    )
+    if rule is None:
+        return None
+    value = alert.last_value if alert.last_value is not None else math.nan
+    return Observation(rule, alert.feature, value, True, timedelta(0), alert.threshold, False)
 
 
 def _also(alert: Alert, state: str) -> dict:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import smtplib
 import ssl
-from datetime import datetime
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import TYPE_CHECKING
@@ -83,12 +83,12 @@ class MailNotifier:
 
 
 def mail_of(message: AlertMessage, sender: str, to: list[str], key: str, episode: str) -> EmailMessage:
-    """The mail of a state change: a text part and an escaped HTML part, threaded by episode."""
+    """The mail of a state change: a text part and an escaped HTML part, threaded by incident."""
     mail = EmailMessage()
     mail["Subject"] = message.subject
     mail["From"] = sender
     mail["To"] = ", ".join(to)
-    mail["Date"] = format_datetime(datetime.fromisoformat(message.resolved or message.fired or message.started))
+    mail["Date"] = format_datetime(datetime.now(UTC))  # when it is sent: an update must not sort into the past
     mail["Message-ID"] = f"<{key}@{DOMAIN}>" if key else make_msgid(domain=DOMAIN)
     if episode:
         mail["References"] = mail["In-Reply-To"] = f"<{episode}@{DOMAIN}>"

@@ -77,7 +77,10 @@ class AlertMessage:
         where = f"{self.model} / {self.check}" + (f" / {self.feature}" if self.feature else "")
         if self.model_version:
             where += f" [model_version {self.model_version}]"
-        state = ("CLOSED" if self.reason else "RESOLVED") if self.event == "resolved" else f"FIRING {self.severity}"
+        if self.event == "resolved":
+            state = "CLOSED" if self.reason else "RESOLVED"
+        else:  # an update of a firing alert says so: on the console and in mail it is not edited in place
+            state = f"{'UPDATED' if self.event == 'updated' else 'FIRING'} {self.severity}"
         more = sum(1 for other in self.also if other["state"] == "firing")
         return f"[{state}] {where}: {self.metric} = {format_number(self.value, self.threshold)}" + (
             f" (+{more} more)" if more else ""

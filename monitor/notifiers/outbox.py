@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import random
 import threading
 from collections.abc import Callable
@@ -55,6 +56,7 @@ STUCK_AFTER = timedelta(minutes=10)
 GIVE_UP_AFTER = timedelta(hours=24)
 """A retryable failure still failing this long after the notification was owed is recorded as failed:
 the news is a day old, and a receiver broken that long needs a person, not another attempt."""
+MAX_RETRY_AFTER_S = 3600.0
 LATE_AFTER = timedelta(minutes=1)
 """A message sent this long after its state change says so, and how late it is."""
 
@@ -404,6 +406,8 @@ class Outbox:
         """The wait before attempt ``attempts + 1``: doubling from ``backoff_base`` up to ``backoff_cap``,
         less up to a quarter at random (``jitter``), so that deliveries failed together by one outage do
         not all come back in the same second; never shorter than the receiver's Retry-After."""
-        delay = min(self.backoff_base * 2 ** max(attempts - 1, 0), self.backoff_cap)
+        delay = min(self.backoff_base * 2 ** min(max(attempts - 1, 0), 60), self.backoff_cap)
         delay *= 1.0 - self.jitter * self._random.random()
-        return timedelta(seconds=max(delay, retry_after or 0.0))
+        # A receiver's Retry-After is honoured up to an hour: `Retry-After: 1e12` must not stop delivery.
+        asked = retry_after if retry_after is not None and math.isfinite(retry_after) and retry_after > 0 else 0.0
+        return timedelta(seconds=max(delay, min(asked, MAX_RETRY_AFTER_S)))

@@ -1,8 +1,8 @@
 """Receiver ``webhook``: each state change POSTed as JSON in the PagerDuty Events API v2 shape.
 
 A firing alert is ``event_action: trigger``, its resolution ``resolve``, both with the episode's
-``dedup_key`` (the same for every delivery of one episode, unique across databases), so PagerDuty
-opens one incident per episode and closes it; a re-sent trigger (after a crash, or a repeat) updates
+``dedup_key`` (the same for every delivery of one incident, unique across databases), so PagerDuty
+opens one incident per monitor incident and closes it; a re-sent trigger (an update, a repeat, after a crash) updates
 that incident rather than opening another. ``payload`` holds ``summary`` (the message's subject),
 ``severity`` (critical, warning, info), ``source`` (``monitor/MODEL/CHECK``), ``component``,
 ``group``, ``class`` and ``custom_details`` (the message's facts, its text among them); ``links`` the
@@ -56,6 +56,8 @@ class WebhookNotifier:
             return Delivery.failed(f"webhook did not answer within {self.timeout:g}s", retry=True)
         except httpx.HTTPError as exc:
             return Delivery.failed(_scrub(f"webhook unreachable: {type(exc).__name__}: {exc}", webhook), retry=True)
+        except (httpx.InvalidURL, UnicodeError) as exc:  # the URL cannot be sent to: a person must mend it
+            return Delivery.failed(f"the webhook URL cannot be used: {type(exc).__name__}", retry=False)
         status = response.status_code
         if 200 <= status < 300:
             return Delivery.sent(body["dedup_key"])
