@@ -24,11 +24,30 @@ examples:
   monitor check fraud-scorer/feature-drift --dry-run
   monitor run --config config.yaml              the daemon, until SIGTERM or Ctrl-C
   monitor alerts                                open alert episodes; `monitor alerts show ID`, `close ID --reason TEXT`
+  monitor silence add --model M --for 2h --reason TEXT   hold a model's alerts back; `silence list`, `expire ID`
   monitor db upgrade                            migrate the database to the latest schema
 
 The config file is --config, else $MONITOR_CONFIG, else ./config.yaml when it exists, else the built-in
 defaults (SQLite in ./monitor.db, check files in ./checks). Secrets come from the environment:
 ${VAR} and ${VAR:-default} in any YAML value.  Docs: README.md and docs/."""
+
+
+def _matcher(text: str) -> tuple[str, str]:
+    from monitor.alerting.silences import LABELS
+
+    name, sep, value = text.partition("=")
+    if not sep or name.strip() not in LABELS or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected LABEL=VALUE with LABEL one of {', '.join(LABELS)}, e.g. severity=warning")
+    return name.strip(), value.strip()
+
+
+def _duration(text: str):
+    from monitor.config.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _reason(text: str) -> str:
@@ -157,6 +176,35 @@ def build_parser() -> argparse.ArgumentParser:
     close.add_argument("--reason", required=True, type=_reason, metavar="TEXT", help="why, for the people the alert went to")
     _config_arg(close, inner=True)
 
+    silence = commands.add_parser(
+        "silence",
+        help="hold some alerts back for a while (maintenance, a known incident)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="A silence holds back the messages of one model's alerts (one check's, with --check; "
+        "those with some labels, with --match) for a while: they are recorded, not sent. One still firing "
+        "when the silence ends is sent then; one that came and went within it is not.\n"
+        "  monitor silence add --model fraud-scorer --check feature-drift --for 2h --reason 'reindexing'\n"
+        "  monitor silence add --model fraud-scorer --match severity=warning --for 30m --reason 'deploy'\n"
+        "  monitor silence list [--all]\n"
+        "  monitor silence expire ID",
+    )
+    _config_arg(silence)
+    silence_actions = silence.add_subparsers(dest="silence_command", metavar="ACTION", required=True)
+    add = silence_actions.add_parser("add", help="start a silence now")
+    add.add_argument("--model", required=True, help="the model whose alerts it holds back")
+    add.add_argument("--check", help="only this check's alerts (default: every check of the model)")
+    add.add_argument("--match", action="append", default=[], type=_matcher, metavar="LABEL=VALUE",
+                     help="only alerts with this label (severity, feature, owner, rule, model_version); repeatable")  # fmt: skip
+    add.add_argument("--for", dest="duration", required=True, type=_duration, metavar="DURATION", help="how long: 30m, 2h, 1d")
+    add.add_argument("--reason", required=True, type=_reason, metavar="TEXT", help="why, for whoever looks at it later")
+    _config_arg(add, inner=True)
+    listing = silence_actions.add_parser("list", help="the silences in force")
+    listing.add_argument("--all", action="store_true", help="include ended ones")
+    _config_arg(listing, inner=True)
+    expire = silence_actions.add_parser("expire", help="end a silence now: what it held back is sent (if still firing)")
+    expire.add_argument("id", type=int, metavar="ID", help="the silence number, as `monitor silence list` shows it")
+    _config_arg(expire, inner=True)
+
     demo = commands.add_parser(
         "demo",
         help="the whole loop on embedded defaults, in about a minute",
@@ -189,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check": commands.check,
         "db": commands.database,
         "alerts": commands.alerts,
+        "silence": commands.silence,
         "demo": commands.demo,
     }[args.command]
     try:

@@ -342,3 +342,71 @@ def demo(args: argparse.Namespace) -> int:
     from monitor.demo import run_demo
 
     return run_demo(args.dir)
+
+
+def silence(args: argparse.Namespace) -> int:
+    """``monitor silence add|list|expire``: silences in the daemon's database (migrated to head first)."""
+    import sqlalchemy as sa
+    from sqlalchemy.orm import Session
+
+    from monitor.clock import SystemClock
+    from monitor.storage import db
+    from monitor.storage.tables import Notification, Silence
+
+    project = _project(args)
+    if project is None:
+        return 1
+    engine = db.create_engine(project.config.database.url)
+    now = SystemClock().now()
+    try:
+        db.upgrade(engine)
+        with Session(engine) as session:
+            if args.silence_command == "add":
+                if args.model not in project.checks.models:
+                    known = ", ".join(sorted(project.checks.models)) or "none loaded"
+                    print(f"unknown model {args.model!r}; the check files define: {known}", file=sys.stderr)
+                    return 2
+                model = project.checks.models[args.model]
+                if args.check is not None and args.check not in {c.name for c in model.checks}:
+                    names = ", ".join(c.name for c in model.checks)
+                    print(f"unknown check {args.check!r} of {args.model}; it has: {names}", file=sys.stderr)
+                    return 2
+                row = Silence(model=args.model, check=args.check, matchers=dict(args.match), starts=now,
+                              ends=now + args.duration, reason=args.reason, created=now)  # fmt: skip
+                session.add(row)
+                session.commit()
+                print(f"silence #{row.id} until {row.ends:%Y-%m-%d %H:%M:%S} UTC: {_silenced(row)}")
+                return 0
+            if args.silence_command == "expire":
+                found = session.get(Silence, args.id)
+                if found is None or found.ends <= now:
+                    print(f"silence #{args.id} " + ("does not exist" if found is None else "has ended already"), file=sys.stderr)
+                    return 1
+                found.ends = now
+                # What it held back is due now: sent if still news, dropped if the alert ended meanwhile.
+                session.execute(sa.update(Notification).where(Notification.status == "held").values(next_attempt=now))
+                session.commit()
+                print(f"silence #{found.id} ended: {_silenced(found)}")
+                return 0
+            query = sa.select(Silence).order_by(Silence.id)
+            if not args.all:
+                query = query.where(Silence.ends > now)
+            rows = session.scalars(query).all()
+            held = dict(session.execute(sa.select(Notification.status, sa.func.count()).where(Notification.status == "held")
+                                        .group_by(Notification.status)).all())  # fmt: skip
+            if not rows:
+                print("no silences in force" if not args.all else "no silences")
+            for row in rows:
+                state = "ended" if row.ends <= now else f"until {row.ends:%Y-%m-%d %H:%M} UTC"
+                print(f"#{row.id:<4} {state:<26} {_silenced(row)}")
+            if held:
+                print(f"{held['held']} notification(s) held back")
+            return 0
+    finally:
+        engine.dispose()
+
+
+def _silenced(row) -> str:
+    what = row.model + (f"/{row.check}" if row.check else "")
+    labels = "".join(f" {name}={value}" for name, value in sorted((row.matchers or {}).items()))
+    return f"{what}{labels}: {row.reason}"

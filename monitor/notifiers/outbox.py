@@ -31,11 +31,14 @@ import random
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from monitor.alerting.silences import LABELS as SILENCE_LABELS
+from monitor.alerting.silences import SilenceRule, holding
 from monitor.clock import Clock
 from monitor.config.durations import format_duration
 from monitor.health import Health, LogThrottle, in_one_line
@@ -44,11 +47,13 @@ from monitor.notifiers.message import AlertMessage
 from monitor.notifiers.registry import Receivers
 from monitor.notifiers.watch import ReceiverWatch
 from monitor.storage.db import installation_id
-from monitor.storage.tables import Notification
+from monitor.storage.tables import Notification, Silence
 
 log = logging.getLogger(__name__)
 
 UNFINISHED = ("pending", "sending")
+HELD = "held"  # a silence holds it until it ends; then it goes, unless its news is moot
+DROPPED = "silenced"  # not sent: the alert came and went within a silence
 DELIVERY = "delivery"  # the condition of Health this loop reports
 # By then a notification has had nine attempts (backoff 2 s doubling): a receiver failing that long is an
 # outage to be told, not a blip retried quietly.
@@ -268,13 +273,15 @@ class Outbox:
             # The oldest unfinished notification of each (alert, receiver) is the only one that may go.
             heads = (
                 sa.select(sa.func.min(Notification.id))
-                .where(Notification.status.in_(UNFINISHED))
+                .where(Notification.status.in_((*UNFINISHED, HELD)))  # a held firing holds its resolution back too
                 .group_by(Notification.alert_id, Notification.receiver)
             )
             return list(
                 session.scalars(
                     sa.select(Notification.id)
-                    .where(Notification.status == "pending", Notification.next_attempt <= now, Notification.id.in_(heads))
+                    .where(
+                        Notification.status.in_(("pending", HELD)), Notification.next_attempt <= now, Notification.id.in_(heads)
+                    )
                     .order_by(Notification.id)
                     .limit(limit)
                 )
@@ -284,7 +291,7 @@ class Outbox:
         with self.engine.begin() as conn:
             claimed = conn.execute(
                 sa.update(Notification)
-                .where(Notification.id == notification_id, Notification.status == "pending")
+                .where(Notification.id == notification_id, Notification.status.in_(("pending", HELD)))
                 .values(status="sending", attempts=Notification.attempts + 1, time=self.clock.now())
             )
             return claimed.rowcount == 1
@@ -293,6 +300,9 @@ class Outbox:
         with Session(self.engine) as session:
             row = session.get(Notification, notification_id)
             if row is None:  # deleted since it was claimed (retention): nothing to send
+                return 0
+            if self._silenced(session, row):  # held until its silence ends, or dropped: nothing is sent
+                session.commit()
                 return 0
             receiver = self.receivers.resolve(row.receiver)
             kind = receiver.kind if receiver else "unknown"
@@ -315,6 +325,40 @@ class Outbox:
             except Exception:
                 log.exception("on_attempt failed for notification %s", notification_id)
         return int(delivery.ok)
+
+    def _silenced(self, session: Session, row: Notification) -> bool:
+        """Hold a claimed notification a silence matches until the silence ends; drop one whose news the
+        silence made moot (a firing that resolved before it ended, or the resolution of such a firing).
+        Returns whether it did either; the claim is undone (no attempt was made)."""
+        now = self.clock.now()
+        payload = row.payload if isinstance(row.payload, dict) else {}
+        labels = {name: str(payload.get(name) or "") for name in ("model", "check", *SILENCE_LABELS)}
+        active = session.scalars(sa.select(Silence).where(Silence.starts <= now, Silence.ends > now)).all()
+        rules = [SilenceRule(s.id, s.model, s.check, s.starts, s.ends, s.reason, s.matchers or {}) for s in active]
+        silence = holding(rules, labels, now)
+        if silence is not None:
+            row.status, row.next_attempt, row.attempts = HELD, silence.ends, max(row.attempts - 1, 0)
+            row.error = f"silenced by #{silence.id} until {silence.ends:%Y-%m-%d %H:%M:%S} UTC: {silence.reason}"
+            return True
+        same = sa.and_(Notification.alert_id == row.alert_id, Notification.receiver == row.receiver)
+
+        def count(*where: Any) -> int:
+            return session.scalar(sa.select(sa.func.count()).where(same, *where)) or 0
+
+        if row.event != "resolved":
+            was_held = (row.error or "").startswith("silenced by")
+            if was_held and count(Notification.id > row.id, Notification.event == "resolved"):
+                why = "not sent: it resolved while it was silenced"
+            else:
+                return False
+        elif count(Notification.id < row.id, Notification.status == DROPPED) and not count(
+            Notification.id < row.id, Notification.status == "sent"
+        ):
+            why = "not sent: what it resolves was silenced throughout"
+        else:
+            return False
+        row.status, row.attempts, row.error = DROPPED, max(row.attempts - 1, 0), why
+        return True
 
     def _prepare(self, session: Session, row: Notification, receiver: Receiver | None) -> Delivery | _Ready:
         """What sending ``row`` needs, read from the database; or the failure that makes it unsendable."""

@@ -145,6 +145,24 @@ class Alert(Base):
     __mapper_args__ = {"version_id_col": version}
 
 
+class Silence(Base):
+    """A time when some alerts are recorded and not sent (``monitor silence add``): of one model, one
+    check of it or any, and the labels in ``matchers`` (severity, feature, owner, rule, model_version)."""
+
+    __tablename__ = "silences"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    model: Mapped[str] = mapped_column(sa.String(100))
+    check: Mapped[str | None] = mapped_column(sa.String(100))
+    matchers: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    starts: Mapped[datetime] = mapped_column(UtcDateTime)
+    ends: Mapped[datetime] = mapped_column(UtcDateTime)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    created: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (sa.Index("ix_silences_ends", "ends"),)
+
+
 class Notification(Base):
     """One message to one receiver about one state change of an episode, and what became of it."""
 
