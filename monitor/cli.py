@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         "last value and deliveries; with no database yet, there are none.\n"
         "  monitor alerts [--all]                      the list\n"
         "  monitor alerts show ID                      one episode: its incident, every run's value, each delivery\n"
+        "  monitor alerts ack ID                       someone is on it: its incident is not repeated any more\n"
         "  monitor alerts close ID --reason TEXT       end one episode by hand (its message says why)",
     )
     alerts.add_argument("--all", action="store_true", help="include ended episodes")
@@ -165,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("id", type=int, metavar="ID", help="the alert number, as `monitor alerts` lists it")
     _config_arg(show, inner=True)
+    ack = alert_actions.add_parser(
+        "ack",
+        help="acknowledge an episode: its incident is not repeated any more",
+        description="Say that someone is on it: the episode's incident is no longer told again every "
+        "notifiers.repeat (4h). Its changes and its resolution are still told.",
+    )
+    ack.add_argument("id", type=int, metavar="ID", help="the alert number, as `monitor alerts` lists it")
+    _config_arg(ack, inner=True)
     close = alert_actions.add_parser(
         "close",
         help="end an open episode by hand",

@@ -199,7 +199,7 @@ def alerts(args: argparse.Namespace) -> int:
         return 1
     engine = db.create_engine(project.config.database.url)
     revision = db.existing_revision(engine)  # read-only: never creates or migrates the database
-    if revision is None and args.alerts_command in ("close", "show"):
+    if revision is None and args.alerts_command in ("close", "show", "ack"):
         print(f"alert #{args.id} does not exist: {engine.url.render_as_string(hide_password=True)} has no monitor tables yet",
               file=sys.stderr)  # fmt: skip
         engine.dispose()
@@ -218,6 +218,10 @@ def alerts(args: argparse.Namespace) -> int:
         return 1
     if args.alerts_command == "close":
         code = _close_alert(project, engine, args.id, args.reason)
+        engine.dispose()
+        return code
+    if args.alerts_command == "ack":
+        code = _ack_alert(engine, args.id)
         engine.dispose()
         return code
     if args.alerts_command == "show":
@@ -250,6 +254,25 @@ def alerts(args: argparse.Namespace) -> int:
             f"  since {a.started:%Y-%m-%d %H:%M} UTC ({age} ago)  told: {told_text}" + (f"  ({a.reason})" if a.reason else "")
         )
     engine.dispose()
+    return 0
+
+
+def _ack_alert(engine, alert_id: int) -> int:
+    from sqlalchemy.orm import Session
+
+    from monitor.clock import SystemClock
+    from monitor.storage.tables import Alert
+
+    with Session(engine) as session:
+        alert = session.get(Alert, alert_id)
+        if alert is None or alert.state != "firing":
+            print(f"alert #{alert_id} " + ("does not exist" if alert is None else f"is not firing (it is {alert.state})"),
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        alert.acknowledged = alert.acknowledged or SystemClock().now()
+        session.commit()
+        incident = alert.incident_id or alert.id
+        print(f"alert #{alert.id} acknowledged: its incident #{incident} is not repeated any more (its changes still are)")
     return 0
 
 

@@ -162,6 +162,9 @@ class SmtpConfig(StrictModel):
 class NotifiersConfig(StrictModel):
     slack: SlackConfig = SlackConfig()
     email: SmtpConfig = SmtpConfig()
+    repeat: Duration = Field(
+        timedelta(hours=4), description="a firing incident nobody acknowledged is told again this long after it last was"
+    )
     give_up_after: Duration = Field(
         timedelta(hours=24), description="a notification still failing this long after it was owed is recorded as failed"
     )

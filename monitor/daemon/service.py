@@ -31,6 +31,7 @@ from monitor.daemon.closing import close_orphans
 from monitor.daemon.evaluator import Evaluator, RunResult
 from monitor.daemon.heartbeat import Heartbeat
 from monitor.daemon.project import Project
+from monitor.daemon.repeats import owe_repeats
 from monitor.health import Health, LogThrottle, in_one_line
 from monitor.ingest.retention import delete_expired
 from monitor.ingest.rows import RowLimits
@@ -240,6 +241,16 @@ class Daemon:
         if closed:
             self.outbox.wake()
 
+    def repeat_firing(self) -> None:
+        """Queue the repeats of firing incidents nobody acknowledged (monitor/daemon/repeats.py)."""
+        try:
+            owed = owe_repeats(self.engine, self.project.config.notifiers.repeat, self.clock.now())
+        except sa.exc.SQLAlchemyError as exc:  # the database is down: health says so; the next minute tries again
+            log.warning("repeats not queued (%s); the next minute tries again", why_not_recorded(exc))
+            return
+        if owed:
+            self.outbox.wake()
+
     def remove_expired_samples(self) -> None:
         try:
             removed = delete_expired(self.engine, self.clock.now() - self.project.config.ingest.retention)
@@ -359,6 +370,8 @@ class Daemon:
             every = self.project.config.heartbeat_every
             scheduler.add_job(heartbeat.beat, "interval", seconds=every.total_seconds(), id="heartbeat", name="heartbeat",
                               next_run_time=now + timedelta(seconds=5), max_instances=1, coalesce=True)  # fmt: skip
+        scheduler.add_job(self.repeat_firing, "interval", minutes=1, id="repeats", name="repeats",
+                          next_run_time=now + timedelta(minutes=1), max_instances=1, coalesce=True)  # fmt: skip
         scheduler.add_job(
             self.remove_expired_samples,
             "interval",

@@ -26,7 +26,7 @@ _BACK = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}  # where a value is once ba
 @dataclass(frozen=True)
 class AlertMessage:
     alert_id: int
-    event: str  # "firing", "updated" (a firing alert's severity changed) or "resolved"
+    event: str  # "firing", "updated" (the incident changed), "repeat" (still firing, nobody acknowledged) or "resolved"
     model: str
     check: str
     kind: str
@@ -79,8 +79,9 @@ class AlertMessage:
             where += f" [model_version {self.model_version}]"
         if self.event == "resolved":
             state = "CLOSED" if self.reason else "RESOLVED"
-        else:  # an update of a firing alert says so: on the console and in mail it is not edited in place
-            state = f"{'UPDATED' if self.event == 'updated' else 'FIRING'} {self.severity}"
+        else:  # an update or a repeat says so: on the console and in mail it is not edited in place
+            word = {"updated": "UPDATED", "repeat": "STILL FIRING"}.get(self.event, "FIRING")
+            state = f"{word} {self.severity}"
         more = sum(1 for other in self.also if other["state"] == "firing")
         return f"[{state}] {where}: {self.metric} = {format_number(self.value, self.threshold)}" + (
             f" (+{more} more)" if more else ""

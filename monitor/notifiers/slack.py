@@ -84,7 +84,13 @@ class SlackNotifier:
             return self.client.chat_postMessage(channel=target, text=text, blocks=blocks, unfurl_links=False, metadata=metadata)
 
         try:
-            if (where := _where(previous)) is not None:
+            if message.event == "repeat" and (where := _where(previous)) is not None:
+                # Still firing: said in the thread of its message, which stays as it is.
+                channel, ts = where
+                response = self.client.chat_postMessage(
+                    channel=channel, thread_ts=ts, text=text, blocks=blocks, unfurl_links=False, metadata=metadata
+                )
+            elif (where := _where(previous)) is not None:
                 channel, ts = where
                 try:
                     # The metadata too: it is how find() recognises this update once it is in Slack.

@@ -123,6 +123,8 @@ class Alert(Base):
     # The incident it is part of: the id of the episode of its check (and version) that fired first
     # while none of the others was firing, its own for that one; null until it fires (migration 0006).
     incident_id: Mapped[int | None] = mapped_column(BigId)
+    # When someone said they are on it (`monitor alerts ack ID`): its incident is not repeated any more.
+    acknowledged: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (
         sa.Index("ix_alerts_model_state", "model", "state"),
