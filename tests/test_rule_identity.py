@@ -185,13 +185,16 @@ def test_a_removed_model_is_closed_only_when_every_check_file_loaded(deployment,
     assert project.checks.issues and not project.checks.models
     daemon = Daemon(project, clock=d.clock, console=d.console)
     daemon.prepare()
-    assert [a.state for a in d.rows(Alert)] == ["firing"]  # it may be the broken file's model: it waits
+    drift, broken = d.rows(Alert)
+    assert drift.state == "firing"  # it may be the broken file's model: it waits
+    assert (broken.model, broken.check, broken.state) == ("(monitor)", "check-files", "firing")  # the file's own alert
 
     (tmp_path / CHECK_FILE).unlink()
     daemon = Daemon(Project.load(d.config), clock=d.clock, console=d.console)
     daemon.prepare()
-    [closed] = d.rows(Alert)
+    closed, gone = d.rows(Alert)
     assert (closed.state, closed.reason) == ("resolved", "model 'fraud-scorer' removed: no check file defines it")
+    assert gone.state == "resolved"  # the file is gone: nothing fails to load any more
     daemon.engine.dispose()
 
 

@@ -88,9 +88,26 @@ def test_two_failed_runs_and_a_good_one_tell_nobody(deploy):
     assert "failing_runs" not in deployment.console.getvalue()
 
 
-def test_a_skipped_check_file_is_a_problem_of_the_daemon(deploy):
+def test_a_skipped_check_file_alerts_its_owner_and_is_a_problem_of_the_daemon(deploy):
     deployment = deploy({"when": "drift_share > 0.9"})
     (deployment.root / "checks" / "broken.yaml").write_text("model: other\nowner: fraud-team\nchecks: []\n")
+    broken = deployment.root / "checks" / "broken.yaml"
+    daemon = Daemon(Project.load(deployment.config), clock=deployment.clock, console=deployment.console)
+    daemon.prepare()
+    daemon.outbox.deliver_due()
+    daemon.engine.dispose()
+    # Its owner (the file names one the config knows) is told, with the file's problems.
+    told = deployment.console.getvalue()
+    assert "ALERT for fraud-team\n[FIRING critical] (monitor) / check-files / checks/broken.yaml: failing = 1" in told
+    assert "checks/broken.yaml:3:9: checks: add at least one item" in told
+    broken.unlink()  # mended (here: removed); the next start resolves it
+    daemon = Daemon(Project.load(deployment.config), clock=deployment.clock, console=deployment.console)
+    daemon.prepare()
+    daemon.outbox.deliver_due()
+    daemon.engine.dispose()
+    assert "[RESOLVED] (monitor) / check-files / checks/broken.yaml: failing = 0" in deployment.console.getvalue()
+    assert "check files" not in daemon.health.problems()
+    broken.write_text("model: other\nowner: fraud-team\nchecks: []\n")
     daemon = Daemon(Project.load(deployment.config), clock=deployment.clock, console=deployment.console)
     daemon.prepare()
     daemon.engine.dispose()

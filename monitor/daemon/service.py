@@ -10,16 +10,19 @@ none is half-written), the outbox finishes the delivery in hand, and the process
 
 from __future__ import annotations
 
+import itertools
 import logging
+import re
 import signal
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from monitor.checks import CHECKS
@@ -38,6 +41,8 @@ from monitor.ingest.rows import RowLimits
 from monitor.ingest.sampler import Sampler
 from monitor.notifiers.outbox import Outbox
 from monitor.notifiers.registry import Receivers
+from monitor.notifiers.watch import CHECK_FILES as CHECK_FILES_CHECK
+from monitor.notifiers.watch import OwnAlerts
 from monitor.sources import SourceError
 from monitor.sources.ingest import IngestModel, feature_types
 from monitor.sources.reference import load_reference
@@ -121,6 +126,23 @@ def why_not_recorded(exc: sa.exc.SQLAlchemyError) -> str:
     return f"database error: {in_one_line(exc)}"
 
 
+def _owner_written(path: Path, owners: Mapping[str, object]) -> str | None:
+    """The owner a check file that does not load names, read as a plain top-level ``owner: NAME`` line
+    (not parsed as YAML: the file is broken, and may be hostile); None when it names no known one."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as lines:
+            for line in itertools.islice(lines, 10_000):
+                match = _OWNER_LINE.match(line)
+                if match and match["name"] in owners:
+                    return match["name"]
+    except OSError:
+        return None
+    return None
+
+
+_OWNER_LINE = re.compile(r"^owner:\s*[\"']?(?P<name>[A-Za-z0-9._-]+)[\"']?\s*(?:#.*)?$")
+
+
 def _shown(path: Path, base: Path) -> Path:
     """A check file's path as its owners know it: relative to the project when it lies inside."""
     try:
@@ -147,6 +169,7 @@ class Daemon:
         self.health = health or Health()  # what blinds the daemon right now: /healthz, the status page, the log
         self._failing_checks = LogThrottle(log)  # a check that errors on every run is logged as one condition
         receivers = Receivers(project.config, console)
+        self.receivers = receivers
         self.evaluator = Evaluator(self.engine, project.config, self.clock, receivers)
         self.outbox = Outbox(
             self.engine,
@@ -226,12 +249,36 @@ class Daemon:
         if not self.project.checks.models:
             self.health.failing(CHECKS_LOADED, no_checks_loaded(self.project))
         db.upgrade(self.engine)
+        self.tell_skipped_files()
         self.close_orphans()
         kinds = {check.kind for model in self.project.checks.models.values() for check in model.checks}
         for kind in sorted(kinds):
             warm_up = CHECKS[kind].warm_up
             if warm_up is not None:
                 warm_up()
+
+    def tell_skipped_files(self) -> None:
+        """A check file that does not load is an alert of monitor's own, to its owner (else the config's
+        platform_owner) with its problems; one that loads again resolves it."""
+        own, now = OwnAlerts(self.receivers), self.clock.now()
+        skipped: dict[str, list] = {}
+        for issue in self.project.checks.issues:
+            skipped.setdefault(str(_shown(Path(issue.file), self.project.base_dir)), []).append(issue)
+        with Session(self.engine) as session:
+            told = False
+            for shown, issues in skipped.items():
+                owner = _owner_written(Path(issues[0].file), self.project.config.owners) or self.project.config.platform_owner
+                details = [str(issue) for issue in issues[:10]] + [
+                    f"its model is not watched until the file is mended ({len(issues)} problem(s); monitor validate says the same)"
+                ]
+                rule = f"check file {shown} does not load"
+                told |= own.raise_(session, CHECK_FILES_CHECK, shown, owner or "platform", rule, details, now)
+            for alert in own.all_open(session, CHECK_FILES_CHECK):
+                if alert.feature not in skipped:
+                    told |= own.clear(session, CHECK_FILES_CHECK, alert.feature, f"{alert.feature} loads again", now)
+            session.commit()
+        if told:
+            self.outbox.wake()
 
     def close_orphans(self) -> None:
         """Close the episodes of rules that are no longer in their files (edited, removed)."""

@@ -1,4 +1,8 @@
-"""A receiver that fails for good is itself an alert, sent through another receiver.
+"""Monitor's own alerts: a receiver that fails for good, a check file that does not load.
+
+Both are episodes of the reserved model ``(monitor)`` (:class:`OwnAlerts`), check ``receivers`` or
+``check-files``, told to an owner through their receivers. The rest of this docstring is the
+receiver's case; the daemon raises a check file's at start (monitor/daemon/service.py).
 
 A revoked Slack token (``invalid_auth``), a channel that is gone, a pager URL answering 404, or a
 notification given up on after ``give_up_after``: nobody would hear of any alert that receiver was
@@ -24,7 +28,56 @@ from monitor.storage.tables import OPEN_STATES, Alert, Notification
 
 MODEL = "(monitor)"
 CHECK = "receivers"
-RULE_KEY = "receiver-failing"
+CHECK_FILES = "check-files"
+
+
+@dataclass(frozen=True)
+class OwnAlerts:
+    """Monitor's own episodes (model ``(monitor)``): one open per (check, feature) at most, told to an
+    owner's receivers but ``exclude`` (the one that fails), or their console when none is left."""
+
+    receivers: Receivers
+
+    def raise_(
+        self, session: Session, check: str, feature: str, owner: str, rule: str, details: list[str], now: datetime,
+        exclude: str = "",
+    ) -> bool:  # fmt: skip
+        """Open the episode (once) and owe its news; returns whether it opened."""
+        if self.open(session, check, feature) is not None:
+            return False
+        alert = Alert(model=MODEL, check=check, rule=rule, rule_key=f"{check}-failing", feature=feature,
+                      severity="critical", state="firing", started=now, fired=now, last_value=1.0, threshold=1.0,
+                      owner=owner, updated=now)  # fmt: skip
+        session.add(alert)
+        session.flush()
+        alert.incident_id = alert.id
+        message = _message(alert, "firing", details)
+        alert.summary = message.subject
+        others = [r.name for r in self.receivers.of(owner) if r.name != exclude]
+        for name in others or [f"{owner}/console"]:
+            session.add(Notification.pending(alert.id, "firing", name, message.to_dict(), now))
+        return True
+
+    def clear(self, session: Session, check: str, feature: str, detail: str, now: datetime) -> bool:
+        """Resolve the episode, if there is one, and tell whoever heard of it."""
+        alert = self.open(session, check, feature)
+        if alert is None:
+            return False
+        alert.state, alert.resolved, alert.updated, alert.last_value = "resolved", now, now, 0.0
+        message = _message(alert, "resolved", [detail])
+        alert.summary = message.subject
+        told = session.scalars(sa.select(Notification.receiver).where(Notification.alert_id == alert.id).distinct())
+        for name in sorted(told):
+            session.add(Notification.pending(alert.id, "resolved", name, message.to_dict(), now))
+        return True
+
+    def open(self, session: Session, check: str, feature: str | None = None) -> Alert | None:
+        query = sa.select(Alert).where(Alert.model == MODEL, Alert.check == check, Alert.state.in_(OPEN_STATES))
+        return session.scalars(query.where(Alert.feature == feature) if feature is not None else query).first()
+
+    def all_open(self, session: Session, check: str) -> list[Alert]:
+        query = sa.select(Alert).where(Alert.model == MODEL, Alert.check == check, Alert.state.in_(OPEN_STATES))
+        return list(session.scalars(query))
 
 
 @dataclass(frozen=True)
@@ -34,48 +87,17 @@ class ReceiverWatch:
 
     def failed(self, session: Session, receiver: str, error: str, told: AlertMessage | None, now: datetime) -> bool:
         """Open the receiver's episode (once) and owe its news to someone else; returns whether it opened."""
-        if self._open(session, receiver) is not None:
-            return False
         owner = self.platform_owner or receiver.rpartition("/")[0] or receiver
-        alert = Alert(model=MODEL, check=CHECK, rule=f"notifications to {receiver} fail for good", rule_key=RULE_KEY,
-                      feature=receiver, severity="critical", state="firing", started=now, fired=now, last_value=1.0,
-                      threshold=1.0, owner=owner, updated=now)  # fmt: skip
-        session.add(alert)
-        session.flush()
-        alert.incident_id = alert.id
         details = [f"the error: {error}"]
         if told is not None:
             details.append(f"what it could not deliver: {told.subject}")
         details.append("until it is mended, alerts for its owner reach no one there; see docs/alerting.md, When monitoring fails")
-        message = _message(alert, "firing", details)
-        alert.summary = message.subject
-        self._tell(session, alert, message, exclude=receiver, now=now)
-        return True
+        rule = f"notifications to {receiver} fail for good"
+        return OwnAlerts(self.receivers).raise_(session, CHECK, receiver, owner, rule, details, now, exclude=receiver)
 
     def recovered(self, session: Session, receiver: str, now: datetime) -> bool:
         """Resolve the receiver's episode, if it has one, and tell whoever heard of it."""
-        alert = self._open(session, receiver)
-        if alert is None:
-            return False
-        alert.state, alert.resolved, alert.updated, alert.last_value = "resolved", now, now, 0.0
-        message = _message(alert, "resolved", [f"{receiver} delivered again"])
-        alert.summary = message.subject
-        told = session.scalars(sa.select(Notification.receiver).where(Notification.alert_id == alert.id).distinct())
-        for name in sorted(told):
-            session.add(Notification.pending(alert.id, "resolved", name, message.to_dict(), now))
-        return True
-
-    def _open(self, session: Session, receiver: str) -> Alert | None:
-        return session.scalars(
-            sa.select(Alert).where(
-                Alert.model == MODEL, Alert.check == CHECK, Alert.feature == receiver, Alert.state.in_(OPEN_STATES)
-            )
-        ).first()
-
-    def _tell(self, session: Session, alert: Alert, message: AlertMessage, *, exclude: str, now: datetime) -> None:
-        others = [r.name for r in self.receivers.of(alert.owner) if r.name != exclude]
-        for name in others or [f"{alert.owner}/console"]:
-            session.add(Notification.pending(alert.id, message.event, name, message.to_dict(), now))
+        return OwnAlerts(self.receivers).clear(session, CHECK, receiver, f"{receiver} delivered again", now)
 
 
 def _message(alert: Alert, event: str, details: list[str]) -> AlertMessage:
@@ -86,8 +108,8 @@ def _message(alert: Alert, event: str, details: list[str]) -> AlertMessage:
         alert_id=alert.id,
         event=event,
         model=MODEL,
-        check=CHECK,
-        kind="receiver",
+        check=alert.check,
+        kind=alert.check,
         owner=alert.owner,
         severity=alert.severity,
         rule=alert.rule,
