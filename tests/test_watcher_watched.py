@@ -131,3 +131,23 @@ def test_a_failing_check_joins_its_open_incident_which_keeps_its_severity(deploy
     assert "[UPDATED critical] fraud-scorer / feature-drift: drift_share = 0.6667 (+1 more)" in told
     assert "also firing: failing_runs >= 3, 3 (warning)" in told
     assert "severity lowered" not in told
+
+
+def test_a_check_that_has_not_run_for_twice_its_interval_alerts_its_owner_until_it_runs(deploy):
+    deployment = deploy({"when": "drift_share > 0.9"})
+    daemon = deployment.daemon
+    daemon.watch_schedule()  # just started: nothing is late yet
+    assert "not running" not in " ".join(daemon.health.problems())
+    deployment.clock.advance(2 * EVERY + timedelta(seconds=1))  # its workers were held: no run for 30m1s
+    daemon.watch_schedule()
+    daemon.outbox.deliver_due()
+    told = deployment.console.getvalue()
+    assert "[FIRING critical] (monitor) / schedule / fraud-scorer/feature-drift: failing = 1" in told
+    assert "it has not run since the daemon started; it runs every 15m" in told
+    assert "check fraud-scorer/feature-drift not running" in daemon.health.problems()
+
+    run(deployment)
+    daemon.watch_schedule()
+    daemon.outbox.deliver_due()
+    assert "[RESOLVED] (monitor) / schedule / fraud-scorer/feature-drift: failing = 0" in deployment.console.getvalue()
+    assert "check fraud-scorer/feature-drift not running" not in daemon.health.problems()

@@ -16,7 +16,7 @@ import re
 import signal
 import threading
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +29,7 @@ from monitor.checks import CHECKS
 from monitor.checks.base import CheckSpec
 from monitor.checks.performance import ingest_classes
 from monitor.clock import Clock, SystemClock
+from monitor.config.durations import format_duration
 from monitor.config.models import ModelConfig, is_loopback
 from monitor.daemon.closing import close_orphans
 from monitor.daemon.evaluator import Evaluator, RunResult
@@ -42,11 +43,13 @@ from monitor.ingest.sampler import Sampler
 from monitor.notifiers.outbox import Outbox
 from monitor.notifiers.registry import Receivers
 from monitor.notifiers.watch import CHECK_FILES as CHECK_FILES_CHECK
+from monitor.notifiers.watch import SCHEDULE as SCHEDULE_CHECK
 from monitor.notifiers.watch import OwnAlerts
 from monitor.sources import SourceError
 from monitor.sources.ingest import IngestModel, feature_types
 from monitor.sources.reference import load_reference
 from monitor.storage import db
+from monitor.storage.tables import CheckRun
 from monitor.telemetry import Telemetry
 
 if TYPE_CHECKING:
@@ -170,6 +173,7 @@ class Daemon:
         self._failing_checks = LogThrottle(log)  # a check that errors on every run is logged as one condition
         receivers = Receivers(project.config, console)
         self.receivers = receivers
+        self._started = self.clock.now()  # a check is late only once it has had the time to run
         self.evaluator = Evaluator(self.engine, project.config, self.clock, receivers)
         self.outbox = Outbox(
             self.engine,
@@ -287,6 +291,43 @@ class Daemon:
         closed = close_orphans(self.engine, checks.models, files, self.clock.now(), every_file_loaded=not checks.issues)
         if closed:
             self.outbox.wake()
+
+    def watch_schedule(self) -> None:
+        """A check that has not run for twice its interval (its workers stuck behind slow checks, a
+        scheduler that lost it) is an alert of monitor's own to its owner, and a problem on /healthz;
+        its next run resolves both. Checked every minute, from twice a check's interval after the start."""
+        now = self.clock.now()
+        own = OwnAlerts(self.receivers)
+        try:
+            with Session(self.engine) as session:
+                told = False
+                for model in self.project.checks.models.values():
+                    for check in model.checks:
+                        told |= self._watch_one(session, own, model, check, now)
+                session.commit()
+        except sa.exc.SQLAlchemyError as exc:  # the database is down: health says so already
+            log.warning("schedule not checked (%s); the next minute tries again", why_not_recorded(exc))
+            return
+        if told:
+            self.outbox.wake()
+
+    def _watch_one(self, session: Session, own: OwnAlerts, model: ModelConfig, check: CheckSpec, now: datetime) -> bool:
+        name, late = f"{model.model}/{check.name}", check.every * 2
+        if now - self._started < late:
+            return False
+        last = session.scalar(
+            sa.select(sa.func.max(CheckRun.started)).where(CheckRun.model == model.model, CheckRun.check == check.name)
+        )
+        condition = f"check {name} not running"
+        if last is not None and now - last <= late:
+            self.health.recovered(condition)
+            return own.clear(session, SCHEDULE_CHECK, name, f"{name} runs again (last at {last:%Y-%m-%d %H:%M:%S} UTC)", now)
+        since = f"its last run started {last:%Y-%m-%d %H:%M:%S} UTC" if last else "it has not run since the daemon started"
+        self.health.failing(condition, f"{since}; it runs every {format_duration(check.every)}")
+        rule = f"{name} has not run for {format_duration(late)}"
+        details = [f"{since}; it runs every {format_duration(check.every)}",
+                   "its workers may be held by slow checks (a source that hangs): see /healthz and the daemon's log"]  # fmt: skip
+        return own.raise_(session, SCHEDULE_CHECK, name, model.owner, rule, details, now)
 
     def repeat_firing(self) -> None:
         """Queue the repeats of firing incidents nobody acknowledged (monitor/daemon/repeats.py)."""
@@ -417,6 +458,8 @@ class Daemon:
             every = self.project.config.heartbeat_every
             scheduler.add_job(heartbeat.beat, "interval", seconds=every.total_seconds(), id="heartbeat", name="heartbeat",
                               next_run_time=now + timedelta(seconds=5), max_instances=1, coalesce=True)  # fmt: skip
+        scheduler.add_job(self.watch_schedule, "interval", minutes=1, id="schedule", name="schedule",
+                          next_run_time=now + timedelta(minutes=1), max_instances=1, coalesce=True)  # fmt: skip
         scheduler.add_job(self.repeat_firing, "interval", minutes=1, id="repeats", name="repeats",
                           next_run_time=now + timedelta(minutes=1), max_instances=1, coalesce=True)  # fmt: skip
         scheduler.add_job(

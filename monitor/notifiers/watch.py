@@ -29,6 +29,7 @@ from monitor.storage.tables import OPEN_STATES, Alert, Notification
 MODEL = "(monitor)"
 CHECK = "receivers"
 CHECK_FILES = "check-files"
+SCHEDULE = "schedule"  # a check that has not run for twice its interval (monitor/daemon/service.py)
 
 
 @dataclass(frozen=True)
