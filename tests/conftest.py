@@ -121,3 +121,28 @@ def background(request):
     if BACKGROUND not in request.node.stash:
         request.node.stash[BACKGROUND] = request.node.get_closest_marker("background").kwargs["start"]()
     return request.node.stash[BACKGROUND]
+
+
+# -- receivers' peers on loopback: a Slack Web API (wall-clock timestamps), a pager endpoint, SMTP ------
+SLACK_TOKEN = "xoxb-test"
+
+
+@pytest.fixture
+def slack():
+    """The Slack Web API on loopback (tests/fakes/slack_api.py); a test whose clock is fixed and that
+    needs Slack's timestamps to follow it makes its own (test_slack_delivery.py)."""
+    from fakes.slack_api import FakeSlackAPI
+
+    server = FakeSlackAPI(SLACK_TOKEN).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pager():
+    """An HTTP endpoint taking webhook events, answering 202 (tests/fakes/pager.py)."""
+    from fakes.pager import PagerEndpoint
+
+    endpoint = PagerEndpoint().start()
+    yield endpoint
+    endpoint.stop()

@@ -9,15 +9,13 @@
 
 from __future__ import annotations
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from monitor.alerting.incidents import EpisodeNow, incident_changes
 from monitor.notifiers.message import AlertMessage
 from monitor.storage.tables import Alert, Notification
-from tests.fakes.slack_api import FakeSlackAPI
-from tests.test_severity_ladder import TOKEN, Ladder
+from tests.test_severity_ladder import Ladder
 
 
 def episode(alert_id, state="firing", *, incident=None, severity="warning", feature="", value=1.0, threshold=0.5, change=None):
@@ -56,11 +54,6 @@ def test_an_incident_that_ends_as_another_episode_fires_gives_way_to_a_new_one()
 
 
 # -- end to end ---------------------------------------------------------------------------------------
-@pytest.fixture
-def slack():
-    server = FakeSlackAPI(TOKEN).start()
-    yield server
-    server.stop()
 
 
 PER_FEATURE = {"when": "drifted == 1", "severity": "warning"}

@@ -32,13 +32,6 @@ ROUTING_KEY = "R0UTING-KEY-5f1e2d"
 
 
 @pytest.fixture
-def pager():
-    endpoint = PagerEndpoint().start()
-    yield endpoint
-    endpoint.stop()
-
-
-@pytest.fixture
 def mail():
     server = MailServer().start()
     yield server

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -21,24 +20,8 @@ from monitor.notifiers.outbox import Outbox
 from monitor.notifiers.registry import Receivers
 from monitor.storage.tables import Alert, Notification
 from tests.factories import T0, live_frame, write_project
-from tests.fakes.pager import PagerEndpoint
-from tests.fakes.slack_api import FakeSlackAPI
 
 TOKEN = "xoxb-test"
-
-
-@pytest.fixture
-def slack():
-    server = FakeSlackAPI(TOKEN).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def pager():
-    endpoint = PagerEndpoint().start()
-    yield endpoint
-    endpoint.stop()
 
 
 def test_a_revoked_slack_token_reaches_the_platform_owners_pager_and_its_recovery_too(tmp_path, sqlite_engine, slack, pager):

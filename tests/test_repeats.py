@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from monitor.cli import main
 from monitor.clock import FixedClock
 from monitor.daemon.evaluator import Evaluator
@@ -20,25 +18,9 @@ from monitor.notifiers.outbox import Outbox
 from monitor.notifiers.registry import Receivers
 from tests.deployments import Pipeline
 from tests.factories import T0, live_frame, write_project
-from tests.fakes.pager import PagerEndpoint
-from tests.fakes.slack_api import FakeSlackAPI
 
 TOKEN = "xoxb-test"
 FOUR_HOURS = timedelta(hours=4)
-
-
-@pytest.fixture
-def slack():
-    server = FakeSlackAPI(TOKEN).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def pager():
-    endpoint = PagerEndpoint().start()
-    yield endpoint
-    endpoint.stop()
 
 
 def test_a_firing_incident_is_repeated_in_its_thread_every_4h_until_acknowledged(tmp_path, sqlite_engine, slack, pager, capsys):

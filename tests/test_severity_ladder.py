@@ -15,7 +15,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pandas as pd
-import pytest
 import sqlalchemy as sa
 import yaml
 from sqlalchemy.orm import Session
@@ -93,13 +92,6 @@ class Ladder:
     def notifications(self) -> list[Notification]:
         with Session(self.engine) as session:
             return list(session.scalars(sa.select(Notification).order_by(Notification.id)))
-
-
-@pytest.fixture
-def slack():
-    server = FakeSlackAPI(TOKEN).start()
-    yield server
-    server.stop()
 
 
 def test_a_ladder_is_one_message_updated_as_its_severity_climbs_and_falls_and_one_resolution(tmp_path, sqlite_engine, slack):

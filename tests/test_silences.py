@@ -25,13 +25,6 @@ from tests.fakes.slack_api import FakeSlackAPI
 TOKEN = "xoxb-test"
 
 
-@pytest.fixture
-def slack():
-    server = FakeSlackAPI(TOKEN).start()
-    yield server
-    server.stop()
-
-
 def pipeline(tmp_path, engine, slack: FakeSlackAPI) -> Pipeline:
     config = write_project(tmp_path, live=live_frame(600, drift=True), slack={"token": TOKEN, "base_url": slack.url})
     project = Project.load(config)
