@@ -13,7 +13,7 @@ from email.utils import parseaddr
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, SecretStr, field_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator
 
 from monitor.alerting.rules import Severity
 from monitor.checks import CheckSpecs
@@ -157,6 +157,30 @@ class SmtpConfig(StrictModel):
     @classmethod
     def _address(cls, value: str) -> str:
         return _email_address(value) if value else value
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def _a_number(cls, value: object) -> object:
+        if isinstance(value, bool):  # `port: yes` is true to YAML, and true is 1 to Python
+            raise ValueError("expected a port number, such as 587")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _host_alone(cls, value: str) -> str:
+        if ":" in value and not value.startswith("["):
+            raise ValueError("the host alone: write its port in port: (host: smtp.example.com, port: 587)")
+        return value
+
+    @field_validator("security")
+    @classmethod
+    def _fits_the_port(cls, security: str, info: ValidationInfo) -> str:
+        port = info.data.get("port")
+        if (port, security) == (465, "starttls"):
+            raise ValueError("port 465 speaks TLS from the start: write security: tls (or port: 587 for STARTTLS)")
+        if (port, security) == (587, "tls"):
+            raise ValueError("port 587 speaks STARTTLS: write security: starttls (or port: 465 for TLS)")
+        return security
 
 
 class NotifiersConfig(StrictModel):

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from monitor.alerting.incidents import EpisodeNow, incident_changes
 from monitor.alerting.routing import owners_for
 from monitor.alerting.rules import SEVERITY_RANK, Observation, RuleSpec
-from monitor.checks.base import CheckSpec
+from monitor.checks.base import FAILING_RULE, CheckSpec
 from monitor.config.durations import format_duration
 from monitor.config.models import DaemonConfig, ModelConfig
 from monitor.daemon.judging import WindowResult, kept_values
@@ -118,6 +118,8 @@ class Teller:
         if over:
             window = " and ".join(format_duration(w.window) for w in over)
             start, end, sample_size = over[0].start, over[0].end, over[0].windowed.sample_size
+        if rule.id == FAILING_RULE:  # of the check's runs, not of rows in a window: no window line
+            window = ""
         return AlertMessage(
             alert_id=alert.id,
             event=event,

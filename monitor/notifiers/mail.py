@@ -55,6 +55,8 @@ class MailNotifier:
                 f"the mail server refused {', '.join(sorted(exc.recipients))} ({', '.join(map(str, codes))})",
                 retry=all(code < 500 for code in codes),
             )
+        except smtplib.SMTPNotSupportedError:  # asked for STARTTLS, and the server has none: a config to mend
+            return Delivery.failed("the mail server does not offer STARTTLS: set notifiers.email.security", retry=False)
         except ssl.SSLCertVerificationError as exc:
             return Delivery.failed(f"the mail server's certificate does not verify: {exc.verify_message}", retry=False)
         except (smtplib.SMTPException, OSError) as exc:  # unreachable, dropped, timed out: try again later
