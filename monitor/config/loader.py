@@ -114,7 +114,8 @@ def load_model_file(
     model = _validate(doc, ModelConfig)
     if model is not None:
         model = _resolve_paths(model, base_dir or Path.cwd())
-        doc.issues.extend(itertools.islice(_semantic_issues(doc, model, config), MAX_ISSUES + 1))
+        found = itertools.chain(_semantic_issues(doc, model, config), _maintenance_issues(doc, model))
+        doc.issues.extend(itertools.islice(found, MAX_ISSUES + 1))
     if doc.issues:
         raise ConfigError(_bounded(doc.issues))
     return model
@@ -406,6 +407,17 @@ def _annotation_at(model_cls: type[BaseModel], path: tuple, data: Any) -> Any:
             if was_tag:
                 annotation = tagged
     return annotation
+
+
+def _maintenance_issues(doc: Document, model: ModelConfig) -> Iterator[ConfigIssue]:
+    """A maintenance window's ``checks`` must be the model's."""
+    names = [check.name for check in model.checks]
+    for i, window in enumerate(model.maintenance):
+        for j, name in enumerate(window.checks):
+            if name not in names:
+                yield doc.issue(
+                    ("maintenance", i, "checks", j), f"{name!r} is not a check of {model.model}{suggest(name, names)}"
+                )
 
 
 def _semantic_issues(doc: Document, model: ModelConfig, config: DaemonConfig | None) -> Iterator[ConfigIssue]:

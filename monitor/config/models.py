@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator
 
+from monitor.alerting.maintenance import MaintenanceWindow
 from monitor.alerting.rules import Severity
 from monitor.checks import CheckSpecs
 from monitor.config.types import DatabaseUrl, Duration, Name, StrictModel
@@ -290,6 +291,9 @@ class ModelConfig(StrictModel):
     source: SourceSpecs | None = Field(None, description="where the model's rows come from; a model of probes alone has none")
     reference: ReferenceSpec | None = None
     checks: list[CheckSpecs] = Field(min_length=1)
+    maintenance: list[MaintenanceWindow] = Field(
+        [], description="recurring times when the model's alerts are held, as a silence holds them"
+    )
 
     def check(self, name: str):
         for check in self.checks:

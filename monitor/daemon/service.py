@@ -25,6 +25,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from monitor.alerting.maintenance import maintenance_silences
+from monitor.alerting.silences import SilenceRule
 from monitor.checks import CHECKS
 from monitor.checks.base import CheckSpec
 from monitor.checks.performance import ingest_classes
@@ -183,6 +185,7 @@ class Daemon:
             health=self.health,
             give_up_after=project.config.notifiers.give_up_after,
             platform_owner=project.config.platform_owner,
+            maintenance=self._maintenance,
         )
         ingest = project.config.ingest
         self.sampler = Sampler(
@@ -291,6 +294,12 @@ class Daemon:
         closed = close_orphans(self.engine, checks.models, files, self.clock.now(), every_file_loaded=not checks.issues)
         if closed:
             self.outbox.wake()
+
+    def _maintenance(self, now: datetime) -> list[SilenceRule]:
+        """The check files' maintenance windows in force at ``now``, as silences (read from the files
+        as loaded, so an edited file takes effect at the restart that loads it)."""
+        windows = {name: model.maintenance for name, model in self.project.checks.models.items() if model.maintenance}
+        return maintenance_silences(windows, now)
 
     def watch_schedule(self) -> None:
         """A check that has not run for twice its interval (its workers stuck behind slow checks, a

@@ -104,6 +104,7 @@ class Outbox:
         jitter: float = 0.25,
         seed: int | None = None,
         platform_owner: str | None = None,
+        maintenance: Callable[[datetime], list[SilenceRule]] | None = None,
     ) -> None:
         self.engine = engine
         self.receivers = receivers
@@ -118,6 +119,7 @@ class Outbox:
         self.jitter = jitter
         self._random = random.Random(seed)
         self.watch = ReceiverWatch(receivers, platform_owner)  # a receiver failing for good is told elsewhere
+        self.maintenance = maintenance  # the check files' maintenance windows in force at a time, as silences
         self._wake = threading.Event()
         self._recovered = False
         self._installation: str | None = None  # read once: a database keeps its id
@@ -335,10 +337,11 @@ class Outbox:
         labels = {name: str(payload.get(name) or "") for name in ("model", "check", *SILENCE_LABELS)}
         active = session.scalars(sa.select(Silence).where(Silence.starts <= now, Silence.ends > now)).all()
         rules = [SilenceRule(s.id, s.model, s.check, s.starts, s.ends, s.reason, s.matchers or {}) for s in active]
-        silence = holding(rules, labels, now)
+        silence = holding([*rules, *(self.maintenance(now) if self.maintenance else [])], labels, now)
         if silence is not None:
             row.status, row.next_attempt, row.attempts = HELD, silence.ends, max(row.attempts - 1, 0)
-            row.error = f"silenced by #{silence.id} until {silence.ends:%Y-%m-%d %H:%M:%S} UTC: {silence.reason}"
+            by = f"#{silence.id}" if silence.id else "the check file"  # a maintenance window has no number
+            row.error = f"silenced by {by} until {silence.ends:%Y-%m-%d %H:%M:%S} UTC: {silence.reason}"
             return True
         same = sa.and_(Notification.alert_id == row.alert_id, Notification.receiver == row.receiver)
 
