@@ -373,6 +373,7 @@ def silence(args: argparse.Namespace) -> int:
     from sqlalchemy.orm import Session
 
     from monitor.clock import SystemClock
+    from monitor.notifiers.outbox import HELD
     from monitor.storage import db
     from monitor.storage.tables import Notification, Silence
 
@@ -407,7 +408,7 @@ def silence(args: argparse.Namespace) -> int:
                     return 1
                 found.ends = now
                 # What it held back is due now: sent if still news, dropped if the alert ended meanwhile.
-                session.execute(sa.update(Notification).where(Notification.status == "held").values(next_attempt=now))
+                session.execute(sa.update(Notification).where(Notification.status == HELD).values(next_attempt=now))
                 session.commit()
                 print(f"silence #{found.id} ended: {_silenced(found)}")
                 return 0
@@ -415,15 +416,14 @@ def silence(args: argparse.Namespace) -> int:
             if not args.all:
                 query = query.where(Silence.ends > now)
             rows = session.scalars(query).all()
-            held = dict(session.execute(sa.select(Notification.status, sa.func.count()).where(Notification.status == "held")
-                                        .group_by(Notification.status)).all())  # fmt: skip
+            held = session.scalar(sa.select(sa.func.count()).where(Notification.status == HELD)) or 0
             if not rows:
                 print("no silences in force" if not args.all else "no silences")
             for row in rows:
                 state = "ended" if row.ends <= now else f"until {row.ends:%Y-%m-%d %H:%M} UTC"
                 print(f"#{row.id:<4} {state:<26} {_silenced(row)}")
             if held:
-                print(f"{held['held']} notification(s) held back")
+                print(f"{held} notification(s) held back")
             return 0
     finally:
         engine.dispose()

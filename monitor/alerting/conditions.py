@@ -36,6 +36,7 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
 }
 ABOVE = (">", ">=")  # the operators that breach above their limit
 BELOW = ("<", "<=")
+BACK = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}  # where a value is once back past a threshold it breached
 
 _NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"  # ASCII digits: \d is any Unicode digit
 _DURATION = r"(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h|d|w))+"  # as durations are written (monitor/config/durations.py)

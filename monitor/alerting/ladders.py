@@ -74,13 +74,13 @@ class Judged:
         return of[-1] if of else self.observations[0]
 
 
-def judge_ladders(checks_rules: Sequence[RuleSpec], observations: Iterable[Observation]) -> list[Judged]:
-    """Each ladder of the rules with the observations of its rungs, per feature, in ladder order."""
+def judge_ladders(check_ladders: Sequence[Ladder], observations: Iterable[Observation]) -> list[Judged]:
+    """Each ladder with the observations of its rungs, per feature, in ladder order."""
     found: dict[tuple[str, str], list[Observation]] = {}
     for observation in observations:
         found.setdefault((observation.rule.key, observation.feature), []).append(observation)
     out = []
-    for ladder in ladders(checks_rules):
+    for ladder in check_ladders:
         features = dict.fromkeys(f for rule in ladder.rules for (key, f) in found if key == rule.key)
         for feature in features:
             seen = [o for rule in ladder.rules for o in found.get((rule.key, feature), [])]

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import Field, HttpUrl, field_validator
@@ -90,7 +91,7 @@ class CheckSpec(StrictModel):
         """The rules a kind makes of its own keys; none unless it says so."""
         return []
 
-    @property
+    @cached_property  # made once per loaded check: it is judged on every run
     def failing_rule(self) -> RuleSpec:
         """The check is failing: ``alert_after`` runs in a row errored or lacked data (``FAILING_RUNS``,
         counted by the evaluator from the runs it recorded). Its owner is told, with the error."""

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from monitor.alerting.conditions import ABOVE, BELOW, tidy
+from monitor.alerting.conditions import ABOVE, BACK, BELOW, tidy
 from monitor.alerting.rules import RuleSpec
 from monitor.checks import CHECKS
 from monitor.checks.base import CheckKind, CheckSpec
@@ -612,10 +612,6 @@ def _rule_issues(doc: Document, at: tuple, rule: RuleSpec, check: CheckSpec, kin
             )
 
 
-# The other way round: what must hold for a value to be back past a threshold it breached.
-_BACK = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}
-
-
 def _share_issues(doc: Document, at: tuple, rule: RuleSpec, kind: CheckKind) -> Iterator[ConfigIssue]:
     """A rule on a share (a value from 0 to 1 whatever the data) that could never fire, or never resolve."""
     when, resolve = rule.when, rule.resolve_when
@@ -650,15 +646,15 @@ def _share_issues(doc: Document, at: tuple, rule: RuleSpec, kind: CheckKind) -> 
                 (*at, "resolve_when"),
                 f"{share}, so '{resolve.text}' never holds and an episode would never resolve: write a threshold from 0 to 1",
             )
-    elif rule.margin is not None and when.op in _BACK:
+    elif rule.margin is not None and when.op in BACK:
         margin = rule.margin.value
         back = tidy(when.threshold - margin if when.op in ABOVE else when.threshold + margin)
-        if not _holds_for_a_share(_BACK[when.op], back):
+        if not _holds_for_a_share(BACK[when.op], back):
             room = when.threshold if when.op in ABOVE else tidy(1 - when.threshold)
             most = "at most" if when.op in (">", "<") else "less than"
             yield doc.issue(
                 (*at, "margin"),
-                f"with this margin, '{when.text}' resolves only once {when.metric} {_BACK[when.op]} "
+                f"with this margin, '{when.text}' resolves only once {when.metric} {BACK[when.op]} "
                 f"{shown(back, when.percent)}, and {share}: an episode would never resolve; write a margin of "
                 f"{most} {shown(room, when.percent)}",
             )

@@ -26,7 +26,7 @@ from monitor.alerting.rules import canonical_condition
 from monitor.checks.base import CheckSpec
 from monitor.config.models import ModelConfig
 from monitor.daemon.versions import splits_by_version
-from monitor.notifiers import watch
+from monitor.notifiers import own_alerts
 from monitor.notifiers.message import AlertMessage
 from monitor.storage.tables import OPEN_STATES, Alert, Notification
 
@@ -63,7 +63,7 @@ def close_orphans(
     for alert in open_alerts:
         by_model.setdefault(alert.model, []).append(alert)
     for name, alerts in by_model.items():
-        if name == watch.MODEL:  # monitor's own (a receiver failing): no file defines them, delivery ends them
+        if name == own_alerts.MODEL:  # monitor's own (a receiver failing): no file defines them, delivery ends them
             continue
         model = models.get(name)
         if model is None:

@@ -6,9 +6,10 @@ the other way round). Delivery itself is the outbox's business.
 
 Reading the window here includes the earlier one a kind asks for (volume's rows_ratio); a check split
 by model version is cut into each version's evaluation by ``versions.py``, and each evaluation's rules
-are judged, with the history baselines and rule windows need, by ``judging.py``. What is left here:
-the rows read, the runs recorded, episodes moved (and those of versions no longer judged ended), and
-the messages they owe.
+are judged, with the history baselines and rule windows need, by ``judging.py``; what the moved
+episodes owe (one message per incident) is written by ``telling.py``. What is left here: the rows
+read, the runs recorded, the check's failing runs counted, and episodes moved (and those of versions
+no longer judged ended).
 """
 
 from __future__ import annotations
@@ -271,10 +272,11 @@ class Evaluator:
             )
         }
         # An episode of a ladder whose lead only gained or lost its id since: known by its unchanged condition.
-        keys = {ladder.key for ladder in ladders(check.rules)}
+        check_ladders = ladders(check.rules)
+        keys = {ladder.key for ladder in check_ladders}
         by_condition = {(canonical_condition(a.rule), a.feature): a for (key, _), a in open_alerts.items() if key not in keys}
         moved: dict[int, Moved] = {}
-        for judged in judge_ladders(check.rules, [*result.observations, *failing]):
+        for judged in judge_ladders(check_ladders, [*result.observations, *failing]):
             alert = open_alerts.get(judged.key) or next(
                 (a for r in judged.ladder.rules if (a := by_condition.pop((r.when.canonical, judged.feature), None))), None
             )

@@ -18,10 +18,11 @@ from sqlalchemy.orm import Session
 
 from monitor.config.durations import format_duration
 from monitor.notifiers.message import AlertMessage
+from monitor.notifiers.outbox import HELD, UNFINISHED
 from monitor.storage.tables import Alert, Notification
 
 TOLD = ("firing", "updated", "repeat")
-ON_ITS_WAY = ("pending", "sending", "held")
+ON_ITS_WAY = (*UNFINISHED, HELD)  # still to go: a repeat would overtake it
 
 
 def owe_repeats(engine: Engine, every: timedelta, now: datetime) -> int:
@@ -37,21 +38,24 @@ def owe_repeats(engine: Engine, every: timedelta, now: datetime) -> int:
         for incident, members in incidents.items():
             if any(a.acknowledged is not None for a in members):
                 continue
-            rows = session.scalars(
-                sa.select(Notification).where(Notification.alert_id == incident).order_by(Notification.id)
+            # Their states alone, every minute; the payload only of what is repeated.
+            rows = session.execute(
+                sa.select(Notification.id, Notification.receiver, Notification.status, Notification.event, Notification.created)
+                .where(Notification.alert_id == incident)
+                .order_by(Notification.id)
             ).all()
-            last: dict[str, Notification] = {}
+            last: dict[str, tuple[int, datetime]] = {}
             busy: set[str] = set()
-            for row in rows:
-                if row.status in ON_ITS_WAY:
-                    busy.add(row.receiver)
-                if row.status == "sent" and row.event in TOLD:
-                    last[row.receiver] = row
-            for receiver, row in last.items():
-                if receiver in busy or now - row.created < every:
+            for row_id, receiver, status, event, created in rows:
+                if status in ON_ITS_WAY:
+                    busy.add(receiver)
+                if status == "sent" and event in TOLD:
+                    last[receiver] = (row_id, created)
+            for receiver, (row_id, created) in last.items():
+                if receiver in busy or now - created < every:
                     continue
                 try:
-                    told = AlertMessage.from_dict(row.payload)
+                    told = AlertMessage.from_dict(session.get_one(Notification, row_id).payload)
                 except TypeError:  # written by another version: nothing to repeat from
                     continue
                 since = min(a.started for a in members)

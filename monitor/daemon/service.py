@@ -42,11 +42,10 @@ from monitor.health import Health, LogThrottle, in_one_line
 from monitor.ingest.retention import delete_expired
 from monitor.ingest.rows import RowLimits
 from monitor.ingest.sampler import Sampler
+from monitor.notifiers import own_alerts
 from monitor.notifiers.outbox import Outbox
+from monitor.notifiers.own_alerts import OwnAlerts
 from monitor.notifiers.registry import Receivers
-from monitor.notifiers.watch import CHECK_FILES as CHECK_FILES_CHECK
-from monitor.notifiers.watch import SCHEDULE as SCHEDULE_CHECK
-from monitor.notifiers.watch import OwnAlerts
 from monitor.sources import SourceError
 from monitor.sources.ingest import IngestModel, feature_types
 from monitor.sources.reference import load_reference
@@ -175,6 +174,7 @@ class Daemon:
         self._failing_checks = LogThrottle(log)  # a check that errors on every run is logged as one condition
         receivers = Receivers(project.config, console)
         self.receivers = receivers
+        self.own_alerts = OwnAlerts(receivers)  # when monitoring itself fails: a file, a check's schedule
         self._started = self.clock.now()  # a check is late only once it has had the time to run
         self.evaluator = Evaluator(self.engine, project.config, self.clock, receivers)
         self.outbox = Outbox(
@@ -267,7 +267,7 @@ class Daemon:
     def tell_skipped_files(self) -> None:
         """A check file that does not load is an alert of monitor's own, to its owner (else the config's
         platform_owner) with its problems; one that loads again resolves it."""
-        own, now = OwnAlerts(self.receivers), self.clock.now()
+        own, now = self.own_alerts, self.clock.now()
         skipped: dict[str, list] = {}
         for issue in self.project.checks.issues:
             skipped.setdefault(str(_shown(Path(issue.file), self.project.base_dir)), []).append(issue)
@@ -279,10 +279,10 @@ class Daemon:
                     f"its model is not watched until the file is mended ({len(issues)} problem(s); monitor validate says the same)"
                 ]
                 rule = f"check file {shown} does not load"
-                told |= own.raise_(session, CHECK_FILES_CHECK, shown, owner or "platform", rule, details, now)
-            for alert in own.all_open(session, CHECK_FILES_CHECK):
+                told |= own.raise_(session, own_alerts.CHECK_FILES, shown, owner or "platform", rule, details, now)
+            for alert in own.all_open(session, own_alerts.CHECK_FILES):
                 if alert.feature not in skipped:
-                    told |= own.clear(session, CHECK_FILES_CHECK, alert.feature, f"{alert.feature} loads again", now)
+                    told |= own.clear(session, own_alerts.CHECK_FILES, alert.feature, f"{alert.feature} loads again", now)
             session.commit()
         if told:
             self.outbox.wake()
@@ -306,7 +306,7 @@ class Daemon:
         scheduler that lost it) is an alert of monitor's own to its owner, and a problem on /healthz;
         its next run resolves both. Checked every minute, from twice a check's interval after the start."""
         now = self.clock.now()
-        own = OwnAlerts(self.receivers)
+        own = self.own_alerts
         try:
             with Session(self.engine) as session:
                 told = False
@@ -330,13 +330,13 @@ class Daemon:
         condition = f"check {name} not running"
         if last is not None and now - last <= late:
             self.health.recovered(condition)
-            return own.clear(session, SCHEDULE_CHECK, name, f"{name} runs again (last at {last:%Y-%m-%d %H:%M:%S} UTC)", now)
+            return own.clear(session, own_alerts.SCHEDULE, name, f"{name} runs again (last at {last:%Y-%m-%d %H:%M:%S} UTC)", now)
         since = f"its last run started {last:%Y-%m-%d %H:%M:%S} UTC" if last else "it has not run since the daemon started"
         self.health.failing(condition, f"{since}; it runs every {format_duration(check.every)}")
         rule = f"{name} has not run for {format_duration(late)}"
         details = [f"{since}; it runs every {format_duration(check.every)}",
                    "its workers may be held by slow checks (a source that hangs): see /healthz and the daemon's log"]  # fmt: skip
-        return own.raise_(session, SCHEDULE_CHECK, name, model.owner, rule, details, now)
+        return own.raise_(session, own_alerts.SCHEDULE, name, model.owner, rule, details, now)
 
     def repeat_firing(self) -> None:
         """Queue the repeats of firing incidents nobody acknowledged (monitor/daemon/repeats.py)."""

@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from monitor.alerting.conditions import BACK
 from monitor.alerting.rules import SEVERITY_RANK
 
 TOP_FEATURES = 10
 _OP = re.compile(r">=|<=|==|!=|>|<")
-_BACK = {">": "<=", ">=": "<", "<": ">=", "<=": ">"}  # where a value is once back past the threshold
 
 
 @dataclass(frozen=True)
@@ -152,10 +152,10 @@ class AlertMessage:
         if self.margin is None:
             return None
         op = _OP.search(self.rule)
-        if op is None or op[0] not in _BACK:
+        if op is None or op[0] not in BACK:
             return None
         back = self.threshold - self.margin if op[0].startswith(">") else self.threshold + self.margin
-        return f"{self.metric} {_BACK[op[0]]} {format_number(back)} ({format_number(self.margin)} back past the threshold)"
+        return f"{self.metric} {BACK[op[0]]} {format_number(back)} ({format_number(self.margin)} back past the threshold)"
 
 
 def format_number(value: float | None, against: float | None = None) -> str:

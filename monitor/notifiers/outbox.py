@@ -44,8 +44,8 @@ from monitor.config.durations import format_duration
 from monitor.health import Health, LogThrottle, in_one_line
 from monitor.notifiers.base import Delivery, Notifier, Posted, Receiver
 from monitor.notifiers.message import AlertMessage
+from monitor.notifiers.own_alerts import OwnAlerts, ReceiverWatch
 from monitor.notifiers.registry import Receivers
-from monitor.notifiers.watch import ReceiverWatch
 from monitor.storage.db import installation_id
 from monitor.storage.tables import Notification, Silence
 
@@ -118,7 +118,7 @@ class Outbox:
         self.give_up_after = give_up_after  # a notification still failing this long after it was owed fails for good
         self.jitter = jitter
         self._random = random.Random(seed)
-        self.watch = ReceiverWatch(receivers, platform_owner)  # a receiver failing for good is told elsewhere
+        self.watch = ReceiverWatch(OwnAlerts(receivers), platform_owner)  # a receiver failing for good is told elsewhere
         self.maintenance = maintenance  # the check files' maintenance windows in force at a time, as silences
         self._wake = threading.Event()
         self._recovered = False

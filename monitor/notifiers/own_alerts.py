@@ -1,17 +1,16 @@
-"""Monitor's own alerts: a receiver that fails for good, a check file that does not load.
+"""Monitor's own alerts: when monitoring itself fails, it is an alert like a model's, told to a person.
 
-Both are episodes of the reserved model ``(monitor)`` (:class:`OwnAlerts`), check ``receivers`` or
-``check-files``, told to an owner through their receivers. The rest of this docstring is the
-receiver's case; the daemon raises a check file's at start (monitor/daemon/service.py).
+Each is an episode of the reserved model ``(monitor)`` (no check file can define it: model names have
+no parentheses; start-up closing leaves it alone), one check per cause, the failing thing as its
+feature, at most one open per (check, feature), told to an owner through their receivers but the
+failing one, or their console when none is left, and resolved when the cause is gone:
 
-A revoked Slack token (``invalid_auth``), a channel that is gone, a pager URL answering 404, or a
-notification given up on after ``give_up_after``: nobody would hear of any alert that receiver was
-for. So the outbox opens an episode for the receiver, of the reserved model ``(monitor)`` (no check
-file can define it: model names have no parentheses), check ``receivers``, feature the receiver's
-name, and tells the config's ``platform_owner`` (else the failing receiver's own owner) through
-every receiver of theirs but the one that fails; an owner with no other receiver is told on the
-console. The next delivery that reaches the receiver resolves the episode, and they are told that
-too. The daemon's health says so meanwhile (``receiver NAME`` on ``/healthz``).
+- ``receivers``: a receiver that fails for good (a revoked Slack token, a channel that is gone, a
+  pager answering 404, a notification given up on after ``give_up_after``), raised and resolved by
+  the outbox (:class:`ReceiverWatch`), told to the config's ``platform_owner``, else the receiver's
+  own owner;
+- ``check-files``: a check file that does not load, raised and resolved at the daemon's start;
+- ``schedule``: a check that has not run for twice its interval, checked every minute by the daemon.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from monitor.notifiers.registry import Receivers
 from monitor.storage.tables import OPEN_STATES, Alert, Notification
 
 MODEL = "(monitor)"
-CHECK = "receivers"
+RECEIVERS = "receivers"
 CHECK_FILES = "check-files"
 SCHEDULE = "schedule"  # a check that has not run for twice its interval (monitor/daemon/service.py)
 
@@ -72,18 +71,20 @@ class OwnAlerts:
             session.add(Notification.pending(alert.id, "resolved", name, message.to_dict(), now))
         return True
 
-    def open(self, session: Session, check: str, feature: str | None = None) -> Alert | None:
-        query = sa.select(Alert).where(Alert.model == MODEL, Alert.check == check, Alert.state.in_(OPEN_STATES))
-        return session.scalars(query.where(Alert.feature == feature) if feature is not None else query).first()
+    def open(self, session: Session, check: str, feature: str) -> Alert | None:
+        return next((a for a in self.all_open(session, check, feature) if a.feature == feature), None)
 
-    def all_open(self, session: Session, check: str) -> list[Alert]:
+    def all_open(self, session: Session, check: str, feature: str | None = None) -> list[Alert]:
+        """The open episodes of one cause (of one feature, when given)."""
         query = sa.select(Alert).where(Alert.model == MODEL, Alert.check == check, Alert.state.in_(OPEN_STATES))
-        return list(session.scalars(query))
+        return list(session.scalars(query.where(Alert.feature == feature) if feature is not None else query))
 
 
 @dataclass(frozen=True)
 class ReceiverWatch:
-    receivers: Receivers
+    """A receiver's own alert, raised when it fails for good and resolved when it delivers again."""
+
+    own: OwnAlerts
     platform_owner: str | None = None
 
     def failed(self, session: Session, receiver: str, error: str, told: AlertMessage | None, now: datetime) -> bool:
@@ -94,11 +95,11 @@ class ReceiverWatch:
             details.append(f"what it could not deliver: {told.subject}")
         details.append("until it is mended, alerts for its owner reach no one there; see docs/alerting.md, When monitoring fails")
         rule = f"notifications to {receiver} fail for good"
-        return OwnAlerts(self.receivers).raise_(session, CHECK, receiver, owner, rule, details, now, exclude=receiver)
+        return self.own.raise_(session, RECEIVERS, receiver, owner, rule, details, now, exclude=receiver)
 
     def recovered(self, session: Session, receiver: str, now: datetime) -> bool:
         """Resolve the receiver's episode, if it has one, and tell whoever heard of it."""
-        return OwnAlerts(self.receivers).clear(session, CHECK, receiver, f"{receiver} delivered again", now)
+        return self.own.clear(session, RECEIVERS, receiver, f"{receiver} delivered again", now)
 
 
 def _message(alert: Alert, event: str, details: list[str]) -> AlertMessage:
