@@ -354,7 +354,7 @@ def _close_alert(project: Project, engine, alert_id: int, reason: str) -> int:
     except StaleDataError:
         print(f"alert #{alert_id} changed while closing it (an evaluation ran): try again", file=sys.stderr)
         return 1
-    outbox = Outbox(engine, Receivers(project.config), clock)
+    outbox = Outbox(engine, Receivers(project.config), clock, per_minute=project.config.notifiers.per_minute)
     outbox.recover_stale()  # not recover(): a running daemon may have a delivery in hand
     sent = outbox.deliver_due()
     print(f"alert #{alert.id} {alert.model}/{alert.check} closed: {alert.reason}; {sent} notification(s) delivered")

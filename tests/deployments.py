@@ -126,7 +126,7 @@ class Pipeline:
             engine,
             self.clock,
             Evaluator(engine, self.project.config, self.clock),
-            Outbox(engine, Receivers(self.project.config), self.clock),
+            Outbox(engine, Receivers(self.project.config), self.clock, per_minute=self.outbox.per_minute),
         )
 
     def notifications(self) -> list[Notification]:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from monitor.alerting.episodes import OpenEpisode, Rung, Step, advance
-from monitor.alerting.routing import owners_for
+from monitor.alerting.routing import addressees
 from monitor.alerting.rules import MetricValue, RuleSpec, observe
 from monitor.config.models import DaemonConfig
 from monitor.notifiers.registry import Receivers
@@ -261,7 +261,7 @@ def labels(severity: str = "warning", owner: str = "fraud-team") -> dict[str, st
 
 
 ROUTES = [
-    {"match": {"severity": "critical"}, "also": ["oncall"]},
+    {"match": {"severity": "critical"}, "also": ["oncall"], "continue": True},
     {"match": {"severity": "critical", "model": "fraud-scorer"}, "also": ["ml-platform", "fraud-team"]},
     {"match": {"model": "churn-model"}, "also": ["ml-platform"]},
 ]
@@ -303,13 +303,6 @@ def test_default_config_sends_to_the_console():
     assert receivers_for("fraud-team", labels("critical"), DaemonConfig()) == ["fraud-team/console"]
 
 
-def test_routing_chooses_owners_only():
-    """Routing is a pure decision over labels: owners, each once, the alert's own first."""
-    routes = [({"severity": "critical"}, ["oncall", "fraud-team"]), ({"model": "churn-model"}, ["ml-platform"])]
-    assert owners_for("fraud-team", labels("critical"), routes) == ["fraud-team", "oncall"]
-    assert owners_for("fraud-team", labels("warning"), routes) == ["fraud-team"]
-
-
 def test_a_receiver_is_named_by_owner_and_its_target_stays_in_memory():
     receivers = Receivers(config("xoxb-test", []))
     (slack,) = receivers.of("fraud-team")
@@ -319,7 +312,8 @@ def test_a_receiver_is_named_by_owner_and_its_target_stays_in_memory():
 
 
 def receivers_for(owner: str, alert_labels: dict[str, str], daemon_config: DaemonConfig) -> list[str]:
-    """What the evaluator enqueues: each routed owner's receivers, each once."""
-    routes = [(route.match.labels(), route.also) for route in daemon_config.routes]
+    """What the evaluator enqueues: the receivers the routing tree gives, each once."""
     receivers = Receivers(daemon_config)
-    return list(dict.fromkeys(r.name for o in owners_for(owner, alert_labels, routes) for r in receivers.of(o)))
+    routes = [route.rule() for route in daemon_config.routes]
+    told = addressees(owner, alert_labels, routes, lambda o: [(r.name, r.kind) for r in receivers.of(o)])
+    return [a.receiver for a in told]

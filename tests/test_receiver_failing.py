@@ -66,3 +66,41 @@ def test_a_revoked_slack_token_reaches_the_platform_owners_pager_and_its_recover
     with Session(sqlite_engine) as session:
         assert session.get(Alert, watch.id).state == "resolved"
     assert "receiver fraud-team/slack" not in health.problems()
+
+
+def test_a_restart_with_the_token_mended_sends_what_failed_for_good_while_its_incident_still_fires(
+    tmp_path, sqlite_engine, slack
+):
+    config = write_project(tmp_path, live=live_frame(600, drift=True), slack={"token": TOKEN, "base_url": slack.url})
+    project = Project.load(config)
+    clock = FixedClock(T0)
+    outbox = Outbox(sqlite_engine, Receivers(project.config), clock)
+    model = project.checks.models["fraud-scorer"]
+
+    def drift_to_slack() -> str:
+        with Session(sqlite_engine) as session:
+            return session.scalars(
+                sa.select(Notification.status).where(Notification.receiver == "fraud-team/slack").order_by(Notification.id)
+            ).first()
+
+    slack.fail_next("chat.postMessage", error="invalid_auth", times=2)
+    Evaluator(sqlite_engine, project.config, clock).run(model, model.check("feature-drift"))
+    outbox.deliver_due()  # the drift fails for good; that is told on the console (the owner has nothing else)
+    assert drift_to_slack() == "failed"
+    assert outbox.retry_failed() == 1
+    outbox.deliver_due()
+    assert drift_to_slack() == "failed"  # the token is still revoked: failed again
+
+    clock.advance(timedelta(minutes=30))  # the token is mended and the daemon restarted
+    restarted = Outbox(sqlite_engine, Receivers(project.config), clock)
+    assert restarted.retry_failed() == 1
+    restarted.deliver_due()
+    assert drift_to_slack() == "sent"
+    [message] = slack.messages("#fraud-alerts")
+    assert "\nsent late: this changed at 2026-11-25 12:00:00 UTC, 30m before it could be sent\n" in message.text
+
+    clock.advance(timedelta(days=1))  # a day on, what failed then is old news: not tried again
+    with Session(sqlite_engine) as session:
+        session.execute(sa.update(Notification).values(status="failed"))
+        session.commit()
+    assert Outbox(sqlite_engine, Receivers(project.config), clock).retry_failed() == 0

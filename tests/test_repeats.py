@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from monitor.cli import main
 from monitor.clock import FixedClock
 from monitor.daemon.evaluator import Evaluator
@@ -76,3 +78,35 @@ def test_a_firing_incident_is_repeated_in_its_thread_every_4h_until_acknowledged
     assert p.deliver() == 2
     assert main(["alerts", "--config", str(config), "ack", str(alert.id)]) == 1
     assert f"alert #{alert.id} is not firing (it is resolved)" in capsys.readouterr().err
+
+
+def test_a_repeat_in_doubt_after_a_crash_is_found_in_its_thread_and_not_sent_again(tmp_path, sqlite_engine, slack, monkeypatch):
+    config = write_project(
+        tmp_path, live=live_frame(600, drift=True), slack={"token": TOKEN, "base_url": slack.url},
+        database_url=sqlite_engine.url.render_as_string(hide_password=False),
+    )  # fmt: skip
+    project = Project.load(config)
+    clock = FixedClock(T0)
+    p = Pipeline(project, sqlite_engine, clock, Evaluator(sqlite_engine, project.config, clock),
+                 Outbox(sqlite_engine, Receivers(project.config), clock))  # fmt: skip
+    p.evaluate()
+    assert p.deliver() == 1
+    clock.advance(FOUR_HOURS)
+    assert owe_repeats(sqlite_engine, FOUR_HOURS, clock.now()) == 1
+
+    class Killed(BaseException):
+        pass
+
+    def die(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(p.outbox, "_record", die)  # Slack has the reply; the process dies before it knows
+    with pytest.raises(Killed):
+        p.deliver()
+    restarted = p.restart()
+    assert restarted.outbox.recover() == 1
+    assert restarted.deliver() == 0
+    assert [n.status for n in restarted.notifications()] == ["sent", "sent"]
+    replies = [c for c in slack.calls("chat.postMessage") if c.ok and c.body.get("thread_ts")]
+    assert len(replies) == 1  # found in the thread, not sent again
+    assert restarted.notifications()[-1].message_id == slack.messages("#fraud-alerts")[-1].ts

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from pydantic import Field, HttpUrl, field_validator
 
 from monitor.alerting.rules import MetricValue, RuleSpec
-from monitor.config.types import Duration, Name, StrictModel, Wait
+from monitor.config.types import Duration, Labels, Name, StrictModel, Wait
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,6 +56,7 @@ class CheckSpec(StrictModel):
     for_: Wait = Field(timedelta(0), alias="for")  # 0s, the default, may be written: fire at once
     alert: list[RuleSpec] = []
     links: Links = Links()
+    labels: Labels = Field({}, description="labels of the check's alerts, over the model's, for routes to match")
     split_by: Literal["model_version"] | None = Field(
         None, description="evaluate the check per model version: its values and episodes are each version's own"
     )

@@ -30,7 +30,7 @@ from monitor.checks.slo import SLO_METRICS, WithSlo
 from monitor.config.document import MAX_BYTES, Document, read_document
 from monitor.config.durations import format_duration
 from monitor.config.errors import ConfigError, ConfigIssue
-from monitor.config.models import DaemonConfig, ModelConfig, is_loopback
+from monitor.config.models import DaemonConfig, ModelConfig, Route, is_loopback
 from monitor.sources import SOURCES
 from monitor.sources.base import VERSION, SourceError
 from monitor.sources.reference import Reference, load_reference
@@ -63,12 +63,7 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
                     "set server.token (e.g. ${MONITOR_INGEST_TOKEN}) or listen on 127.0.0.1",
                 )
             )
-        for i, route in enumerate(config.routes):
-            for j, owner in enumerate(route.also):
-                if owner not in config.owners:
-                    doc.issues.append(
-                        doc.issue(("routes", i, "also", j), f"unknown owner {owner!r}{suggest(owner, config.owners)}")
-                    )
+        doc.issues.extend(_route_issues(doc, config, config.routes, ("routes",)))
         if config.platform_owner is not None and config.platform_owner not in config.owners:
             owner = config.platform_owner
             doc.issues.append(doc.issue(("platform_owner",), f"unknown owner {owner!r}{suggest(owner, config.owners)}"))
@@ -100,6 +95,32 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
     if doc.issues:
         raise ConfigError(_bounded(doc.issues))
     return config
+
+
+def _route_issues(doc: Document, config: DaemonConfig, routes: list[Route], at: tuple) -> list[ConfigIssue]:
+    """What is wrong in a routing tree: an owner or receiver that does not exist, a route that does nothing."""
+    issues = []
+    for i, route in enumerate(routes):
+        here = (*at, i)
+        for j, also in enumerate(route.also):
+            owner, _, kind = also.partition("/")
+            if owner not in config.owners:
+                issues.append(doc.issue((*here, "also", j), f"unknown owner {owner!r}{suggest(owner, config.owners)}"))
+            elif kind and kind != "console" and kind not in (has := config.owners[owner].kinds()):
+                issues.append(
+                    doc.issue(
+                        (*here, "also", j),
+                        f"{owner} has no {kind} receiver"
+                        + (f"; it has: {', '.join(has)}" if has else f"; give it one under owners.{owner}"),
+                    )
+                )
+        if route.mute and route.also:
+            issues.append(doc.issue((*here, "mute"), "a muted route tells no one: drop its also, or mute: true"))
+        does = route.also or route.via is not None or route.mute is not None or route.group_by is not None
+        if not (does or route.repeat is not None or route.routes or route.group_wait is not None):
+            issues.append(doc.issue(here, "this route changes nothing: give it also, via, mute, group_by, repeat or routes"))
+        issues.extend(_route_issues(doc, config, route.routes, (*here, "routes")))
+    return issues
 
 
 def load_model_file(

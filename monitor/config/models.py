@@ -16,9 +16,10 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator
 
 from monitor.alerting.maintenance import MaintenanceWindow
+from monitor.alerting.routing import RouteRule
 from monitor.alerting.rules import Severity
 from monitor.checks import CheckSpecs
-from monitor.config.types import DatabaseUrl, Duration, Name, StrictModel
+from monitor.config.types import DatabaseUrl, Duration, LabelName, Labels, Name, StrictModel
 from monitor.ingest.rows import MAX_ROW_BYTES, MAX_TEXT_CHARS
 from monitor.ingest.sampler import MAX_HELD_BYTES, MAX_UNWRITTEN_ROWS
 from monitor.sources import SourceSpecs
@@ -193,6 +194,12 @@ class NotifiersConfig(StrictModel):
     give_up_after: Duration = Field(
         timedelta(hours=24), description="a notification still failing this long after it was owed is recorded as failed"
     )
+    per_minute: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="messages to one Slack channel or mailbox a minute at most; past it, one summary tells the rest",
+    )
 
 
 _ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
@@ -228,6 +235,11 @@ class Owner(StrictModel):
     webhook: Webhook | None = Field(None, description="a URL, or {url, routing_key}: a pager in the PagerDuty Events v2 shape")
     email: list[EmailAddress] = Field([], description="addresses told of each state change (through notifiers.email)")
 
+    def kinds(self) -> list[str]:
+        """The kinds of receiver the owner is given (whether each can be reached depends on notifiers)."""
+        given = {"slack": self.slack, "webhook": self.webhook, "email": self.email}
+        return [kind for kind, value in given.items() if value]
+
     @field_validator("webhook", mode="before")
     @classmethod
     def _url_alone(cls, value: object) -> object:
@@ -251,21 +263,77 @@ class Owner(StrictModel):
         return value
 
 
+Pattern = Annotated[
+    str, Field(min_length=1, max_length=200, description="a value, or a pattern where * is any text and ? one character")
+]
+
+
 class RouteMatch(StrictModel):
-    """Labels an alert must have; an unset label matches anything."""
+    """Labels an alert must have; an unset label matches anything. Values may be patterns: ``fraud-*``."""
 
     severity: Severity | None = None
-    model: str | None = None
-    check: str | None = None
-    owner: str | None = None
+    model: Pattern | None = None
+    check: Pattern | None = None
+    owner: Pattern | None = None
+    labels: dict[LabelName, Pattern] = Field({}, description="labels the alert's check file gives it, e.g. {tier: gold}")
 
-    def labels(self) -> dict[str, str]:
-        return self.model_dump(exclude_none=True)
+    def labels_required(self) -> dict[str, str]:
+        return {**self.model_dump(exclude_none=True, exclude={"labels"}), **self.labels}
+
+
+ReceiverKindName = Literal["slack", "webhook", "email", "console"]
+OwnerOrReceiver = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/(slack|webhook|email|console))?$",
+        max_length=120,
+        description="an owner (all its receivers), or one of its receivers: owner/slack, owner/webhook, owner/email",
+    ),
+]
 
 
 class Route(StrictModel):
-    match: RouteMatch = Field(description="labels an alert must have, e.g. {severity: critical}")
-    also: list[Name] = Field(min_length=1, description="owners whose receivers are told too")
+    """A node of the routing tree (docs/alerting.md, Routes)."""
+
+    match: RouteMatch = Field(
+        RouteMatch(), description="labels an alert must have, e.g. {severity: critical}; {} or none: every alert"
+    )
+    also: list[OwnerOrReceiver] = Field([], description="owners (or owner/kind receivers) told too")
+    via: list[ReceiverKindName] | None = Field(None, description="only these kinds of receiver are told, e.g. [slack]: no page")
+    mute: bool | None = Field(None, description="tell no one: the alert is recorded, not sent")
+    continue_: bool = Field(False, alias="continue", description="after this route matched, try the next ones too")
+    group_by: list[LabelName] | None = Field(
+        None, description="firing messages to one receiver with these labels alike go as one, e.g. [model]"
+    )
+    group_wait: Duration | None = Field(None, description="how long a firing message waits for others of its group (30s)")
+    repeat: Duration | None = Field(None, description="how often a firing incident nobody acknowledged is told again")
+    routes: list[Route] = Field([], description="tried when this route matches; the deepest match decides")
+
+    @field_validator("group_by")
+    @classmethod
+    def _group_labels(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and "feature" in value:
+            raise ValueError("a check's features are one incident, told as one message: group_by cannot split them")
+        return value
+
+    def rule(self) -> RouteRule:
+        """The route as the routing decision takes it (monitor/alerting/routing.py)."""
+        wait = self.group_wait if self.group_wait is not None else (GROUP_WAIT if self.group_by is not None else None)
+        return RouteRule(
+            match=self.match.labels_required(),
+            also=tuple(self.also),
+            via=tuple(self.via) if self.via is not None else None,
+            mute=self.mute,
+            continue_=self.continue_,
+            group_by=tuple(self.group_by) if self.group_by is not None else None,
+            group_wait=wait,
+            repeat=self.repeat,
+            routes=tuple(route.rule() for route in self.routes),
+        )
+
+
+GROUP_WAIT = timedelta(seconds=30)
+"""A route's ``group_by`` without ``group_wait`` waits this long (Alertmanager's default) for the rest."""
 
 
 class DaemonConfig(StrictModel):
@@ -294,6 +362,7 @@ class ModelConfig(StrictModel):
     maintenance: list[MaintenanceWindow] = Field(
         [], description="recurring times when the model's alerts are held, as a silence holds them"
     )
+    labels: Labels = Field({}, description="labels every alert of the model has, for routes to match, e.g. {tier: gold}")
 
     def check(self, name: str):
         for check in self.checks:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from monitor.alerting.routing import BUILT_IN_LABELS
 from monitor.config.durations import parse_duration
 
 
@@ -47,3 +48,20 @@ def _database_url(url: str) -> str:
 
 
 DatabaseUrl = Annotated[str, AfterValidator(_database_url)]
+
+
+def _label_name(name: str) -> str:
+    if name in (*BUILT_IN_LABELS, "feature"):
+        raise ValueError(f"{name!r} is a label every alert has already: call yours something else")
+    return name
+
+
+LabelName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=63, description="letters, digits and '_'")]
+Labels = Annotated[
+    dict[
+        Annotated[LabelName, AfterValidator(_label_name)],
+        Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")],
+    ],
+    Field(max_length=50),
+]
+"""A check file's labels: routes match them, silences too (``--match tier=gold``)."""

@@ -1,4 +1,5 @@
-"""Repeats: an incident still firing that nobody acknowledged is told again every ``notifiers.repeat``.
+"""Repeats: an incident still firing that nobody acknowledged is told again every ``notifiers.repeat``
+(or its route's ``repeat``).
 
 Each receiver that was told of a firing incident is owed a ``repeat`` notification once its last
 message of it is ``repeat`` old (4 hours by default) and nothing of it is still on its way there: the
@@ -40,19 +41,23 @@ def owe_repeats(engine: Engine, every: timedelta, now: datetime) -> int:
                 continue
             # Their states alone, every minute; the payload only of what is repeated.
             rows = session.execute(
-                sa.select(Notification.id, Notification.receiver, Notification.status, Notification.event, Notification.created)
+                sa.select(
+                    Notification.id, Notification.receiver, Notification.status, Notification.event, Notification.created,
+                    Notification.repeat_s,
+                )
                 .where(Notification.alert_id == incident)
                 .order_by(Notification.id)
-            ).all()
-            last: dict[str, tuple[int, datetime]] = {}
+            ).all()  # fmt: skip
+            last: dict[str, tuple[int, datetime, float | None]] = {}
             busy: set[str] = set()
-            for row_id, receiver, status, event, created in rows:
+            for row_id, receiver, status, event, created, repeat_s in rows:
                 if status in ON_ITS_WAY:
                     busy.add(receiver)
                 if status == "sent" and event in TOLD:
-                    last[receiver] = (row_id, created)
-            for receiver, (row_id, created) in last.items():
-                if receiver in busy or now - created < every:
+                    last[receiver] = (row_id, created, repeat_s)
+            for receiver, (row_id, created, repeat_s) in last.items():
+                its_every = timedelta(seconds=repeat_s) if repeat_s is not None else every  # its route's repeat
+                if receiver in busy or now - created < its_every:
                     continue
                 try:
                     told = AlertMessage.from_dict(session.get_one(Notification, row_id).payload)
@@ -61,10 +66,10 @@ def owe_repeats(engine: Engine, every: timedelta, now: datetime) -> int:
                 since = min(a.started for a in members)
                 still = (
                     f"still firing since {since:%Y-%m-%d %H:%M} UTC ({format_duration(_minutes(now - since))}), "
-                    f"told every {format_duration(every)} until acknowledged: monitor alerts ack {incident}"
+                    f"told every {format_duration(its_every)} until acknowledged: monitor alerts ack {incident}"
                 )
                 message = dataclasses.replace(told, event="repeat", late=None, details=[*told.details, still])
-                session.add(Notification.pending(incident, "repeat", receiver, message.to_dict(), now))
+                session.add(Notification.pending(incident, "repeat", receiver, message.to_dict(), now, repeat_s=repeat_s))
                 owed += 1
         session.commit()
     return owed

@@ -184,6 +184,7 @@ class Daemon:
             on_attempt=self.telemetry.record_delivery,
             health=self.health,
             give_up_after=project.config.notifiers.give_up_after,
+            per_minute=project.config.notifiers.per_minute,
             platform_owner=project.config.platform_owner,
             maintenance=self._maintenance,
         )

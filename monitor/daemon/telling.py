@@ -4,8 +4,9 @@ The evaluator moves each episode (monitor/alerting/episodes.py) and hands the on
 the check's other firing episodes; :func:`~monitor.alerting.incidents.incident_changes` says which
 incident each belongs to and what it owes (``firing``, ``updated``, ``resolved``), and this module
 writes that down: the message (the worst episode's, listing the others worst first) and one pending
-notification per receiver, in the run's transaction. Receivers are the owner's and those of the
-routes matching the incident's severity now, and whoever was told of the incident before.
+notification per receiver, in the run's transaction. Receivers are those the routing tree gives for
+the incident's labels and severity now (monitor/alerting/routing.py), and whoever was told of the
+incident before; a route's ``group_by`` and ``repeat`` go with each notification, for the outbox.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from monitor.alerting.incidents import EpisodeNow, incident_changes
-from monitor.alerting.routing import owners_for
+from monitor.alerting.routing import Addressee, addressees
 from monitor.alerting.rules import SEVERITY_RANK, Observation, RuleSpec
 from monitor.checks.base import FAILING_RULE, CheckSpec
 from monitor.config.durations import format_duration
@@ -47,6 +48,7 @@ class Teller:
     def __init__(self, config: DaemonConfig, receivers: Receivers) -> None:
         self.config = config
         self.receivers = receivers
+        self.routes = [route.rule() for route in config.routes]
 
     def tell(
         self, session: Session, model: ModelConfig, check: CheckSpec, result: RunResult, moved: list[Moved], at: datetime
@@ -90,7 +92,7 @@ class Teller:
                 was=was if change.event == "updated" and was != head.alert.severity else None,
                 also=others,
             )
-            self._enqueue(session, change.incident_id, head.alert, message, at)
+            self._enqueue(session, {**model.labels, **check.labels}, change.incident_id, head.alert, message, at)
 
     def message(
         self,
@@ -159,15 +161,45 @@ class Teller:
             was=was,
         )
 
-    def _enqueue(self, session: Session, incident_id: int, head: Alert, message: AlertMessage, now: datetime) -> None:
-        labels = {"severity": head.severity, "model": head.model, "check": head.check, "owner": head.owner}
-        routes = [(route.match.labels(), route.also) for route in self.config.routes]
-        names = [r.name for owner in owners_for(head.owner, labels, routes) for r in self.receivers.of(owner)]
+    def _enqueue(
+        self, session: Session, own: dict[str, str], incident_id: int, head: Alert, message: AlertMessage, now: datetime
+    ) -> None:
+        labels = {**own, "severity": head.severity, "model": head.model, "check": head.check,
+                  "owner": head.owner}  # fmt: skip
+        told = addressees(head.owner, labels, self.routes, self._receivers_of)
         if message.event != "firing":  # who was told of the incident hears how it goes on, whatever its severity now
-            told = sa.select(Notification.receiver).where(Notification.alert_id == incident_id).distinct()
-            names = [*sorted(session.scalars(told)), *names]
-        for receiver in dict.fromkeys(names):
-            session.add(Notification.pending(incident_id, message.event, receiver, message.to_dict(), now))
+            before = sa.select(Notification.receiver).where(Notification.alert_id == incident_id).distinct()
+            routed = {a.receiver: a for a in told}
+            names = dict.fromkeys([*sorted(session.scalars(before)), *routed])
+            told = [routed.get(name) or Addressee(name) for name in names]
+        for to in told:
+            # A pager is never kept waiting for a group: it gets each incident as its own event anyway.
+            grouped = message.event == "firing" and to.group is not None and self.receivers.bundles(to.receiver)
+            session.add(
+                Notification.pending(
+                    incident_id, message.event, to.receiver, message.to_dict(), now,
+                    due=self._group_due(session, to, now) if grouped else None,
+                    group_key=to.group if grouped else None,
+                    repeat_s=to.repeat.total_seconds() if to.repeat is not None else None,
+                )
+            )  # fmt: skip
+
+    def _group_due(self, session: Session, to: Addressee, now: datetime) -> datetime:
+        """When a grouped firing goes: with its group, when one is waiting for this receiver; else at
+        the end of its own wait (as in Alertmanager, a group waits from its first alert)."""
+        waiting = session.scalar(
+            sa.select(sa.func.min(Notification.next_attempt)).where(
+                Notification.receiver == to.receiver,
+                Notification.group_key == to.group,
+                Notification.status == "pending",
+                Notification.event == "firing",
+                Notification.next_attempt > now,
+            )
+        )
+        return waiting or now + (to.group_wait or timedelta(0))
+
+    def _receivers_of(self, owner: str) -> list[tuple[str, str]]:
+        return [(r.name, r.kind) for r in self.receivers.of(owner)]
 
 
 def _as_last_judged(check: CheckSpec, alert: Alert) -> Observation | None:

@@ -71,8 +71,12 @@ class Receiver:
 
 @dataclass(frozen=True)
 class ReceiverKind:
-    """A plug-in: the kind, an owner's receivers of this kind, and the notifier (None: not configured)."""
+    """A plug-in: the kind, an owner's receivers of this kind, the notifier (None: not configured), and
+    whether messages to it may be bundled."""
 
     kind: str
     receivers: Callable[[str, Owner, DaemonConfig], list[Receiver]]
     notifier: Callable[[DaemonConfig, TextIO | None], Notifier | None]
+    # Whether several notifications may go as one message (a route's group, a summary past the cap per
+    # minute): a person reads a channel or a mailbox; a pager opens one incident per dedup_key.
+    bundles: bool = True

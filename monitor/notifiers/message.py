@@ -20,6 +20,7 @@ from monitor.alerting.conditions import BACK
 from monitor.alerting.rules import SEVERITY_RANK
 
 TOP_FEATURES = 10
+MORE_LISTED = 20  # of the other alerts a bundled message tells, this many subjects are listed
 _OP = re.compile(r">=|<=|==|!=|>|<")
 
 
@@ -64,6 +65,9 @@ class AlertMessage:
     # state "firing", or "resolved" by this run.
     also: list[dict[str, Any]] = field(default_factory=list)
     late: str | None = None  # set by the outbox on a message sent long after its state change
+    # Set by the outbox on a message that tells others too (a route's group_by, a summary past the
+    # receiver's cap per minute): each other's subject.
+    more: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,8 +87,10 @@ class AlertMessage:
             word = {"updated": "UPDATED", "repeat": "STILL FIRING"}.get(self.event, "FIRING")
             state = f"{word} {self.severity}"
         more = sum(1 for other in self.also if other["state"] == "firing")
-        return f"[{state}] {where}: {self.metric} = {format_number(self.value, self.threshold)}" + (
-            f" (+{more} more)" if more else ""
+        return (
+            f"[{state}] {where}: {self.metric} = {format_number(self.value, self.threshold)}"
+            + (f" (+{more} more)" if more else "")
+            + (f" and {_alerts(len(self.more))}" if self.more else "")
         )
 
     def lines(self) -> list[str]:
@@ -125,6 +131,11 @@ class AlertMessage:
             out.append(f"not checked: {skipped['feature']}: {skipped['reason']}")
         for name, url in self.links.items():
             out.append(f"{name}: {url}")
+        if self.more:
+            out.append(f"and {_alerts(len(self.more))}:")
+            out.extend(self.more[:MORE_LISTED])
+            if len(self.more) > MORE_LISTED:
+                out.append(f"and {len(self.more) - MORE_LISTED} more")
         return out
 
     def text(self) -> str:
@@ -183,6 +194,10 @@ def _decimals(number: float) -> int:
         return 12
     whole, _, fraction = text.partition(".")
     return 0 if fraction == "0" else len(fraction)
+
+
+def _alerts(count: int) -> str:
+    return f"{count} more alert{'s' if count != 1 else ''}"
 
 
 def _when(iso: str | None) -> str:

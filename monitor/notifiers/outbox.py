@@ -37,6 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from monitor.alerting.rules import SEVERITY_RANK
 from monitor.alerting.silences import LABELS as SILENCE_LABELS
 from monitor.alerting.silences import SilenceRule, holding
 from monitor.clock import Clock
@@ -47,7 +48,7 @@ from monitor.notifiers.message import AlertMessage
 from monitor.notifiers.own_alerts import OwnAlerts, ReceiverWatch
 from monitor.notifiers.registry import Receivers
 from monitor.storage.db import installation_id
-from monitor.storage.tables import Notification, Silence
+from monitor.storage.tables import Alert, Notification, Silence
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ GIVE_UP_AFTER = timedelta(hours=24)
 """A retryable failure still failing this long after the notification was owed is recorded as failed:
 the news is a day old, and a receiver broken that long needs a person, not another attempt."""
 MAX_RETRY_AFTER_S = 3600.0
+PER_MINUTE_SPAN = timedelta(minutes=1)
+"""The span a receiver's cap (``notifiers.per_minute``) counts messages over."""
 LATE_AFTER = timedelta(minutes=1)
 """A message sent this long after its state change says so, and how late it is."""
 
@@ -105,6 +108,7 @@ class Outbox:
         seed: int | None = None,
         platform_owner: str | None = None,
         maintenance: Callable[[datetime], list[SilenceRule]] | None = None,
+        per_minute: int = 10,
     ) -> None:
         self.engine = engine
         self.receivers = receivers
@@ -120,6 +124,7 @@ class Outbox:
         self._random = random.Random(seed)
         self.watch = ReceiverWatch(OwnAlerts(receivers), platform_owner)  # a receiver failing for good is told elsewhere
         self.maintenance = maintenance  # the check files' maintenance windows in force at a time, as silences
+        self.per_minute = per_minute  # messages to one bundling receiver a minute; past it, a summary
         self._wake = threading.Event()
         self._recovered = False
         self._installation: str | None = None  # read once: a database keeps its id
@@ -136,6 +141,7 @@ class Outbox:
             try:
                 if not self._recovered:
                     self.recover()  # at start-up every claim is a leftover of the last process
+                    self.retry_failed()  # and the config may have mended what failed for good
                     self._recovered = True
                 else:
                     self.recover_stale()  # claims this process never recorded (a database error)
@@ -170,17 +176,27 @@ class Outbox:
             query = query.where(Notification.time < self.clock.now() - older_than)
         with Session(self.engine) as session:
             in_doubt = [
-                (row.id, row.receiver, row.created, row.time, row.payload, self._previous(session, row))
+                (row.id, row.receiver, row.created, row.time, row.payload, row.bundle,
+                 None if row.bundle is not None else self._previous(session, row))
                 for row in session.scalars(query.order_by(Notification.id))
-            ]
+            ]  # fmt: skip
+        # A bundle's leader first: the others went out in its message, or did not, with it.
+        in_doubt.sort(key=lambda doubt: doubt[5] not in (None, doubt[0]))
+        leaders: dict[int, Posted | None] = {}
         settled = 0
-        for notification_id, receiver, created, claimed, payload, previous in in_doubt:
-            found = self._find(notification_id, receiver, created, payload, previous)
+        for notification_id, receiver, created, claimed, payload, bundle, previous in in_doubt:
+            if bundle is None or bundle == notification_id:
+                found = self._find(notification_id, receiver, created, payload, previous)
+                leaders[notification_id] = found
+            else:
+                found = leaders.get(bundle)
+            if bundle is not None and found is not None:
+                found = Posted(None, found.channel_id)  # as when it was recorded: later changes are told anew
             values: dict[str, object]
             if found is not None:
                 values = dict(status="sent", message_id=found.message_id, channel_id=found.channel_id, error=None)
             else:
-                values = dict(status="pending", next_attempt=self.clock.now())
+                values = dict(status="pending", next_attempt=self.clock.now(), bundle=None)
             with self.engine.begin() as conn:
                 done = (
                     conn.execute(
@@ -198,6 +214,49 @@ class Outbox:
                     "found delivered, not sending it again" if found is not None else "sending it (again)",
                 )
         return settled
+
+    def retry_failed(self) -> int:
+        """At start-up, queue again what failed for good in the last ``give_up_after`` and still matters:
+        a restart is how a mended config (a new token, a channel that exists now) takes effect, and an
+        incident still firing, or a resolution of a message that did go out, is owed. Only the last
+        notification of each incident to each receiver; returns how many were queued."""
+        since = self.clock.now() - self.give_up_after
+        with Session(self.engine) as session:
+            last = (
+                sa.select(sa.func.max(Notification.id))
+                .where(Notification.created >= since)
+                .group_by(Notification.alert_id, Notification.receiver)
+            )
+            failed = session.scalars(
+                sa.select(Notification)
+                .where(Notification.id.in_(last), Notification.status == "failed")
+                .order_by(Notification.id)
+            ).all()
+            queued = 0
+            for row in failed:
+                firing = session.scalar(
+                    sa.select(sa.func.count()).where(
+                        sa.or_(Alert.id == row.alert_id, Alert.incident_id == row.alert_id), Alert.state == "firing"
+                    )
+                )
+                told = session.scalar(
+                    sa.select(sa.func.count()).where(
+                        Notification.alert_id == row.alert_id, Notification.receiver == row.receiver,
+                        Notification.status == "sent", Notification.id < row.id,
+                    )
+                )  # fmt: skip
+                if firing if row.event != "resolved" else told:
+                    row.status, row.next_attempt = "pending", self.clock.now()
+                    row.error = f"failed for good before the restart, tried again: {row.error}"
+                    queued += 1
+            session.commit()
+        if queued:
+            log.info(
+                "%s notification(s) that failed for good in the last %s are tried again",
+                queued,
+                format_duration(self.give_up_after),
+            )
+        return queued
 
     def recover_stale(self) -> int:
         """Settle only the deliveries claimed longer ago than the lease (safe while a daemon runs)."""
@@ -242,11 +301,66 @@ class Outbox:
             due = self._due(limit - attempted)
             if not due:
                 break
-            for notification_id in due:
-                attempted += 1
-                if self._claim(notification_id):
-                    sent += self._deliver(notification_id)
+            for lot in self._lots(due):
+                attempted += len(lot)
+                if len(lot) == 1:
+                    if self._claim(lot[0]):
+                        sent += self._deliver(lot[0])
+                else:
+                    sent += self._deliver_bundle(lot)
         return sent
+
+    def _lots(self, due: list[int]) -> list[list[int]]:
+        """What goes out as one message: a notification alone, the firing ones to one receiver of one
+        route group, and past a receiver's cap per minute one summary of the rest. A receiver at its cap
+        gets nothing now: its notifications wait (``next_attempt``) until the minute has room."""
+        now = self.clock.now()
+        with Session(self.engine) as session:
+            rows = session.execute(
+                sa.select(Notification.id, Notification.receiver, Notification.event, Notification.group_key)
+                .where(Notification.id.in_(due))
+                .order_by(Notification.id)
+            ).all()
+            by_receiver: dict[str, list[sa.Row]] = {}
+            for row in rows:
+                by_receiver.setdefault(row.receiver, []).append(row)
+            lots: list[list[int]] = []
+            for receiver, its in by_receiver.items():
+                if not self.receivers.bundles(receiver):  # a pager: every notification its own event, no cap
+                    lots.extend([row.id] for row in its)
+                    continue
+                units: dict[object, list[int]] = {}
+                for row in its:
+                    grouped = row.event == "firing" and row.group_key is not None
+                    units.setdefault(row.group_key if grouped else -row.id, []).append(row.id)
+                told, first = self._told_in_last_minute(session, receiver, now)
+                room = self.per_minute - told
+                listed = list(units.values())
+                if len(listed) <= room:
+                    lots.extend(listed)
+                elif room >= 1:  # all but one of the room alone, then the rest in one summary
+                    lots.extend(listed[: room - 1])
+                    lots.append([i for unit in listed[room - 1 :] for i in unit])
+                else:
+                    free = (first or now) + PER_MINUTE_SPAN
+                    session.execute(
+                        sa.update(Notification).where(Notification.id.in_([r.id for r in its])).values(next_attempt=free)
+                    )
+            session.commit()
+        return sorted(lots, key=min)  # in the order they were owed, whoever they go to
+
+    def _told_in_last_minute(self, session: Session, receiver: str, now: datetime) -> tuple[int, datetime | None]:
+        """Messages sent to ``receiver`` in the last minute (a bundle counts once), and when the first was."""
+        since = now - PER_MINUTE_SPAN
+        count, first = session.execute(
+            sa.select(sa.func.count(), sa.func.min(Notification.time)).where(
+                Notification.receiver == receiver,
+                Notification.time > since,
+                Notification.status == "sent",
+                sa.or_(Notification.bundle.is_(None), Notification.bundle == Notification.id),
+            )
+        ).one()
+        return count or 0, first
 
     def stuck(self) -> str | None:
         """Why delivery is stuck, or None: notifications still undelivered ``stuck_after`` after they
@@ -327,6 +441,69 @@ class Outbox:
             except Exception:
                 log.exception("on_attempt failed for notification %s", notification_id)
         return int(delivery.ok)
+
+    def _deliver_bundle(self, ids: list[int]) -> int:
+        """Send several notifications to one receiver as one message: the worst one's, listing the others.
+
+        Each is claimed as when sent alone, and carries the leader's id in ``bundle`` from its claim on,
+        so a crash in between is settled for all of them by the leader's delivery key. The message is
+        new (not an update of an earlier one) and later changes of each are told in messages of their own.
+        """
+        claimed = [i for i in ids if self._claim(i)]
+        with Session(self.engine) as session:
+            rows = [row for i in claimed if (row := session.get(Notification, i)) is not None]
+            readable: list[tuple[Notification, AlertMessage]] = []
+            for row in rows:
+                if self._silenced(session, row):
+                    continue
+                try:
+                    readable.append((row, AlertMessage.from_dict(row.payload)))
+                except Exception as exc:  # written by another version: retrying cannot help
+                    self._record(row, Delivery.failed(f"unreadable payload: {type(exc).__name__}: {exc}", retry=False))
+            readable.sort(key=lambda item: (-SEVERITY_RANK.get(item[1].severity, -1), item[0].id))
+            members = [(row.id, message.subject) for row, message in readable]
+            ready: Delivery | _Ready | None = None
+            if len(readable) > 1:
+                head, message = readable[0]
+                for row, _ in readable:
+                    row.bundle = head.id
+                receiver = self.receivers.resolve(head.receiver)
+                kind = receiver.kind if receiver else "unknown"
+                ready = self._prepare(session, head, receiver)
+            session.commit()
+        if len(members) <= 1:  # one left: it goes as it would alone, claimed already
+            return self._deliver(members[0][0]) if members else 0
+        head_id = members[0][0]
+        if isinstance(ready, Delivery) or ready is None:
+            delivery = ready or Delivery.failed("nothing to send", retry=False)
+        else:
+            notifier, receiver_, told, key, _previous, episode = ready
+            told = dataclasses.replace(told, more=[subject for _, subject in members[1:]])
+            delivery = self._send(head_id, notifier, receiver_, told, key, None, episode)
+        with Session(self.engine) as session:
+            statuses = []
+            for row_id, _ in members:
+                row = session.get(Notification, row_id)
+                if row is None:
+                    continue
+                self._record(row, delivery)
+                # Later changes of each are told anew: an update in place would overwrite the others.
+                row.message_id = None
+                if row.status != "sent":
+                    row.bundle = None  # retried, it may go with others, or alone
+                statuses.append(row.status)
+            if not isinstance(ready, Delivery):
+                first = session.get(Notification, head_id)
+                if first is not None:
+                    self._watch_receiver(session, first, message)
+            session.commit()
+        if self.on_attempt:
+            for status in statuses:
+                try:
+                    self.on_attempt(kind, status)
+                except Exception:
+                    log.exception("on_attempt failed for notification %s", head_id)
+        return len(statuses) if delivery.ok else 0
 
     def _silenced(self, session: Session, row: Notification) -> bool:
         """Hold a claimed notification a silence matches until the silence ends; drop one whose news the

@@ -49,3 +49,8 @@ class Receivers:
 
     def notifier(self, kind: str) -> Notifier | None:
         return self.notifiers.get(kind)
+
+    def bundles(self, name: str) -> bool:
+        """Whether several notifications to the receiver named ``name`` may go as one message."""
+        receiver = self.resolve(name)
+        return receiver is not None and receiver.kind in RECEIVER_KINDS and RECEIVER_KINDS[receiver.kind].bundles

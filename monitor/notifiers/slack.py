@@ -114,6 +114,8 @@ class SlackNotifier:
 
         expected = metadata_of(key, message)
         try:
+            if message.event == "repeat" and (where := _where(previous)) is not None:
+                return self._find_reply(*where, expected, since)
             if (where := _where(previous)) is not None:
                 updated, ts = where
                 # An update edits an older message, which no history since `since` would show: that one message.
@@ -143,6 +145,22 @@ class SlackNotifier:
         except (SlackApiError, SlackClientError, OSError) as exc:
             log.warning("cannot look up slack history for %s (%s): an in-doubt message will be sent again", target, exc)
             return None
+
+    def _find_reply(self, channel: str, thread: str, expected: dict[str, Any], since: datetime) -> Posted | None:
+        """A repeat is a reply in its incident's thread, which no channel history shows: the thread's."""
+        cursor = None
+        while True:
+            page = self.client.conversations_replies(
+                channel=channel, ts=thread, oldest=f"{since.timestamp() - 60:.6f}", include_all_metadata=True, limit=200,
+                cursor=cursor,
+            )  # fmt: skip
+            replies: list[dict[str, Any]] = page.get("messages", [])
+            for item in replies:
+                if item.get("ts") != thread and _matches(item, expected):
+                    return Posted(item.get("ts"), channel)
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
 
     def _channel_id(self, target: str) -> str | None:
         if not target.startswith("#"):

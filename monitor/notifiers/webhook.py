@@ -138,4 +138,4 @@ def _notifier(config: DaemonConfig, stream: object) -> WebhookNotifier | None:
     return WebhookNotifier(webhooks) if webhooks else None
 
 
-KIND = ReceiverKind("webhook", _receivers, _notifier)
+KIND = ReceiverKind("webhook", _receivers, _notifier, bundles=False)

@@ -183,16 +183,26 @@ class Notification(Base):
     message_id: Mapped[str | None] = mapped_column(sa.String(100))
     channel_id: Mapped[str | None] = mapped_column(sa.String(100))
     payload: Mapped[dict] = mapped_column(sa.JSON)
+    # Set by a route's group_by: firing messages to one receiver with the same key, due together, go as one.
+    group_key: Mapped[str | None] = mapped_column(sa.String(400))
+    repeat_s: Mapped[float | None] = mapped_column(sa.Float)  # a route's repeat; null: notifiers.repeat
+    # The notification whose message this one went out in (with others: a group, or a summary past the
+    # receiver's cap); its own id when it led it; null when it went alone.
+    bundle: Mapped[int | None] = mapped_column(BigId)
 
     @classmethod
-    def pending(cls, alert_id: int, event: str, receiver: str, payload: dict, now: datetime) -> Notification:
-        """A delivery owed now, not yet attempted."""
+    def pending(
+        cls, alert_id: int, event: str, receiver: str, payload: dict, now: datetime, *,
+        due: datetime | None = None, group_key: str | None = None, repeat_s: float | None = None,
+    ) -> Notification:  # fmt: skip
+        """A delivery owed now (to go at ``due``, when that is later), not yet attempted."""
         return cls(alert_id=alert_id, event=event, receiver=receiver, status="pending", attempts=0, created=now, time=now,
-                   next_attempt=now, payload=payload)  # fmt: skip
+                   next_attempt=due or now, payload=payload, group_key=group_key, repeat_s=repeat_s)  # fmt: skip
 
     __table_args__ = (
         sa.Index("ix_notifications_status_next", "status", "next_attempt"),
         sa.Index("ix_notifications_alert", "alert_id"),
+        sa.Index("ix_notifications_receiver_time", "receiver", "time"),
     )
 
 

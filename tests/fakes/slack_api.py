@@ -14,6 +14,8 @@ Implemented methods, with the parameters the daemon uses:
 - ``conversations.history``: channel, oldest, latest, inclusive, include_all_metadata, limit, cursor;
   newest first, ``metadata`` only with include_all_metadata. ``latest=ts, inclusive, limit=1`` is
   the one message at ``ts`` (or the one before it, when that one is gone), as on Slack.
+- ``conversations.replies``: channel, ts (the thread's parent), oldest, limit, cursor,
+  include_all_metadata; the parent, then its replies, oldest first.
 - ``conversations.list``: limit, cursor; every channel with its id and name.
 
 Anything else answers ``unknown_method``. Every request needs ``Authorization: Bearer <token>`` with
@@ -21,6 +23,9 @@ the server's token, else ``invalid_auth``.
 
 Channels are created on first use, unless the server is given a fixed list (``channels=[...]``): then
 an unknown channel is ``channel_not_found``, as on a real workspace.
+
+``server.answer_after = 0.05`` answers every POST that long after doing it: a client killed meanwhile
+delivered without knowing it (tests/test_sigkill.py).
 
 Faults are scripted per method and consumed one per request, in order::
 
@@ -115,6 +120,9 @@ class FakeSlackAPI:
     ) -> None:
         self.token = token
         self.now = now
+        # Seconds between doing what a POST asks and answering it (a slow network, a busy Slack): the
+        # window in which a client that dies has delivered without knowing it.
+        self.answer_after = 0.0
         self.host = host
         self.fixed_channels = channels is not None
         self._lock = threading.RLock()
@@ -384,15 +392,25 @@ class FakeSlackAPI:
 
         # Top-level messages only, as Slack does (replies live in conversations.replies).
         matching = [m for m in reversed(self._messages[channel]) if within(m) and (not m.thread_ts or m.thread_ts == m.ts)]
-        page = matching[offset : offset + limit]
-        has_more = offset + limit < len(matching)
-        return {
-            "ok": True,
-            "messages": [m.as_api(with_metadata=with_metadata) for m in page],
-            "has_more": has_more,
-            "pin_count": 0,
-            "response_metadata": {"next_cursor": _encode_cursor(offset + limit) if has_more else ""},
-        }
+        return {**_page(matching, offset, limit, with_metadata), "pin_count": 0}
+
+    def _conversations_replies(self, body: dict[str, Any]) -> dict[str, Any]:
+        channel = self._resolve(str(body.get("channel") or ""))
+        if channel is None or channel not in self._messages:
+            return {"ok": False, "error": "channel_not_found"}
+        parent = str(body.get("ts") or "")
+        try:
+            oldest = float(body.get("oldest") or 0)
+            limit = max(1, min(int(body.get("limit") or 100), 999))
+            offset = _decode_cursor(body.get("cursor"))
+        except (TypeError, ValueError):
+            return {"ok": False, "error": "invalid_arguments"}
+        if not any(m.ts == parent for m in self._messages[channel]):
+            return {"ok": False, "error": "thread_not_found"}
+        with_metadata = _truthy(body.get("include_all_metadata"))
+        # The parent first, then its replies, oldest first, as Slack answers.
+        thread = [m for m in self._messages[channel] if m.ts == parent or (m.thread_ts == parent and float(m.ts) >= oldest)]
+        return _page(thread, offset, limit, with_metadata)
 
     def _conversations_list(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -418,7 +436,19 @@ _METHODS: dict[str, Callable[[FakeSlackAPI, dict[str, Any]], dict[str, Any]]] = 
     "chat.update": FakeSlackAPI._chat_update,
     "conversations.history": FakeSlackAPI._conversations_history,
     "conversations.list": FakeSlackAPI._conversations_list,
+    "conversations.replies": FakeSlackAPI._conversations_replies,
 }
+
+
+def _page(messages: list[Message], offset: int, limit: int, with_metadata: bool) -> dict[str, Any]:
+    """One page of a history or a thread, with the cursor of the next."""
+    has_more = offset + limit < len(messages)
+    return {
+        "ok": True,
+        "messages": [m.as_api(with_metadata=with_metadata) for m in messages[offset : offset + limit]],
+        "has_more": has_more,
+        "response_metadata": {"next_cursor": _encode_cursor(offset + limit) if has_more else ""},
+    }
 
 
 def _handler(api: FakeSlackAPI) -> type[BaseHTTPRequestHandler]:
@@ -438,6 +468,8 @@ def _handler(api: FakeSlackAPI) -> type[BaseHTTPRequestHandler]:
                 status, extra_headers, answer = api.handle(http_method, self.path, self.headers, raw)
             except Exception as exc:  # a bug in the fake: say so loudly rather than hang the client
                 status, extra_headers, answer = 500, {}, {"ok": False, "error": f"fake_slack_bug: {exc!r}"}
+            if api.answer_after and http_method == "POST":  # done, but the client hears of it only later
+                time.sleep(api.answer_after)
             payload = json.dumps(answer).encode("utf-8")
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
