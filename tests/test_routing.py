@@ -26,6 +26,7 @@ from monitor.config.loader import load_config
 from monitor.daemon.evaluator import Evaluator
 from monitor.daemon.project import Project
 from monitor.daemon.repeats import owe_repeats
+from monitor.notifiers.bundling import Due, lots
 from monitor.notifiers.outbox import Outbox
 from monitor.notifiers.registry import Receivers
 from tests.deployments import Pipeline
@@ -107,6 +108,21 @@ def test_group_by_gives_each_receiver_the_groups_key_and_wait():
     alert = {"severity": "critical", "model": "fraud-scorer", "check": "drift", "owner": "fraud-team"}
     first, *_ = addressees("fraud-team", alert, [by_model], lambda o: RECEIVERS[o])
     assert first == Addressee("fraud-team/slack", "model=fraud-scorer,tier=", timedelta(seconds=30), timedelta(hours=1))
+
+
+def test_bundling_groups_firing_alike_and_summarises_past_the_room_left():
+    due = [
+        Due(1, "firing", "model=a"),
+        Due(2, "resolved", "model=a"),
+        Due(3, "firing", "model=a"),
+        Due(4, "firing"),
+        Due(5, "firing", "model=b"),
+    ]
+    assert lots(due, room=10) == [[1, 3], [2], [4], [5]]  # a resolution is never grouped: it is its incident's own
+    assert lots(due, room=3) == [[1, 3], [2], [4, 5]]  # the last of the room tells the rest
+    assert lots(due, room=1) == [[1, 3, 2, 4, 5]]
+    assert lots(due, room=0) is None  # the minute is full: all wait
+    assert lots([], room=0) == []
 
 
 # -- the config -----------------------------------------------------------------------------------

@@ -15,7 +15,12 @@ loop only ever reads those rows. A notification is claimed with a conditional up
 - a payload this version cannot read (written by another version) is recorded as ``failed``;
 - a retryable failure puts it back to pending with exponential backoff (or Slack's Retry-After);
 - notifications of one alert to one receiver go out in order, so a "resolved" update never
-  overtakes the "firing" message it updates.
+  overtakes the "firing" message it updates;
+- notifications due together to a Slack channel or mailbox may go as one message (a route's group,
+  a summary past the cap per minute: monitor/notifiers/bundling.py); each is claimed on its own and
+  carries the leader's id in ``bundle``, so a crash is settled for all of them by the leader's key;
+- at start-up, what failed for good in the last ``give_up_after`` and still matters is tried once
+  more: a restart is how a mended config takes effect.
 
 The loop reports the ``delivery`` condition to :class:`~monitor.health.Health` (``/healthz``, the status
 page, the log, once): while it cannot read or write its table, and while a notification is still
@@ -43,6 +48,7 @@ from monitor.alerting.silences import SilenceRule, holding
 from monitor.clock import Clock
 from monitor.config.durations import format_duration
 from monitor.health import Health, LogThrottle, in_one_line
+from monitor.notifiers import bundling
 from monitor.notifiers.base import Delivery, Notifier, Posted, Receiver
 from monitor.notifiers.message import AlertMessage
 from monitor.notifiers.own_alerts import OwnAlerts, ReceiverWatch
@@ -311,9 +317,9 @@ class Outbox:
         return sent
 
     def _lots(self, due: list[int]) -> list[list[int]]:
-        """What goes out as one message: a notification alone, the firing ones to one receiver of one
-        route group, and past a receiver's cap per minute one summary of the rest. A receiver at its cap
-        gets nothing now: its notifications wait (``next_attempt``) until the minute has room."""
+        """What goes out as one message (monitor/notifiers/bundling.py), of the notifications ``due``. A
+        receiver at its cap gets nothing now: its notifications wait (``next_attempt``) until the minute
+        has room."""
         now = self.clock.now()
         with Session(self.engine) as session:
             rows = session.execute(
@@ -329,23 +335,14 @@ class Outbox:
                 if not self.receivers.bundles(receiver):  # a pager: every notification its own event, no cap
                     lots.extend([row.id] for row in its)
                     continue
-                units: dict[object, list[int]] = {}
-                for row in its:
-                    grouped = row.event == "firing" and row.group_key is not None
-                    units.setdefault(row.group_key if grouped else -row.id, []).append(row.id)
                 told, first = self._told_in_last_minute(session, receiver, now)
-                room = self.per_minute - told
-                listed = list(units.values())
-                if len(listed) <= room:
-                    lots.extend(listed)
-                elif room >= 1:  # all but one of the room alone, then the rest in one summary
-                    lots.extend(listed[: room - 1])
-                    lots.append([i for unit in listed[room - 1 :] for i in unit])
-                else:
+                going = bundling.lots([bundling.Due(r.id, r.event, r.group_key) for r in its], self.per_minute - told)
+                if going is None:  # the minute is full: all wait until it has room
                     free = (first or now) + PER_MINUTE_SPAN
-                    session.execute(
-                        sa.update(Notification).where(Notification.id.in_([r.id for r in its])).values(next_attempt=free)
-                    )
+                    waiting = sa.update(Notification).where(Notification.id.in_([r.id for r in its]))
+                    session.execute(waiting.values(next_attempt=free))
+                else:
+                    lots.extend(going)
             session.commit()
         return sorted(lots, key=min)  # in the order they were owed, whoever they go to
 
