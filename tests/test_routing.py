@@ -107,7 +107,7 @@ def test_group_by_gives_each_receiver_the_groups_key_and_wait():
     by_model = RouteRule({}, group_by=("model", "tier"), group_wait=timedelta(seconds=30), repeat=timedelta(hours=1))
     alert = {"severity": "critical", "model": "fraud-scorer", "check": "drift", "owner": "fraud-team"}
     first, *_ = addressees("fraud-team", alert, [by_model], lambda o: RECEIVERS[o])
-    assert first == Addressee("fraud-team/slack", "model=fraud-scorer,tier=", timedelta(seconds=30), timedelta(hours=1))
+    assert first == Addressee("fraud-team/slack", '{"model":"fraud-scorer","tier":""}', timedelta(seconds=30), timedelta(hours=1))
 
 
 def test_bundling_groups_firing_alike_and_summarises_past_the_room_left():

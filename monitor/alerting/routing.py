@@ -14,6 +14,7 @@ notifiers' business: this module is handed them as ``(name, kind)`` pairs.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -55,7 +56,7 @@ class Addressee:
     """A receiver told of an alert, and how (from the first plan that names it)."""
 
     receiver: str
-    group: str | None = None  # the group key, "model=fraud-scorer": firing messages alike in it go as one
+    group: str | None = None  # the group key, '{"model":"fraud-scorer"}': firing messages alike in it go as one
     group_wait: timedelta | None = None
     repeat: timedelta | None = None
 
@@ -106,7 +107,8 @@ def addressees(
             continue
         group = None
         if plan.group_by is not None:
-            group = ",".join(f"{name}={labels.get(name, '')}" for name in plan.group_by)
+            # JSON, so that no label value (it may hold ',' or '=') makes two groups' keys one.
+            group = json.dumps({name: labels.get(name, "") for name in plan.group_by}, separators=(",", ":"))
         for also in (owner, *plan.also):
             whose, _, kind = also.partition("/")
             for name, its_kind in receivers_of(whose):
