@@ -48,9 +48,16 @@ def test_an_incident_resolves_with_its_last_episode_and_updates_before():
     assert incident_changes([first, second]) == []  # nothing changed: nothing to tell
 
 
-def test_an_incident_that_ends_as_another_episode_fires_gives_way_to_a_new_one():
+def test_an_episode_firing_in_the_run_that_resolves_the_incidents_last_one_continues_the_incident():
+    """The check never stopped breaching: one update (no resolve and a new page)."""
     changes = incident_changes([episode(5, "resolved", incident=5, change="resolved"), episode(7, change="firing")])
-    assert [(c.incident_id, c.event) for c in changes] == [(5, "resolved"), (7, "firing")]
+    [change] = changes
+    assert (change.incident_id, change.event, change.firing, change.resolved, change.joined) == (5, "updated", (7,), (5,), (7,))
+
+
+def test_an_episode_firing_after_the_incident_resolved_opens_a_new_one():
+    changes = incident_changes([episode(5, "resolved", incident=5), episode(7, change="firing")])
+    assert [(c.incident_id, c.event) for c in changes] == [(7, "firing")]
 
 
 # -- end to end ---------------------------------------------------------------------------------------

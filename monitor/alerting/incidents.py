@@ -11,7 +11,8 @@ its threshold).
 
 An incident is known by the id of the episode that opened it; the others carry that id
 (``alerts.incident_id``). A check has at most one open incident: an episode that fires while the
-check has one joins it, and one that fires while it has none opens a new one.
+check has one (or one whose last episodes resolve in the same run) joins it, and one that fires
+while it has none opens a new one.
 """
 
 from __future__ import annotations
@@ -64,7 +65,11 @@ def incident_changes(episodes: Sequence[EpisodeNow]) -> list[IncidentChange]:
             members.setdefault(e.incident_id, []).append(e)
     opened: int | None = None  # the incident this run opened
     if newly:
-        still_open = sorted(i for i, group in members.items() if any(e.state == "firing" for e in group))
+        # One whose last episodes resolve in this very run is still open: the check never stopped
+        # breaching, so a feature recovering as another drifts is an update, not a resolve and a new page.
+        still_open = sorted(
+            i for i, group in members.items() if any(e.state == "firing" or e.change == "resolved" for e in group)
+        )
         if still_open:
             members[still_open[0]].extend(newly)
         else:
