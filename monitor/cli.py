@@ -33,11 +33,14 @@ ${VAR} and ${VAR:-default} in any YAML value.  Docs: README.md and docs/."""
 
 
 def _matcher(text: str) -> tuple[str, str]:
+    from monitor.alerting.rules import SEVERITY_RANK
     from monitor.alerting.silences import LABELS
 
     name, sep, value = text.partition("=")
     if not sep or name.strip() not in LABELS or not value.strip():
         raise argparse.ArgumentTypeError(f"expected LABEL=VALUE with LABEL one of {', '.join(LABELS)}, e.g. severity=warning")
+    if name.strip() == "severity" and value.strip() not in SEVERITY_RANK:  # it would hold nothing
+        raise argparse.ArgumentTypeError(f"severity is one of {', '.join(SEVERITY_RANK)}, not {value.strip()!r}")
     return name.strip(), value.strip()
 
 

@@ -246,7 +246,9 @@ def alerts(args: argparse.Namespace) -> int:
         print("no open alerts" if not args.all else "no alerts")
     now = datetime.now(UTC)
     for a in rows:
-        age = format_duration(timedelta(minutes=int((now - a.started).total_seconds() // 60)))
+        elapsed = (now - a.started).total_seconds()
+        # To the minute once it is one: "2h5m ago", not "2h5m13s"; under a minute, the seconds ("40s", not "0ms").
+        age = format_duration(timedelta(seconds=int(elapsed) if elapsed < 60 else int(elapsed // 60) * 60))
         sent = deliveries.get(a.incident_id or -1, {})
         told_text = ", ".join(f"{count} {status}" for status, count in sorted(sent.items())) or "none"
         print(

@@ -189,3 +189,58 @@ def test_a_mail_server_that_is_down_is_retried_until_it_is_up(tmp_path, sqlite_e
     mail.restart()
     p.clock.advance(timedelta(minutes=1))
     assert p.outbox.deliver_due() == 1 and len(mail.mails) == 1
+
+
+def test_an_endpoint_echoing_the_url_or_key_in_any_form_or_across_the_cut_leaves_no_part_of_them_in_the_error():
+    import http.server
+    import json
+    import threading
+    from urllib.parse import quote
+
+    from monitor.config.models import Webhook
+    from monitor.notifiers.message import AlertMessage
+    from monitor.notifiers.webhook import MAX_ERROR, WebhookNotifier
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            self.rfile.read(int(self.headers["Content-Length"]))
+            url = f"http://127.0.0.1:{self.server.server_address[1]}/hook?token=S3CRET-T0KEN"
+            answer = "x" * (MAX_ERROR - 10) + ROUTING_KEY + " " + json.dumps(url).replace("/", "\\/") + " " + quote(url, safe="")
+            raw = answer.encode()
+            self.send_response(400)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook?token=S3CRET-T0KEN"
+        notifier = WebhookNotifier({"fraud-team": Webhook(url=url, routing_key=ROUTING_KEY)})
+        message = AlertMessage(1, "firing", "m", "c", "drift", "fraud-team", "critical", "x > 1", "x", 2.0, 1.0, T0.isoformat(),
+                               "1h", T0.isoformat(), T0.isoformat(), 10)  # fmt: skip
+        delivery = notifier.send("fraud-team", message, "key", None)
+        assert not delivery.ok and delivery.error is not None
+        for part in ("R0UTING", "KEY-5f1e2d", "S3CRET", "T0KEN"):
+            assert part not in delivery.error
+        # Every form of the URL: the JSON-escaped and the percent-encoded ones (past the cut, or not).
+        long_answer = notifier.send("fraud-team", message, "key", None).error
+        assert "***" in long_answer
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_line_break_in_a_model_version_does_not_break_the_mails_subject():
+    from monitor.notifiers.mail import mail_of
+    from monitor.notifiers.message import AlertMessage
+
+    message = AlertMessage(1, "firing", "m", "c", "drift", "fraud-team", "critical", "x > 1", "x", 2.0, 1.0, T0.isoformat(), "1h",
+                           T0.isoformat(), T0.isoformat(), 10, model_version="v2\r\nBcc: x@example.com")  # fmt: skip
+    mail = mail_of(message, "monitor@example.com", ["oncall@example.com"], "key", "episode")
+    assert mail["Subject"] == "[FIRING critical] m / c [model_version v2  Bcc: x@example.com]: x = 2"
+    assert mail["Bcc"] is None
+    assert b"\r\nBcc:" not in mail.as_bytes()

@@ -110,3 +110,32 @@ def test_a_repeat_in_doubt_after_a_crash_is_found_in_its_thread_and_not_sent_aga
     replies = [c for c in slack.calls("chat.postMessage") if c.ok and c.body.get("thread_ts")]
     assert len(replies) == 1  # found in the thread, not sent again
     assert restarted.notifications()[-1].message_id == slack.messages("#fraud-alerts")[-1].ts
+
+
+def test_a_repeat_that_fails_for_good_waits_its_interval_before_the_next(tmp_path, sqlite_engine, slack):
+    config = write_project(
+        tmp_path, live=live_frame(600, drift=True), slack={"token": TOKEN, "base_url": slack.url},
+        database_url=sqlite_engine.url.render_as_string(hide_password=False),
+    )  # fmt: skip
+    project = Project.load(config)
+    clock = FixedClock(T0)
+    p = Pipeline(project, sqlite_engine, clock, Evaluator(sqlite_engine, project.config, clock),
+                 Outbox(sqlite_engine, Receivers(project.config), clock))  # fmt: skip
+    p.evaluate()
+    assert p.deliver() == 1
+    clock.advance(FOUR_HOURS)
+    assert owe_repeats(sqlite_engine, FOUR_HOURS, clock.now()) == 1
+    slack.fail_next("chat.postMessage", error="channel_not_found")  # the channel was archived
+    p.deliver()
+    assert [n.status for n in p.notifications() if n.event == "repeat"] == ["failed"]
+
+    def repeats_to_slack() -> list[str]:
+        return [n.status for n in p.notifications() if n.event == "repeat" and n.receiver == "fraud-team/slack"]
+
+    for _ in range(10):  # a minute at a time, as the daemon asks
+        clock.advance(timedelta(minutes=1))
+        owe_repeats(sqlite_engine, FOUR_HOURS, clock.now())
+    assert repeats_to_slack() == ["failed"]
+    clock.advance(FOUR_HOURS - timedelta(minutes=10))
+    owe_repeats(sqlite_engine, FOUR_HOURS, clock.now())
+    assert repeats_to_slack() == ["failed", "pending"]  # 4h after the one that failed

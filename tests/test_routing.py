@@ -17,6 +17,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from monitor.alerting.routing import Addressee, RouteRule, addressees, plans
@@ -84,6 +85,13 @@ def test_via_keeps_pagers_out_of_warnings_but_the_console_stands_in_for_an_owner
     assert told({"severity": "warning"}, warnings_to_slack, owner="demo") == ["demo/console"]
 
 
+def test_a_via_that_leaves_an_owner_no_receiver_tells_all_of_its_receivers_rather_than_no_one():
+    pages_only = RouteRule({"severity": "critical"}, via=("webhook",))
+    alert = {"severity": "critical", "model": "m", "check": "c", "owner": "ml-platform"}
+    told = addressees("ml-platform", alert, [pages_only], lambda o: RECEIVERS[o])
+    assert told == [Addressee("ml-platform/slack", unfiltered=True)]  # the Teller logs that it was so
+
+
 def test_a_muted_route_tells_no_one_but_a_route_after_a_continue_still_does():
     staging = RouteRule({"model": "*-staging"}, mute=True)
     assert told({"model": "fraud-staging"}, staging) == []
@@ -107,22 +115,23 @@ def test_group_by_gives_each_receiver_the_groups_key_and_wait():
     by_model = RouteRule({}, group_by=("model", "tier"), group_wait=timedelta(seconds=30), repeat=timedelta(hours=1))
     alert = {"severity": "critical", "model": "fraud-scorer", "check": "drift", "owner": "fraud-team"}
     first, *_ = addressees("fraud-team", alert, [by_model], lambda o: RECEIVERS[o])
-    assert first == Addressee("fraud-team/slack", '{"model":"fraud-scorer","tier":""}', timedelta(seconds=30), timedelta(hours=1))
+    assert first == Addressee(
+        "fraud-team/slack",
+        group='{"model":"fraud-scorer","tier":""}',
+        group_wait=timedelta(seconds=30),
+        repeat=timedelta(hours=1),
+    )
 
 
 def test_bundling_groups_firing_alike_and_summarises_past_the_room_left():
-    due = [
-        Due(1, "firing", "model=a"),
-        Due(2, "resolved", "model=a"),
-        Due(3, "firing", "model=a"),
-        Due(4, "firing"),
-        Due(5, "firing", "model=b"),
-    ]
-    assert lots(due, room=10) == [[1, 3], [2], [4], [5]]  # a resolution is never grouped: it is its incident's own
-    assert lots(due, room=3) == [[1, 3], [2], [4, 5]]  # the last of the room tells the rest
-    assert lots(due, room=1) == [[1, 3, 2, 4, 5]]
-    assert lots(due, room=0) is None  # the minute is full: all wait
-    assert lots([], room=0) == []
+    a, b = '{"model":"a"}', '{"model":"b"}'
+    due = [Due(1, "firing", a), Due(2, "resolved", a), Due(3, "firing", a), Due(4, "repeat"), Due(5, "firing", b)]
+    # An update or a resolution goes alone, at once, outside the cap: it edits its message in place.
+    assert lots(due, room=10) == ([[2], [1, 3], [4], [5]], [])
+    assert lots(due, room=2) == ([[2], [1, 3], [4, 5]], [])  # the last of the room tells the rest
+    assert lots(due, room=1) == ([[2], [1, 3, 4, 5]], [])
+    assert lots(due, room=0) == ([[2]], [1, 3, 4, 5])  # the minute is full: the news waits
+    assert lots([], room=0) == ([], [])
 
 
 # -- the config -----------------------------------------------------------------------------------
@@ -144,9 +153,15 @@ def write_config(tmp_path, routes: list, owners: dict | None = None) -> str:
         ([{"match": {"severity": "critical"}}], "routes[0]: this route changes nothing: give it also, via, mute, group_by, repeat or routes"),
         ([{"mute": True, "also": ["sre"]}], "routes[0].mute: a muted route tells no one: drop its also, or mute: true"),
         ([{"group_by": ["feature"]}], "a check's features are one incident, told as one message: group_by cannot split them"),
+        ([{"via": ["webhook"], "also": ["fraud-team"]}], "routes[0].also[0]: fraud-team has no receiver this route's via (webhook) lets through: it would never be told here"),
+        ([{"mute": True, "routes": [{"match": {"severity": "critical"}, "also": ["sre"]}]}], "routes[0].routes[0].also: a route above mutes this one, so its also is never told: give it mute: false, or drop the also"),
+        ([{"match": {"owner": "fraud-tem"}, "also": ["sre"]}], "routes[0].match.owner: no owner 'fraud-tem' (did you mean 'fraud-team'?): this route would match no alert"),
+        ([{"group_wait": "1m", "also": ["sre"]}], "routes[0].group_wait: group_wait is how long a group waits: give the route group_by"),
+        ([{"group_by": ["model"], "group_wait": "1h"}], "routes[0].group_wait: a group waits at most 5m for the rest of its alerts"),
+        ([{"via": []}], "routes[0].via: add at least one item"),
         ([{"via": ["pager"]}], "routes[0].via[0]: 'pager' is not allowed; expected one of 'slack', 'webhook', 'email' or 'console'"),
     ],
-    ids=["unknown owner in a child", "no such receiver", "does nothing", "muted with also", "group by feature", "unknown kind"],
+    ids=["unknown owner in a child", "no such receiver", "does nothing", "muted with also", "group by feature", "via lets none through", "muted above", "unknown owner matched", "group_wait alone", "group_wait too long", "via empty", "unknown kind"],
 )  # fmt: skip
 def test_the_config_refuses_a_route_that_cannot_work(tmp_path, routes, expected):
     with pytest.raises(ConfigError) as caught:
@@ -263,15 +278,68 @@ def test_past_its_cap_a_channel_gets_one_summary_of_the_rest(tmp_path, sqlite_en
     assert [t.split(":")[0] for t in sent[:3]] == [f"[FIRING critical] fraud-scorer / latency-{i}" for i in (1, 2, 3)]
     assert sent[3].splitlines()[0].endswith(" and 3 more alerts")
     assert sent[3].count("\n[FIRING critical] fraud-scorer / latency-") == 3
-    # The minute is full: what comes next waits until it has room, then goes.
+    # The minute is full: a resolution still goes at once, editing its message in place...
     live_frame(600, end=p.clock.now(), latency_scale=0.01, seed=2).to_parquet(p.project.base_dir / "data" / "live-0001.parquet")
     p.clock.advance(timedelta(seconds=10))
+    p.evaluate("latency-1")
+    assert p.deliver() == 1
+    [resolved] = [c for c in slack.calls("chat.update") if c.ok]
+    assert resolved.body["text"].startswith("[RESOLVED] fraud-scorer / latency-1")
+    # ... while news waits until the minute has room, and then leads its own message.
+    live_frame(600, end=p.clock.now()).to_parquet(p.project.base_dir / "data" / "live-0001.parquet")
     p.evaluate("latency-1")
     assert p.deliver() == 0
     p.clock.advance(timedelta(seconds=50))
     assert p.deliver() == 1
-    [resolved] = [c for c in slack.calls("chat.update") if c.ok]  # latency-1 went alone: edited in place
-    assert resolved.body["text"].startswith("[RESOLVED] fraud-scorer / latency-1")
+    assert texts(slack, "#fraud-alerts")[-1].startswith("[FIRING critical] fraud-scorer / latency-1")
+
+
+def test_a_summary_of_a_large_outage_fits_slacks_limits(tmp_path, sqlite_engine, slack):
+    long_named = [{**check, "name": f"{check['name']}-{'of-the-fraud-scorer-endpoint-' * 3}"} for check in latency_checks(60)]
+    p = pipeline(tmp_path, sqlite_engine, slack, checks=long_named, notifiers={"per_minute": 1})
+    for check in long_named:
+        p.evaluate(check["name"])
+    assert p.deliver() == 60  # one message, taken by a Slack that enforces Block Kit's limits
+    [call] = [c for c in slack.calls("chat.postMessage") if c.ok]
+    assert call.body["text"].splitlines()[0].endswith(" and 59 more alerts")
+    sections = [b["text"]["text"] for b in call.body["blocks"] if b["type"] == "section"]
+    assert sum(len(t) for t in sections) > 3000  # more than one section could hold
+    assert max(len(t) for t in sections) <= 3000 and len(call.body["blocks"]) <= 50
+
+
+def test_a_stale_claims_recovery_settles_a_bundle_whole(tmp_path, sqlite_engine, monkeypatch):
+    """Members are claimed one after another: a lease ending between two claims must not split the bundle."""
+    clock = FixedClock(T0)
+    slack = FakeSlackAPI(TOKEN, now=lambda: clock.now().timestamp()).start()
+    try:
+        p = pipeline(tmp_path, sqlite_engine, slack, checks=[*latency_checks(1, "warning"), *latency_checks(2)[1:]],
+                     notifiers={"per_minute": 1}, clock=clock)  # fmt: skip
+        p.evaluate("latency-1")
+        p.evaluate("latency-2")
+        claim = p.outbox._claim
+
+        def slow_claim(notification_id):  # each claim its own transaction, some milliseconds apart
+            clock.advance(timedelta(milliseconds=5))
+            return claim(notification_id)
+
+        def database_gone(row, delivery):  # the bundle went out; recording it failed (the process lives on)
+            raise sa.exc.OperationalError("UPDATE", {}, Exception("database is locked"))
+
+        monkeypatch.setattr(p.outbox, "_claim", slow_claim)
+        monkeypatch.setattr(p.outbox, "_record", database_gone)
+        with pytest.raises(sa.exc.OperationalError):
+            p.deliver()
+        monkeypatch.undo()
+        first_claim = min(n.time for n in p.notifications())
+        clock.set(first_claim + p.outbox.lease + timedelta(milliseconds=2))  # one member's lease is over, not all
+        assert p.outbox.recover_stale() == 0
+        clock.advance(timedelta(seconds=1))
+        assert p.outbox.recover_stale() == 2
+        p.deliver()
+        assert len(texts(slack, "#fraud-alerts")) == 1
+        assert {n.status for n in p.notifications()} == {"sent"}
+    finally:
+        slack.stop()
 
 
 def test_a_routes_repeat_is_its_own(tmp_path, sqlite_engine, slack):

@@ -115,6 +115,10 @@ def test_silence_add_list_and_expire_from_the_command_line(tmp_path, capsys):
         (["--model", "fraud-scorer", "--for", "2h"], "the following arguments are required: --reason"),
         (["--model", "fraud-scorer", "--for", "2h", "--reason", "  "], "say why"),
         (["--model", "fraud-scorer", "--for", "2h", "--reason", "x", "--match", "colour=red"], "expected LABEL=VALUE"),
+        (
+            ["--model", "fraud-scorer", "--for", "2h", "--reason", "x", "--match", "severity=urgent"],
+            "severity is one of info, warning, critical, not 'urgent'",
+        ),
     ],
 )
 def test_a_silence_without_an_end_or_a_reason_is_a_usage_error(tmp_path, capsys, extra, said):

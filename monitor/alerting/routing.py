@@ -6,7 +6,8 @@ route with ``continue`` lets the next ones be tried too; a route's own ``routes`
 matches, and the deepest match decides, each level inheriting what it does not set. Every route taken
 is a *plan*: the alert's owner's receivers, with the ``also`` owners (or single ``owner/kind``
 receivers) of every route on its path, kept to the receiver kinds of ``via``; a plan that ``mute``\\s
-tells no one. No route taken: the owner's receivers alone.
+tells no one. No route taken: the owner's receivers alone. A plan that is not muted always tells someone: when its ``via`` leaves it no
+receiver (``via: [webhook]`` for an owner without one), it tells them all, and says so.
 
 Which receivers an owner has (a Slack channel, a pager, e-mail) and how each is reached is the
 notifiers' business: this module is handed them as ``(name, kind)`` pairs.
@@ -14,6 +15,7 @@ notifiers' business: this module is handed them as ``(name, kind)`` pairs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,6 +58,7 @@ class Addressee:
     """A receiver told of an alert, and how (from the first plan that names it)."""
 
     receiver: str
+    unfiltered: bool = False  # its route's `via` left the plan no receiver: the owner's are told instead
     group: str | None = None  # the group key, '{"model":"fraud-scorer"}': firing messages alike in it go as one
     group_wait: timedelta | None = None
     repeat: timedelta | None = None
@@ -109,14 +112,25 @@ def addressees(
         if plan.group_by is not None:
             # JSON, so that no label value (it may hold ',' or '=') makes two groups' keys one.
             group = json.dumps({name: labels.get(name, "") for name in plan.group_by}, separators=(",", ":"))
-        for also in (owner, *plan.also):
-            whose, _, kind = also.partition("/")
-            for name, its_kind in receivers_of(whose):
-                if kind and its_kind != kind:
-                    continue
-                # The console stands in for an owner with no receiver that can be reached (no Slack
-                # token, in the demo): `via: [slack]` must not leave that owner unheard.
-                if plan.via is not None and its_kind not in plan.via and its_kind != "console":
-                    continue
-                told.setdefault(name, Addressee(name, group, plan.group_wait, plan.repeat))
+        found = _receivers(owner, plan, receivers_of)
+        unfiltered = not found and plan.via is not None
+        if unfiltered:  # `via: [webhook]` for an owner without one: told as if there were no via, not lost
+            found = _receivers(owner, dataclasses.replace(plan, via=None), receivers_of)
+        for name in found:
+            told.setdefault(name, Addressee(name, unfiltered, group, plan.group_wait, plan.repeat))
     return list(told.values())
+
+
+def _receivers(owner: str, plan: Plan, receivers_of: Callable[[str], Sequence[tuple[str, str]]]) -> list[str]:
+    out = []
+    for also in (owner, *plan.also):
+        whose, _, kind = also.partition("/")
+        for name, its_kind in receivers_of(whose):
+            if kind and its_kind != kind:
+                continue
+            # The console stands in for an owner with no receiver that can be reached (no Slack
+            # token, in the demo): `via: [slack]` must not leave that owner unheard.
+            if plan.via is not None and its_kind not in plan.via and its_kind != "console":
+                continue
+            out.append(name)
+    return out

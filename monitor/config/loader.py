@@ -97,16 +97,43 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
     return config
 
 
-def _route_issues(doc: Document, config: DaemonConfig, routes: list[Route], at: tuple) -> list[ConfigIssue]:
-    """What is wrong in a routing tree: an owner or receiver that does not exist, a route that does nothing."""
+def _route_issues(
+    doc: Document, config: DaemonConfig, routes: list[Route], at: tuple, above: Route | None = None
+) -> list[ConfigIssue]:
+    """What is wrong in a routing tree: an owner or receiver that does not exist, or that the route's
+    ``via`` (its own or inherited) never lets through; a route that does nothing, or whose ``also``
+    a muted route above silences; a ``group_wait`` with no ``group_by``."""
     issues = []
+    via: list[str] | None = list(above.via) if above is not None and above.via is not None else None
+    muted = above is not None and bool(above.mute)
+    grouped = above is not None and above.group_by is not None
     for i, route in enumerate(routes):
         here = (*at, i)
+        its_via: list[str] | None = list(route.via) if route.via is not None else via
+        owner_match = route.match.owner
+        if owner_match is not None and not any(c in owner_match for c in "*?[") and owner_match not in config.owners:
+            why = f"no owner {owner_match!r}{suggest(owner_match, config.owners)}: this route would match no alert"
+            issues.append(doc.issue((*here, "match", "owner"), why))
+        if muted and route.mute is None and route.also:
+            why = "a route above mutes this one, so its also is never told: give it mute: false, or drop the also"
+            issues.append(doc.issue((*here, "also"), why))
+        if route.group_wait is not None and route.group_by is None and not grouped:
+            issues.append(doc.issue((*here, "group_wait"), "group_wait is how long a group waits: give the route group_by"))
         for j, also in enumerate(route.also):
             owner, _, kind = also.partition("/")
+            has = config.owners[owner].kinds() if owner in config.owners else []
+            # The console is never kept out by a via: it stands in for an owner with nothing else.
+            kinds = [kind] if kind and kind in has else [] if kind else has
+            if its_via is not None and kinds and not set(kinds) & set(its_via):
+                issues.append(
+                    doc.issue(
+                        (*here, "also", j),
+                        f"{also} has no receiver this route's via ({', '.join(its_via)}) lets through: it would never be told here",
+                    )
+                )
             if owner not in config.owners:
                 issues.append(doc.issue((*here, "also", j), f"unknown owner {owner!r}{suggest(owner, config.owners)}"))
-            elif kind and kind != "console" and kind not in (has := config.owners[owner].kinds()):
+            elif kind and kind != "console" and kind not in has:
                 issues.append(
                     doc.issue(
                         (*here, "also", j),
@@ -119,7 +146,14 @@ def _route_issues(doc: Document, config: DaemonConfig, routes: list[Route], at: 
         does = route.also or route.via is not None or route.mute is not None or route.group_by is not None
         if not (does or route.repeat is not None or route.routes or route.group_wait is not None):
             issues.append(doc.issue(here, "this route changes nothing: give it also, via, mute, group_by, repeat or routes"))
-        issues.extend(_route_issues(doc, config, route.routes, (*here, "routes")))
+        inherited = route.model_copy(
+            update={
+                "via": its_via,
+                "mute": route.mute if route.mute is not None else muted,
+                "group_by": route.group_by if route.group_by is not None else (above.group_by if above else None),
+            }
+        )
+        issues.extend(_route_issues(doc, config, route.routes, (*here, "routes"), inherited))
     return issues
 
 

@@ -19,6 +19,7 @@ from monitor.alerting.maintenance import MaintenanceWindow
 from monitor.alerting.routing import RouteRule
 from monitor.alerting.rules import Severity
 from monitor.checks import CheckSpecs
+from monitor.config.durations import format_duration
 from monitor.config.types import DatabaseUrl, Duration, LabelName, Labels, Name, StrictModel
 from monitor.ingest.rows import MAX_ROW_BYTES, MAX_TEXT_CHARS
 from monitor.ingest.sampler import MAX_HELD_BYTES, MAX_UNWRITTEN_ROWS
@@ -299,7 +300,9 @@ class Route(StrictModel):
         RouteMatch(), description="labels an alert must have, e.g. {severity: critical}; {} or none: every alert"
     )
     also: list[OwnerOrReceiver] = Field([], description="owners (or owner/kind receivers) told too")
-    via: list[ReceiverKindName] | None = Field(None, description="only these kinds of receiver are told, e.g. [slack]: no page")
+    via: list[ReceiverKindName] | None = Field(
+        None, min_length=1, description="only these kinds of receiver are told, e.g. [slack]: no page"
+    )
     mute: bool | None = Field(None, description="tell no one: the alert is recorded, not sent")
     continue_: bool = Field(False, alias="continue", description="after this route matched, try the next ones too")
     group_by: list[LabelName] | None = Field(
@@ -314,6 +317,14 @@ class Route(StrictModel):
     def _group_labels(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and "feature" in value:
             raise ValueError("a check's features are one incident, told as one message: group_by cannot split them")
+        return value
+
+    @field_validator("group_wait")
+    @classmethod
+    def _short_wait(cls, value: timedelta | None) -> timedelta | None:
+        # A wait is for the rest of a failure to arrive, not a delay: past this, news is late.
+        if value is not None and value > MAX_GROUP_WAIT:
+            raise ValueError(f"a group waits at most {format_duration(MAX_GROUP_WAIT)} for the rest of its alerts")
         return value
 
     def rule(self) -> RouteRule:
@@ -334,6 +345,7 @@ class Route(StrictModel):
 
 GROUP_WAIT = timedelta(seconds=30)
 """A route's ``group_by`` without ``group_wait`` waits this long (Alertmanager's default) for the rest."""
+MAX_GROUP_WAIT = timedelta(minutes=5)
 
 
 class DaemonConfig(StrictModel):

@@ -64,4 +64,4 @@ Labels = Annotated[
     ],
     Field(max_length=50),
 ]
-"""A check file's labels: routes match them, silences too (``--match tier=gold``)."""
+"""A check file's labels: routes match them (``match: {labels: {tier: gold}}``)."""

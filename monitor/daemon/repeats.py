@@ -49,15 +49,20 @@ def owe_repeats(engine: Engine, every: timedelta, now: datetime) -> int:
                 .order_by(Notification.id)
             ).all()  # fmt: skip
             last: dict[str, tuple[int, datetime, float | None]] = {}
+            tried: dict[str, datetime] = {}  # the last repeat owed, whatever became of it
             busy: set[str] = set()
             for row_id, receiver, status, event, created, repeat_s in rows:
                 if status in ON_ITS_WAY:
                     busy.add(receiver)
                 if status == "sent" and event in TOLD:
                     last[receiver] = (row_id, created, repeat_s)
+                if event == "repeat":
+                    tried[receiver] = created
             for receiver, (row_id, created, repeat_s) in last.items():
                 its_every = timedelta(seconds=repeat_s) if repeat_s is not None else every  # its route's repeat
-                if receiver in busy or now - created < its_every:
+                # A repeat that failed (an archived channel) waits its interval too: not one a minute.
+                since = max(created, tried.get(receiver, created))
+                if receiver in busy or now - since < its_every:
                     continue
                 try:
                     told = AlertMessage.from_dict(session.get_one(Notification, row_id).payload)

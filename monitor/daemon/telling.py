@@ -12,6 +12,7 @@ incident before; a route's ``group_by`` and ``repeat`` go with each notification
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +31,8 @@ from monitor.daemon.results import RunResult
 from monitor.notifiers.message import TOP_FEATURES, AlertMessage, format_number
 from monitor.notifiers.registry import Receivers
 from monitor.storage.tables import Alert, Notification
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -167,6 +170,11 @@ class Teller:
         labels = {**own, "severity": head.severity, "model": head.model, "check": head.check,
                   "owner": head.owner}  # fmt: skip
         told = addressees(head.owner, labels, self.routes, self._receivers_of)
+        if any(a.unfiltered for a in told):
+            log.warning(
+                "a route's via leaves %s/%s with no receiver of those kinds: told on all its owners' receivers instead",
+                head.model, head.check,
+            )  # fmt: skip
         if message.event != "firing":  # who was told of the incident hears how it goes on, whatever its severity now
             before = sa.select(Notification.receiver).where(Notification.alert_id == incident_id).distinct()
             routed = {a.receiver: a for a in told}

@@ -87,7 +87,8 @@ class MailNotifier:
 def mail_of(message: AlertMessage, sender: str, to: list[str], key: str, episode: str) -> EmailMessage:
     """The mail of a state change: a text part and an escaped HTML part, threaded by incident."""
     mail = EmailMessage()
-    mail["Subject"] = message.subject
+    # A line break in a header is refused by the email package (and would be an injection): one line.
+    mail["Subject"] = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in message.subject)
     mail["From"] = sender
     mail["To"] = ", ".join(to)
     mail["Date"] = format_datetime(datetime.now(UTC))  # when it is sent: an update must not sort into the past

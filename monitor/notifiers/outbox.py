@@ -178,13 +178,20 @@ class Outbox:
         same claim, so one recorded meanwhile by its process is not touched.
         """
         query = sa.select(Notification).where(Notification.status == "sending")
-        if older_than is not None:
-            query = query.where(Notification.time < self.clock.now() - older_than)
+        cutoff = self.clock.now() - older_than if older_than is not None else None
         with Session(self.engine) as session:
+            rows = session.scalars(query.order_by(Notification.id)).all()
+            # A bundle is settled whole, once its last claim is old enough: its members are claimed one
+            # after another, and one settled without its leader would be sent again alone.
+            newest: dict[int, datetime] = {}
+            for row in rows:
+                if row.bundle is not None:
+                    newest[row.bundle] = max(newest.get(row.bundle, row.time), row.time)
             in_doubt = [
                 (row.id, row.receiver, row.created, row.time, row.payload, row.bundle,
                  None if row.bundle is not None else self._previous(session, row))
-                for row in session.scalars(query.order_by(Notification.id))
+                for row in rows
+                if cutoff is None or (newest[row.bundle] if row.bundle is not None else row.time) < cutoff
             ]  # fmt: skip
         # A bundle's leader first: the others went out in its message, or did not, with it.
         in_doubt.sort(key=lambda doubt: doubt[5] not in (None, doubt[0]))
@@ -336,24 +343,24 @@ class Outbox:
                     lots.extend([row.id] for row in its)
                     continue
                 told, first = self._told_in_last_minute(session, receiver, now)
-                going = bundling.lots([bundling.Due(r.id, r.event, r.group_key) for r in its], self.per_minute - told)
-                if going is None:  # the minute is full: all wait until it has room
+                going, waiting = bundling.lots([bundling.Due(r.id, r.event, r.group_key) for r in its], self.per_minute - told)
+                lots.extend(going)
+                if waiting:  # the minute is full: these wait until it has room
                     free = (first or now) + PER_MINUTE_SPAN
-                    waiting = sa.update(Notification).where(Notification.id.in_([r.id for r in its]))
-                    session.execute(waiting.values(next_attempt=free))
-                else:
-                    lots.extend(going)
+                    session.execute(sa.update(Notification).where(Notification.id.in_(waiting)).values(next_attempt=free))
             session.commit()
         return sorted(lots, key=min)  # in the order they were owed, whoever they go to
 
     def _told_in_last_minute(self, session: Session, receiver: str, now: datetime) -> tuple[int, datetime | None]:
-        """Messages sent to ``receiver`` in the last minute (a bundle counts once), and when the first was."""
+        """News sent to ``receiver`` in the last minute (a bundle counts once; an update or a resolution,
+        edited in place, not at all), and when the first was."""
         since = now - PER_MINUTE_SPAN
         count, first = session.execute(
             sa.select(sa.func.count(), sa.func.min(Notification.time)).where(
                 Notification.receiver == receiver,
                 Notification.time > since,
                 Notification.status == "sent",
+                Notification.event.in_(bundling.NEWS),
                 sa.or_(Notification.bundle.is_(None), Notification.bundle == Notification.id),
             )
         ).one()
@@ -457,7 +464,8 @@ class Outbox:
                     readable.append((row, AlertMessage.from_dict(row.payload)))
                 except Exception as exc:  # written by another version: retrying cannot help
                     self._record(row, Delivery.failed(f"unreadable payload: {type(exc).__name__}: {exc}", retry=False))
-            readable.sort(key=lambda item: (-SEVERITY_RANK.get(item[1].severity, -1), item[0].id))
+            # The worst news leads: a firing before a repeat, then by severity, then the first owed.
+            readable.sort(key=lambda item: (item[1].event != "firing", -SEVERITY_RANK.get(item[1].severity, -1), item[0].id))
             members = [(row.id, message.subject) for row, message in readable]
             ready: Delivery | _Ready | None = None
             if len(readable) > 1:

@@ -234,13 +234,41 @@ def fallback_text(message: AlertMessage) -> str:
     return "\n".join([escape(message.subject), *_lines(message)])
 
 
+SECTION_CHARS = 3000
+"""Slack refuses (``invalid_blocks``) a section whose text is longer; a message holds at most 50 blocks."""
+MAX_SECTIONS = 40
+
+
 def blocks_of(message: AlertMessage) -> list[dict[str, Any]]:
     emoji = ":white_check_mark:" if message.event == "resolved" else _EMOJI.get(message.severity, "")
+    head = _cut(f"{emoji} *{escape(message.subject)}*", SECTION_CHARS)
     return [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"{emoji} *{escape(message.subject)}*"}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(_lines(message))}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": head}},
+        *({"type": "section", "text": {"type": "mrkdwn", "text": text}} for text in _sections(_lines(message), message.alert_id)),
         {"type": "context", "elements": [{"type": "mrkdwn", "text": f"monitor alert #{message.alert_id}"}]},
     ]
+
+
+def _sections(lines: list[str], alert_id: int) -> list[str]:
+    """The body in sections Slack takes: each at most SECTION_CHARS, at most MAX_SECTIONS of them (a
+    summary of a large outage lists many alerts; the rest is in ``monitor alerts show``)."""
+    sections: list[str] = []
+    current = ""
+    for line in (_cut(line, SECTION_CHARS) for line in lines):
+        if current and len(current) + 1 + len(line) > SECTION_CHARS:
+            sections.append(current)
+            current = line
+        else:
+            current = f"{current}\n{line}" if current else line
+    if current:
+        sections.append(current)
+    if len(sections) > MAX_SECTIONS:
+        sections = [*sections[: MAX_SECTIONS - 1], f"... more in `monitor alerts show {alert_id}`"]
+    return sections
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _lines(message: AlertMessage) -> list[str]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from monitor.notifiers.base import Delivery, Posted, Receiver, ReceiverKind
 from monitor.notifiers.message import AlertMessage
@@ -61,7 +62,7 @@ class WebhookNotifier:
         status = response.status_code
         if 200 <= status < 300:
             return Delivery.sent(body["dedup_key"])
-        said = _scrub(" ".join(response.text.split())[:MAX_ERROR], webhook)
+        said = _scrub(" ".join(response.text.split()), webhook)[:MAX_ERROR]  # scrubbed whole: a secret cut in two is not found
         error = f"webhook answered HTTP {status}" + (f": {said}" if said else "")
         if status == 429 or status >= 500:
             return Delivery.failed(error, retry=True, retry_after=_seconds(response.headers.get("Retry-After")))
@@ -115,9 +116,12 @@ def event_of(message: AlertMessage, dedup_key: str, routing_key: str = "") -> di
 
 
 def _scrub(text: str, webhook: Webhook) -> str:
+    r"""``text`` with the webhook's URL and key masked, as written or as an endpoint may echo them:
+    JSON-escaped (``https:\/\/...``) or percent-encoded."""
     for secret in (webhook.url.get_secret_value(), webhook.routing_key.get_secret_value()):
         if secret:
-            text = text.replace(secret, "***")
+            for form in {secret, secret.replace("/", "\\/"), quote(secret, safe=""), quote(secret)}:
+                text = text.replace(form, "***")
     return text
 
 

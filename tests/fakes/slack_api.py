@@ -8,6 +8,7 @@ Implemented methods, with the parameters the daemon uses:
 
 - ``chat.postMessage``: channel (``#name``, ``name`` or an ID), text, blocks, metadata, thread_ts;
   answers the channel's ID (``C0001``, ...) and a new ``ts``, unique and increasing.
+- Both refuse blocks past Slack's limits (50 blocks, 3000 characters a section): ``invalid_blocks``.
 - ``chat.update``: channel ID, ts, text, blocks, metadata; ``message_not_found`` when there is no
   such message. As on Slack, metadata given replaces the message's, ``{}`` removes it, and without it
   the old one stays.
@@ -330,6 +331,8 @@ class FakeSlackAPI:
         text, blocks = body.get("text"), _maybe_json(body.get("blocks"))
         if not text and not blocks:
             return {"ok": False, "error": "no_text"}
+        if not _valid_blocks(blocks):
+            return {"ok": False, "error": "invalid_blocks"}
         metadata = _maybe_json(body.get("metadata"))
         if not _valid_metadata(metadata):
             return {"ok": False, "error": "invalid_metadata_format"}
@@ -351,6 +354,8 @@ class FakeSlackAPI:
         text, blocks = body.get("text"), _maybe_json(body.get("blocks"))
         if text is None and blocks is None:
             return {"ok": False, "error": "no_text"}
+        if not _valid_blocks(blocks):
+            return {"ok": False, "error": "invalid_blocks"}
         metadata = _maybe_json(body.get("metadata"))
         if metadata != {} and not _valid_metadata(metadata):
             return {"ok": False, "error": "invalid_metadata_format"}
@@ -438,6 +443,17 @@ _METHODS: dict[str, Callable[[FakeSlackAPI, dict[str, Any]], dict[str, Any]]] = 
     "conversations.list": FakeSlackAPI._conversations_list,
     "conversations.replies": FakeSlackAPI._conversations_replies,
 }
+
+
+def _valid_blocks(blocks: Any) -> bool:
+    """Slack's Block Kit limits the daemon could exceed: 50 blocks a message, 3000 characters a section."""
+    if blocks is None:
+        return True
+    if not isinstance(blocks, list) or len(blocks) > 50:
+        return False
+    return all(
+        len((b.get("text") or {}).get("text", "")) <= 3000 for b in blocks if isinstance(b, dict) and b.get("type") == "section"
+    )
 
 
 def _page(messages: list[Message], offset: int, limit: int, with_metadata: bool) -> dict[str, Any]:
