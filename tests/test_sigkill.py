@@ -30,7 +30,7 @@ from tests.factories import write_project
 from tests.kill_driver import BLOCK, high
 
 CYCLES = 50
-KILLS = 10
+KILLS = 8
 REPO = Path(__file__).resolve().parent.parent
 
 
