@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="List open alert episodes (pending and firing), newest first, with their state, severity, age, "
         "last value and deliveries; with no database yet, there are none.\n"
         "  monitor alerts [--all]                      the list\n"
-        "  monitor alerts show ID                      one episode: its incident, every run's value, each delivery\n"
+        "  monitor alerts show ID                      one episode: its incident, every run's value, each delivery attempt\n"
         "  monitor alerts ack ID                       someone is on it: its incident is not repeated any more\n"
         "  monitor alerts close ID --reason TEXT       end one episode by hand (its message says why)",
     )

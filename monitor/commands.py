@@ -288,7 +288,7 @@ def _show_alert(engine, alert_id: int) -> int:
     from sqlalchemy.orm import Session
 
     from monitor.alerting.conditions import Condition
-    from monitor.storage.tables import Alert, Metric, Notification
+    from monitor.storage.tables import Alert, DeliveryAttempt, Metric, Notification
 
     with Session(engine) as session:
         alert = session.get(Alert, alert_id)
@@ -316,6 +316,13 @@ def _show_alert(engine, alert_id: int) -> int:
         notes = session.scalars(
             sa.select(Notification).where(Notification.alert_id == (alert.incident_id or alert.id)).order_by(Notification.id)
         ).all()
+        attempts: dict[int, list[DeliveryAttempt]] = {}
+        for attempt in session.scalars(
+            sa.select(DeliveryAttempt)
+            .where(DeliveryAttempt.notification_id.in_([n.id for n in notes]))
+            .order_by(DeliveryAttempt.id)
+        ):
+            attempts.setdefault(attempt.notification_id, []).append(attempt)
     print(f"#{alert.id} {alert.state} {alert.severity}  {_target(alert)}")
     print(
         f"  rule: {alert.rule} (threshold {format_number(alert.threshold)}), last value {format_number(alert.last_value, alert.threshold)}"
@@ -336,6 +343,9 @@ def _show_alert(engine, alert_id: int) -> int:
         print(
             f"    #{n.id} {n.event:<8} {n.receiver:<28} {n.status:<8} {n.attempts} attempt(s), last {n.time:%Y-%m-%d %H:%M:%S} UTC{error}"
         )
+        for attempt in attempts.get(n.id, []):
+            said = f"  {attempt.error}" if attempt.error else ""
+            print(f"      {attempt.time:%Y-%m-%d %H:%M:%S} UTC  {attempt.outcome}{said}")
     return 0
 
 

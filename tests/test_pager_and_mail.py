@@ -16,7 +16,9 @@ import logging
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from monitor.clock import FixedClock
 from monitor.daemon.evaluator import Evaluator
@@ -24,6 +26,7 @@ from monitor.daemon.project import Project
 from monitor.notifiers.outbox import Outbox, episode_key
 from monitor.notifiers.registry import Receivers
 from monitor.storage import db
+from monitor.storage.tables import DeliveryAttempt
 from tests.deployments import ROWS, Pipeline
 from tests.factories import T0, live_frame, write_project
 from tests.fakes.pager import MailServer, PagerEndpoint
@@ -120,6 +123,13 @@ def test_a_webhook_answering_429_and_500_is_retried_and_a_400_is_not(tmp_path, s
     p.clock.advance(timedelta(minutes=5))
     assert p.outbox.deliver_due() == 1
     assert len(pager.events()) == 1 and [r.status for r in pager.received] == [429, 503, 202]
+    with Session(sqlite_engine) as session:  # every attempt is kept, for `monitor alerts show`
+        attempts = session.scalars(sa.select(DeliveryAttempt).where(DeliveryAttempt.notification_id == row.id)).all()
+    assert [(a.outcome, (a.error or "")[:25]) for a in attempts] == [
+        ("retry", "webhook answered HTTP 429"),
+        ("retry", "webhook answered HTTP 503"),
+        ("sent", ""),
+    ]
 
     pager.fail_next(400)
     p.resolve()

@@ -154,6 +154,7 @@ def test_alerts_lists_age_and_deliveries_and_show_gives_the_history_of_one(deplo
     ]
     assert out[6] == "  deliveries of its incident (1):"
     assert out[7].startswith("    #1 firing   fraud-team/console") and "sent     1 attempt(s)" in out[7]
+    assert out[8] == "      2026-11-25 12:00:00 UTC  sent"  # each attempt, with what came of it
 
     assert main(["alerts", "--config", str(d.config), "show", "999"]) == 1
     assert "alert #999 does not exist" in capsys.readouterr().err

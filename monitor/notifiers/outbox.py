@@ -40,7 +40,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from monitor.alerting.rules import SEVERITY_RANK
 from monitor.alerting.silences import LABELS as SILENCE_LABELS
@@ -54,7 +54,7 @@ from monitor.notifiers.message import AlertMessage
 from monitor.notifiers.own_alerts import OwnAlerts, ReceiverWatch
 from monitor.notifiers.registry import Receivers
 from monitor.storage.db import installation_id
-from monitor.storage.tables import Alert, Notification, Silence
+from monitor.storage.tables import Alert, DeliveryAttempt, Notification, Silence
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +219,11 @@ class Outbox:
                     ).rowcount
                     == 1
                 )
+                if done:  # the attempt the crash interrupted: what became of it
+                    outcome, why = ("sent", "in doubt after a restart: found delivered") if found is not None else (
+                        "retry", "in doubt after a restart: not found delivered, sent again")  # fmt: skip
+                    conn.execute(sa.insert(DeliveryAttempt).values(notification_id=notification_id, time=self.clock.now(),
+                                                                   outcome=outcome, error=why))  # fmt: skip
             if done:
                 settled += 1
                 log.info(
@@ -630,6 +635,10 @@ class Outbox:
         else:
             row.status, row.error = "failed", delivery.error
             log.error("notification %s to %s failed for good: %s", row.id, row.receiver, delivery.error)
+        session = object_session(row)
+        if session is not None:  # every attempt, for `monitor alerts show`
+            outcome = {"sent": "sent", "pending": "retry"}.get(row.status, "failed")
+            session.add(DeliveryAttempt(notification_id=row.id, time=now, outcome=outcome, error=row.error))
 
     def backoff(self, attempts: int, retry_after: float | None = None) -> timedelta:
         """The wait before attempt ``attempts + 1``: doubling from ``backoff_base`` up to ``backoff_cap``,

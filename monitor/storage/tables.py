@@ -206,6 +206,18 @@ class Notification(Base):
     )
 
 
+class DeliveryAttempt(Base):
+    """One attempt at delivering a notification, and what came of it: ``monitor alerts show`` lists them."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    notification_id: Mapped[int] = mapped_column(BigId, sa.ForeignKey("notifications.id", ondelete="CASCADE"), index=True)
+    time: Mapped[datetime] = mapped_column(UtcDateTime)
+    outcome: Mapped[str] = mapped_column(sa.String(20))  # sent, retry, failed, found (in doubt, found delivered)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+
+
 class IngestStat(Base):
     """Exact counts and the latency sketch of one model's rows for one minute (by the rows' own time)."""
 
