@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import Field
 
 from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window, import_evidently
+from monitor.checks.fast_drift import PreparedColumn, column_drift, computes
 from monitor.sources.reference import TYPE_NAMES, Reference, Typed, as_type
 
 if TYPE_CHECKING:
@@ -159,6 +161,27 @@ def drift_table(method: str | None, threshold: float | None, reference: dict, cu
     return report.as_dict()["metrics"][0]["result"]["drift_by_columns"]
 
 
+def drift_by_column(
+    method: str | None,
+    threshold: float | None,
+    reference: dict,
+    current: dict,
+    kinds: dict[str, str],
+    prepared: Callable[[str], PreparedColumn] | None = None,
+) -> dict:
+    """Evidently's drift result per column (as :func:`drift_table` gives it): from the fast path for
+    evidently's own choice of test and the tests it chooses from (monitor/checks/fast_drift.py, the
+    reference side from ``prepared`` when given, made once per reference), from a Report otherwise."""
+    if not computes(method):
+        return drift_table(method, threshold, reference, current, kinds)
+    return {
+        name: column_drift(
+            prepared(name) if prepared else PreparedColumn.of(reference[name], kind), current[name], method, threshold
+        )
+        for name, kind in kinds.items()
+    }
+
+
 EVIDENTLY_ERRORS = (ValueError, TypeError, KeyError, ZeroDivisionError)
 
 
@@ -184,15 +207,19 @@ def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) ->
             skipped.append({"feature": name, "type": TYPE_NAMES[kind], "reason": reason, **counts[name]})
     typed_reference = {name: reference.typed(name).values for name in kinds}
 
+    def prepared(name: str) -> PreparedColumn:
+        return reference.worked_out(("drift", name), lambda: PreparedColumn.of(typed_reference[name], kinds[name]))
+
     results: dict[str, dict] = {}
     if kinds:
         try:
-            results = drift_table(spec.method, spec.threshold, typed_reference, current, kinds)
+            results = drift_by_column(spec.method, spec.threshold, typed_reference, current, kinds, prepared)
         except EVIDENTLY_ERRORS:
             # One column evidently cannot compute must not leave the others unchecked: each on its own.
             for name in kinds:
                 try:
-                    results.update(drift_table(spec.method, spec.threshold, typed_reference, current, {name: kinds[name]}))
+                    one = {name: kinds[name]}
+                    results.update(drift_by_column(spec.method, spec.threshold, typed_reference, current, one, prepared))
                 except EVIDENTLY_ERRORS as exc:
                     reason = f"evidently could not compute drift: {exc}"
                     skipped.append({"feature": name, "type": TYPE_NAMES[kinds[name]], "reason": reason, **counts[name]})

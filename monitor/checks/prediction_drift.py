@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window, import_evidently
-from monitor.checks.drift import EVIDENTLY_ERRORS, METHODS, Method, drift_table, fitting, strength, unusable
+from monitor.checks.drift import EVIDENTLY_ERRORS, METHODS, Method, drift_by_column, fitting, strength, unusable
+from monitor.checks.fast_drift import PreparedColumn
 from monitor.sources.base import PREDICTION
 from monitor.sources.reference import TYPE_NAMES, ColumnType, as_type
 
@@ -113,7 +114,10 @@ def evaluate(spec: PredictionDriftSpec, window: Window, reference, features: lis
     if reason is not None:
         return Evaluation.failed(f"the predictions ({column}) cannot be compared: {reason}", sample_size)
     try:
-        result = drift_table(spec.method, spec.threshold, {column: ref.values}, {column: live.values}, {column: kind})[column]
+        prepared = reference.worked_out(("prediction_drift", column, kind), lambda: PreparedColumn.of(ref.values, kind))
+        result = drift_by_column(
+            spec.method, spec.threshold, {column: ref.values}, {column: live.values}, {column: kind}, lambda _: prepared
+        )[column]
     except EVIDENTLY_ERRORS as exc:
         return Evaluation.failed(f"evidently could not compute the drift of the predictions ({column}): {exc}", sample_size)
     score, threshold, drifted = float(result["drift_score"]), float(result["stattest_threshold"]), bool(result["drift_detected"])

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from threading import Lock
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from monitor.config.types import StrictModel
 from monitor.sources.base import SourceError, SourceSpec
@@ -32,6 +33,7 @@ class ReferenceSpec(StrictModel):
     path: str
 
 
+T = TypeVar("T")
 ColumnType = Literal["number", "boolean", "string"]
 # How each type is named to a person (a message, the evidence): "string" is the ingest API's word.
 TYPE_NAMES: dict[str, str] = {"number": "number", "boolean": "boolean", "string": "text"}
@@ -53,13 +55,16 @@ class Reference:
     _types: dict[str, ColumnType] = field(default_factory=dict, repr=False, compare=False)
     _typed: dict[tuple[str, ColumnType], Typed] = field(default_factory=dict, repr=False, compare=False)
     _objects: dict[str, pd.Series] = field(default_factory=dict, repr=False, compare=False)
+    # what a check kind works out of a column for itself (drift's sorted values), by the kind's own key
+    _worked_out: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def for_source(self, source: SourceSpec | None) -> Reference:
         """This reference as a model with ``source`` reads it: its label column is the source's label
         column, when the reference has one of that name. The frame and what is worked out of it are shared."""
         label = source.label if source is not None and source.label in self.frame.columns else None
         prediction = source.prediction if source is not None else None
-        return replace(self, label=label, prediction=prediction, _types=self._types, _typed=self._typed, _objects=self._objects)
+        return replace(self, label=label, prediction=prediction, _types=self._types, _typed=self._typed, _objects=self._objects,
+                       _worked_out=self._worked_out)  # fmt: skip
 
     def column_type(self, name: str) -> ColumnType:
         """``number``, ``boolean`` or ``string``: what a live value of this column should be.
@@ -81,6 +86,13 @@ class Reference:
         if (name, kind) not in self._typed:
             self._typed[(name, kind)] = as_type(self.frame[name], kind)
         return self._typed[(name, kind)]
+
+    def worked_out(self, key: tuple, make: Callable[[], T]) -> T:
+        """What ``make`` works out of this reference, made once per reference file version and kept
+        under ``key`` (which names the kind and the column): every evaluation of every check reuses it."""
+        if key not in self._worked_out:
+            self._worked_out[key] = make()
+        return self._worked_out[key]
 
     def objects(self, name: str) -> pd.Series:
         """The column as read, as objects and indexed from 0, made once (not copied on every run)."""
