@@ -115,3 +115,27 @@ def test_an_empty_side_is_refused_as_evidently_refuses_it():
         column_drift(reference, pd.Series([np.nan, np.inf]), None, None)
     with pytest.raises(ValueError, match="reference"):
         column_drift(PreparedColumn.of(pd.Series([np.nan]), "number"), pd.Series([1.0]), None, None)
+
+
+def test_a_drift_check_is_warmed_up_and_evaluated_without_importing_evidently(tmp_path):
+    """evidently's import takes seconds: the daemon's start waits for no check that does not need it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = """
+import sys
+from monitor.checks.drift import KIND
+from monitor.checks.fast_drift import PreparedColumn, column_drift
+import pandas as pd
+KIND.warm_up()
+column_drift(PreparedColumn.of(pd.Series([1.0, 2.0, 3.0] * 400), "number"), pd.Series([1.5, 2.5] * 300), None, None)
+print(sorted(m for m in sys.modules if m.startswith("evidently")))
+"""
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

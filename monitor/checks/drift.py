@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import Field
 
-from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window, import_evidently
+from monitor.checks import fast_drift
+from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window
 from monitor.checks.fast_drift import PreparedColumn, column_drift, computes
 from monitor.sources.reference import TYPE_NAMES, Reference, Typed, as_type
 
@@ -272,5 +273,5 @@ KIND = CheckKind(
     needs_reference=True,
     shares=frozenset({"drift_share"}),
     check_reference=check_reference,
-    warm_up=import_evidently,
+    warm_up=fast_drift.warm_up,  # evidently only for a method the fast path does not compute, when first used
 )

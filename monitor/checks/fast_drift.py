@@ -42,6 +42,12 @@ FEW_VALUES = 5  # a number column with at most this many distinct values is test
 BINNED_ABOVE = 20  # jensenshannon bins a number column with more distinct reference values than this
 
 
+def warm_up() -> None:
+    """Load what the tests computed here need (scipy's, under a second; not evidently's seconds)."""
+    import scipy.spatial.distance  # noqa: F401
+    import scipy.stats  # noqa: F401
+
+
 def computes(method: str | None) -> bool:
     """Whether this module computes ``method`` (None: evidently's choice per column, always)."""
     return method is None or method in TESTS

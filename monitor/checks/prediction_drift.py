@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window, import_evidently
+from monitor.checks import fast_drift
+from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window
 from monitor.checks.drift import EVIDENTLY_ERRORS, METHODS, Method, drift_by_column, fitting, strength, unusable
 from monitor.checks.fast_drift import PreparedColumn
 from monitor.sources.base import PREDICTION
@@ -154,5 +155,5 @@ KIND = CheckKind(
     required_roles=(PREDICTION,),
     reference_metrics=frozenset({"class_share"}),
     check_reference=check_reference,
-    warm_up=import_evidently,
+    warm_up=fast_drift.warm_up,  # evidently only for a method the fast path does not compute, when first used
 )

@@ -77,6 +77,7 @@ class Request:
     status: int = 200  # the HTTP status answered
     ok: bool = True  # the ``ok`` answered
     error: str | None = None  # the ``error`` answered, if any
+    received: float = field(default_factory=time.time)  # wall-clock time it arrived (bench/daemon.py)
 
 
 @dataclass(frozen=True)
