@@ -38,6 +38,20 @@ class Telemetry:
             registry=self.registry,
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
+        self.start_delay = Histogram(
+            "monitor_evaluation_start_delay_seconds",
+            "From when a check's run was due to when its evaluation started.",
+            ["model", "check"],
+            registry=self.registry,
+            buckets=(0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+        )
+        self.late = Counter(
+            "monitor_evaluations_late",
+            "Runs that started late (past max(1s, a tenth of the check's interval)) or not at all, by why: "
+            "late, still_running (its previous run had not finished), missed.",
+            ["model", "check", "why"],
+            registry=self.registry,
+        )
         self.notifications = Counter(
             "monitor_notification_attempts",
             "Notification delivery attempts, by receiver kind and result.",
@@ -73,6 +87,14 @@ class Telemetry:
         if outcome != "error":
             self.last_success = time.time()
             self.last_cycle.set(self.last_success)
+
+    def record_start(self, model: str, check: str, delay_s: float, late: bool) -> None:
+        self.start_delay.labels(model, check).observe(max(delay_s, 0.0))
+        if late:
+            self.late.labels(model, check, "late").inc()
+
+    def record_not_run(self, model: str, check: str, why: str) -> None:
+        self.late.labels(model, check, why).inc()
 
     def record_delivery(self, kind: str, status: str) -> None:
         self.notifications.labels(kind, status).inc()

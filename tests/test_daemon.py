@@ -156,3 +156,40 @@ def test_a_database_outage_skips_recording_and_the_next_run_records(tmp_path):
     result = daemon.evaluate(model, drift)
     assert result is not None and result.outcome == "breach" and result.run_id is not None
     daemon.engine.dispose()
+
+
+def test_a_run_that_starts_late_or_not_at_all_is_counted_in_metrics_and_logged(tmp_path, caplog):
+    """The scheduler says when a run was due as it submits it; a run that starts past max(1s, a tenth of
+    its interval) after that, or that the scheduler skipped (its last run still ran) or missed, shows."""
+    from datetime import timedelta
+
+    from apscheduler.events import (
+        EVENT_JOB_MAX_INSTANCES,
+        EVENT_JOB_MISSED,
+        EVENT_JOB_SUBMITTED,
+        JobExecutionEvent,
+        JobSubmissionEvent,
+    )
+
+    from monitor.daemon.project import Project
+    from monitor.daemon.service import Daemon
+
+    config = write_project(tmp_path, live=live_frame(600))
+    daemon = Daemon(Project.load(config))
+    daemon.prepare()
+    model = daemon.project.checks.models["fraud-scorer"]
+    job = "fraud-scorer/latency"  # every 1m: late past 6s
+    now = datetime.now(UTC)
+    daemon._on_scheduler_event(JobSubmissionEvent(EVENT_JOB_SUBMITTED, job, "default", [now - timedelta(seconds=2)]))
+    daemon.evaluate(model, model.check("latency"))
+    daemon._on_scheduler_event(JobSubmissionEvent(EVENT_JOB_SUBMITTED, job, "default", [now - timedelta(seconds=30)]))
+    daemon.evaluate(model, model.check("latency"))
+    daemon._on_scheduler_event(JobSubmissionEvent(EVENT_JOB_MAX_INSTANCES, job, "default", [now]))
+    daemon._on_scheduler_event(JobExecutionEvent(EVENT_JOB_MISSED, job, "default", now))
+    metrics = daemon.telemetry.render().decode()
+    assert 'monitor_evaluation_start_delay_seconds_count{check="latency",model="fraud-scorer"} 2.0' in metrics
+    for why in ("late", "still_running", "missed"):
+        assert f'monitor_evaluations_late_total{{check="latency",model="fraud-scorer",why="{why}"}} 1.0' in metrics
+    late = [r.getMessage() for r in caplog.records if "after it was due" in r.getMessage()]
+    assert len(late) == 1 and late[0].startswith("fraud-scorer/latency started 30.")
+    daemon.engine.dispose()

@@ -16,7 +16,7 @@ import re
 import signal
 import threading
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -172,6 +172,8 @@ class Daemon:
         self.telemetry = Telemetry()
         self.health = health or Health()  # what blinds the daemon right now: /healthz, the status page, the log
         self._failing_checks = LogThrottle(log)  # a check that errors on every run is logged as one condition
+        self._late_runs = LogThrottle(log)  # runs starting late: one line, then one a minute
+        self._due: dict[str, datetime] = {}  # by job: when its submitted run was due (the scheduler's clock)
         receivers = Receivers(project.config, console)
         self.receivers = receivers
         self.own_alerts = OwnAlerts(receivers)  # when monitoring itself fails: a file, a check's schedule
@@ -205,6 +207,7 @@ class Daemon:
         self._threads: list[threading.Thread] = []
 
     def evaluate(self, model: ModelConfig, check: CheckSpec) -> RunResult | None:
+        self._note_start(model, check)
         try:
             result = self.evaluator.run(model, check)
         except sa.exc.SQLAlchemyError as exc:
@@ -232,6 +235,36 @@ class Daemon:
         if result.notifications_owed:
             self.outbox.wake()
         return result
+
+    def _note_start(self, model: ModelConfig, check: CheckSpec) -> None:
+        """How late this run starts after it was due (the scheduler said when, on submitting it): in
+        /metrics, and in the log at most once a minute when it is late, since a daemon too busy for
+        its checks watches less than its files say."""
+        due = self._due.pop(f"{model.model}/{check.name}", None)
+        if due is None:  # not the scheduler's (monitor check, a test)
+            return
+        delay = (datetime.now(UTC) - due).total_seconds()
+        late = delay > max(1.0, check.every.total_seconds() / 10)
+        self.telemetry.record_start(model.model, check.name, delay, late)
+        if late:
+            self._late_runs.log("late", logging.WARNING,
+                                f"{model.model}/{check.name} started {delay:.1f}s after it was due: the daemon is busier "
+                                f"than its {self.workers} workers keep up with (monitor_evaluations_late in /metrics)")  # fmt: skip
+
+    def _on_scheduler_event(self, event) -> None:
+        """The scheduler's word on a check's run: submitted (when it was due), not run because its last
+        run still runs, or missed."""
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED
+
+        model, _, check = str(event.job_id).partition("/")
+        if not check:  # the daemon's own jobs (heartbeat, schedule, repeats)
+            return
+        if event.code == EVENT_JOB_SUBMITTED and event.scheduled_run_times:
+            self._due[event.job_id] = max(event.scheduled_run_times)
+        elif event.code == EVENT_JOB_MAX_INSTANCES:
+            self.telemetry.record_not_run(model, check, "still_running")
+        elif event.code == EVENT_JOB_MISSED:
+            self.telemetry.record_not_run(model, check, "missed")
 
     def _report_failing(self, result: RunResult) -> None:
         condition = f"check {result.model}/{result.check}" + (f" [{result.model_version}]" if result.model_version else "")
@@ -421,6 +454,7 @@ class Daemon:
         self._threads.append(thread)
 
     def start(self) -> None:
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -443,6 +477,7 @@ class Daemon:
         if apart:
             executors[APART] = ThreadPoolExecutor(min(apart, APART_WORKERS))
         scheduler = BackgroundScheduler(executors=executors, timezone="UTC")
+        scheduler.add_listener(self._on_scheduler_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         self._scheduler = scheduler
         now = self.clock.now()
         count = 0
