@@ -80,19 +80,26 @@ def test_a_firing_incident_is_repeated_in_its_thread_every_4h_until_acknowledged
     assert f"alert #{alert.id} is not firing (it is resolved)" in capsys.readouterr().err
 
 
-def test_a_repeat_in_doubt_after_a_crash_is_found_in_its_thread_and_not_sent_again(tmp_path, sqlite_engine, slack, monkeypatch):
+def firing_with_a_repeat_owed(tmp_path, engine, slack) -> Pipeline:
+    """A drift told to Slack, four hours on: its repeat is owed, not yet sent."""
     config = write_project(
         tmp_path, live=live_frame(600, drift=True), slack={"token": TOKEN, "base_url": slack.url},
-        database_url=sqlite_engine.url.render_as_string(hide_password=False),
+        database_url=engine.url.render_as_string(hide_password=False),
     )  # fmt: skip
     project = Project.load(config)
     clock = FixedClock(T0)
-    p = Pipeline(project, sqlite_engine, clock, Evaluator(sqlite_engine, project.config, clock),
-                 Outbox(sqlite_engine, Receivers(project.config), clock))  # fmt: skip
+    p = Pipeline(
+        project, engine, clock, Evaluator(engine, project.config, clock), Outbox(engine, Receivers(project.config), clock)
+    )
     p.evaluate()
     assert p.deliver() == 1
     clock.advance(FOUR_HOURS)
-    assert owe_repeats(sqlite_engine, FOUR_HOURS, clock.now()) == 1
+    assert owe_repeats(engine, FOUR_HOURS, clock.now()) == 1
+    return p
+
+
+def test_a_repeat_in_doubt_after_a_crash_is_found_in_its_thread_and_not_sent_again(tmp_path, sqlite_engine, slack, monkeypatch):
+    p = firing_with_a_repeat_owed(tmp_path, sqlite_engine, slack)
 
     class Killed(BaseException):
         pass
@@ -113,18 +120,8 @@ def test_a_repeat_in_doubt_after_a_crash_is_found_in_its_thread_and_not_sent_aga
 
 
 def test_a_repeat_that_fails_for_good_waits_its_interval_before_the_next(tmp_path, sqlite_engine, slack):
-    config = write_project(
-        tmp_path, live=live_frame(600, drift=True), slack={"token": TOKEN, "base_url": slack.url},
-        database_url=sqlite_engine.url.render_as_string(hide_password=False),
-    )  # fmt: skip
-    project = Project.load(config)
-    clock = FixedClock(T0)
-    p = Pipeline(project, sqlite_engine, clock, Evaluator(sqlite_engine, project.config, clock),
-                 Outbox(sqlite_engine, Receivers(project.config), clock))  # fmt: skip
-    p.evaluate()
-    assert p.deliver() == 1
-    clock.advance(FOUR_HOURS)
-    assert owe_repeats(sqlite_engine, FOUR_HOURS, clock.now()) == 1
+    p = firing_with_a_repeat_owed(tmp_path, sqlite_engine, slack)
+    clock = p.clock
     slack.fail_next("chat.postMessage", error="channel_not_found")  # the channel was archived
     p.deliver()
     assert [n.status for n in p.notifications() if n.event == "repeat"] == ["failed"]

@@ -1,0 +1,153 @@
+"""The daemon at scale: N models, each with drift, latency and volume checks every minute.
+
+    python bench/scale.py                      # 100 models for 3 minutes
+    python bench/scale.py --models 1000 --minutes 5
+
+It writes a project into a temporary directory: N model files reading one shared Parquet file of
+``--rows`` (10,000) rows in the last hour (3 features: two numbers and a category, a latency),
+each with a drift check (against a reference of as many rows), a latency and a volume check, all
+``every: 1m`` over ``window: 1h``, alerts to the console. It starts ``python -m monitor run`` as a
+separate process and, after a first minute to settle, samples for ``--minutes``: evaluations per
+minute (``check_runs``), the daemon's CPU share of the machine (``/proc/<pid>/stat``), runs that
+started late or did not run (``monitor_evaluations_late_total`` in ``/metrics``), the median start
+delay, and peak RSS (``VmHWM``). The target (issue 15): every check runs every minute, none late.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def frame(rows: int, end: datetime, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "request_id": [f"r{seed}-{i}" for i in range(rows)],
+            "created_at": [end - timedelta(seconds=float(s)) for s in rng.uniform(1, 3500, rows)],
+            "amount": rng.lognormal(3.0, 1.0, rows),
+            "age": rng.integers(18, 90, rows).astype(float),
+            "country": rng.choice(["US", "DE", "FR", "GB"], rows),
+            "score": rng.random(rows),
+            "latency_ms": rng.gamma(2.0, 20.0, rows),
+        }
+    )
+
+
+def project(root: Path, models: int, rows: int) -> Path:
+    (root / "data").mkdir(parents=True)
+    (root / "checks").mkdir()
+    now = datetime.now(UTC)
+    frame(rows, now, 1).to_parquet(root / "data" / "reference.parquet")
+    # Rows for the whole run: the window always holds about `rows` of them.
+    frame(rows * 2, now + timedelta(hours=1), 2).to_parquet(root / "data" / "live-0001.parquet")
+    config = {"database": {"url": f"sqlite:///{root / 'monitor.db'}"}, "server": {"listen": "127.0.0.1:0"},
+              "checks_dir": "checks", "owners": {"team": {"mention": []}}}  # fmt: skip
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    source = {"kind": "files", "path": "data/live-*.parquet", "timestamp": "created_at", "id": "request_id",
+              "features": ["amount", "age", "country"], "prediction": "score", "latency": "latency_ms"}  # fmt: skip
+    for i in range(models):
+        checks = [
+            {"name": "drift", "kind": "drift", "every": "1m", "window": "1h", "alert": [{"when": "drift_share > 0.5"}]},
+            {"name": "latency", "kind": "latency", "every": "1m", "window": "1h", "alert": [{"when": "p99_ms > 1000"}]},
+            {"name": "volume", "kind": "volume", "every": "1m", "window": "1h", "alert": [{"when": "rows < 10"}]},
+        ]
+        model = {"model": f"model-{i:04d}", "owner": "team", "source": source, "reference": {"path": "data/reference.parquet"},
+                 "checks": checks}  # fmt: skip
+        (root / "checks" / f"model-{i:04d}.yaml").write_text(yaml.safe_dump(model, sort_keys=False))
+    return root / "config.yaml"
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mib(pid: int) -> float:
+    match = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(match[1]) / 1024 if match else float("nan")
+
+
+def late_counts(url: str) -> dict[str, float]:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    out: dict[str, float] = {}
+    for why, value in re.findall(r'monitor_evaluations_late_total\{[^}]*why="(\w+)"\} ([0-9.e+]+)', text):
+        out[why] = out.get(why, 0.0) + float(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=100)
+    parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--rows", type=int, default=10_000)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="monitor-scale-") as tmp:
+        root = Path(tmp)
+        config = project(root, args.models, args.rows)
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        log = open(root / "daemon.log", "w")  # noqa: SIM115 - open for the daemon's whole life
+        process = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(config)], cwd=root, env=env,
+                                   stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            url = None
+            deadline = time.monotonic() + 120
+            while url is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+                found = re.search(r"HTTP API on (http://\S+)", (root / "daemon.log").read_text())
+                url = found[1] if found else None
+            if url is None:
+                raise SystemExit("the daemon did not start within 120 s")
+            time.sleep(60)  # a first minute to settle: every check's first run, the references read
+            engine = sa.create_engine(f"sqlite:///{root / 'monitor.db'}")
+            with engine.connect() as conn:
+                runs_before = conn.scalar(sa.text("SELECT count(*) FROM check_runs")) or 0
+            late_before = late_counts(url)
+            cpu_before, wall_before = cpu_seconds(process.pid), time.monotonic()
+            time.sleep(args.minutes * 60)
+            cpu_after, wall_after = cpu_seconds(process.pid), time.monotonic()
+            with engine.connect() as conn:
+                runs_after = conn.scalar(sa.text("SELECT count(*) FROM check_runs")) or 0
+                durations = [r[0] for r in conn.execute(sa.text(
+                    "SELECT (julianday(finished) - julianday(started)) * 86400 FROM check_runs ORDER BY id DESC LIMIT 3000"))]  # fmt: skip
+            late_after = late_counts(url)
+            rss = peak_rss_mib(process.pid)
+            engine.dispose()
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+            log.close()
+    minutes = (wall_after - wall_before) / 60
+    checks = args.models * 3
+    per_minute = (runs_after - runs_before) / minutes
+    cpu_share = (cpu_after - cpu_before) / (wall_after - wall_before) / (os.cpu_count() or 1)
+    late = {why: late_after.get(why, 0) - late_before.get(why, 0) for why in ("late", "still_running", "missed")}
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    print(f"{args.models} models, {checks} checks every minute over {args.rows:,}-row windows, measured {minutes:.1f} min")
+    print(f"evaluations per minute: {per_minute:,.0f} of {checks:,} due ({per_minute / checks:.0%})")
+    print(f"daemon CPU: {cpu_share:.0%} of the machine's {os.cpu_count()} cores")
+    print(
+        f"runs late: {late['late']:.0f}, skipped while the last still ran: {late['still_running']:.0f}, missed: {late['missed']:.0f}"
+    )
+    print(f"evaluation time: median {statistics.median(durations):.3f}s, max {max(durations):.3f}s; peak RSS {rss:,.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
