@@ -1,7 +1,7 @@
 """The daemon at scale: N models, each with drift, latency and volume checks every minute.
 
     python bench/scale.py                      # 100 models for 3 minutes
-    python bench/scale.py --models 1000 --minutes 5
+    python bench/scale.py --models 1000 --minutes 5 --processes 2   # workers: monitor/daemon/workers.py
 
 It writes a project into a temporary directory: N model files reading one shared Parquet file of
 ``--rows`` (10,000) rows in the last hour (3 features: two numbers and a category, a latency),
@@ -35,12 +35,12 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 
 
-def frame(rows: int, end: datetime, seed: int) -> pd.DataFrame:
+def frame(rows: int, end: datetime, seed: int, span: timedelta = timedelta(hours=1)) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     return pd.DataFrame(
         {
             "request_id": [f"r{seed}-{i}" for i in range(rows)],
-            "created_at": [end - timedelta(seconds=float(s)) for s in rng.uniform(1, 3500, rows)],
+            "created_at": [end - timedelta(seconds=float(s)) for s in rng.uniform(1, span.total_seconds(), rows)],
             "amount": rng.lognormal(3.0, 1.0, rows),
             "age": rng.integers(18, 90, rows).astype(float),
             "country": rng.choice(["US", "DE", "FR", "GB"], rows),
@@ -50,15 +50,15 @@ def frame(rows: int, end: datetime, seed: int) -> pd.DataFrame:
     )
 
 
-def project(root: Path, models: int, rows: int) -> Path:
+def project(root: Path, models: int, rows: int, processes: int = 0) -> Path:
     (root / "data").mkdir(parents=True)
     (root / "checks").mkdir()
     now = datetime.now(UTC)
     frame(rows, now, 1).to_parquet(root / "data" / "reference.parquet")
-    # Rows for the whole run: the window always holds about `rows` of them.
-    frame(rows * 2, now + timedelta(hours=1), 2).to_parquet(root / "data" / "live-0001.parquet")
+    # Rows from an hour ago to an hour ahead: the last hour's window always holds about `rows` of them.
+    frame(rows * 2, now + timedelta(hours=1), 2, span=timedelta(hours=2)).to_parquet(root / "data" / "live-0001.parquet")
     config = {"database": {"url": f"sqlite:///{root / 'monitor.db'}"}, "server": {"listen": "127.0.0.1:0"},
-              "checks_dir": "checks", "owners": {"team": {"mention": []}}}  # fmt: skip
+              "checks_dir": "checks", "owners": {"team": {"mention": []}}, "processes": processes}  # fmt: skip
     (root / "config.yaml").write_text(yaml.safe_dump(config))
     source = {"kind": "files", "path": "data/live-*.parquet", "timestamp": "created_at", "id": "request_id",
               "features": ["amount", "age", "country"], "prediction": "score", "latency": "latency_ms"}  # fmt: skip
@@ -74,14 +74,32 @@ def project(root: Path, models: int, rows: int) -> Path:
     return root / "config.yaml"
 
 
+def family(pid: int) -> list[int]:
+    """The daemon and its worker processes (and theirs)."""
+    out = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        for child in children:
+            out.extend(family(int(child)))
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of the daemon and its workers."""
+    total = 0.0
+    for member in family(pid):
+        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def peak_rss_mib(pid: int) -> float:
-    match = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
-    return int(match[1]) / 1024 if match else float("nan")
+    """The peak resident size of the daemon plus each worker's."""
+    total = 0.0
+    for member in family(pid):
+        match = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{member}/status").read_text())
+        total += int(match[1]) / 1024 if match else 0.0
+    return total
 
 
 def late_counts(url: str) -> dict[str, float]:
@@ -97,10 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=int, default=100)
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--processes", type=int, default=0, help="the daemon's worker processes (0: none)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="monitor-scale-") as tmp:
         root = Path(tmp)
-        config = project(root, args.models, args.rows)
+        config = project(root, args.models, args.rows, args.processes)
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         log = open(root / "daemon.log", "w")  # noqa: SIM115 - open for the daemon's whole life
         process = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(config)], cwd=root, env=env,
@@ -139,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     cpu_share = (cpu_after - cpu_before) / (wall_after - wall_before) / (os.cpu_count() or 1)
     late = {why: late_after.get(why, 0) - late_before.get(why, 0) for why in ("late", "still_running", "missed")}
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-    print(f"{args.models} models, {checks} checks every minute over {args.rows:,}-row windows, measured {minutes:.1f} min")
+    print(f"{args.models} models, {checks} checks every minute over {args.rows:,}-row windows, processes: {args.processes}, "
+          f"measured {minutes:.1f} min")  # fmt: skip
     print(f"evaluations per minute: {per_minute:,.0f} of {checks:,} due ({per_minute / checks:.0%})")
     print(f"daemon CPU: {cpu_share:.0%} of the machine's {os.cpu_count()} cores")
     print(

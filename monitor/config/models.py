@@ -360,6 +360,11 @@ class DaemonConfig(StrictModel):
         SecretStr(""), description="a dead man's switch (a Healthchecks.io ping URL) pinged every heartbeat_every while healthy"
     )
     heartbeat_every: Duration = Field(timedelta(minutes=1), description="how often the heartbeat is sent")
+    processes: int = Field(
+        0, ge=0, le=64,
+        description="worker processes that read windows and compute checks (0: in the daemon's own process); "
+        "one per core escapes Python's one-thread-at-a-time limit",
+    )  # fmt: skip
     # The owner told when monitoring itself fails (a receiver failing for good); else each receiver's own.
     # (No description: a Name's own says what it may hold.)
     platform_owner: Name | None = None

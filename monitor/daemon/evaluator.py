@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -54,6 +55,9 @@ class Evaluator:
         self.teller = Teller(config, receivers or Receivers(config))
         self._sources: dict[tuple[str, str], Source] = {}
         self._watched_since: dict[str, datetime] = {}  # model -> its first recorded run
+        # Where a run's window is read and its check computed: here, or in a worker process
+        # (monitor/daemon/workers.py); the judging and recording are always here.
+        self.compute: Callable[[ModelConfig, CheckSpec, datetime, datetime], Evaluated] = self.read_and_compute
 
     def run(self, model: ModelConfig, check: CheckSpec, *, dry_run: bool = False, read_alerts: bool = True) -> RunResult:
         """Evaluate and record in one transaction. ``dry_run`` rolls it back; with ``read_alerts``
@@ -61,7 +65,7 @@ class Evaluator:
         began = time.perf_counter()
         started = self.clock.now()
         window_start, window_end = check.bounds(started)
-        evaluated = self._evaluate(model, check, window_start, window_end)
+        evaluated = self.compute(model, check, window_start, window_end)
         read = read_alerts or not dry_run
         # A value no database can hold (inf, NaN) is left out and named in the evidence, so one bad
         # number never costs the whole run its record.
@@ -135,7 +139,9 @@ class Evaluator:
         frame = source.read(start, end, schema=True) if kind.reads_schema else source.read(start, end)
         return Window(start, end, frame, summary)
 
-    def _evaluate(self, model: ModelConfig, check: CheckSpec, start: datetime, end: datetime) -> Evaluated:
+    def read_and_compute(self, model: ModelConfig, check: CheckSpec, start: datetime, end: datetime) -> Evaluated:
+        """What the check finds in the window ``start``-``end``: its rows read from the model's source,
+        the reference loaded, the kind's evaluation (per model version when split); never raises."""
         kind = CHECKS[check.kind]
         features = model.source.features if model.source else []
         try:

@@ -38,6 +38,7 @@ from monitor.daemon.evaluator import Evaluator, RunResult
 from monitor.daemon.heartbeat import Heartbeat
 from monitor.daemon.project import Project
 from monitor.daemon.repeats import owe_repeats
+from monitor.daemon.workers import Workers
 from monitor.health import Health, LogThrottle, in_one_line
 from monitor.ingest.retention import delete_expired
 from monitor.ingest.rows import RowLimits
@@ -204,6 +205,7 @@ class Daemon:
         self._stop = threading.Event()
         self._background_stop = threading.Event()
         self._scheduler: BackgroundScheduler | None = None
+        self._workers: Workers | None = None
         self._threads: list[threading.Thread] = []
 
     def evaluate(self, model: ModelConfig, check: CheckSpec) -> RunResult | None:
@@ -463,6 +465,10 @@ class Daemon:
             self.prepare()
         except sa.exc.SQLAlchemyError as exc:
             raise StartupError(f"cannot use the database {url}: {why_not_recorded(exc)}") from exc
+        processes = self.project.config.processes
+        if processes:  # windows read and checks computed on every core (monitor/daemon/workers.py)
+            self._workers = Workers(self.project.config_path, processes, self.evaluator)
+            self.evaluator.compute = self._workers.compute
         self._background(self.outbox.run, "outbox")
         self._background(self.sampler.run, "sampler")
         try:
@@ -534,6 +540,9 @@ class Daemon:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
+        if self._workers is not None:  # after the scheduler: no run waits on them any more
+            self._workers.close()
+            self._workers = None
         self._background_stop.set()
         self.outbox.wake()
         for thread in self._threads:

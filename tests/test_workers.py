@@ -1,0 +1,109 @@
+"""``processes: N``: windows read and checks computed in worker processes, judged and recorded by the
+daemon. Real spawned processes on a project on disk:
+
+- a worker's evaluation is the daemon's own, number for number, and the run is recorded as ever;
+- until the workers have started, and for a kind that waits on something outside, runs are computed
+  in the daemon's process;
+- a worker killed with SIGKILL loses no run: the pool starts again, and that run is computed in the
+  daemon's process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import yaml
+
+from monitor.clock import FixedClock
+from monitor.daemon.evaluator import Evaluator
+from monitor.daemon.project import Project
+from monitor.daemon.workers import Workers
+from monitor.storage import db
+from tests.factories import T0, live_frame, write_project
+
+
+@pytest.fixture
+def project(tmp_path):
+    config = write_project(tmp_path, live=live_frame(600, end=T0, drift=True))
+    data = yaml.safe_load(config.read_text())
+    data["processes"] = 2
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    return Project.load(config)
+
+
+def started(workers: Workers, timeout: float = 60.0) -> Workers:
+    """The workers once each has loaded the project (they are processes: this waits for them, not a clock)."""
+    deadline = time.monotonic() + timeout
+    while not workers.ready():
+        assert time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.05)
+    return workers
+
+
+def test_a_workers_evaluation_is_the_daemons_own_and_is_recorded(project, monkeypatch):
+    assert project.config.processes == 2
+    engine = db.create_engine(project.config.database.url)
+    db.upgrade(engine)
+    evaluator = Evaluator(engine, project.config, FixedClock(T0))
+    model = project.checks.models["fraud-scorer"]
+    start, end = model.check("feature-drift").bounds(T0)
+    here = evaluator.read_and_compute(model, model.check("feature-drift"), start, end)
+    workers = started(Workers(project.config_path, 2, evaluator))
+    try:
+
+        def not_here(*args):
+            raise AssertionError("computed in the daemon's process")
+
+        monkeypatch.setattr(evaluator, "read_and_compute", not_here)
+        workers.fallback = evaluator
+        there = workers.compute(model, model.check("feature-drift"), start, end)
+        assert [e.outcome for e in there.evaluations] == [e.outcome for e in here.evaluations] == ["ok"]
+        assert there.evaluations[0].values == here.evaluations[0].values
+        assert there.evaluations[0].evidence["features"] == here.evaluations[0].evidence["features"]
+        evaluator.compute = workers.compute
+        result = evaluator.run(model, model.check("feature-drift"))
+        assert (result.outcome, result.run_id is not None) == ("breach", True)
+    finally:
+        workers.close()
+        engine.dispose()
+
+
+def test_a_worker_killed_loses_no_run(project):
+    engine = db.create_engine(project.config.database.url)
+    db.upgrade(engine)
+    evaluator = Evaluator(engine, project.config, FixedClock(T0))
+    model = project.checks.models["fraud-scorer"]
+    check = model.check("latency")
+    start, end = check.bounds(T0)
+    workers = started(Workers(project.config_path, 2, evaluator))
+    try:
+        before = workers._pool
+        for pid in list(before._processes):  # every worker of the pool, mid-life
+            os.kill(pid, signal.SIGKILL)
+        after = workers.compute(model, check, start, end)  # computed here, the pool made anew
+        assert [e.outcome for e in after.evaluations] == ["ok"]
+        assert workers._pool is not before
+        started(workers)
+        assert [e.outcome for e in workers.compute(model, check, start, end).evaluations] == ["ok"]
+    finally:
+        workers.close()
+        engine.dispose()
+
+
+def test_runs_are_computed_here_until_the_workers_have_started(project):
+    engine = db.create_engine(project.config.database.url)
+    db.upgrade(engine)
+    evaluator = Evaluator(engine, project.config, FixedClock(T0))
+    model = project.checks.models["fraud-scorer"]
+    check = model.check("latency")
+    workers = Workers(project.config_path, 1, evaluator)
+    try:
+        assert not workers.ready()  # spawning an interpreter and loading the project takes a second or more
+        start, end = check.bounds(T0)
+        assert [e.outcome for e in workers.compute(model, check, start, end).evaluations] == ["ok"]
+    finally:
+        workers.close()
+        engine.dispose()
