@@ -70,9 +70,9 @@ class PreparedColumn:
     def of(cls, values: pd.Series, kind: str) -> PreparedColumn:
         if kind == "number":
             array = _finite(values)
+            std = float(np.std(array)) if array.size else 0.0  # as evidently sums it: in the values' order
             array.sort(kind="stable")
             unique, counts = np.unique(array, return_counts=True)  # sorted already: cheap
-            std = float(np.std(array)) if array.size else 0.0
             if unique.size > FEW_DISTINCT:
                 return cls(kind, array, int(unique.size), std)
             pairs = dict(zip(unique.tolist(), counts.tolist(), strict=True))
@@ -155,9 +155,9 @@ def _wasserstein(reference: PreparedColumn, current: _Side) -> float:
 
     scipy sorts both sides together and looks every value up in each side (two binary searches per
     value); here the window's sorted values are merged into the reference's by one search, and each
-    side's CDF is counted along the merge. The terms are scipy's: the values in the same order, so the
-    same gaps, and at each gap the same counts (inside a run of equal values the gap is 0 and so is
-    the term, whatever the count there; at its end both count every equal value)."""
+    side's CDF is counted along the merge. The terms are scipy's, bit for bit: the values in the same
+    order, so the same gaps, and at each gap the same counts (inside a run of equal values the gap is
+    0 and so is the term, whatever the count there; at its end both count every equal value)."""
     norm = max(reference.std, 0.001)
     u_sorted, v_sorted = reference.values, np.sort(current.values)
     n_u, n_v = u_sorted.size, v_sorted.size
@@ -167,11 +167,16 @@ def _wasserstein(reference: PreparedColumn, current: _Side) -> float:
     merged = np.empty(n_u + n_v)
     merged[at_v] = v_sorted
     merged[is_v == 0] = u_sorted
-    v_count = np.cumsum(is_v[:-1], dtype=np.int64)
-    u_count = np.arange(1, n_u + n_v, dtype=np.int64) - v_count
-    # |u_count/n_u - v_count/n_v| in whole numbers, divided once: scipy's terms, rounded less.
-    gaps = np.abs(u_count * n_v - v_count * n_u)
-    return float(np.dot(gaps, np.diff(merged))) / (n_u * n_v) / norm
+    v_count = np.cumsum(is_v[:-1], dtype=np.intp)
+    u_count = np.arange(1, n_u + n_v, dtype=np.intp) - v_count
+    # scipy's very arithmetic, so that a score on its threshold falls the same side of it.
+    terms = np.abs(u_count / n_u - v_count / n_v)
+    return float(_vecdot(terms, np.diff(merged))) / norm
+
+
+def _vecdot(x1: np.ndarray, x2: np.ndarray) -> Any:
+    """scipy's ``np_vecdot``, which its ``wasserstein_distance`` sums with."""
+    return np.vecdot(x1, x2) if np.__version__ > "2.0" else np.sum(x1 * x2)
 
 
 def _jensenshannon(reference: PreparedColumn, current: _Side) -> float:
