@@ -15,8 +15,11 @@ statistics the same way, and the reference side once per reference (:class:`Prep
 - as in evidently, infinite values and missing ones are left out of each side first.
 
 tests/test_fast_drift.py holds every score within 1e-9 of a plain Report's, and every verdict equal,
-on data sets that take each branch. A ``method`` this module does not compute goes to the Report
-(:func:`computes`).
+on data sets that take each branch; the sums are made in evidently's order, so that a score on its
+threshold falls on the same side of it (found by fuzzing 80,000 cases against the Report). Where the
+Report fails only for its plots (a constant column beyond 5.6e14 makes its 10-bin histogram
+impossible), this module still gives the test's number. A ``method`` this module does not compute
+goes to the Report (:func:`computes`).
 """
 
 from __future__ import annotations
@@ -65,20 +68,22 @@ class PreparedColumn:
     std: float = 0.0
     distinct: frozenset = frozenset()  # for a number, only when it has at most FEW_DISTINCT of them
     counts: Counter = field(default_factory=Counter)  # likewise
+    order: tuple = ()  # likewise: the distinct values in the order they first appear (see _keys)
 
     @classmethod
     def of(cls, values: pd.Series, kind: str) -> PreparedColumn:
         if kind == "number":
             array = _finite(values)
             std = float(np.std(array)) if array.size else 0.0  # as evidently sums it: in the values' order
+            order = pd.unique(array)
             array.sort(kind="stable")
             unique, counts = np.unique(array, return_counts=True)  # sorted already: cheap
             if unique.size > FEW_DISTINCT:
                 return cls(kind, array, int(unique.size), std)
             pairs = dict(zip(unique.tolist(), counts.tolist(), strict=True))
-            return cls(kind, array, int(unique.size), std, frozenset(pairs), Counter(pairs))
+            return cls(kind, array, int(unique.size), std, frozenset(pairs), Counter(pairs), tuple(order.tolist()))
         side = _Side.of_categories(values)
-        return cls(kind, side.values, len(side.distinct), 0.0, side.distinct, side.counts)
+        return cls(kind, side.values, len(side.distinct), 0.0, side.distinct, side.counts, side.order)
 
 
 FEW_DISTINCT = BINNED_ABOVE
@@ -94,13 +99,14 @@ class _Side:
     values: np.ndarray
     distinct: frozenset = frozenset()
     counts: Counter = field(default_factory=Counter)
+    order: tuple = ()
 
     @classmethod
     def of_categories(cls, values: pd.Series) -> _Side:
         kept = values.dropna()
         counts = kept.value_counts(sort=False)
         pairs = dict(zip(counts.index.tolist(), counts.tolist(), strict=True))
-        return cls(kept.to_numpy(dtype=object), frozenset(pairs), Counter(pairs))
+        return cls(kept.to_numpy(dtype=object), frozenset(pairs), Counter(pairs), tuple(kept.unique().tolist()))
 
     @classmethod
     def of_numbers(cls, values: pd.Series, with_distinct: bool) -> _Side:
@@ -109,7 +115,7 @@ class _Side:
             return cls(array)
         unique, counts = np.unique(array, return_counts=True)
         pairs = dict(zip(unique.tolist(), counts.tolist(), strict=True))
-        return cls(array, frozenset(pairs), Counter(pairs))
+        return cls(array, frozenset(pairs), Counter(pairs), tuple(pd.unique(array).tolist()))
 
 
 def column_drift(reference: PreparedColumn, current: pd.Series, method: str | None, threshold: float | None) -> dict[str, Any]:
@@ -125,6 +131,8 @@ def column_drift(reference: PreparedColumn, current: pd.Series, method: str | No
     # Both sides' distinct values; a number column with more than FEW_DISTINCT has more than FEW_VALUES.
     distinct = len(reference.distinct | side.distinct) if few else reference.distinct_count
     test = method or _default_test(reference, distinct)
+    if method is not None and (reference.kind == "number") not in _FITS[method]:  # as evidently refuses it
+        raise ValueError(f"{method} does not fit a column of {'numbers' if reference.kind == 'number' else 'categories'}")
     name, default = TESTS[test]
     limit = default if threshold is None else threshold
     score = float(_SCORES[test](reference, side))
@@ -225,6 +233,10 @@ def _z(reference: PreparedColumn, current: _Side) -> float:
     return float(2 * (1 - norm.cdf(np.abs(z_stat))))
 
 
+# For which columns each method is allowed (as evidently's StatTest allowed_feature_types): numbers (True),
+# categories (False).
+_FITS = {"wasserstein": (True,), "ks": (True,), "chisquare": (False,), "z": (False,), "jensenshannon": (True, False)}
+
 _SCORES = {"wasserstein": _wasserstein, "jensenshannon": _jensenshannon, "ks": _ks, "chisquare": _chisquare, "z": _z}
 _DRIFTED = {
     "wasserstein": lambda score, limit: score >= limit,
@@ -236,9 +248,10 @@ _DRIFTED = {
 
 
 def _keys(reference: PreparedColumn, current: _Side) -> list:
-    """The values of both sides, in the order evidently takes them (a set's, as in its
-    ``get_unique_not_nan_values_list_from_series``): the sums come out alike to the last bits."""
-    return list(set(reference.distinct) | set(current.distinct))
+    """The values of both sides in the order evidently takes them: a set's, made as its
+    ``get_unique_not_nan_values_list_from_series`` makes it (each side's values in the order they first
+    appear), so that the sums over them are evidently's to the last bit."""
+    return list(set(reference.order) | set(current.order))
 
 
 def _sturges_edges(lo: float, hi: float, size: int) -> np.ndarray:
