@@ -34,6 +34,15 @@ def project(tmp_path):
     return Project.load(config)
 
 
+@pytest.fixture
+def evaluator(project):
+    """The daemon's own evaluator on the project's database, migrated."""
+    engine = db.create_engine(project.config.database.url)
+    db.upgrade(engine)
+    yield Evaluator(engine, project.config, FixedClock(T0))
+    engine.dispose()
+
+
 def started(workers: Workers, timeout: float = 60.0) -> Workers:
     """The workers once each has loaded the project (they are processes: this waits for them, not a clock)."""
     deadline = time.monotonic() + timeout
@@ -43,11 +52,8 @@ def started(workers: Workers, timeout: float = 60.0) -> Workers:
     return workers
 
 
-def test_a_workers_evaluation_is_the_daemons_own_and_is_recorded(project, monkeypatch):
+def test_a_workers_evaluation_is_the_daemons_own_and_is_recorded(project, evaluator, monkeypatch):
     assert project.config.processes == 2
-    engine = db.create_engine(project.config.database.url)
-    db.upgrade(engine)
-    evaluator = Evaluator(engine, project.config, FixedClock(T0))
     model = project.checks.models["fraud-scorer"]
     start, end = model.check("feature-drift").bounds(T0)
     here = evaluator.read_and_compute(model, model.check("feature-drift"), start, end)
@@ -68,13 +74,9 @@ def test_a_workers_evaluation_is_the_daemons_own_and_is_recorded(project, monkey
         assert (result.outcome, result.run_id is not None) == ("breach", True)
     finally:
         workers.close()
-        engine.dispose()
 
 
-def test_a_worker_killed_loses_no_run(project):
-    engine = db.create_engine(project.config.database.url)
-    db.upgrade(engine)
-    evaluator = Evaluator(engine, project.config, FixedClock(T0))
+def test_a_worker_killed_loses_no_run(project, evaluator):
     model = project.checks.models["fraud-scorer"]
     check = model.check("latency")
     start, end = check.bounds(T0)
@@ -90,13 +92,9 @@ def test_a_worker_killed_loses_no_run(project):
         assert [e.outcome for e in workers.compute(model, check, start, end).evaluations] == ["ok"]
     finally:
         workers.close()
-        engine.dispose()
 
 
-def test_runs_are_computed_here_until_the_workers_have_started(project):
-    engine = db.create_engine(project.config.database.url)
-    db.upgrade(engine)
-    evaluator = Evaluator(engine, project.config, FixedClock(T0))
+def test_runs_are_computed_here_until_the_workers_have_started(project, evaluator):
     model = project.checks.models["fraud-scorer"]
     check = model.check("latency")
     workers = Workers(project.config_path, 1, evaluator)
@@ -106,4 +104,3 @@ def test_runs_are_computed_here_until_the_workers_have_started(project):
         assert [e.outcome for e in workers.compute(model, check, start, end).evaluations] == ["ok"]
     finally:
         workers.close()
-        engine.dispose()
