@@ -115,9 +115,12 @@ def evaluate(spec: PredictionDriftSpec, window: Window, reference, features: lis
     if reason is not None:
         return Evaluation.failed(f"the predictions ({column}) cannot be compared: {reason}", sample_size)
     try:
-        prepared = reference.worked_out(("prediction_drift", column, kind), lambda: PreparedColumn.of(ref.values, kind))
+
+        def prepared(_: str) -> PreparedColumn:  # made only on the fast path, once per reference
+            return reference.worked_out(("prediction_drift", column, kind), lambda: PreparedColumn.of(ref.values, kind))
+
         result = drift_by_column(
-            spec.method, spec.threshold, {column: ref.values}, {column: live.values}, {column: kind}, lambda _: prepared
+            spec.method, spec.threshold, {column: ref.values}, {column: live.values}, {column: kind}, prepared
         )[column]
     except EVIDENTLY_ERRORS as exc:
         return Evaluation.failed(f"evidently could not compute the drift of the predictions ({column}): {exc}", sample_size)

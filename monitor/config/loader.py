@@ -98,15 +98,14 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
 
 
 def _route_issues(
-    doc: Document, config: DaemonConfig, routes: list[Route], at: tuple, above: Route | None = None
-) -> list[ConfigIssue]:
+    doc: Document, config: DaemonConfig, routes: list[Route], at: tuple,
+    via: list[str] | None = None, muted: bool = False, grouped: bool = False,
+) -> list[ConfigIssue]:  # fmt: skip
     """What is wrong in a routing tree: an owner or receiver that does not exist, or that the route's
     ``via`` (its own or inherited) never lets through; a route that does nothing, or whose ``also``
-    a muted route above silences; a ``group_wait`` with no ``group_by``."""
+    a muted route above silences; a ``group_wait`` with no ``group_by``. ``via``, ``muted`` and
+    ``grouped`` are what the routes above hand down."""
     issues = []
-    via: list[str] | None = list(above.via) if above is not None and above.via is not None else None
-    muted = above is not None and bool(above.mute)
-    grouped = above is not None and above.group_by is not None
     for i, route in enumerate(routes):
         here = (*at, i)
         its_via: list[str] | None = list(route.via) if route.via is not None else via
@@ -146,14 +145,9 @@ def _route_issues(
         does = route.also or route.via is not None or route.mute is not None or route.group_by is not None
         if not (does or route.repeat is not None or route.routes or route.group_wait is not None):
             issues.append(doc.issue(here, "this route changes nothing: give it also, via, mute, group_by, repeat or routes"))
-        inherited = route.model_copy(
-            update={
-                "via": its_via,
-                "mute": route.mute if route.mute is not None else muted,
-                "group_by": route.group_by if route.group_by is not None else (above.group_by if above else None),
-            }
-        )
-        issues.extend(_route_issues(doc, config, route.routes, (*here, "routes"), inherited))
+        its_mute = route.mute if route.mute is not None else muted
+        its_group = grouped or route.group_by is not None
+        issues.extend(_route_issues(doc, config, route.routes, (*here, "routes"), its_via, its_mute, its_group))
     return issues
 
 

@@ -194,7 +194,7 @@ class Outbox:
                 if cutoff is None or (newest[row.bundle] if row.bundle is not None else row.time) < cutoff
             ]  # fmt: skip
         # A bundle's leader first: the others went out in its message, or did not, with it.
-        in_doubt.sort(key=lambda doubt: doubt[5] not in (None, doubt[0]))
+        in_doubt.sort(key=lambda doubt: (bundle := doubt[5]) is not None and bundle != doubt[0])
         leaders: dict[int, Posted | None] = {}
         settled = 0
         for notification_id, receiver, created, claimed, payload, bundle, previous in in_doubt:
