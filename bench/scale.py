@@ -3,7 +3,7 @@
     python bench/scale.py                      # 100 models for 3 minutes
     python bench/scale.py --models 1000 --minutes 5 --processes 2   # workers: monitor/daemon/workers.py
 
-It writes a project into a temporary directory: N model files reading one shared Parquet file of
+It writes a project into a temporary directory: N model files, each reading its own Parquet file of
 ``--rows`` (10,000) rows in the last hour (3 features: two numbers and a category, a latency),
 each with a drift check (against a reference of as many rows), a latency and a volume check, all
 ``every: 1m`` over ``window: 1h``, alerts to the console. It starts ``python -m monitor run`` as a
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -56,13 +57,18 @@ def project(root: Path, models: int, rows: int, processes: int = 0) -> Path:
     now = datetime.now(UTC)
     frame(rows, now, 1).to_parquet(root / "data" / "reference.parquet")
     # Rows from an hour ago to an hour ahead: the last hour's window always holds about `rows` of them.
-    frame(rows * 2, now + timedelta(hours=1), 2, span=timedelta(hours=2)).to_parquet(root / "data" / "live-0001.parquet")
+    # Each model has its own file (a copy: the same rows cost the same to read), as each would have its own job.
+    live = root / "data" / "live.parquet"
+    frame(rows * 2, now + timedelta(hours=1), 2, span=timedelta(hours=2)).to_parquet(live)
     config = {"database": {"url": f"sqlite:///{root / 'monitor.db'}"}, "server": {"listen": "127.0.0.1:0"},
               "checks_dir": "checks", "owners": {"team": {"mention": []}}, "processes": processes}  # fmt: skip
     (root / "config.yaml").write_text(yaml.safe_dump(config))
-    source = {"kind": "files", "path": "data/live-*.parquet", "timestamp": "created_at", "id": "request_id",
-              "features": ["amount", "age", "country"], "prediction": "score", "latency": "latency_ms"}  # fmt: skip
     for i in range(models):
+        (root / "data" / f"model-{i:04d}").mkdir()
+        shutil.copyfile(live, root / "data" / f"model-{i:04d}" / "live-0001.parquet")
+        source = {"kind": "files", "path": f"data/model-{i:04d}/live-*.parquet", "timestamp": "created_at",
+                  "id": "request_id", "features": ["amount", "age", "country"], "prediction": "score",
+                  "latency": "latency_ms"}  # fmt: skip
         checks = [
             {"name": "drift", "kind": "drift", "every": "1m", "window": "1h", "alert": [{"when": "drift_share > 0.5"}]},
             {"name": "latency", "kind": "latency", "every": "1m", "window": "1h", "alert": [{"when": "p99_ms > 1000"}]},
@@ -84,13 +90,14 @@ def family(pid: int) -> list[int]:
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time of the daemon and its workers."""
-    total = 0.0
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU time of the daemon and its workers: in user space and in the kernel."""
+    user = system = 0.0
     for member in family(pid):
         fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+        user += int(fields[11]) / os.sysconf("SC_CLK_TCK")
+        system += int(fields[12]) / os.sysconf("SC_CLK_TCK")
+    return user, system
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -156,13 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     minutes = (wall_after - wall_before) / 60
     checks = args.models * 3
     per_minute = (runs_after - runs_before) / minutes
-    cpu_share = (cpu_after - cpu_before) / (wall_after - wall_before) / (os.cpu_count() or 1)
+    cores = os.cpu_count() or 1
+    user_share, system_share = ((a - b) / (wall_after - wall_before) / cores for a, b in zip(cpu_after, cpu_before, strict=True))
     late = {why: late_after.get(why, 0) - late_before.get(why, 0) for why in ("late", "still_running", "missed")}
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     print(f"{args.models} models, {checks} checks every minute over {args.rows:,}-row windows, processes: {args.processes}, "
           f"measured {minutes:.1f} min")  # fmt: skip
     print(f"evaluations per minute: {per_minute:,.0f} of {checks:,} due ({per_minute / checks:.0%})")
-    print(f"daemon CPU: {cpu_share:.0%} of the machine's {os.cpu_count()} cores")
+    print(f"daemon CPU: {user_share + system_share:.0%} of the machine's {cores} cores ({user_share:.0%} user, "
+          f"{system_share:.0%} system); {(cpu_after[0] + cpu_after[1] - sum(cpu_before)) / max(runs_after - runs_before, 1) * 1000:.1f} ms "
+          "of CPU per evaluation")  # fmt: skip
     print(
         f"runs late: {late['late']:.0f}, skipped while the last still ran: {late['still_running']:.0f}, missed: {late['missed']:.0f}"
     )

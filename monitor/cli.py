@@ -259,6 +259,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+NUMERIC_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def single_threaded_numerics() -> None:
+    """One thread for numpy's and scipy's linear algebra (OpenBLAS), unless the environment says otherwise;
+    read when they load, so before anything imports numpy. The daemon runs its evaluations side by side
+    itself (threads, ``processes:``); OpenBLAS's own threads spin for a while after every call, and on a
+    daemon with 200 models that spinning was two thirds of its CPU (``docs/performance.md``). Worker
+    processes inherit the environment."""
+    for name in NUMERIC_THREADS:
+        os.environ.setdefault(name, "1")
+
+
 def entry() -> NoReturn:
     """The ``monitor`` command: :func:`main`, then out without the interpreter's finalization.
 
@@ -267,6 +280,7 @@ def entry() -> NoReturn:
     ``monitor validate`` that printed ``ok`` failed about one run in four. Everything a command does is
     finished when main returns (the daemon has stopped its threads, the outbox and the database), so
     the streams are flushed and the process ends at once with main's code."""
+    single_threaded_numerics()
     try:
         code = main()
     except SystemExit as exc:  # argparse's --help and usage errors

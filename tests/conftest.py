@@ -13,7 +13,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from monitor.storage import db
+from monitor.cli import single_threaded_numerics
+
+single_threaded_numerics()  # as the monitor command does, before numpy loads: the daemons tests start are its own
+
+from monitor.storage import db  # noqa: E402 - after the numeric libraries' threads are set
 
 ROOT = Path(__file__).resolve().parents[1]
 

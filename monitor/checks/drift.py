@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import Field
 
-from monitor.checks import fast_drift
 from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window
-from monitor.checks.fast_drift import PreparedColumn, column_drift, computes
 from monitor.sources.reference import TYPE_NAMES, Reference, Typed, as_type
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from monitor.checks.fast_drift import PreparedColumn
 
 # Evidently's stat-test names for numerical and categorical columns (its legacy registry, less the
 # tests for free text, a column type we do not map to); tests/test_drift_methods.py keeps this list
@@ -173,6 +173,8 @@ def drift_by_column(
     """Evidently's drift result per column (as :func:`drift_table` gives it): from the fast path for
     evidently's own choice of test and the tests it chooses from (monitor/checks/fast_drift.py, the
     reference side from ``prepared`` when given, made once per reference), from a Report otherwise."""
+    from monitor.checks.fast_drift import PreparedColumn, column_drift, computes  # numpy's import: not validate's
+
     if not computes(method):
         return drift_table(method, threshold, reference, current, kinds)
     return {
@@ -184,6 +186,13 @@ def drift_by_column(
 
 
 EVIDENTLY_ERRORS = (ValueError, TypeError, KeyError, ZeroDivisionError)
+
+
+def warm_up() -> None:
+    """The drift kinds' imports, made before the first run (``CheckKind.warm_up``): the fast path's."""
+    from monitor.checks import fast_drift
+
+    fast_drift.warm_up()
 
 
 def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) -> Evaluation:
@@ -209,6 +218,8 @@ def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) ->
     typed_reference = {name: reference.typed(name).values for name in kinds}
 
     def prepared(name: str) -> PreparedColumn:
+        from monitor.checks.fast_drift import PreparedColumn
+
         return reference.worked_out(("drift", name), lambda: PreparedColumn.of(typed_reference[name], kinds[name]))
 
     results: dict[str, dict] = {}
@@ -273,5 +284,5 @@ KIND = CheckKind(
     needs_reference=True,
     shares=frozenset({"drift_share"}),
     check_reference=check_reference,
-    warm_up=fast_drift.warm_up,  # evidently only for a method the fast path does not compute, when first used
+    warm_up=warm_up,  # evidently only for a method the fast path does not compute, when first used
 )

@@ -24,14 +24,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from monitor.checks import fast_drift
 from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window
-from monitor.checks.drift import EVIDENTLY_ERRORS, METHODS, Method, drift_by_column, fitting, strength, unusable
-from monitor.checks.fast_drift import PreparedColumn
+from monitor.checks.drift import EVIDENTLY_ERRORS, METHODS, Method, drift_by_column, fitting, strength, unusable, warm_up
 from monitor.sources.base import PREDICTION
 from monitor.sources.reference import TYPE_NAMES, ColumnType, as_type
 
 if TYPE_CHECKING:
+    from monitor.checks.fast_drift import PreparedColumn
     from monitor.sources.reference import Reference
 
 MAX_CLASSES = 20
@@ -117,6 +116,8 @@ def evaluate(spec: PredictionDriftSpec, window: Window, reference, features: lis
     try:
 
         def prepared(_: str) -> PreparedColumn:  # made only on the fast path, once per reference
+            from monitor.checks.fast_drift import PreparedColumn
+
             return reference.worked_out(("prediction_drift", column, kind), lambda: PreparedColumn.of(ref.values, kind))
 
         result = drift_by_column(
@@ -158,5 +159,5 @@ KIND = CheckKind(
     required_roles=(PREDICTION,),
     reference_metrics=frozenset({"class_share"}),
     check_reference=check_reference,
-    warm_up=fast_drift.warm_up,  # evidently only for a method the fast path does not compute, when first used
+    warm_up=warm_up,  # evidently only for a method the fast path does not compute, when first used
 )

@@ -21,8 +21,7 @@ from monitor.alerting.rules import Severity
 from monitor.checks import CheckSpecs
 from monitor.config.durations import format_duration
 from monitor.config.types import DatabaseUrl, Duration, LabelName, Labels, Name, StrictModel
-from monitor.ingest.rows import MAX_ROW_BYTES, MAX_TEXT_CHARS
-from monitor.ingest.sampler import MAX_HELD_BYTES, MAX_UNWRITTEN_ROWS
+from monitor.ingest.limits import MAX_HELD_BYTES, MAX_ROW_BYTES, MAX_TEXT_CHARS, MAX_UNWRITTEN_ROWS
 from monitor.sources import SourceSpecs
 from monitor.sources.reference import ReferenceSpec
 

@@ -42,7 +42,7 @@ from monitor.notifiers.registry import Receivers
 from monitor.sources import SOURCES, SourceContext, SourceError, open_source
 from monitor.sources.base import SKIPPED_FILES, SampledSource, Source, SourceSpec
 from monitor.sources.reference import load_reference
-from monitor.storage.tables import OPEN_STATES, Alert, CheckRun, Metric
+from monitor.storage.tables import OPEN_STATES, Alert, CheckRun, Metric, table
 
 log = logging.getLogger(__name__)
 
@@ -253,15 +253,15 @@ class Evaluator:
         session.add(run)
         session.flush()
         result.run_id = run.id
-        session.add_all(
-            _metric_row(run, v, result.window_start, result.window_end, evaluation.sample_size) for v in evaluation.values
-        )
-        session.add_all(  # a value over a rule's window carries that window and how many values it is over
+        rows = [_metric_row(run, v, result.window_start, result.window_end, evaluation.sample_size) for v in evaluation.values]
+        rows.extend(  # a value over a rule's window carries that window and how many values it is over
             _metric_row(run, v, w.start, w.end, w.windowed.sample_size)
             for w in result.windows
             for v in w.windowed.values
             if math.isfinite(v.value)
         )
+        if rows:  # one statement for them all, not an object each: a run records tens of values
+            session.execute(sa.insert(table(Metric)), rows)
         failing = observe([check.failing_rule], [self._failing_runs(session, run, check)], timedelta(0))
         result.failing = failing[0]
         # Episodes are timed by when runs start, not end: a slow run must not delay a `for:` by an interval.
@@ -388,21 +388,23 @@ def _rows_since_daemon(model: ModelConfig) -> bool:
     return model.source is not None and SOURCES[model.source.kind].rows_since_daemon
 
 
-def _metric_row(run: CheckRun, value: MetricValue, window_start: datetime, window_end: datetime, sample_size: int) -> Metric:
+def _metric_row(
+    run: CheckRun, value: MetricValue, window_start: datetime, window_end: datetime, sample_size: int
+) -> dict[str, object]:
     """A ``metrics`` row of ``run`` (flushed: it has its id), at its end: ``value`` over the window it is of."""
-    return Metric(
-        time=run.finished,
-        model=run.model,
-        check=run.check,
-        metric=value.metric,
-        feature=value.feature,
-        value=value.value,
-        window_start=window_start,
-        window_end=window_end,
-        sample_size=sample_size,
-        run_id=run.id,
-        model_version=run.model_version,
-    )
+    return {
+        "time": run.finished,
+        "model": run.model,
+        "check": run.check,
+        "metric": value.metric,
+        "feature": value.feature,
+        "value": value.value,
+        "window_start": window_start,
+        "window_end": window_end,
+        "sample_size": sample_size,
+        "run_id": run.id,
+        "model_version": run.model_version,
+    }
 
 
 def _combined(check: CheckSpec, parts: list[RunResult], ended: list[Change]) -> RunResult:

@@ -175,6 +175,7 @@ class Daemon:
         self._failing_checks = LogThrottle(log)  # a check that errors on every run is logged as one condition
         self._late_runs = LogThrottle(log)  # runs starting late: one line, then one a minute
         self._due: dict[str, datetime] = {}  # by job: when its submitted run was due (the scheduler's clock)
+        self._last_recorded: dict[str, datetime] = {}  # by check: when its last recorded run started
         receivers = Receivers(project.config, console)
         self.receivers = receivers
         self.own_alerts = OwnAlerts(receivers)  # when monitoring itself fails: a file, a check's schedule
@@ -210,6 +211,7 @@ class Daemon:
 
     def evaluate(self, model: ModelConfig, check: CheckSpec) -> RunResult | None:
         self._note_start(model, check)
+        started = self.clock.now()
         try:
             result = self.evaluator.run(model, check)
         except sa.exc.SQLAlchemyError as exc:
@@ -223,6 +225,7 @@ class Daemon:
             return None
         self.health.recovered(RECORDING)  # a write went through: the database takes them again
         name = f"{result.model}/{result.check}"
+        self._last_recorded[name] = started
         if result.outcome == "error":
             # Recorded on every run; logged when it starts, then at most once a minute with a count.
             self._failing_checks.log(name, logging.WARNING, describe(result))
@@ -346,9 +349,10 @@ class Daemon:
         try:
             with Session(self.engine) as session:
                 told = False
+                alerted = {alert.feature for alert in own.all_open(session, own_alerts.SCHEDULE)}
                 for model in self.project.checks.models.values():
                     for check in model.checks:
-                        told |= self._watch_one(session, own, model, check, now)
+                        told |= self._watch_one(session, own, model, check, now, alerted)
                 session.commit()
         except sa.exc.SQLAlchemyError as exc:  # the database is down: health says so already
             log.warning("schedule not checked (%s); the next minute tries again", why_not_recorded(exc))
@@ -356,16 +360,23 @@ class Daemon:
         if told:
             self.outbox.wake()
 
-    def _watch_one(self, session: Session, own: OwnAlerts, model: ModelConfig, check: CheckSpec, now: datetime) -> bool:
+    def _watch_one(
+        self, session: Session, own: OwnAlerts, model: ModelConfig, check: CheckSpec, now: datetime, alerted: set[str]
+    ) -> bool:
+        """One check's schedule watched; ``alerted`` names the checks with an open schedule alert."""
         name, late = f"{model.model}/{check.name}", check.every * 2
         if now - self._started < late:
             return False
-        last = session.scalar(
+        # This daemon's own record of its runs, so that a thousand checks on time cost no query; the
+        # database's for a check it has not recorded a run of (it may have one from before the start).
+        last = self._last_recorded.get(name) or session.scalar(
             sa.select(sa.func.max(CheckRun.started)).where(CheckRun.model == model.model, CheckRun.check == check.name)
         )
         condition = f"check {name} not running"
         if last is not None and now - last <= late:
             self.health.recovered(condition)
+            if name not in alerted:
+                return False
             return own.clear(session, own_alerts.SCHEDULE, name, f"{name} runs again (last at {last:%Y-%m-%d %H:%M:%S} UTC)", now)
         since = f"its last run started {last:%Y-%m-%d %H:%M:%S} UTC" if last else "it has not run since the daemon started"
         self.health.failing(condition, f"{since}; it runs every {format_duration(check.every)}")

@@ -8,9 +8,11 @@ process and transaction, as before: episodes, notifications and the database's w
 place.
 
 Each worker loads the project once (spawned, not forked: the daemon has threads) and keeps its own
-sources and prepared references, so a reference is read and prepared once per worker, not per run.
-A worker that dies takes its run with it: the pool is made anew and that run is computed in the
-daemon's process, so a run is never lost to a dead worker. A kind that waits on something outside
+sources, prepared references and file reads. A model's runs always go to the same worker (by a hash of
+its name), so its reference is prepared in one worker only, not in each, and its checks due together
+share one read of its files (``sources/window_cache.py``). A worker that dies takes its run with it:
+that worker is started anew and the run is computed in the daemon's process, so a run is never lost
+to a dead worker. A kind that waits on something outside
 (a probe) is not sent: it computes nothing, and has threads of its own.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import zlib
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
@@ -62,22 +65,22 @@ def _compute(model: str, check: str, start: datetime, end: datetime) -> Evaluate
 
 
 class Workers:
-    """The pool, made at the daemon's start; ``compute`` is what ``Evaluator.run`` calls instead of
-    computing in the daemon's own process."""
+    """The worker processes, started with the daemon; ``compute`` is what ``Evaluator.run`` calls instead
+    of computing in the daemon's own process."""
 
     def __init__(self, config_path: Path | None, processes: int, fallback: Evaluator) -> None:
         self.config_path = str(config_path) if config_path else None
-        self.processes = processes
-        self.fallback = fallback  # the daemon's own evaluator: while the pool starts, and if it breaks
+        self.fallback = fallback  # the daemon's own evaluator: while a worker starts, and if one dies
         self._lock = Lock()
-        self._pool = self._new_pool()
+        # One single-process pool per worker, so that a model can be sent to its own.
+        self._pools = [self._new_pool() for _ in range(processes)]
         # Each worker loads the project (imports, the check files) before its first run; until then,
-        # runs are computed here, so the first evaluation does not wait for the workers' start.
-        self._warm: list[Future] = [self._pool.submit(_ready) for _ in range(processes)]
+        # its runs are computed here, so the first evaluation does not wait for the workers' start.
+        self._warm: list[Future] = [pool.submit(_ready) for pool in self._pools]
 
     def _new_pool(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(self.processes, mp_context=context, initializer=_start, initargs=(self.config_path,))
+        return ProcessPoolExecutor(1, mp_context=context, initializer=_start, initargs=(self.config_path,))
 
     def ready(self) -> bool:
         return all(f.done() and not f.exception() for f in self._warm)
@@ -85,22 +88,24 @@ class Workers:
     def compute(self, model: ModelConfig, check: CheckSpec, start: datetime, end: datetime) -> Evaluated:
         from monitor.checks import CHECKS
 
-        if CHECKS[check.kind].own_workers or not self.ready():
-            return self.fallback.read_and_compute(model, check, start, end)
+        index = zlib.crc32(model.model.encode()) % len(self._pools)  # stable across runs and restarts
         with self._lock:
-            pool = self._pool
+            pool, warm = self._pools[index], self._warm[index]
+        if CHECKS[check.kind].own_workers or not warm.done() or warm.exception():
+            return self.fallback.read_and_compute(model, check, start, end)
         try:
             return pool.submit(_compute, model.model, check.name, start, end).result()
         except BrokenProcessPool:
             log.error(
-                "an evaluation worker died during %s/%s: starting the pool again; this run computed here", model.model, check.name
+                "an evaluation worker died during %s/%s: starting it again; this run computed here", model.model, check.name
             )
             with self._lock:
-                if self._pool is pool:
-                    self._pool = self._new_pool()
-                    self._warm = [self._pool.submit(_ready) for _ in range(self.processes)]
+                if self._pools[index] is pool:
+                    self._pools[index] = self._new_pool()
+                    self._warm[index] = self._pools[index].submit(_ready)
             return self.fallback.read_and_compute(model, check, start, end)
 
     def close(self) -> None:
         with self._lock:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            for pool in self._pools:
+                pool.shutdown(wait=True, cancel_futures=True)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import orjson
 import sqlalchemy as sa
 
+from monitor.ingest.limits import MAX_ROW_BYTES, MAX_TEXT_CHARS
 from monitor.storage.tables import Sample, table
 
 if TYPE_CHECKING:
@@ -40,10 +41,6 @@ MAX_FUTURE_SECONDS = 5 * 60
 # fail the write of every waiting bucket, again and again, so such a row is rejected here instead.
 _MAX_ID: int = cast(sa.String, table(Sample).c.row_id.type).length or 0
 _MAX_VERSION: int = cast(sa.String, table(Sample).c.model_version.type).length or 0
-# The defaults of ingest.max_row_bytes and ingest.max_text_chars (monitor.config.models): a row of 8
-# features is about 180 bytes of JSON, one of 300 numbers some 6 KiB.
-MAX_ROW_BYTES = 64 * 1024
-MAX_TEXT_CHARS = 1000
 
 
 @dataclass(frozen=True)

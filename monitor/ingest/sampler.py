@@ -38,6 +38,7 @@ from sqlalchemy.engine import Engine
 
 from monitor.clock import Clock
 from monitor.health import Health, in_one_line
+from monitor.ingest.limits import MAX_HELD_BYTES, MAX_UNWRITTEN_ROWS
 from monitor.ingest.sketch import LatencySketch
 from monitor.storage.tables import IngestStat, Sample, table
 from monitor.storage.upsert import upsert
@@ -46,9 +47,6 @@ log = logging.getLogger(__name__)
 
 KEEP_OPEN_MINUTES = 3
 INGEST = "ingest"  # the condition of Health this module reports
-# The defaults of ingest.max_memory_bytes and ingest.max_unwritten_rows (monitor.config.models).
-MAX_HELD_BYTES = 256 * 1024 * 1024
-MAX_UNWRITTEN_ROWS = 10_000
 # What a sampled row costs in memory beyond its JSON, measured with tracemalloc on rows as the API
 # parses them: about 650 bytes for a row of 8 features (180 bytes of JSON took 836), 450 for one of 2.
 ROW_OVERHEAD_BYTES = 300

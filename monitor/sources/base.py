@@ -70,13 +70,13 @@ class SourceSpec(StrictModel):
         """Rename a frame read at the source into the roles checks use, timestamps in UTC."""
         import pandas as pd
 
-        out = pd.DataFrame(index=raw.index)
-        for role, column in self.roles().items():
-            out[role] = raw[column]
-        for feature in self.features:
-            out[feature] = raw[feature]
-        out[TS] = to_utc(out[TS])
-        return out.reset_index(drop=True)
+        columns = {role: raw[column] for role, column in self.roles().items()}
+        columns.update((feature, raw[feature]) for feature in self.features)
+        columns[TS] = to_utc(columns[TS])
+        # Built at once: a column at a time, pandas copied the frame's blocks for every one.
+        out = pd.DataFrame(columns, index=raw.index, copy=False)
+        out.index = pd.RangeIndex(len(out))
+        return out
 
 
 def to_utc(column: pd.Series) -> pd.Series:

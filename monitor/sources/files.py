@@ -2,7 +2,9 @@
 
 Only the declared columns are read from Parquet and CSV (JSON lines are parsed whole, then cut down
 to them). Parquet files are filtered on the timestamp column by pyarrow,
-which skips whole row groups outside the window using their statistics; CSV and JSON lines are read
+which skips whole row groups outside the window using their statistics (on the calling thread: the
+daemon's parallel runs are its threads and processes, and arrow's own threads per small read cost more
+CPU than they save); CSV and JSON lines are read
 in chunks and filtered as they stream, so memory follows the window, not the file. The time span of
 each file is remembered (keyed by its size and modification time), so a file wholly outside the
 window is not opened again: a directory that grows by a file a minute costs what the window holds.
@@ -27,10 +29,12 @@ from pathlib import Path
 from typing import Literal
 
 from monitor.sources.base import SCHEMA, SKIPPED_FILES, TS, Schema, SourceContext, SourceError, SourceKind, SourceSpec, to_utc
+from monitor.sources.window_cache import WindowCache
 
 log = logging.getLogger(__name__)
 
 _CHUNK_ROWS = 200_000
+_READS = WindowCache()  # one per process: two models over the same files share their reads
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 
 
@@ -44,6 +48,8 @@ class FilesSource:
         self.spec = spec
         # path -> (mtime_ns, size, first timestamp, last timestamp) of files read before
         self._spans: dict[str, tuple[int, int, datetime, datetime]] = {}
+        # What a read of a file gives, beside the file: the columns and roles read.
+        self._layout = spec.model_dump_json(exclude={"path"})
 
     def read(self, start: datetime, end: datetime, *, schema: bool = False):
         import pandas as pd
@@ -166,17 +172,29 @@ class FilesSource:
             self._spans[str(path)] = (stat.st_mtime_ns, stat.st_size, _datetime(stamps.min()), _datetime(stamps.max()))
 
     def _read_file(self, path: Path, start: datetime, end: datetime, found: list[set[str]] | None = None):
-        """One file's rows in the window. With ``found`` (a read of the schema), a declared feature the file
-        lacks is missing values, and the file's columns are appended to ``found``."""
+        """One file's rows in the window, from a read of it moments ago while it is unchanged (the checks of
+        a model due together read it once: ``window_cache.py``). With ``found`` (a read of the schema), a
+        declared feature the file lacks is missing values, and the file's columns are appended to ``found``."""
         fmt = FORMATS[path.suffix.lower()]
+
+        def read(lo: datetime, hi: datetime):
+            names: list[set[str]] | None = [] if found is not None else None
+            frame = self._read_parquet(path, lo, hi, names) if fmt == "parquet" else self._read_text(path, fmt, lo, hi, names)
+            return frame, (names, self._spans.get(str(path)))
+
         try:
-            if fmt == "parquet":
-                return self._read_parquet(path, start, end, found)
-            return self._read_text(path, fmt, start, end, found)
+            stat = os.stat(path)
+            key = (str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size, self._layout, found is not None)
+            frame, (names, span) = _READS.read(key, start, end, _stamps, read)
         except SourceError:  # a missing column: the file is readable, the config or the job is wrong
             raise
         except (OSError, ValueError, KeyError) as exc:
             raise _Unreadable(path, str(exc)) from exc
+        if found is not None and names:
+            found.extend(names)
+        if span is not None:  # read by another source of the same files: its span is this one's
+            self._spans[str(path)] = span
+        return frame
 
     def _read_parquet(self, path: Path, start: datetime, end: datetime, found: list[set[str]] | None):
         import pyarrow.dataset as ds
@@ -198,10 +216,12 @@ class FilesSource:
 
             tz = getattr(ts_type, "tz", None)
             lo, hi = (start, end) if tz else (start.replace(tzinfo=None), end.replace(tzinfo=None))
-            table = dataset.to_table(columns=columns, filter=(field >= pa.scalar(lo, ts_type)) & (field < pa.scalar(hi, ts_type)))
-            return self._to_frame(table.to_pandas(), absent)
+            inside = (field >= pa.scalar(lo, ts_type)) & (field < pa.scalar(hi, ts_type))
+            table = dataset.to_table(columns=columns, filter=inside, use_threads=False)
+            return self._to_frame(table.to_pandas(use_threads=False), absent)
         # Timestamps stored as text: filter after conversion.
-        return self._in_window(self._to_frame(dataset.to_table(columns=columns).to_pandas(), absent), start, end)
+        table = dataset.to_table(columns=columns, use_threads=False)
+        return self._in_window(self._to_frame(table.to_pandas(use_threads=False), absent), start, end)
 
     def _read_text(self, path: Path, fmt: str, start: datetime, end: datetime, found: list[set[str]] | None):
         import pandas as pd
@@ -250,6 +270,11 @@ class FilesSource:
     @staticmethod
     def _in_window(frame, start: datetime, end: datetime):
         return frame[(frame[TS] >= start) & (frame[TS] < end)]
+
+
+def _stamps(frame):
+    """A frame's row times in UTC, as ``datetime64[ns]`` (the window cache's terms)."""
+    return frame[TS].to_numpy(dtype="datetime64[ns]")
 
 
 def _datetime(stamp) -> datetime:

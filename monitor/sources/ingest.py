@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Literal, cast
 
-import sqlalchemy as sa
 from pydantic import BeforeValidator, Field
 
 from monitor.config.types import Identifier
@@ -41,7 +40,6 @@ from monitor.sources.base import (
     SourceSpec,
     Summary,
 )
-from monitor.storage.tables import IngestStat, Sample, table
 
 if TYPE_CHECKING:
     from monitor.checks.classes import ClassSet
@@ -74,6 +72,16 @@ class IngestSpec(SourceSpec):
     )
 
 
+def _tables():
+    """SQLAlchemy and the tables the source reads, imported when it first reads: a check file that names
+    this source is validated without them (``monitor validate`` stays quick)."""
+    import sqlalchemy as sa
+
+    from monitor.storage.tables import IngestStat, Sample, table
+
+    return sa, (table(IngestStat), table(Sample))
+
+
 class IngestSource:
     def __init__(self, spec: IngestSpec, context: SourceContext) -> None:
         self.spec = spec
@@ -83,10 +91,12 @@ class IngestSource:
         self.engine = context.engine
 
     def _minutes(self, table, start: datetime, end: datetime):
+        import sqlalchemy as sa
+
         return sa.and_(table.c.model == self.model, table.c.minute >= start, table.c.minute < end)
 
     def summary(self, start: datetime, end: datetime) -> Summary:
-        stats = table(IngestStat)
+        sa, (stats, _) = _tables()
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(stats.c.accepted, stats.c.latency_sketch).where(self._minutes(stats, start, end))).all()
         sketch = LatencySketch()
@@ -97,7 +107,7 @@ class IngestSource:
     def newest(self, before: datetime) -> datetime | None:
         """The newest accepted row before ``before``: the newest minute that accepted one (ingest_stats),
         then the newest sampled row of that minute (samples); the minute's start if none is before."""
-        stats, samples = table(IngestStat), table(Sample)
+        sa, (stats, samples) = _tables()
         with self.engine.connect() as conn:
             minute = conn.execute(
                 sa.select(sa.func.max(stats.c.minute)).where(
@@ -118,7 +128,7 @@ class IngestSource:
         import numpy as np
         import pandas as pd
 
-        stats, samples = table(IngestStat), table(Sample)
+        sa, (stats, samples) = _tables()
         with self.engine.connect() as conn:
             counts = dict(conn.execute(sa.select(stats.c.minute, stats.c.accepted).where(self._minutes(stats, start, end))).all())
             rows = conn.execute(

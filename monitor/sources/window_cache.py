@@ -1,0 +1,126 @@
+"""Rows read from a file, kept for a moment so that the checks due together read it once.
+
+A model's checks usually run within a second of one another (drift, latency and volume every
+minute), each over a window ending at its own start. Each used to read and decode the same file for
+itself, which was about half of what a run cost at scale (``docs/performance.md``). A read here covers
+its window and ``AHEAD`` more, so a run that starts within that much later is served from memory: the
+rows of ``[start, end)`` cut from the kept ones, which are exactly the file's rows in it as long as the
+file is unchanged (the key holds its inode, size and modification time, so a rewritten or replaced
+file is read again).
+
+What is kept is bounded in bytes (``BUDGET``, least recently used first out) and in age (``MAX_AGE``
+of wall time): a read older than that serves no run any more (their windows have moved on), so
+keeping it would only hold memory.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+AHEAD = timedelta(minutes=1)
+BUDGET = 128 * 2**20
+MAX_AGE = 300.0  # seconds
+
+
+@dataclass(frozen=True)
+class Kept:
+    start: datetime
+    end: datetime
+    frame: pd.DataFrame
+    extra: Any  # what the reader returned beside the rows (a file's column names, say)
+    size: int
+    at: float
+
+
+class WindowCache:
+    """Reads of ``[start, end + AHEAD)`` by key, each served again for any window inside it."""
+
+    def __init__(self, budget: int = BUDGET, max_age: float = MAX_AGE, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.budget, self.max_age, self._monotonic = budget, max_age, monotonic
+        self._kept: OrderedDict[Hashable, Kept] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def read(
+        self,
+        key: Hashable,
+        start: datetime,
+        end: datetime,
+        timestamps: Callable[[pd.DataFrame], np.ndarray],
+        reader: Callable[[datetime, datetime], tuple[pd.DataFrame, Any]],
+    ) -> tuple[pd.DataFrame, Any]:
+        """The rows of ``[start, end)`` and the reader's extra: from a kept read of ``key`` that covers the
+        window, else from ``reader(start, end + AHEAD)``, kept. ``timestamps`` gives a frame's row times
+        (``datetime64[ns]`` in UTC), by which a kept frame is cut; the frame returned is a copy, never the kept one."""
+        now = self._monotonic()
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is not None and (kept.start > start or kept.end < end or now - kept.at > self.max_age):
+                kept = None
+            if kept is not None:
+                self._kept.move_to_end(key)
+                self.hits += 1
+            else:
+                self.misses += 1
+        if kept is None:
+            frame, extra = reader(start, end + AHEAD)
+            kept = Kept(start, end + AHEAD, frame, extra, _size(frame), now)
+            self._keep(key, kept)
+        import numpy as np
+        import pandas as pd
+
+        stamps = timestamps(kept.frame)
+        inside = (stamps >= _utc64(start)) & (stamps < _utc64(end))  # NaT is in no window
+        rows = kept.frame.take(np.flatnonzero(inside))  # a copy: what a check does to it stays its own
+        rows.index = pd.RangeIndex(len(rows))
+        return rows, kept.extra
+
+    def _keep(self, key: Hashable, kept: Kept) -> None:
+        if kept.size > self.budget:
+            return
+        with self._lock:
+            old = self._kept.pop(key, None)
+            if old is not None:
+                self._size -= old.size
+            self._kept[key] = kept
+            self._size += kept.size
+            for stale in [k for k, v in self._kept.items() if kept.at - v.at > self.max_age]:
+                self._size -= self._kept.pop(stale).size
+            while self._size > self.budget:
+                _, out = self._kept.popitem(last=False)
+                self._size -= out.size
+
+
+def _size(frame: pd.DataFrame) -> int:
+    """About the bytes ``frame`` holds: its arrays, and for a column of objects (text) the objects too,
+    from a sample of them (pandas' deep count visits every one, which cost more than the read saved)."""
+    from pandas.api.types import is_object_dtype
+
+    size = int(frame.memory_usage(index=False).sum())
+    for name, dtype in frame.dtypes.items():
+        if not is_object_dtype(dtype):
+            continue
+        column = frame[name]
+        sample = column.iloc[:: max(1, len(column) // 64)]
+        if len(sample):
+            size += int(sum(sys.getsizeof(value) for value in sample) / len(sample) * len(column))
+    return size
+
+
+def _utc64(moment: datetime) -> np.datetime64:
+    import numpy as np
+
+    naive = moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo is not None else moment
+    return np.datetime64(naive, "ns")
