@@ -66,7 +66,8 @@ def test_a_workers_evaluation_is_the_daemons_own_and_is_recorded(project, evalua
         monkeypatch.setattr(evaluator, "read_and_compute", not_here)
         workers.fallback = evaluator
         there = workers.compute(model, model.check("feature-drift"), start, end)
-        assert [e.outcome for e in there.evaluations] == [e.outcome for e in here.evaluations] == ["ok"], there.evaluations[0].error
+        outcomes = [e.outcome for e in there.evaluations], [e.outcome for e in here.evaluations]
+        assert outcomes == (["ok"], ["ok"]), there.evaluations[0].error
         # Evidently sums a categorical column's terms in the order of a Python set, which differs between
         # processes (hash randomization): the worker's numbers are the daemon's to the last bit or two.
         there_values, here_values = there.evaluations[0].values, here.evaluations[0].values
