@@ -22,10 +22,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from monitor.cli import single_threaded_numerics  # noqa: E402
+
+single_threaded_numerics()  # as the monitor command runs them, before numpy loads
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from monitor.checks.drift import drift_table  # noqa: E402
 from monitor.checks.fast_drift import PreparedColumn, column_drift  # noqa: E402
@@ -41,8 +45,10 @@ def data(rows: int, seed: int, shift: float) -> tuple[dict[str, pd.Series], dict
         columns[f"n{i}"] = pd.Series(rng.normal(shift * (i % 3), 1.0 + i / 10, rows))
         kinds[f"n{i}"] = "number"
     for i in range(5):
-        values = [f"c{j}" for j in range(4 + i * 3)]
-        columns[f"c{i}"] = pd.Series(rng.choice(values, rows), dtype=object)
+        # One text object per category, shared by its rows, as pyarrow gives a Parquet column (its
+        # to_pandas deduplicates): a new object per row would be 50 bytes a value the daemon never holds.
+        values = np.array([f"c{j}" for j in range(4 + i * 3)], dtype=object)
+        columns[f"c{i}"] = pd.Series(values[rng.integers(0, len(values), rows)], dtype=object)
         kinds[f"c{i}"] = "string"
     return columns, kinds
 
