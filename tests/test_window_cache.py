@@ -65,6 +65,33 @@ def test_a_rewritten_file_is_read_again(tmp_path, reads):
     assert reads.misses == 2
 
 
+def test_a_file_rewritten_with_its_old_time_put_back_is_read_again(tmp_path, reads):
+    """As ``cp -p`` or ``rsync -t --inplace`` leave it: the same size, the same modification time."""
+    path = write(frame(), tmp_path / "live.parquet")
+    source = FilesSource(files_spec(str(path)))
+    assert set(source.read(START, END)[ID]) == INSIDE
+    stat = os.stat(path)
+    rows = frame()
+    rows.loc[2, "request_id"] = "midxle"  # the same length: the same size on disk
+    write(rows, path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (os.stat(path).st_size, os.stat(path).st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    assert set(source.read(START, END)[ID]) == {"at-start", "midxle", "late"}
+
+
+def test_a_window_far_from_the_kept_one_is_kept_beside_it(tmp_path, reads):
+    """Volume's rows_ratio reads the same window a day earlier on every run: neither read pushes the
+    other out."""
+    day = timedelta(days=1)
+    write(pd.concat([frame(start=START - day), frame()]), tmp_path / "live.parquet")
+    source = FilesSource(files_spec(str(tmp_path / "live.parquet")))
+    for minute in range(3):
+        later = timedelta(seconds=20 * minute)
+        assert set(source.read(START + later, END + later)[ID]) >= {"middle", "late"}
+        assert set(source.read(START - day + later, END - day + later)[ID]) >= {"middle", "late"}
+    assert reads.misses == 2 and reads.hits == 4
+
+
 def test_what_a_check_does_to_its_rows_is_its_own(tmp_path, reads):
     write(frame(), tmp_path / "live.parquet")
     source = FilesSource(files_spec(str(tmp_path / "live.parquet")))

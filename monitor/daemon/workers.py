@@ -77,6 +77,7 @@ class Workers:
         # Each worker loads the project (imports, the check files) before its first run; until then,
         # its runs are computed here, so the first evaluation does not wait for the workers' start.
         self._warm: list[Future] = [pool.submit(_ready) for pool in self._pools]
+        self._failed: set[int] = set()  # workers whose start failed, once logged
 
     def _new_pool(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("spawn")
@@ -92,6 +93,10 @@ class Workers:
         with self._lock:
             pool, warm = self._pools[index], self._warm[index]
         if CHECKS[check.kind].own_workers or not warm.done() or warm.exception():
+            if warm.done() and warm.exception() and index not in self._failed:
+                self._failed.add(index)  # said once: its models are computed here from now on
+                log.error("evaluation worker %d could not start (%s): its models' runs are computed in the daemon",
+                          index, warm.exception())  # fmt: skip
             return self.fallback.read_and_compute(model, check, start, end)
         try:
             return pool.submit(_compute, model.model, check.name, start, end).result()

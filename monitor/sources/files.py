@@ -6,7 +6,7 @@ which skips whole row groups outside the window using their statistics (on the c
 daemon's parallel runs are its threads and processes, and arrow's own threads per small read cost more
 CPU than they save); CSV and JSON lines are read
 in chunks and filtered as they stream, so memory follows the window, not the file. The time span of
-each file is remembered (keyed by its size and modification time), so a file wholly outside the
+each file is remembered (keyed by its :func:`signature`), so a file wholly outside the
 window is not opened again: a directory that grows by a file a minute costs what the window holds.
 
 A file that cannot be read (corrupt, or still being written) is left out and named with its reason in
@@ -47,7 +47,7 @@ class FilesSource:
     def __init__(self, spec: FilesSpec, context: SourceContext | None = None) -> None:
         self.spec = spec
         # path -> (mtime_ns, size, first timestamp, last timestamp) of files read before
-        self._spans: dict[str, tuple[int, int, datetime, datetime]] = {}
+        self._spans: dict[str, tuple[Signature, datetime, datetime]] = {}
         # What a read of a file gives, beside the file: the columns and roles read.
         self._layout = spec.model_dump_json(exclude={"path"})
 
@@ -117,9 +117,9 @@ class FilesSource:
             stat = os.stat(path)
         except OSError:
             return None
-        if span is None or (stat.st_mtime_ns, stat.st_size) != span[:2]:
+        if span is None or signature(stat) != span[0]:
             return None
-        return span[2], span[3]
+        return span[1], span[2]
 
     def _timestamps(self, path: Path):
         """Every timestamp of one file (its timestamp column alone), remembering its span."""
@@ -162,14 +162,14 @@ class FilesSource:
             stat = os.stat(path)
         except OSError:
             return True
-        if (stat.st_mtime_ns, stat.st_size) != span[:2]:
+        if signature(stat) != span[0]:
             return False
-        return span[3] < start or span[2] >= end
+        return span[2] < start or span[1] >= end
 
     def _remember(self, path: Path, stat: os.stat_result, timestamps) -> None:
         stamps = timestamps.dropna()
         if len(stamps):
-            self._spans[str(path)] = (stat.st_mtime_ns, stat.st_size, _datetime(stamps.min()), _datetime(stamps.max()))
+            self._spans[str(path)] = (signature(stat), _datetime(stamps.min()), _datetime(stamps.max()))
 
     def _read_file(self, path: Path, start: datetime, end: datetime, found: list[set[str]] | None = None):
         """One file's rows in the window, from a read of it moments ago while it is unchanged (the checks of
@@ -184,7 +184,7 @@ class FilesSource:
 
         try:
             stat = os.stat(path)
-            key = (str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size, self._layout, found is not None)
+            key = (str(path), signature(stat), self._layout, found is not None)
             frame, (names, span) = _READS.read(key, start, end, _stamps, read)
         except SourceError:  # a missing column: the file is readable, the config or the job is wrong
             raise
@@ -207,7 +207,7 @@ class FilesSource:
         absent = self._require(path, names, found)
         columns = [c for c in self.spec.columns() if c not in absent]
         known = self._spans.get(str(path))
-        if known is None or known[:2] != (stat.st_mtime_ns, stat.st_size):
+        if known is None or known[0] != signature(stat):
             self._remember(path, stat, to_utc(pq.read_table(path, columns=[self.spec.timestamp]).column(0).to_pandas()))
         field = ds.field(self.spec.timestamp)
         ts_type = dataset.schema.field(self.spec.timestamp).type
@@ -270,6 +270,15 @@ class FilesSource:
     @staticmethod
     def _in_window(frame, start: datetime, end: datetime):
         return frame[(frame[TS] >= start) & (frame[TS] < end)]
+
+
+Signature = tuple[int, int, int, int, int]
+
+
+def signature(stat: os.stat_result) -> Signature:
+    """What tells a file's versions apart: device, inode, size, and its modification and status-change
+    times (the status-change time moves on every write and rename; ``cp -p`` cannot set it back)."""
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 def _stamps(frame):

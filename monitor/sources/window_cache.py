@@ -5,8 +5,10 @@ minute), each over a window ending at its own start. Each used to read and decod
 itself, which was about half of what a run cost at scale (``docs/performance.md``). A read here covers
 its window and ``AHEAD`` more, so a run that starts within that much later is served from memory: the
 rows of ``[start, end)`` cut from the kept ones, which are exactly the file's rows in it as long as the
-file is unchanged (the key holds its inode, size and modification time, so a rewritten or replaced
-file is read again).
+file is unchanged (the key holds its device, inode, size, modification time and status-change time;
+the last changes on every write and rename and no tool can set it back, as ``cp -p`` or ``rsync -t``
+do the modification time). The frame served is a copy; objects in it (text, a JSON feature's lists)
+are shared with the kept one, as pandas' own copies share them.
 
 What is kept is bounded in bytes (``BUDGET``, least recently used first out) and in age (``MAX_AGE``
 of wall time): a read older than that serves no run any more (their windows have moved on), so
@@ -48,7 +50,7 @@ class WindowCache:
 
     def __init__(self, budget: int = BUDGET, max_age: float = MAX_AGE, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.budget, self.max_age, self._monotonic = budget, max_age, monotonic
-        self._kept: OrderedDict[Hashable, Kept] = OrderedDict()
+        self._kept: OrderedDict[tuple[Hashable, datetime], Kept] = OrderedDict()  # by key and start
         self._size = 0
         self._lock = threading.Lock()
         self.hits = self.misses = 0
@@ -66,18 +68,25 @@ class WindowCache:
         (``datetime64[ns]`` in UTC), by which a kept frame is cut; the frame returned is a copy, never the kept one."""
         now = self._monotonic()
         with self._lock:
-            kept = self._kept.get(key)
-            if kept is not None and (kept.start > start or kept.end < end or now - kept.at > self.max_age):
-                kept = None
-            if kept is not None:
-                self._kept.move_to_end(key)
+            found = next(
+                (
+                    (at, kept)
+                    for at, kept in self._kept.items()
+                    if at[0] == key and kept.start <= start and end <= kept.end and now - kept.at <= self.max_age
+                ),
+                None,
+            )
+            if found is not None:
+                self._kept.move_to_end(found[0])
                 self.hits += 1
             else:
                 self.misses += 1
-        if kept is None:
+        if found is None:
             frame, extra = reader(start, end + AHEAD)
             kept = Kept(start, end + AHEAD, frame, extra, _size(frame), now)
             self._keep(key, kept)
+        else:
+            kept = found[1]
         import numpy as np
         import pandas as pd
 
@@ -91,10 +100,11 @@ class WindowCache:
         if kept.size > self.budget:
             return
         with self._lock:
-            old = self._kept.pop(key, None)
-            if old is not None:
-                self._size -= old.size
-            self._kept[key] = kept
+            # A read of the key that this one overlaps is the same window a minute or so on: it is replaced.
+            # One it does not overlap (volume's window a week earlier) is another window, kept beside it.
+            for at in [at for at, old in self._kept.items() if at[0] == key and old.start < kept.end and kept.start < old.end]:
+                self._size -= self._kept.pop(at).size
+            self._kept[(key, kept.start)] = kept
             self._size += kept.size
             for stale in [k for k, v in self._kept.items() if kept.at - v.at > self.max_age]:
                 self._size -= self._kept.pop(stale).size
@@ -105,7 +115,9 @@ class WindowCache:
 
 def _size(frame: pd.DataFrame) -> int:
     """About the bytes ``frame`` holds: its arrays, and for a column of objects (text) the objects too,
-    from a sample of them (pandas' deep count visits every one, which cost more than the read saved)."""
+    from a sample of them (pandas' deep count visits every one, which cost more than the read saved).
+    An estimate: text whose length differs wildly between rows is counted by the sampled ones, and
+    objects shared by many rows (pyarrow's) are counted once per row."""
     from pandas.api.types import is_object_dtype
 
     size = int(frame.memory_usage(index=False).sum())
