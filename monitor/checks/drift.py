@@ -16,11 +16,13 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from pydantic import Field
+from pydantic import Field, PositiveFloat, ValidationInfo, field_validator
 
 from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window
+from monitor.config.types import StrictModel
 from monitor.sources.reference import TYPE_NAMES, Reference, Typed, as_type
 
 if TYPE_CHECKING:
@@ -54,11 +56,45 @@ Method = Literal[
 METHODS: tuple[str, ...] = get_args(Method)
 
 
+class Calibration(StrictModel):
+    """How ``threshold: auto`` calibrates (monitor/checks/calibration.py, docs/drift.md)."""
+
+    k: float = Field(3.0, gt=0, le=10, description="a feature drifts past its reference windows' mean + k standard deviations")
+    windows: int = Field(50, ge=10, le=500, description="how many reference windows to score, at most")
+    seed: int = Field(0, ge=0, description="the seed of the bootstrap draws, for a reference without time")
+
+
 class DriftSpec(CheckSpec):
     kind: Literal["drift"]
     method: Method | None = Field(None, description="evidently's stat test; evidently chooses per column when unset")
-    threshold: float | None = Field(None, gt=0, description="the method's drift threshold; evidently's default when unset")
+    threshold: PositiveFloat | Literal["auto"] | None = Field(
+        None,
+        description="the method's drift threshold (evidently's default when unset), or auto: each feature's own, "
+        "calibrated on the reference's windows of the live window's size",
+    )
+    calibration: Calibration | None = Field(None, description="with threshold: auto, how it calibrates")
     features: list[str] | None = Field(None, min_length=1, description="a subset of the model's features; all when unset")
+
+    @field_validator("threshold")
+    @classmethod
+    def _calibrates_its_method(cls, threshold: float | str | None, info: ValidationInfo) -> float | str | None:
+        method = info.data.get("method")
+        if threshold == "auto" and method is not None:
+            from monitor.checks.fast_drift import TESTS
+
+            if method not in TESTS:
+                raise ValueError(
+                    f"auto calibrates {', '.join(TESTS)} or evidently's own choice, and method {method} would take a "
+                    "Report per reference window: choose one of those as method, or a number as threshold"
+                )
+        return threshold
+
+    @field_validator("calibration")
+    @classmethod
+    def _only_when_auto(cls, calibration: Calibration | None, info: ValidationInfo) -> Calibration | None:
+        if calibration is not None and info.data.get("threshold") != "auto":
+            raise ValueError("applies to threshold: auto only; write threshold: auto, or remove calibration")
+        return calibration
 
 
 def strength(score: float, threshold: float, drifted: bool) -> float:
@@ -223,15 +259,18 @@ def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) ->
         return reference.worked_out(("drift", name), lambda: PreparedColumn.of(typed_reference[name], kinds[name]))
 
     results: dict[str, dict] = {}
-    if kinds:
+    threshold = spec.threshold
+    if kinds and threshold == "auto":
+        results = _calibrated(spec, reference, typed_reference, current, kinds, prepared, skipped, counts)
+    elif kinds and not isinstance(threshold, str):
         try:
-            results = drift_by_column(spec.method, spec.threshold, typed_reference, current, kinds, prepared)
+            results = drift_by_column(spec.method, threshold, typed_reference, current, kinds, prepared)
         except EVIDENTLY_ERRORS:
             # One column evidently cannot compute must not leave the others unchecked: each on its own.
             for name in kinds:
                 try:
                     one = {name: kinds[name]}
-                    results.update(drift_by_column(spec.method, spec.threshold, typed_reference, current, one, prepared))
+                    results.update(drift_by_column(spec.method, threshold, typed_reference, current, one, prepared))
                 except EVIDENTLY_ERRORS as exc:
                     reason = f"evidently could not compute drift: {exc}"
                     skipped.append({"feature": name, "type": TYPE_NAMES[kinds[name]], "reason": reason, **counts[name]})
@@ -257,6 +296,7 @@ def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) ->
                 "threshold": threshold,
                 "drifted": drifted,
                 "strength": strength(score, threshold, drifted),
+                **({"calibrated": column["calibrated"]} if "calibrated" in column else {}),
                 **counts[name],
             }
         )
@@ -273,6 +313,48 @@ def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) ->
         *values,
     ]
     return Evaluation("ok", sample_size, values, evidence={"features": per_feature, "skipped": skipped})
+
+
+def _calibrated(
+    spec: DriftSpec,
+    reference: Reference,
+    typed_reference: dict[str, pd.Series],
+    current: dict[str, pd.Series],
+    kinds: dict[str, str],
+    prepared: Callable[[str], PreparedColumn],
+    skipped: list[dict[str, Any]],
+    counts: dict[str, dict[str, int]],
+) -> dict[str, dict]:
+    """Each feature's drift against its own limit, calibrated on the reference's windows of this window's
+    size (``threshold: auto``), in evidently's result shape with the calibration beside it."""
+    from monitor.checks.calibration import calibrate, size_bucket
+    from monitor.checks.fast_drift import TESTS, column_drift
+
+    calibration = spec.calibration or Calibration()
+    order = reference.time_order()
+    out: dict[str, dict] = {}
+    for name in kinds:
+        rows = size_bucket(int(current[name].notna().sum()))
+        key = ("drift limit", name, spec.method, rows, calibration.k, calibration.windows, calibration.seed)
+        try:
+            limit = reference.worked_out(key, partial(
+                calibrate, prepared(name), typed_reference[name], rows, test=spec.method, k=calibration.k,
+                windows=calibration.windows, order=order, seed=calibration.seed,
+            ))  # fmt: skip
+            column = column_drift(prepared(name), current[name], limit.test, None)
+        except ValueError as exc:
+            reason = f"drift could not be computed: {exc}"
+            skipped.append({"feature": name, "type": TYPE_NAMES[kinds[name]], "reason": reason, **counts[name]})
+            continue
+        score = float(column["drift_score"])
+        out[name] = {
+            "drift_score": score,
+            "stattest_threshold": limit.limit,
+            "drift_detected": limit.drifted(score),
+            "stattest_name": TESTS[limit.test][0],
+            "calibrated": limit.evidence(calibration.k),
+        }
+    return out
 
 
 KIND = CheckKind(

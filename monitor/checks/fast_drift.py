@@ -140,6 +140,11 @@ def column_drift(reference: PreparedColumn, current: pd.Series, method: str | No
     return {"drift_score": score, "stattest_threshold": limit, "drift_detected": bool(drifted), "stattest_name": name}
 
 
+def default_test(reference: PreparedColumn) -> str:
+    """The test evidently chooses for this reference column against a window with no value it lacks."""
+    return _default_test(reference, reference.distinct_count)
+
+
 def _default_test(reference: PreparedColumn, distinct: int) -> str:
     """Evidently's ``_get_default_stattest``: ``distinct`` counts the values of both sides."""
     if reference.values.size <= SMALL_REFERENCE:

@@ -252,13 +252,59 @@ def _validate(doc: Document, model_cls: type[BaseModel]) -> Any:
     except ValidationError as exc:
         # A value already reported (an unset ${VAR}) is not reported again for what it became.
         reported = {(i.line, i.col) for i in doc.issues}
-        for error in exc.errors(include_input=False, include_url=False)[: MAX_ISSUES + 1]:
+        for error in _one_per_scalar_union(exc.errors(include_input=False, include_url=False), model_cls, doc.data)[
+            : MAX_ISSUES + 1
+        ]:
             if error["type"] == "default_factory_not_called":  # a default made of a key that was itself a mistake
                 continue
             issue = _issue_from_pydantic(doc, model_cls, error)
             if (issue.line, issue.col) not in reported:
                 doc.issues.append(issue)
         return None
+
+
+def _scalar_member(part: Any) -> bool:
+    """Whether a step of pydantic's ``loc`` names a member of a union of plain values (``threshold: 0.1``
+    or ``auto``: ``constrained-float``, ``literal['auto']``) rather than a key."""
+    return isinstance(part, str) and (part.startswith(("literal[", "constrained-", "function-")) or part in _SCALARS)
+
+
+_SCALARS = frozenset({"float", "int", "str", "bool"})
+
+
+def _one_per_scalar_union(errors: list[Any], model_cls: type[BaseModel], data: Any) -> list[Any]:
+    """A value that fits no member of a union of plain values is one mistake, not one per member: the
+    member of the written value's kind speaks (text: the words allowed; a number: the number's bounds)."""
+    out: list[Any] = []
+    seen: dict[tuple, int] = {}
+    for error in errors:
+        loc = tuple(error["loc"])
+        if not any(_scalar_member(part) for part in loc):
+            out.append(error)
+            continue
+        stripped = tuple(part for part in loc if not _scalar_member(part))
+        error = {**error, "loc": stripped}
+        text = _is_word(_get(data, _data_path(model_cls, stripped, data)[0]))
+        if stripped not in seen:
+            seen[stripped] = len(out)
+            out.append(error)
+        elif (error["type"] == "literal_error") == text:
+            # The words allowed, and that a number is too: "expected one of 'auto', or a number".
+            ctx = {**error.get("ctx", {}), "expected": f"{error.get('ctx', {}).get('expected', '')}, or a number"}
+            out[seen[stripped]] = {**error, "ctx": ctx}
+    return out
+
+
+def _is_word(value: Any) -> bool:
+    """Text that is not a number written as text (YAML reads ``1e999`` as text, pydantic as a number; ``5%``
+    is a number in the wrong form)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value.strip().removesuffix("%"))
+    except ValueError:
+        return True
+    return False
 
 
 def _issue_from_pydantic(doc: Document, model_cls: type[BaseModel], error: Mapping[str, Any]) -> ConfigIssue:

@@ -108,7 +108,11 @@ class Teller:
         was: str | None = None,
     ) -> AlertMessage:
         features = result.evaluation.evidence.get("features", [])
-        drifted = [{k: f[k] for k in ("feature", "score", "method", "threshold")} for f in features if f.get("drifted")]
+        drifted = [
+            {k: f[k] for k in ("feature", "score", "method", "threshold", "calibrated") if k in f}
+            for f in features
+            if f.get("drifted")
+        ]
         owner = self.config.owners.get(model.owner)
         rule = observation.rule
 

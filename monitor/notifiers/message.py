@@ -208,4 +208,9 @@ def _when(iso: str | None) -> str:
 
 def _feature(item: dict[str, Any]) -> str:
     op = "<" if item["score"] < item["threshold"] else ">="
-    return f"{item['feature']} ({item['method']} {format_number(item['score'], item['threshold'])} {op} {format_number(item['threshold'])})"
+    told = f"{item['method']} {format_number(item['score'], item['threshold'])} {op} {format_number(item['threshold'])}"
+    calibrated = item.get("calibrated")
+    if calibrated:  # threshold: auto: the limit is the feature's own, and its reference range says why
+        low, high = calibrated["range"]
+        told += f"; its reference range at {calibrated['rows']:,} rows is {format_number(low)}-{format_number(high)}"
+    return f"{item['feature']} ({told})"

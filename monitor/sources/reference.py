@@ -26,6 +26,7 @@ from monitor.sources.base import SourceError, SourceSpec
 from monitor.sources.files import FORMATS
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 
@@ -50,6 +51,9 @@ class Reference:
     # The column of the model's predictions, as the source names its prediction role (None without one);
     # unlike ``label`` it is named even when the reference lacks it, so that a check can say so.
     prediction: str | None = None
+    # The column of the rows' times, as the source names its timestamp (None when the reference has none):
+    # a calibrated threshold cuts the reference into windows in time order by it.
+    timestamp: str | None = None
     # what is worked out once per column and shared by every evaluation: its type, its values typed (by
     # column and type), its values as read, as objects (data_quality's missing values)
     _types: dict[str, ColumnType] = field(default_factory=dict, repr=False, compare=False)
@@ -63,8 +67,9 @@ class Reference:
         column, when the reference has one of that name. The frame and what is worked out of it are shared."""
         label = source.label if source is not None and source.label in self.frame.columns else None
         prediction = source.prediction if source is not None else None
-        return replace(self, label=label, prediction=prediction, _types=self._types, _typed=self._typed, _objects=self._objects,
-                       _worked_out=self._worked_out)  # fmt: skip
+        timestamp = source.timestamp if source is not None and source.timestamp in self.frame.columns else None
+        return replace(self, label=label, prediction=prediction, timestamp=timestamp, _types=self._types, _typed=self._typed,
+                       _objects=self._objects, _worked_out=self._worked_out)  # fmt: skip
 
     def column_type(self, name: str) -> ColumnType:
         """``number``, ``boolean`` or ``string``: what a live value of this column should be.
@@ -93,6 +98,23 @@ class Reference:
         if key not in self._worked_out:
             self._worked_out[key] = make()
         return self._worked_out[key]
+
+    def time_order(self) -> np.ndarray | None:
+        """The rows' positions in time order by :attr:`timestamp` (rows without a time left out), worked
+        out once; None when the reference has no timestamp column, or no row a time."""
+        if self.timestamp is None:
+            return None
+
+        def order() -> np.ndarray | None:
+            import numpy as np
+
+            from monitor.sources.base import to_utc
+
+            stamps = to_utc(self.frame[self.timestamp]).to_numpy(dtype="datetime64[ns]")
+            known = np.flatnonzero(~np.isnat(stamps))
+            return known[np.argsort(stamps[known], kind="stable")] if known.size else None
+
+        return self.worked_out(("time order", self.timestamp), order)
 
     def objects(self, name: str) -> pd.Series:
         """The column as read, as objects and indexed from 0, made once (not copied on every run)."""

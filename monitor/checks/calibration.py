@@ -1,0 +1,132 @@
+"""Drift thresholds calibrated on the reference itself (``threshold: auto``), as NannyML does it.
+
+A fixed threshold (evidently's 0.1 on a normed Wasserstein distance, say) knows neither how much a
+feature moves on its own from one period to the next nor how many rows the window has: a feature that
+varies by season drifts every month, and a small window of clean rows drifts by chance. Calibrated,
+a feature drifts when its score in the live window is outside what the reference's own windows of the
+same size score against the whole reference: above their mean plus ``k`` standard deviations (3 by
+default, NannyML's choice).
+
+The reference's windows are, when the reference has the source's timestamp column, consecutive runs
+of rows in time order (so a reference that moves from month to month shows it), as long as at least
+``MIN_TIME_WINDOWS`` such windows fit; otherwise (no timestamp, or a reference too small for the window,
+even smaller than it) ``windows`` samples drawn with replacement (bootstrap), seeded, so the same
+reference always gives the same limits. A reference less than ``MIN_TIME_WINDOWS`` times the window is
+itself noisy beside it, so each bootstrap round then also draws the reference anew (a two-sample
+bootstrap): scored against the one reference, windows drawn from it look closer to it than live rows
+ever are, and a clean window larger than a small reference drifted on five features of six. A p-value test's scores are calibrated as ``-log10(p)`` (its
+scale of surprise, where larger is more drift), and the limit is given back as a p-value.
+
+Each limit is worked out once per reference file version, feature and window size (rounded to a
+quarter of a power of two, ``size_bucket``: a window of 10,000 rows and one of 10,400 share it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from monitor.checks.fast_drift import PreparedColumn
+
+MIN_TIME_WINDOWS = 8
+P_VALUE_TESTS = frozenset({"ks", "chisquare", "z"})  # of fast_drift's: the others are distances
+_SMALLEST_P = 1e-300  # a p-value of 0 (or under a double's range) is this surprising, not infinitely
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A feature's calibrated limit at one window size, on its test's own scale."""
+
+    test: str  # the fast path's test key the reference windows chose (wasserstein, ks, ...)
+    limit: float  # a distance drifts above it, a p-value below it
+    low: float  # the reference windows' lowest and highest score, on the test's scale
+    high: float
+    mean: float
+    sd: float
+    windows: int
+    rows: int  # the window size it is for
+    how: Literal["time", "bootstrap"]
+
+    @property
+    def p_value(self) -> bool:
+        return self.test in P_VALUE_TESTS
+
+    def drifted(self, score: float) -> bool:
+        return score < self.limit if self.p_value else score > self.limit
+
+    def evidence(self, k: float) -> dict[str, object]:
+        return {"how": self.how, "windows": self.windows, "rows": self.rows, "k": k, "range": [self.low, self.high]}
+
+
+def size_bucket(rows: int) -> int:
+    """``rows`` rounded to the nearest quarter power of two (within 9%): windows of about one size share a limit."""
+    if rows <= 8:
+        return max(rows, 1)
+    return round(2 ** (round(math.log2(rows) * 4) / 4))
+
+
+def calibrate(
+    prepared: PreparedColumn,
+    values: pd.Series,
+    rows: int,
+    *,
+    test: str | None,
+    k: float,
+    windows: int,
+    order: np.ndarray | None,
+    seed: int,
+) -> Limit:
+    """The limit of one feature for live windows of ``rows`` rows, on ``test`` (None: evidently's choice for
+    the column): ``values`` is the reference's column in its type (as ``prepared`` was made of it),
+    ``order`` its rows' positions in time order (None: the reference has no time, so bootstrap)."""
+    import numpy as np
+
+    from monitor.checks.fast_drift import PreparedColumn, column_drift, default_test
+
+    size = len(values)
+    large = size // rows >= MIN_TIME_WINDOWS
+    timed = order is not None and len(order) // rows >= MIN_TIME_WINDOWS  # rows without a time are not in it
+    how: Literal["time", "bootstrap"] = "time" if timed else "bootstrap"
+    test = test or default_test(prepared)
+    rng = np.random.default_rng(seed)
+    scores = []
+    for positions in _samples(size, rows, windows, order if timed else None, rng):
+        window = values.iloc[positions].reset_index(drop=True)
+        against = prepared
+        if not large:
+            # A reference not many times the window is itself a sample whose noise a live window also
+            # meets: each round draws a reference of its size too, as two independent samples would differ.
+            against = PreparedColumn.of(values.iloc[rng.integers(0, size, size)].reset_index(drop=True), prepared.kind)
+        try:
+            scores.append(float(column_drift(against, window, test, None)["drift_score"]))
+        except ValueError:  # a window of only missing values: no score, as a live one would have none
+            continue
+    if not scores:
+        raise ValueError("no window of the reference has a value to score")
+    on_scale = np.array([_surprise(s) for s in scores] if test in P_VALUE_TESTS else scores)
+    mean, sd = float(on_scale.mean()), float(on_scale.std(ddof=1)) if len(on_scale) > 1 else 0.0
+    limit = mean + k * sd
+    low, high = float(np.min(scores)), float(np.max(scores))
+    if test in P_VALUE_TESTS:
+        limit = 10.0 ** (-limit)
+    return Limit(test, limit, low, high, mean, sd, len(scores), rows, how)
+
+
+def _samples(size: int, rows: int, windows: int, order: np.ndarray | None, rng: np.random.Generator) -> list[np.ndarray]:
+    """The reference windows' row positions: consecutive in time by ``order``, else drawn with replacement."""
+    import numpy as np
+
+    if order is not None:
+        count = len(order) // rows
+        starts = np.linspace(0, count - 1, num=min(count, windows)).round().astype(int) * rows
+        return [order[start : start + rows] for start in starts]
+    return [rng.integers(0, size, rows) for _ in range(windows)]
+
+
+def _surprise(p_value: float) -> float:
+    return -math.log10(max(p_value, _SMALLEST_P))

@@ -1,0 +1,145 @@
+"""``threshold: auto``: a feature drifts when its score is outside what the reference's own windows of the
+live window's size score, so a reference that moves from month to month does not alarm every month, a
+window larger than the reference still has a limit, and a shift too small for evidently's fixed 0.1 but
+far outside the reference's own noise is found."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from monitor.checks.base import Window
+from monitor.checks.calibration import MIN_TIME_WINDOWS, size_bucket
+from monitor.checks.drift import KIND, DriftSpec
+from monitor.notifiers.message import format_number
+from monitor.sources.reference import Reference
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+NUMBERS = [f"n{i}" for i in range(5)]
+FEATURES = [*NUMBERS, "plan"]
+PLANS = np.array(["free", "basic", "pro", "team"], dtype=object)
+
+
+def month(rng: np.random.Generator, rows: int, start: datetime, shift: float = 0.0) -> pd.DataFrame:
+    """A month of rows whose level moves on its own: each number's mean by a month's offset (a third of
+    its spread), and the plans' shares with it."""
+    offsets = rng.normal(0.0, 0.35, len(NUMBERS))
+    shares = rng.dirichlet([40, 30, 20, 10])
+    frame = pd.DataFrame({name: rng.normal(offset, 1.0, rows) for name, offset in zip(NUMBERS, offsets, strict=True)})
+    frame["n0"] += shift
+    frame["plan"] = PLANS[rng.choice(len(PLANS), rows, p=shares)]
+    frame["ts"] = [start + timedelta(minutes=i) for i in range(rows)]
+    return frame
+
+
+def reference_of(frame: pd.DataFrame, timestamp: str | None = "ts") -> Reference:
+    return Reference(Path("reference.parquet"), frame.reset_index(drop=True), timestamp=timestamp)
+
+
+def spec(**keys) -> DriftSpec:
+    return DriftSpec(name="feature-drift", kind="drift", every="1h", window="30d", min_rows=30, **keys)
+
+
+def drift_share(check: DriftSpec, frame: pd.DataFrame, reference: Reference) -> tuple[float, dict]:
+    evaluation = KIND.evaluate(check, Window(T0, T0, frame), reference, FEATURES)
+    assert evaluation.outcome == "ok", evaluation.error
+    values = {(v.metric, v.feature): v.value for v in evaluation.values}
+    return values[("drift_share", "")], evaluation.evidence
+
+
+def test_a_reference_that_moves_month_to_month_does_not_alarm_every_month_where_fixed_thresholds_do():
+    rng = np.random.default_rng(7)
+    reference = reference_of(pd.concat([month(rng, 2000, T0 + timedelta(days=30 * m)) for m in range(12)]))
+    live = [month(rng, 2000, T0 + timedelta(days=30 * (12 + m))) for m in range(25)]
+    fixed = [drift_share(spec(), window, reference)[0] for window in live]
+    auto = [drift_share(spec(threshold="auto"), window, reference)[0] for window in live]
+    # The rule most teams write: drift_share > 0.3. Evidently's defaults alarm nearly every clean month;
+    # calibrated, at most one in 25 (12 reference months tell a feature's spread only roughly).
+    assert sum(share > 0.3 for share in fixed) >= 20
+    assert sum(share <= 0.3 for share in auto) >= 24
+    _, evidence = drift_share(spec(threshold="auto"), live[0], reference)
+    calibrated = evidence["features"][0]["calibrated"]
+    assert calibrated["how"] == "time" and calibrated["windows"] == 24_000 // size_bucket(2000) and calibrated["k"] == 3.0
+    low, high = calibrated["range"]
+    assert 0 <= low <= high
+
+
+def test_a_small_shift_beyond_the_references_own_noise_is_found_where_the_fixed_threshold_is_not_crossed():
+    rng = np.random.default_rng(11)
+    steady = pd.DataFrame({name: rng.normal(0.0, 1.0, 100_000) for name in NUMBERS})
+    steady["plan"] = PLANS[rng.integers(0, len(PLANS), 100_000)]
+    reference = reference_of(steady, timestamp=None)
+    window = pd.DataFrame({name: rng.normal(0.0, 1.0, 5000) for name in NUMBERS})
+    window["n0"] += 0.08  # a twelfth of its standard deviation
+    window["plan"] = PLANS[rng.integers(0, len(PLANS), 5000)]
+    _, fixed = drift_share(spec(), window, reference)
+    _, auto = drift_share(spec(threshold="auto"), window, reference)
+    by_feature = {f["feature"]: f for f in fixed["features"]}
+    assert by_feature["n0"]["score"] < 0.1 and not by_feature["n0"]["drifted"]
+    calibrated = {f["feature"]: f for f in auto["features"]}
+    assert calibrated["n0"]["drifted"] and calibrated["n0"]["calibrated"]["how"] == "bootstrap"
+    assert calibrated["n0"]["score"] == by_feature["n0"]["score"]  # the same number, evidently's, judged otherwise
+    assert [f for f, found in calibrated.items() if found["drifted"]] == ["n0"]
+
+
+def test_a_window_larger_than_the_reference_still_has_a_working_limit():
+    rng = np.random.default_rng(3)
+    small = pd.DataFrame({name: rng.normal(0.0, 1.0, 400) for name in NUMBERS})
+    small["plan"] = PLANS[rng.integers(0, len(PLANS), 400)]
+    small["ts"] = [T0 + timedelta(minutes=i) for i in range(400)]
+    reference = reference_of(small)
+    clean = pd.DataFrame({name: rng.normal(0.0, 1.0, 5000) for name in NUMBERS})
+    clean["plan"] = PLANS[rng.integers(0, len(PLANS), 5000)]
+    share, evidence = drift_share(spec(threshold="auto"), clean, reference)
+    assert share == 0.0
+    for feature in evidence["features"]:
+        assert feature["calibrated"]["how"] == "bootstrap"  # not 8 windows of 5,000 rows in 400
+        assert feature["threshold"] > 0  # never a zero limit, as NannyML's when the window outgrows it
+    shifted = clean.assign(n1=clean["n1"] + 1.0)
+    share, evidence = drift_share(spec(threshold="auto"), shifted, reference)
+    assert [f["feature"] for f in evidence["features"] if f["drifted"]] == ["n1"]
+
+
+def test_the_limit_is_worked_out_once_per_window_size():
+    rng = np.random.default_rng(5)
+    reference = reference_of(pd.concat([month(rng, 1000, T0 + timedelta(days=30 * m)) for m in range(MIN_TIME_WINDOWS)]))
+    window = month(rng, 1000, T0 + timedelta(days=400))
+    first = drift_share(spec(threshold="auto"), window, reference)
+    again = drift_share(spec(threshold="auto"), window.iloc[:1040], reference)  # 1,040 rows: the same bucket
+    assert size_bucket(1000) == size_bucket(1040)
+    assert first == again
+    limits = [key for key in reference._worked_out if key[0] == "drift limit"]
+    assert len(limits) == len(FEATURES)
+
+
+def test_calibration_is_refused_where_it_cannot_apply():
+    with pytest.raises(ValidationError, match="applies to threshold: auto only"):
+        spec(calibration={"k": 2})
+    with pytest.raises(ValidationError, match="would take a Report per reference window"):
+        spec(threshold="auto", method="psi")
+    assert spec(threshold="auto", method="ks", calibration={"k": 2.5, "windows": 20}).calibration.k == 2.5
+
+
+def test_the_alert_says_the_features_own_reference_range(tmp_path, sqlite_engine):
+    from factories import live_frame
+    from test_drift_bad_values import drift_check, run_check, stored
+
+    from monitor.notifiers.message import AlertMessage
+    from monitor.storage.tables import Notification
+
+    result = run_check(tmp_path, sqlite_engine, live_frame(600, drift=True), drift_check("drift_share > 0.3", threshold="auto"))
+    assert result.outcome == "breach"
+    [note] = stored(sqlite_engine, Notification)
+    text = AlertMessage.from_dict(note["payload"]).text()
+    assert "drifted features, worst first: " in text
+    drifted = [f for f in result.evaluation.evidence["features"] if f["drifted"]]
+    first = drifted[0]
+    low, high = first["calibrated"]["range"]
+    rows = first["calibrated"]["rows"]
+    assert f"{first['feature']} ({first['method']} " in text
+    assert f"its reference range at {rows:,} rows is {format_number(low)}-{format_number(high)}" in text
