@@ -125,7 +125,7 @@ def test_calibration_is_refused_where_it_cannot_apply():
     assert spec(threshold="auto", method="ks", calibration={"k": 2.5, "windows": 20}).calibration.k == 2.5
 
 
-def test_the_alert_says_the_features_own_reference_range(tmp_path, sqlite_engine):
+def test_the_alert_says_the_features_own_reference_range_and_how_big_the_change_is(tmp_path, sqlite_engine):
     from factories import live_frame
     from test_drift_bad_values import drift_check, run_check, stored
 
@@ -142,4 +142,6 @@ def test_the_alert_says_the_features_own_reference_range(tmp_path, sqlite_engine
     low, high = first["calibrated"]["range"]
     rows = first["calibrated"]["rows"]
     assert f"{first['feature']} ({first['method']} " in text
-    assert f"its reference range at {rows:,} rows is {format_number(low)}-{format_number(high)}" in text
+    assert (
+        f"its reference range at {rows:,} rows is {format_number(low)}-{format_number(high)}; {first['effect']['text']}" in text
+    )

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from pydantic import Field, PositiveFloat, ValidationInfo, field_validator
 
 from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window
+from monitor.checks.effect import effect, reference_side
 from monitor.config.types import StrictModel
 from monitor.sources.reference import TYPE_NAMES, Reference, Typed, as_type
 
@@ -304,6 +305,13 @@ def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) ->
     if not per_feature:
         reasons = "; ".join(f"{f['feature']}: {f['reason']}" for f in skipped)
         return Evaluation("error", sample_size, evidence={"skipped": skipped}, error=f"no feature could be checked: {reasons}")
+    for feature in per_feature:  # how big the change is, for the drifted ones a message names
+        if feature["drifted"]:
+            name = feature["feature"]
+            side = reference.worked_out(("effect", name), lambda name=name: reference_side(prepared(name)))
+            found = effect(side, current[name], kinds[name])
+            if found is not None:
+                feature["effect"] = found
     per_feature.sort(key=lambda f: (not f["drifted"], -f["strength"]))
     drifted_count = sum(f["drifted"] for f in per_feature)
     values = [

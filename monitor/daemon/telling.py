@@ -109,7 +109,7 @@ class Teller:
     ) -> AlertMessage:
         features = result.evaluation.evidence.get("features", [])
         drifted = [
-            {k: f[k] for k in ("feature", "score", "method", "threshold", "calibrated") if k in f}
+            {k: f[k] for k in ("feature", "score", "method", "threshold", "calibrated", "effect") if k in f}
             for f in features
             if f.get("drifted")
         ]

@@ -213,4 +213,7 @@ def _feature(item: dict[str, Any]) -> str:
     if calibrated:  # threshold: auto: the limit is the feature's own, and its reference range says why
         low, high = calibrated["range"]
         told += f"; its reference range at {calibrated['rows']:,} rows is {format_number(low)}-{format_number(high)}"
+    effect = item.get("effect")
+    if effect:  # how big the change is, in the feature's own terms
+        told += f"; {effect['text']}"
     return f"{item['feature']} ({told})"

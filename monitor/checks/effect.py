@@ -1,0 +1,78 @@
+"""How big a feature's change is, in the feature's own terms: what an on-call engineer reads beside a
+drift score ("country: 'BR' from 2% to 19%"; "amount: median 61.2 from 40.3, +0.8 IQR").
+
+A distance or a p-value says that the distributions differ, not how: for a category, the one whose share
+moved most (a category the reference never had counts from 0%); for a number, the shift of the median
+in units of the reference's interquartile range (its standard deviation where the IQR is 0, as for a
+feature that is mostly one value). The reference's side is worked out once per reference, from what the
+drift path prepared (``PreparedColumn``: sorted values, category counts).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from monitor.checks.fast_drift import PreparedColumn
+
+
+def reference_side(prepared: PreparedColumn) -> dict[str, Any]:
+    """What the effect of a window is measured against: a number column's median and spread, a
+    category column's shares."""
+    import numpy as np
+
+    values = prepared.values
+    if prepared.kind == "number":
+        if not values.size:
+            return {}
+        q1, median, q3 = (float(q) for q in np.quantile(values, [0.25, 0.5, 0.75]))
+        return {"median": median, "spread": q3 - q1 if q3 > q1 else prepared.std, "spread_name": "IQR" if q3 > q1 else "sd"}
+    total = sum(prepared.counts.values())
+    return {"shares": {k: v / total for k, v in prepared.counts.items()}} if total else {}
+
+
+def effect(reference: dict[str, Any], live: pd.Series, kind: str) -> dict[str, Any] | None:
+    """The change of ``live`` (the window's column in its type) from ``reference`` (:func:`reference_side`),
+    with the words that say it; None when there is nothing to measure."""
+    import numpy as np
+
+    if not reference:
+        return None
+    if kind == "number":
+        values = np.asarray(live, dtype=float)
+        values = values[np.isfinite(values)]
+        if not values.size:
+            return None
+        median = float(np.median(values))
+        spread = reference["spread"]
+        shift = (median - reference["median"]) / spread if spread > 0 else None
+        words = f"median {_number(median)} from {_number(reference['median'])}"
+        if shift is not None:
+            words += f", {shift:+.2g} {reference['spread_name']}"
+        return {"text": words, "median_shift": shift}
+    counts = live.dropna().value_counts()
+    total = int(counts.sum())
+    if not total:
+        return None
+    before: dict = reference["shares"]
+    after = {k: v / total for k, v in zip(counts.index.tolist(), counts.tolist(), strict=True)}
+    moved = max(before.keys() | after.keys(), key=lambda k: (abs(after.get(k, 0.0) - before.get(k, 0.0)), str(k)))
+    was, now = before.get(moved, 0.0), after.get(moved, 0.0)
+    shown = str(moved) if len(str(moved)) <= _SHOWN_CHARS else str(moved)[: _SHOWN_CHARS - 1] + "…"
+    return {"text": f"'{shown}' from {_percent(was)} to {_percent(now)}", "category": shown, "share_before": was,
+            "share_after": now}  # fmt: skip
+
+
+_SHOWN_CHARS = 60  # a category is the data's text: a message shows this much of it
+
+
+def _percent(share: float) -> str:
+    if share == 0 or share >= 0.1:
+        return f"{share:.0%}"
+    return f"{share:.1%}" if share >= 0.001 else "<0.1%"
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}"
