@@ -64,7 +64,7 @@ def test_a_reference_that_moves_month_to_month_does_not_alarm_every_month_where_
     assert sum(share <= 0.3 for share in auto) >= 24
     _, evidence = drift_share(spec(threshold="auto"), live[0], reference)
     calibrated = evidence["features"][0]["calibrated"]
-    assert calibrated["how"] == "time" and calibrated["windows"] == 24_000 // size_bucket(2000) and calibrated["k"] == 3.0
+    assert calibrated["how"] == "time" and calibrated["windows"] == 12 and calibrated["k"] == 3.0
     low, high = calibrated["range"]
     assert 0 <= low <= high
 
@@ -145,3 +145,34 @@ def test_the_alert_says_the_features_own_reference_range_and_how_big_the_change_
     assert (
         f"its reference range at {rows:,} rows is {format_number(low)}-{format_number(high)}; {first['effect']['text']}" in text
     )
+
+
+def test_prediction_drift_calibrates_its_predictions_too():
+    from monitor.checks.prediction_drift import KIND as PREDICTION_DRIFT
+    from monitor.checks.prediction_drift import PredictionDriftSpec
+    from monitor.sources.base import PREDICTION
+
+    check = PredictionDriftSpec(name="prediction-drift", kind="prediction_drift", every="1h", window="30d", threshold="auto")
+    fixed = PredictionDriftSpec(name="prediction-drift", kind="prediction_drift", every="1h", window="30d")
+    alarms = {"auto": 0, "fixed": 0}
+    for seed in range(5):  # five references: one year of predictions whose level moves month to month
+        rng = np.random.default_rng(seed)
+        months = [
+            pd.DataFrame({"score": rng.normal(rng.normal(0.0, 0.3), 1.0, 1000),
+                          "ts": [T0 + timedelta(days=30 * m, minutes=i) for i in range(1000)]})
+            for m in range(12)
+        ]  # fmt: skip
+        reference = Reference(Path("reference.parquet"), pd.concat(months, ignore_index=True), prediction="score", timestamp="ts")
+
+        def drifted(spec, window: pd.DataFrame, reference=reference) -> bool:
+            evaluation = PREDICTION_DRIFT.evaluate(spec, Window(T0, T0, window), reference, [])
+            assert evaluation.outcome == "ok", evaluation.error
+            return bool(next(v.value for v in evaluation.values if v.metric == "drifted"))
+
+        for _ in range(20):  # clean months of the same process
+            window = pd.DataFrame({PREDICTION: rng.normal(rng.normal(0.0, 0.3), 1.0, 1000)})
+            alarms["auto"] += drifted(check, window)
+            alarms["fixed"] += drifted(fixed, window)
+        assert drifted(check, pd.DataFrame({PREDICTION: rng.normal(2.0, 1.0, 1000)}))  # a real shift is still one
+    assert alarms["fixed"] >= 60  # of 100: evidently's 0.1
+    assert alarms["auto"] <= 5

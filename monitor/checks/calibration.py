@@ -7,9 +7,9 @@ a feature drifts when its score in the live window is outside what the reference
 same size score against the whole reference: above their mean plus ``k`` standard deviations (3 by
 default, NannyML's choice).
 
-The reference's windows are, when the reference has the source's timestamp column, consecutive runs
-of rows in time order (so a reference that moves from month to month shows it), as long as at least
-``MIN_TIME_WINDOWS`` such windows fit; otherwise (no timestamp, or a reference too small for the window,
+The reference's windows are, when the reference has the source's timestamp column, its rows cut by
+time into spans of the check's ``window`` (so a reference that moves from month to month shows it),
+as long as at least ``MIN_TIME_WINDOWS`` such spans hold rows; otherwise (no timestamp, or a reference too small for the window,
 even smaller than it) ``windows`` samples drawn with replacement (bootstrap), seeded, so the same
 reference always gives the same limits. A reference less than ``MIN_TIME_WINDOWS`` times the window is
 itself noisy beside it, so each bootstrap round then also draws the reference anew (a two-sample
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -78,32 +79,34 @@ def calibrate(
     test: str | None,
     k: float,
     windows: int,
-    order: np.ndarray | None,
+    timeline: tuple[np.ndarray, np.ndarray] | None,
+    window: timedelta,
     seed: int,
 ) -> Limit:
-    """The limit of one feature for live windows of ``rows`` rows, on ``test`` (None: evidently's choice for
-    the column): ``values`` is the reference's column in its type (as ``prepared`` was made of it),
-    ``order`` its rows' positions in time order (None: the reference has no time, so bootstrap)."""
+    """The limit of one feature for live windows of ``window`` holding ``rows`` rows, on ``test`` (None:
+    evidently's choice for the column): ``values`` is the reference's column in its type (as ``prepared``
+    was made of it), ``timeline`` its rows' positions and times in time order (None: the reference has no
+    time, so bootstrap)."""
     import numpy as np
 
     from monitor.checks.fast_drift import PreparedColumn, column_drift, default_test
 
     size = len(values)
-    large = size // rows >= MIN_TIME_WINDOWS
-    timed = order is not None and len(order) // rows >= MIN_TIME_WINDOWS  # rows without a time are not in it
-    how: Literal["time", "bootstrap"] = "time" if timed else "bootstrap"
-    test = test or default_test(prepared)
     rng = np.random.default_rng(seed)
+    chunks = _by_time(timeline, window, windows) if timeline is not None else []
+    how: Literal["time", "bootstrap"] = "time" if chunks else "bootstrap"
+    # A reference not many times the window is itself a sample whose noise a live window also meets:
+    # each bootstrap round then draws a reference of its size too, as two independent samples differ.
+    small = not chunks and size // max(rows, 1) < MIN_TIME_WINDOWS
+    test = test or default_test(prepared)
     scores = []
-    for positions in _samples(size, rows, windows, order if timed else None, rng):
-        window = values.iloc[positions].reset_index(drop=True)
+    for positions in chunks or [rng.integers(0, size, rows) for _ in range(windows)]:
+        window_values = values.iloc[positions].reset_index(drop=True)
         against = prepared
-        if not large:
-            # A reference not many times the window is itself a sample whose noise a live window also
-            # meets: each round draws a reference of its size too, as two independent samples would differ.
+        if small:
             against = PreparedColumn.of(values.iloc[rng.integers(0, size, size)].reset_index(drop=True), prepared.kind)
         try:
-            scores.append(float(column_drift(against, window, test, None)["drift_score"]))
+            scores.append(float(column_drift(against, window_values, test, None)["drift_score"]))
         except ValueError:  # a window of only missing values: no score, as a live one would have none
             continue
     if not scores:
@@ -117,15 +120,24 @@ def calibrate(
     return Limit(test, limit, low, high, mean, sd, len(scores), rows, how)
 
 
-def _samples(size: int, rows: int, windows: int, order: np.ndarray | None, rng: np.random.Generator) -> list[np.ndarray]:
-    """The reference windows' row positions: consecutive in time by ``order``, else drawn with replacement."""
+def _by_time(timeline: tuple[np.ndarray, np.ndarray], window: timedelta, windows: int) -> list[np.ndarray]:
+    """The reference cut by time into spans of ``window`` from its first row on, each span's row positions;
+    none when fewer than ``MIN_TIME_WINDOWS`` spans hold rows (a span with under half the median's rows,
+    the reference's partial last one say, is left out). At most ``windows``, evenly spread."""
     import numpy as np
 
-    if order is not None:
-        count = len(order) // rows
-        starts = np.linspace(0, count - 1, num=min(count, windows)).round().astype(int) * rows
-        return [order[start : start + rows] for start in starts]
-    return [rng.integers(0, size, rows) for _ in range(windows)]
+    order, stamps = timeline
+    step = np.timedelta64(int(window.total_seconds() * 1e9), "ns")
+    edges = np.arange(stamps[0], stamps[-1] + step, step)
+    bounds = np.searchsorted(stamps, edges)
+    spans = [order[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
+    if spans:
+        typical = float(np.median([len(s) for s in spans]))
+        spans = [s for s in spans if len(s) >= typical / 2]
+    if len(spans) < MIN_TIME_WINDOWS:
+        return []
+    picked = np.linspace(0, len(spans) - 1, num=min(len(spans), windows)).round().astype(int)
+    return [spans[i] for i in sorted(set(picked.tolist()))]
 
 
 def _surprise(p_value: float) -> float:

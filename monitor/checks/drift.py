@@ -65,16 +65,16 @@ class Calibration(StrictModel):
     seed: int = Field(0, ge=0, description="the seed of the bootstrap draws, for a reference without time")
 
 
-class DriftSpec(CheckSpec):
-    kind: Literal["drift"]
+class DriftTestSpec(CheckSpec):
+    """The keys of a check that judges drift with evidently's tests: drift, prediction_drift."""
+
     method: Method | None = Field(None, description="evidently's stat test; evidently chooses per column when unset")
     threshold: PositiveFloat | Literal["auto"] | None = Field(
         None,
-        description="the method's drift threshold (evidently's default when unset), or auto: each feature's own, "
+        description="the method's drift threshold (evidently's default when unset), or auto: each column's own, "
         "calibrated on the reference's windows of the live window's size",
     )
     calibration: Calibration | None = Field(None, description="with threshold: auto, how it calibrates")
-    features: list[str] | None = Field(None, min_length=1, description="a subset of the model's features; all when unset")
 
     @field_validator("threshold")
     @classmethod
@@ -90,12 +90,22 @@ class DriftSpec(CheckSpec):
                 )
         return threshold
 
+    @property
+    def fixed_threshold(self) -> float | None:
+        """The threshold evidently's test is given: the one written, or its default (unset or ``auto``)."""
+        return None if isinstance(self.threshold, str) else self.threshold
+
     @field_validator("calibration")
     @classmethod
     def _only_when_auto(cls, calibration: Calibration | None, info: ValidationInfo) -> Calibration | None:
         if calibration is not None and info.data.get("threshold") != "auto":
             raise ValueError("applies to threshold: auto only; write threshold: auto, or remove calibration")
         return calibration
+
+
+class DriftSpec(DriftTestSpec):
+    kind: Literal["drift"]
+    features: list[str] | None = Field(None, min_length=1, description="a subset of the model's features; all when unset")
 
 
 def strength(score: float, threshold: float, drifted: bool) -> float:
@@ -260,10 +270,10 @@ def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) ->
         return reference.worked_out(("drift", name), lambda: PreparedColumn.of(typed_reference[name], kinds[name]))
 
     results: dict[str, dict] = {}
-    threshold = spec.threshold
-    if kinds and threshold == "auto":
+    threshold = spec.fixed_threshold
+    if kinds and spec.threshold == "auto":
         results = _calibrated(spec, reference, typed_reference, current, kinds, prepared, skipped, counts)
-    elif kinds and not isinstance(threshold, str):
+    elif kinds:
         try:
             results = drift_by_column(spec.method, threshold, typed_reference, current, kinds, prepared)
         except EVIDENTLY_ERRORS:
@@ -333,36 +343,44 @@ def _calibrated(
     skipped: list[dict[str, Any]],
     counts: dict[str, dict[str, int]],
 ) -> dict[str, dict]:
-    """Each feature's drift against its own limit, calibrated on the reference's windows of this window's
-    size (``threshold: auto``), in evidently's result shape with the calibration beside it."""
+    """Each feature's drift against its own calibrated limit (``threshold: auto``); a feature whose drift
+    cannot be computed is skipped with its reason."""
+    out: dict[str, dict] = {}
+    for name in kinds:
+        try:
+            out[name] = calibrated_drift(
+                spec, reference, ("drift limit", name), prepared(name), typed_reference[name], current[name]
+            )
+        except ValueError as exc:
+            reason = f"drift could not be computed: {exc}"
+            skipped.append({"feature": name, "type": TYPE_NAMES[kinds[name]], "reason": reason, **counts[name]})
+    return out
+
+
+def calibrated_drift(
+    spec: DriftTestSpec, reference: Reference, key: tuple, prepared: PreparedColumn, values: pd.Series, live: pd.Series
+) -> dict[str, Any]:
+    """One column's drift against its limit calibrated on the reference's windows of this window's size
+    (monitor/checks/calibration.py), worked out once per reference under ``key`` and the window's size
+    bucket: evidently's result shape, with the calibration beside it. ValueError when it cannot be
+    computed (an empty side)."""
     from monitor.checks.calibration import calibrate, size_bucket
     from monitor.checks.fast_drift import TESTS, column_drift
 
     calibration = spec.calibration or Calibration()
-    order = reference.time_order()
-    out: dict[str, dict] = {}
-    for name in kinds:
-        rows = size_bucket(int(current[name].notna().sum()))
-        key = ("drift limit", name, spec.method, rows, calibration.k, calibration.windows, calibration.seed)
-        try:
-            limit = reference.worked_out(key, partial(
-                calibrate, prepared(name), typed_reference[name], rows, test=spec.method, k=calibration.k,
-                windows=calibration.windows, order=order, seed=calibration.seed,
-            ))  # fmt: skip
-            column = column_drift(prepared(name), current[name], limit.test, None)
-        except ValueError as exc:
-            reason = f"drift could not be computed: {exc}"
-            skipped.append({"feature": name, "type": TYPE_NAMES[kinds[name]], "reason": reason, **counts[name]})
-            continue
-        score = float(column["drift_score"])
-        out[name] = {
-            "drift_score": score,
-            "stattest_threshold": limit.limit,
-            "drift_detected": limit.drifted(score),
-            "stattest_name": TESTS[limit.test][0],
-            "calibrated": limit.evidence(calibration.k),
-        }
-    return out
+    rows = size_bucket(int(live.notna().sum()))
+    limit = reference.worked_out((*key, spec.method, rows, spec.window, calibration.k, calibration.windows, calibration.seed),
+        partial(calibrate, prepared, values, rows, test=spec.method, k=calibration.k, windows=calibration.windows,
+                timeline=reference.timeline(), window=spec.window, seed=calibration.seed),
+    )  # fmt: skip
+    score = float(column_drift(prepared, live, limit.test, None)["drift_score"])
+    return {
+        "drift_score": score,
+        "stattest_threshold": limit.limit,
+        "drift_detected": limit.drifted(score),
+        "stattest_name": TESTS[limit.test][0],
+        "calibrated": limit.evidence(calibration.k),
+    }
 
 
 KIND = CheckKind(

@@ -24,8 +24,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window
-from monitor.checks.drift import EVIDENTLY_ERRORS, METHODS, Method, drift_by_column, fitting, strength, unusable, warm_up
+from monitor.checks.base import CheckKind, Evaluation, MetricValue, SpecProblem, Window
+from monitor.checks.drift import (
+    EVIDENTLY_ERRORS,
+    METHODS,
+    DriftTestSpec,
+    calibrated_drift,
+    drift_by_column,
+    fitting,
+    strength,
+    unusable,
+    warm_up,
+)
 from monitor.sources.base import PREDICTION
 from monitor.sources.reference import TYPE_NAMES, ColumnType, as_type
 
@@ -37,10 +47,8 @@ MAX_CLASSES = 20
 """Whole-number predictions with at most this many distinct values in the reference are classes."""
 
 
-class PredictionDriftSpec(CheckSpec):
+class PredictionDriftSpec(DriftTestSpec):
     kind: Literal["prediction_drift"]
-    method: Method | None = Field(None, description="evidently's stat test; its default for the predictions' type when unset")
-    threshold: float | None = Field(None, gt=0, description="the method's drift threshold; evidently's default when unset")
     task: Literal["classification", "regression"] | None = Field(
         None, description="classes or numbers; read from the reference's predictions when unset"
     )
@@ -120,9 +128,12 @@ def evaluate(spec: PredictionDriftSpec, window: Window, reference, features: lis
 
             return reference.worked_out(("prediction_drift", column, kind), lambda: PreparedColumn.of(ref.values, kind))
 
-        result = drift_by_column(
-            spec.method, spec.threshold, {column: ref.values}, {column: live.values}, {column: kind}, prepared
-        )[column]
+        if spec.threshold == "auto":
+            key = ("prediction_drift limit", column, kind)
+            result = calibrated_drift(spec, reference, key, prepared(column), ref.values, live.values)
+        else:
+            typed = {column: ref.values}, {column: live.values}
+            result = drift_by_column(spec.method, spec.fixed_threshold, *typed, {column: kind}, prepared)[column]
     except EVIDENTLY_ERRORS as exc:
         return Evaluation.failed(f"evidently could not compute the drift of the predictions ({column}): {exc}", sample_size)
     score, threshold, drifted = float(result["drift_score"]), float(result["stattest_threshold"]), bool(result["drift_detected"])
@@ -137,6 +148,7 @@ def evaluate(spec: PredictionDriftSpec, window: Window, reference, features: lis
         "threshold": threshold,
         "drifted": drifted,
         "strength": strength(score, threshold, drifted),
+        **({"calibrated": result["calibrated"]} if "calibrated" in result else {}),
         **counts,
     }
     evidence: dict[str, Any] = {"features": [found]}

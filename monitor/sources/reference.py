@@ -99,22 +99,27 @@ class Reference:
             self._worked_out[key] = make()
         return self._worked_out[key]
 
-    def time_order(self) -> np.ndarray | None:
-        """The rows' positions in time order by :attr:`timestamp` (rows without a time left out), worked
-        out once; None when the reference has no timestamp column, or no row a time."""
+    def timeline(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The rows' positions in time order by :attr:`timestamp`, and their times so sorted
+        (``datetime64[ns]``, UTC; rows without a time left out), worked out once; None when the
+        reference has no timestamp column, or no row a time."""
         if self.timestamp is None:
             return None
+        column = self.timestamp
 
-        def order() -> np.ndarray | None:
+        def timeline() -> tuple[np.ndarray, np.ndarray] | None:
             import numpy as np
 
             from monitor.sources.base import to_utc
 
-            stamps = to_utc(self.frame[self.timestamp]).to_numpy(dtype="datetime64[ns]")
+            stamps = to_utc(self.frame[column]).to_numpy(dtype="datetime64[ns]")
             known = np.flatnonzero(~np.isnat(stamps))
-            return known[np.argsort(stamps[known], kind="stable")] if known.size else None
+            if not known.size:
+                return None
+            order = known[np.argsort(stamps[known], kind="stable")]
+            return order, stamps[order]
 
-        return self.worked_out(("time order", self.timestamp), order)
+        return self.worked_out(("timeline", column), timeline)
 
     def objects(self, name: str) -> pd.Series:
         """The column as read, as objects and indexed from 0, made once (not copied on every run)."""
