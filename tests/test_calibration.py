@@ -176,3 +176,21 @@ def test_prediction_drift_calibrates_its_predictions_too():
         assert drifted(check, pd.DataFrame({PREDICTION: rng.normal(2.0, 1.0, 1000)}))  # a real shift is still one
     assert alarms["fixed"] >= 60  # of 100: evidently's 0.1
     assert alarms["auto"] <= 5
+
+
+def test_a_window_over_max_rows_is_judged_on_a_seeded_sample_that_the_run_names():
+    rng = np.random.default_rng(2)
+    steady = pd.DataFrame({name: rng.normal(0.0, 1.0, 20_000) for name in NUMBERS})
+    steady["plan"] = PLANS[rng.integers(0, len(PLANS), 20_000)]
+    reference = reference_of(steady, timestamp=None)
+    window = steady.sample(n=3000, random_state=1).reset_index(drop=True)
+    check = spec(max_rows=1000)
+    first = KIND.evaluate(check, Window(T0, T0, window), reference, FEATURES)
+    again = KIND.evaluate(check, Window(T0, T0, window), reference, FEATURES)
+    assert first.evidence["sampled"] == {"rows": 1000, "of": 3000, "seed": int(T0.timestamp())}
+    assert first.sample_size == 3000  # the window's rows, as its count says
+    assert first.values == again.values  # the same window, the same sample
+    whole = KIND.evaluate(spec(), Window(T0, T0, window), reference, FEATURES)
+    assert "sampled" not in whole.evidence
+    with pytest.raises(ValidationError, match="greater than or equal to 1000"):
+        spec(max_rows=10)

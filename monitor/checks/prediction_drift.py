@@ -30,6 +30,7 @@ from monitor.checks.drift import (
     METHODS,
     DriftTestSpec,
     calibrated_drift,
+    capped,
     drift_by_column,
     fitting,
     strength,
@@ -109,8 +110,8 @@ def _class_shares(values) -> dict[str, float]:
 
 
 def evaluate(spec: PredictionDriftSpec, window: Window, reference, features: list[str]) -> Evaluation:
-    frame = window.frame
-    sample_size = len(frame)
+    sample_size = len(window.frame)
+    frame, sampled = capped(spec, window)
     if sample_size < spec.min_rows:
         return Evaluation.insufficient(sample_size, spec.min_rows)
     column = reference.prediction
@@ -151,7 +152,7 @@ def evaluate(spec: PredictionDriftSpec, window: Window, reference, features: lis
         **({"calibrated": result["calibrated"]} if "calibrated" in result else {}),
         **counts,
     }
-    evidence: dict[str, Any] = {"features": [found]}
+    evidence: dict[str, Any] = {"features": [found], **sampled}
     if kind != "number":
         now, before = _class_shares(live.values), _class_shares(ref.values)
         classes = sorted(now.keys() | before.keys(), key=lambda c: (-before.get(c, 0.0), c))
