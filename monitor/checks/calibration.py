@@ -11,7 +11,14 @@ The reference's windows are, when the reference has the source's timestamp colum
 time into spans of the check's ``window`` (so a reference that moves from month to month shows it),
 as long as at least ``MIN_TIME_WINDOWS`` such spans hold rows; otherwise (no timestamp, or a reference too small for the window,
 even smaller than it) ``windows`` samples drawn with replacement (bootstrap), seeded, so the same
-reference always gives the same limits. A reference less than ``MIN_TIME_WINDOWS`` times the window is
+reference always gives the same limits.
+
+Unless ``method`` says otherwise, the test is evidently's distance for the column (Wasserstein, or
+Jensen-Shannon), whatever the reference's size: the p-value tests evidently takes for a reference of
+1,000 rows or fewer treat the reference as exact, so against a window many times its size every
+window, clean or not, has a p-value of about 0 and no limit can tell them apart (measured:
+``bench/drift_thresholds.py``, a 500-row reference and 100,000-row windows missed a doubled category
+every time). A reference less than ``MIN_TIME_WINDOWS`` times the window is
 itself noisy beside it, so each bootstrap round then also draws the reference anew (a two-sample
 bootstrap): scored against the one reference, windows drawn from it look closer to it than live rows
 ever are, and a clean window larger than a small reference drifted on five features of six. A p-value test's scores are calibrated as ``-log10(p)`` (its
@@ -84,12 +91,12 @@ def calibrate(
     seed: int,
 ) -> Limit:
     """The limit of one feature for live windows of ``window`` holding ``rows`` rows, on ``test`` (None:
-    evidently's choice for the column): ``values`` is the reference's column in its type (as ``prepared``
+    evidently's distance for the column, :func:`distance_test`): ``values`` is the reference's column in its type (as ``prepared``
     was made of it), ``timeline`` its rows' positions and times in time order (None: the reference has no
     time, so bootstrap)."""
     import numpy as np
 
-    from monitor.checks.fast_drift import PreparedColumn, column_drift, default_test
+    from monitor.checks.fast_drift import PreparedColumn, column_drift, distance_test
 
     size = len(values)
     rng = np.random.default_rng(seed)
@@ -98,7 +105,7 @@ def calibrate(
     # A reference not many times the window is itself a sample whose noise a live window also meets:
     # each bootstrap round then draws a reference of its size too, as two independent samples differ.
     small = not chunks and size // max(rows, 1) < MIN_TIME_WINDOWS
-    test = test or default_test(prepared)
+    test = test or distance_test(prepared)
     scores = []
     for positions in chunks or [rng.integers(0, size, rows) for _ in range(windows)]:
         window_values = values.iloc[positions].reset_index(drop=True)

@@ -140,9 +140,10 @@ def column_drift(reference: PreparedColumn, current: pd.Series, method: str | No
     return {"drift_score": score, "stattest_threshold": limit, "drift_detected": bool(drifted), "stattest_name": name}
 
 
-def default_test(reference: PreparedColumn) -> str:
-    """The test evidently chooses for this reference column against a window with no value it lacks."""
-    return _default_test(reference, reference.distinct_count)
+def distance_test(reference: PreparedColumn) -> str:
+    """The distance evidently chooses for a column of a large reference: Wasserstein for numbers of many
+    values, Jensen-Shannon otherwise (its p-value tests, for small references, are not wanted here)."""
+    return "wasserstein" if reference.kind == "number" and reference.distinct_count > FEW_VALUES else "jensenshannon"
 
 
 def _default_test(reference: PreparedColumn, distinct: int) -> str:
