@@ -189,6 +189,8 @@ def test_a_window_over_max_rows_is_judged_on_a_seeded_sample_that_the_run_names(
     again = KIND.evaluate(check, Window(T0, T0, window), reference, FEATURES)
     assert first.evidence["sampled"] == {"rows": 1000, "of": 3000, "seed": int(T0.timestamp())}
     assert first.sample_size == 3000  # the window's rows, as its count says
+    for feature in first.evidence["features"]:  # what each test compared, on each side
+        assert feature["sample_sizes"] == {"window": 1000, "reference": 20_000}
     assert first.values == again.values  # the same window, the same sample
     whole = KIND.evaluate(spec(), Window(T0, T0, window), reference, FEATURES)
     assert "sampled" not in whole.evidence

@@ -267,6 +267,7 @@ def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) ->
     kinds: dict[str, str] = {}
     current: dict[str, pd.Series] = {}
     counts: dict[str, dict[str, int]] = {}
+    sizes: dict[str, dict[str, int]] = {}  # the values each test compared, on each side
     skipped: list[dict[str, Any]] = []
     for name in columns:
         kind = reference.column_type(name)
@@ -275,6 +276,7 @@ def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) ->
         reason = unusable(kind, reference.typed(name), live, spec.min_rows)
         if reason is None:
             kinds[name], current[name] = kind, live.values
+            sizes[name] = {"window": live.usable, "reference": reference.typed(name).usable}
         else:
             skipped.append({"feature": name, "type": TYPE_NAMES[kind], "reason": reason, **counts[name]})
     typed_reference = {name: reference.typed(name).values for name in kinds}
@@ -323,6 +325,7 @@ def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) ->
                 "drifted": drifted,
                 "strength": strength(score, threshold, drifted),
                 **({"calibrated": column["calibrated"]} if "calibrated" in column else {}),
+                "sample_sizes": sizes[name],
                 **counts[name],
             }
         )

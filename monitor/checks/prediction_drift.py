@@ -150,6 +150,7 @@ def evaluate(spec: PredictionDriftSpec, window: Window, reference, features: lis
         "drifted": drifted,
         "strength": strength(score, threshold, drifted),
         **({"calibrated": result["calibrated"]} if "calibrated" in result else {}),
+        "sample_sizes": {"window": live.usable, "reference": ref.usable},
         **counts,
     }
     evidence: dict[str, Any] = {"features": [found], **sampled}
