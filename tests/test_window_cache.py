@@ -51,32 +51,28 @@ def test_a_window_past_what_was_read_reads_the_file_again(tmp_path, reads):
     assert set(beyond[ID]) == {"middle", "late", "at-end"}
 
 
-def test_a_rewritten_file_is_read_again(tmp_path, reads):
+@pytest.mark.parametrize(
+    ("new_id", "later_ns"),
+    [
+        # A job's rewrite a second later (within one clock tick of the first, on a coarse file system).
+        ("rewritten", 1_000_000_000),
+        # As `cp -p` or `rsync -t --inplace` leave it: the same size (an id of the same length), the
+        # same modification time put back; only the status-change time tells.
+        ("midxle", 0),
+    ],
+    ids=["a-second-later", "old-time-put-back"],
+)
+def test_a_rewritten_file_is_read_again(tmp_path, reads, new_id, later_ns):
     path = write(frame(), tmp_path / "live.parquet")
     source = FilesSource(files_spec(str(path)))
     assert set(source.read(START, END)[ID]) == INSIDE
     stat = os.stat(path)
     rows = frame()
-    rows.loc[2, "request_id"] = "rewritten"
+    rows.loc[2, "request_id"] = new_id
     write(rows, path)
-    # Within the same clock tick as the first write, on a coarse file system: a second later, as a job would.
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    assert set(source.read(START, END)[ID]) == {"at-start", "rewritten", "late"}
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + later_ns))
+    assert set(source.read(START, END)[ID]) == {"at-start", new_id, "late"}
     assert reads.misses == 2
-
-
-def test_a_file_rewritten_with_its_old_time_put_back_is_read_again(tmp_path, reads):
-    """As ``cp -p`` or ``rsync -t --inplace`` leave it: the same size, the same modification time."""
-    path = write(frame(), tmp_path / "live.parquet")
-    source = FilesSource(files_spec(str(path)))
-    assert set(source.read(START, END)[ID]) == INSIDE
-    stat = os.stat(path)
-    rows = frame()
-    rows.loc[2, "request_id"] = "midxle"  # the same length: the same size on disk
-    write(rows, path)
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert (os.stat(path).st_size, os.stat(path).st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
-    assert set(source.read(START, END)[ID]) == {"at-start", "midxle", "late"}
 
 
 def test_a_window_far_from_the_kept_one_is_kept_beside_it(tmp_path, reads):
