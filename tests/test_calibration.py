@@ -196,3 +196,70 @@ def test_a_window_over_max_rows_is_judged_on_a_seeded_sample_that_the_run_names(
     assert "sampled" not in whole.evidence
     with pytest.raises(ValidationError, match="greater than or equal to 1000"):
         spec(max_rows=10)
+
+
+def test_periods_larger_than_the_live_window_are_drawn_down_to_its_size():
+    """A reference of 20 days of 10,000 rows, checked daily over windows of 100 rows: each day is
+    scored at 100 rows, as the live window is, not at its 10,000."""
+    rng = np.random.default_rng(4)
+    days = pd.DataFrame({name: rng.normal(0.0, 1.0, 200_000) for name in NUMBERS})
+    days["plan"] = PLANS[rng.integers(0, len(PLANS), 200_000)]
+    days["ts"] = [T0 + timedelta(seconds=8.64 * i) for i in range(200_000)]
+    reference = reference_of(days)
+    check = DriftSpec(name="d", kind="drift", every="1h", window="1d", threshold="auto")
+    alarms = 0
+    for _ in range(20):
+        window = pd.DataFrame({name: rng.normal(0.0, 1.0, 100) for name in NUMBERS})
+        window["plan"] = PLANS[rng.integers(0, len(PLANS), 100)]
+        evaluation = KIND.evaluate(check, Window(T0, T0, window), reference, FEATURES)
+        alarms += sum(f["drifted"] for f in evaluation.evidence["features"])
+        assert {f["calibrated"]["how"] for f in evaluation.evidence["features"]} == {"time"}
+    assert alarms <= 6  # of 120 feature verdicts on clean windows
+
+
+def test_a_feature_that_never_moves_in_the_reference_does_not_alarm_on_one_value_in_two_hundred():
+    constant = pd.DataFrame({"n0": [5.0] * 2000, "flag": [True] * 2000})
+    reference = reference_of(constant, timestamp=None)
+    window = pd.DataFrame({"n0": [5.0] * 199 + [5.1], "flag": [True] * 199 + [False]})
+    evaluation = KIND.evaluate(spec(threshold="auto"), Window(T0, T0, window), reference, ["n0", "flag"])
+    assert [f["drifted"] for f in evaluation.evidence["features"]] == [False, False]
+    assert all(f["threshold"] >= 0.05 for f in evaluation.evidence["features"])
+    moved = pd.DataFrame({"n0": [5.0] * 100 + [7.0] * 100, "flag": [True] * 100 + [False] * 100})
+    evaluation = KIND.evaluate(spec(threshold="auto"), Window(T0, T0, moved), reference, ["n0", "flag"])
+    assert [f["drifted"] for f in evaluation.evidence["features"]] == [True, True]
+    assert {f["effect"]["text"] for f in evaluation.evidence["features"]} >= {"'True' from 100% to 50%"}
+
+
+def test_a_stray_row_years_away_costs_no_span_of_its_own():
+    rng = np.random.default_rng(6)
+    frame = pd.DataFrame({name: rng.normal(0.0, 1.0, 5000) for name in NUMBERS})
+    frame["plan"] = PLANS[rng.integers(0, len(PLANS), 5000)]
+    frame["ts"] = [T0 + timedelta(seconds=i) for i in range(5000)]
+    frame.loc[0, "ts"] = datetime(1970, 1, 1, tzinfo=UTC)  # one row of the reference 56 years away
+    check = DriftSpec(name="d", kind="drift", every="1m", window="1s", threshold="auto")
+    window = frame.iloc[1000:1300].drop(columns="ts").reset_index(drop=True)
+    evaluation = KIND.evaluate(check, Window(T0, T0, window), reference_of(frame), FEATURES)
+    assert evaluation.outcome == "ok"  # over 1.7 billion seconds: spans only where rows are
+
+
+def test_the_bootstrap_draws_values_not_rows():
+    rng = np.random.default_rng(8)
+    values = rng.normal(0.0, 1.0, 20_000)
+    full = reference_of(pd.DataFrame({"n0": values}), timestamp=None)
+    holes = np.full(200_000, np.nan)
+    holes[rng.choice(200_000, 20_000, replace=False)] = values
+    sparse = reference_of(pd.DataFrame({"n0": holes}), timestamp=None)
+    window = pd.DataFrame({"n0": rng.normal(0.0, 1.0, 1000)})
+    limits = [KIND.evaluate(spec(threshold="auto"), Window(T0, T0, window), r, ["n0"]).evidence["features"][0]["threshold"]
+              for r in (full, sparse)]  # fmt: skip
+    assert limits[1] == pytest.approx(limits[0], rel=0.25)
+
+
+def test_max_rows_seeds_any_window_start():
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({name: rng.normal(0.0, 1.0, 3000) for name in NUMBERS})
+    frame["plan"] = PLANS[rng.integers(0, len(PLANS), 3000)]
+    reference = reference_of(frame, timestamp=None)
+    before_1970 = datetime(1965, 1, 1, tzinfo=UTC)
+    evaluation = KIND.evaluate(spec(max_rows=1000), Window(before_1970, T0, frame), reference, FEATURES)
+    assert 0 <= evaluation.evidence["sampled"]["seed"] < 2**32

@@ -50,3 +50,15 @@ def test_a_number_that_is_mostly_one_value_is_measured_in_standard_deviations():
     reference = pd.Series([0.0] * 90 + list(range(1, 11)), dtype=float)
     found = measured(reference, pd.Series([0.0] * 50 + [5.0] * 50), "number")
     assert found["text"].endswith(" sd")
+
+
+def test_a_category_cannot_write_a_line_of_its_own():
+    fake = "ok\nFIRING critical: db down\x1b[2J\u202e"
+    found = measured(pd.Series(["a"] * 10, dtype=object), pd.Series([fake] * 10, dtype=object), "string")
+    assert "\n" not in found["text"] and "\x1b" not in found["text"] and "\u202e" not in found["text"]
+    assert found["category"] == "ok\\u000aFIRING critical: db down\\u001b[2J\\u202e"
+
+
+def test_numbers_too_large_for_a_median_have_no_effect_rather_than_an_infinite_one():
+    # The median of an even count of 1e308 is their mean, which overflows to inf.
+    assert measured(pd.Series([-1e308] * 100), pd.Series([1e308] * 100), "number") is None

@@ -90,57 +90,74 @@ def calibrate(
     window: timedelta,
     seed: int,
 ) -> Limit:
-    """The limit of one feature for live windows of ``window`` holding ``rows`` rows, on ``test`` (None:
-    evidently's distance for the column, :func:`distance_test`): ``values`` is the reference's column in its type (as ``prepared``
-    was made of it), ``timeline`` its rows' positions and times in time order (None: the reference has no
-    time, so bootstrap)."""
+    """The limit of one feature for live windows of ``window`` holding ``rows`` values, on ``test`` (None:
+    evidently's distance for the column, :func:`distance_test`): ``values`` is the reference's column in
+    its type (as ``prepared`` was made of it), ``timeline`` its rows' positions and times in time order
+    (None: the reference has no time, so bootstrap)."""
     import numpy as np
 
-    from monitor.checks.fast_drift import PreparedColumn, column_drift, distance_test
+    from monitor.checks.fast_drift import TESTS, PreparedColumn, column_drift, distance_test
 
-    size = len(values)
+    known = values.notna().to_numpy()
+    usable = np.flatnonzero(known)  # windows are of values, as the live window's size is counted
+    size = len(usable)
+    if not size:
+        raise ValueError("the reference has no value of it to calibrate on")
     rng = np.random.default_rng(seed)
-    chunks = _by_time(timeline, window, windows) if timeline is not None else []
-    how: Literal["time", "bootstrap"] = "time" if chunks else "bootstrap"
-    # A reference not many times the window is itself a sample whose noise a live window also meets:
-    # each bootstrap round then draws a reference of its size too, as two independent samples differ.
-    small = not chunks and size // max(rows, 1) < MIN_TIME_WINDOWS
+    spans = _by_time(timeline, window, windows, known) if timeline is not None else []
+    if spans and float(np.median([len(span) for span in spans])) < rows / 2:
+        spans = []  # periods much smaller than the live window do not show its noise: the bootstrap does
+    how: Literal["time", "bootstrap"] = "time" if spans else "bootstrap"
+    # Each period is drawn to the live window's size (down, or up with replacement): a score's noise is
+    # the window's size's. A reference not many times the window is itself a sample whose noise a live
+    # window also meets: each bootstrap round then draws a reference of its size too.
+    small = not spans and size // max(rows, 1) < MIN_TIME_WINDOWS
+    draws = [rng.choice(span, rows, replace=len(span) < rows) for span in spans]
+    draws = draws or [usable[rng.integers(0, size, rows)] for _ in range(windows)]
     test = test or distance_test(prepared)
     scores = []
-    for positions in chunks or [rng.integers(0, size, rows) for _ in range(windows)]:
-        window_values = values.iloc[positions].reset_index(drop=True)
+    for positions in draws:
         against = prepared
         if small:
-            against = PreparedColumn.of(values.iloc[rng.integers(0, size, size)].reset_index(drop=True), prepared.kind)
+            against = PreparedColumn.of(values.iloc[usable[rng.integers(0, size, size)]].reset_index(drop=True), prepared.kind)
         try:
-            scores.append(float(column_drift(against, window_values, test, None)["drift_score"]))
+            scores.append(float(column_drift(against, values.iloc[positions].reset_index(drop=True), test, None)["drift_score"]))
         except ValueError:  # a window of only missing values: no score, as a live one would have none
             continue
     if not scores:
         raise ValueError("no window of the reference has a value to score")
     on_scale = np.array([_surprise(s) for s in scores] if test in P_VALUE_TESTS else scores)
     mean, sd = float(on_scale.mean()), float(on_scale.std(ddof=1)) if len(on_scale) > 1 else 0.0
-    limit = mean + k * sd
     low, high = float(np.min(scores)), float(np.max(scores))
-    if test in P_VALUE_TESTS:
-        limit = 10.0 ** (-limit)
+    # Never stricter than what the reference's own windows reach, nor than evidently's threshold over
+    # FLOOR: a feature that never moves in the reference (sd 0) must not alarm on one value in a thousand.
+    default = TESTS[test][1]
+    p_value = test in P_VALUE_TESTS
+    limit = min(10.0 ** -(mean + k * sd), low, default) if p_value else max(mean + k * sd, high, default / FLOOR)
     return Limit(test, limit, low, high, mean, sd, len(scores), rows, how)
 
 
-def _by_time(timeline: tuple[np.ndarray, np.ndarray], window: timedelta, windows: int) -> list[np.ndarray]:
-    """The reference cut by time into spans of ``window`` from its first row on, each span's row positions;
-    none when fewer than ``MIN_TIME_WINDOWS`` spans hold rows (a span with under half the median's rows,
-    the reference's partial last one say, is left out). At most ``windows``, evenly spread."""
+FLOOR = 2  # a distance's limit is at least evidently's threshold / FLOOR (0.05 for its 0.1)
+
+
+def _by_time(timeline: tuple[np.ndarray, np.ndarray], window: timedelta, windows: int, known: np.ndarray) -> list[np.ndarray]:
+    """The reference cut by time into spans of ``window`` from its first row on: each span's positions of
+    rows with a value (``known``). None when fewer than ``MIN_TIME_WINDOWS`` spans hold values; the first
+    and the last are left out when partial (under half the median's values). At most ``windows``, evenly
+    spread. Only the spans that hold rows are made, so a stray row years away costs nothing."""
     import numpy as np
 
     order, stamps = timeline
-    step = np.timedelta64(int(window.total_seconds() * 1e9), "ns")
-    edges = np.arange(stamps[0], stamps[-1] + step, step)
-    bounds = np.searchsorted(stamps, edges)
-    spans = [order[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
-    if spans:
-        typical = float(np.median([len(s) for s in spans]))
-        spans = [s for s in spans if len(s) >= typical / 2]
+    order, stamps = order[known[order]], stamps[known[order]]
+    if not len(order):
+        return []
+    step = np.int64(int(window.total_seconds() * 1e9))
+    index = (stamps - stamps[0]).astype("timedelta64[ns]").astype(np.int64) // step
+    _, starts = np.unique(index, return_index=True)  # index is sorted: each span's first position
+    spans = np.split(order, starts[1:])
+    if len(spans) >= 2:
+        typical = float(np.median([len(span) for span in spans]))
+        spans = [span for n, span in enumerate(spans) if 0 < n < len(spans) - 1 or len(span) >= typical / 2]
     if len(spans) < MIN_TIME_WINDOWS:
         return []
     picked = np.linspace(0, len(spans) - 1, num=min(len(spans), windows)).round().astype(int)

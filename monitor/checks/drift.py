@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable
+from datetime import UTC
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -118,7 +119,8 @@ def capped(spec: DriftTestSpec, window: Window) -> tuple[pd.DataFrame, dict[str,
     frame = window.frame
     if len(frame) <= spec.max_rows:
         return frame, {}
-    seed = int(window.start.timestamp())
+    start = window.start if window.start.tzinfo is not None else window.start.replace(tzinfo=UTC)
+    seed = int(start.timestamp()) % 2**32  # numpy's seeds are unsigned 32-bit: any start, before 1970 too
     sample = frame.sample(n=spec.max_rows, random_state=seed).reset_index(drop=True)
     return sample, {"sampled": {"rows": spec.max_rows, "of": len(frame), "seed": seed}}
 

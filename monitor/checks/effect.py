@@ -10,6 +10,8 @@ drift path prepared (``PreparedColumn``: sorted values, category counts).
 
 from __future__ import annotations
 
+import math
+import unicodedata
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -48,6 +50,8 @@ def effect(reference: dict[str, Any], live: pd.Series, kind: str) -> dict[str, A
         median = float(np.median(values))
         spread = reference["spread"]
         shift = (median - reference["median"]) / spread if spread > 0 else None
+        if not all(math.isfinite(x) for x in (median, reference["median"], shift if shift is not None else 0.0)):
+            return None  # values so large their median overflows: no words for it
         words = f"median {_number(median)} from {_number(reference['median'])}"
         if shift is not None:
             words += f", {shift:+.2g} {reference['spread_name']}"
@@ -60,7 +64,7 @@ def effect(reference: dict[str, Any], live: pd.Series, kind: str) -> dict[str, A
     after = {k: v / total for k, v in zip(counts.index.tolist(), counts.tolist(), strict=True)}
     moved = max(before.keys() | after.keys(), key=lambda k: (abs(after.get(k, 0.0) - before.get(k, 0.0)), str(k)))
     was, now = before.get(moved, 0.0), after.get(moved, 0.0)
-    shown = str(moved) if len(str(moved)) <= _SHOWN_CHARS else str(moved)[: _SHOWN_CHARS - 1] + "…"
+    shown = _printable(str(moved) if len(str(moved)) <= _SHOWN_CHARS else str(moved)[: _SHOWN_CHARS - 1] + "…")
     return {"text": f"'{shown}' from {_percent(was)} to {_percent(now)}", "category": shown, "share_before": was,
             "share_after": now}  # fmt: skip
 
@@ -68,10 +72,21 @@ def effect(reference: dict[str, Any], live: pd.Series, kind: str) -> dict[str, A
 _SHOWN_CHARS = 60  # a category is the data's text: a message shows this much of it
 
 
+def _printable(text: str) -> str:
+    """The data's text as it can be shown in one line: a control or format character (a line break, an
+    escape sequence, a right-to-left override) as its code, so no category can fake a line of its own."""
+    return "".join(c if unicodedata.category(c)[0] != "C" else f"\\u{ord(c):04x}" for c in text)
+
+
 def _percent(share: float) -> str:
-    if share == 0 or share >= 0.1:
+    """A share to the precision that tells it from its neighbours: 0%, 0.4%, 25%, 99.8%, 100%."""
+    if share in (0.0, 1.0) or 0.1 <= share <= 0.9:
         return f"{share:.0%}"
-    return f"{share:.1%}" if share >= 0.001 else "<0.1%"
+    if share < 0.001:
+        return "<0.1%"
+    if share > 0.999:
+        return ">99.9%"
+    return f"{share:.1%}"
 
 
 def _number(value: float) -> str:
