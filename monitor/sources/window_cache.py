@@ -50,7 +50,8 @@ class WindowCache:
 
     def __init__(self, budget: int = BUDGET, max_age: float = MAX_AGE, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.budget, self.max_age, self._monotonic = budget, max_age, monotonic
-        self._kept: OrderedDict[tuple[Hashable, datetime], Kept] = OrderedDict()  # by key and start
+        self._kept: OrderedDict[tuple[Hashable, datetime], Kept] = OrderedDict()  # by key and start, oldest use first
+        self._starts: dict[Hashable, set[datetime]] = {}  # each key's kept reads, so a read looks at its own only
         self._size = 0
         self._lock = threading.Lock()
         self.hits = self.misses = 0
@@ -70,9 +71,9 @@ class WindowCache:
         with self._lock:
             found = next(
                 (
-                    (at, kept)
-                    for at, kept in self._kept.items()
-                    if at[0] == key and kept.start <= start and end <= kept.end and now - kept.at <= self.max_age
+                    ((key, at), kept)
+                    for at in self._starts.get(key, ())
+                    if (kept := self._kept[(key, at)]).start <= start and end <= kept.end and now - kept.at <= self.max_age
                 ),
                 None,
             )
@@ -102,15 +103,24 @@ class WindowCache:
         with self._lock:
             # A read of the key that this one overlaps is the same window a minute or so on: it is replaced.
             # One it does not overlap (volume's window a week earlier) is another window, kept beside it.
-            for at in [at for at, old in self._kept.items() if at[0] == key and old.start < kept.end and kept.start < old.end]:
-                self._size -= self._kept.pop(at).size
+            for at in [
+                at for at in self._starts.get(key, ()) if (old := self._kept[(key, at)]).start < kept.end and kept.start < old.end
+            ]:
+                self._drop((key, at))
             self._kept[(key, kept.start)] = kept
+            self._starts.setdefault(key, set()).add(kept.start)
             self._size += kept.size
-            for stale in [k for k, v in self._kept.items() if kept.at - v.at > self.max_age]:
-                self._size -= self._kept.pop(stale).size
+            for stale in [at for at, old in self._kept.items() if kept.at - old.at > self.max_age]:
+                self._drop(stale)
             while self._size > self.budget:
-                _, out = self._kept.popitem(last=False)
-                self._size -= out.size
+                self._drop(next(iter(self._kept)))
+
+    def _drop(self, at: tuple[Hashable, datetime]) -> None:
+        self._size -= self._kept.pop(at).size
+        starts = self._starts[at[0]]
+        starts.discard(at[1])
+        if not starts:
+            del self._starts[at[0]]
 
 
 def _size(frame: pd.DataFrame) -> int:
