@@ -139,7 +139,7 @@ _DRIFT_CHECK = (
     "    window: 1h",
 )
 _MORE = "more problems from here on, not listed: only the first 100 of a file are"
-_DRIFT_METRICS = "drift_score, drift_share, drifted, drifted_count, skipped_features"
+_DRIFT_METRICS = "drift_score, drift_share, drifted, drifted_count, insufficient_features, skipped_features"
 GENERATED += [
     Case(
         "checks",

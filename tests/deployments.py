@@ -84,7 +84,7 @@ def deployments(deploy: Callable[[list[dict]], Deployment]) -> Iterator[Callable
 
 
 # -- a pipeline: the evaluator and the outbox on one project, driven by the test ----------------------
-ROWS = 600
+ROWS = 1200
 RESOLVED_AT = T0 + timedelta(hours=2)
 
 

@@ -105,6 +105,54 @@ def test_a_window_larger_than_the_reference_still_has_a_working_limit():
     assert [f["feature"] for f in evidence["features"] if f["drifted"]] == ["n1"]
 
 
+@pytest.mark.parametrize(
+    "reference_rows, test, needed", [(2000, "a fixed distance threshold", 1000), (600, "a p-value test", 100)]
+)
+def test_windows_of_fifty_rows_drawn_from_the_reference_give_no_drift_under_either_default(reference_rows, test, needed):
+    """Evidently takes distances above 1,000 reference rows and p-value tests up to it; 50 clean rows are
+    too few for either's fixed threshold (insufficient_data: a rule sees no value), and auto calibrates
+    its limit at 50 rows."""
+    rng = np.random.default_rng(13)
+    frame = pd.DataFrame({name: rng.normal(0.0, 1.0, reference_rows) for name in NUMBERS})
+    frame["plan"] = PLANS[rng.integers(0, len(PLANS), reference_rows)]
+    reference = reference_of(frame, timestamp=None)
+    defaults = DriftSpec(name="feature-drift", kind="drift", every="1h", window="1h")  # min_rows unset
+    windows = [frame.sample(50, random_state=seed).reset_index(drop=True) for seed in range(20)]
+    for window in windows:
+        fixed = KIND.evaluate(defaults, Window(T0, T0, window), reference, FEATURES)
+        assert (fixed.outcome, fixed.values) == ("insufficient_data", [])
+        assert {(f["feature"], f["values"], f["needed"], f["for"]) for f in fixed.evidence["insufficient"]} == {
+            (name, 50, needed, test) for name in FEATURES
+        }
+        assert f"n0 50 of {needed:,} ({test})" in fixed.error
+    auto = defaults.model_copy(update={"threshold": "auto"})
+    shares = [drift_share(auto, window, reference)[0] for window in windows]
+    assert max(shares) <= 0.3, shares
+
+
+def test_a_feature_with_enough_values_is_judged_and_one_without_is_named_insufficient():
+    rng = np.random.default_rng(17)
+    frame = pd.DataFrame({name: rng.normal(0.0, 1.0, 5000) for name in NUMBERS})
+    frame["plan"] = PLANS[rng.integers(0, len(PLANS), 5000)]
+    reference = reference_of(frame, timestamp=None)
+    window = frame.sample(1500, random_state=1).reset_index(drop=True)
+    window.loc[600:, "n4"] = np.nan  # 600 values of n4: under the 1,000 a fixed distance needs
+    defaults = DriftSpec(name="feature-drift", kind="drift", every="1h", window="1h")
+    evaluation = KIND.evaluate(defaults, Window(T0, T0, window), reference, FEATURES)
+    assert evaluation.outcome == "ok"
+    values = {(v.metric, v.feature): v.value for v in evaluation.values}
+    assert values[("insufficient_features", "")] == 1.0 and values[("drift_share", "")] == 0.0
+    assert {f["feature"] for f in evaluation.evidence["features"]} == set(FEATURES) - {"n4"}
+    assert evaluation.evidence["insufficient"] == [
+        {"feature": "n4", "type": "number", "values": 600, "needed": 1000, "for": "a fixed distance threshold"}
+    ]
+    # min_rows set on the check is its author's minimum, for every test: n4 is judged on its 600 values
+    accepted = DriftSpec(**{**defaults.model_dump(exclude_unset=True), "min_rows": 100})
+    judged = KIND.evaluate(accepted, Window(T0, T0, window), reference, FEATURES)
+    assert "insufficient" not in judged.evidence
+    assert {f["feature"] for f in judged.evidence["features"]} == set(FEATURES)
+
+
 def test_the_limit_is_worked_out_once_per_window_size():
     rng = np.random.default_rng(5)
     reference = reference_of(pd.concat([month(rng, 1000, T0 + timedelta(days=30 * m)) for m in range(MIN_TIME_WINDOWS)]))

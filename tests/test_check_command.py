@@ -43,7 +43,7 @@ def count(db_path, table: str) -> int:
 
 
 def test_check_on_a_drifted_window_prints_stores_and_notifies(tmp_path, monitor):
-    write_project(tmp_path, live=live_frame(600, end=datetime.now(UTC), drift=True))
+    write_project(tmp_path, live=live_frame(1200, end=datetime.now(UTC), drift=True))
 
     done = monitor("check", "fraud-scorer/feature-drift", cwd=tmp_path)
 
@@ -80,7 +80,7 @@ def test_check_on_three_rows_is_insufficient_data(tmp_path, monitor):
 
 
 def test_dry_run_stores_and_sends_nothing(tmp_path, monitor):
-    write_project(tmp_path, live=live_frame(600, end=datetime.now(UTC), drift=True))
+    write_project(tmp_path, live=live_frame(1200, end=datetime.now(UTC), drift=True))
     assert monitor("db", "upgrade", cwd=tmp_path).returncode == 0
 
     done = monitor("check", "fraud-scorer/feature-drift", "--dry-run", cwd=tmp_path)
@@ -95,7 +95,7 @@ def test_dry_run_stores_and_sends_nothing(tmp_path, monitor):
 
 @pytest.mark.parametrize("command", [("check", "fraud-scorer/feature-drift", "--dry-run"), ("alerts",)])
 def test_dry_run_and_alerts_neither_create_nor_migrate_the_database(tmp_path, command, monitor):
-    write_project(tmp_path, live=live_frame(600, end=datetime.now(UTC), drift=True))
+    write_project(tmp_path, live=live_frame(1200, end=datetime.now(UTC), drift=True))
 
     done = monitor(*command, cwd=tmp_path)
 
@@ -131,7 +131,7 @@ def _claim_the_sent_notification(db_path, claimed: datetime) -> None:
 
 
 def test_check_does_not_resend_what_a_running_daemon_has_in_hand(tmp_path, monitor):
-    write_project(tmp_path, live=live_frame(600, end=datetime.now(UTC), drift=True))
+    write_project(tmp_path, live=live_frame(1200, end=datetime.now(UTC), drift=True))
     first = monitor("check", "fraud-scorer/feature-drift", cwd=tmp_path)
     assert first.returncode == 0 and "1 notification(s) delivered" in first.stdout, first.stderr
     # The daemon claimed it a minute ago and is waiting out a Retry-After.
@@ -176,14 +176,14 @@ def test_unknown_model_or_check_is_named(tmp_path, monitor):
 
 
 def test_check_names_a_file_it_could_not_read_and_evaluates_the_others(tmp_path, monitor):
-    write_project(tmp_path, live=live_frame(600, end=datetime.now(UTC)))
+    write_project(tmp_path, live=live_frame(1200, end=datetime.now(UTC)))
     corrupt = tmp_path / "data" / "live-0002.parquet"
     corrupt.write_bytes(b"PAR1 half written")
 
     done = monitor("check", "fraud-scorer/latency", "--dry-run", cwd=tmp_path)
 
     assert done.returncode == 0, done.stderr
-    assert "fraud-scorer/latency: ok" in done.stdout and "600 rows" in done.stdout
+    assert "fraud-scorer/latency: ok" in done.stdout and "1,200 rows" in done.stdout
     assert f"  skipped file {corrupt}: " in done.stdout
     assert f"files source: cannot read {corrupt}: " in done.stderr  # the log's warning
     assert "(skipped: the run reads the other files)" in done.stderr

@@ -72,7 +72,7 @@ def daemons(tmp_path_factory):
     started = {}
     for stop_signal in STOP_SIGNALS:
         folder = tmp_path_factory.mktemp(stop_signal.name)
-        write_project(folder, live=live_frame(500, end=datetime.now(UTC), drift=True), checks=FAST_CHECKS)
+        write_project(folder, live=live_frame(1200, end=datetime.now(UTC), drift=True), checks=FAST_CHECKS)
         started[stop_signal] = (folder, start_daemon(folder))
     yield started
     for _, daemon in started.values():
@@ -117,7 +117,7 @@ def test_run_refuses_an_invalid_daemon_config(tmp_path):
 def test_a_broken_check_file_is_skipped_and_the_others_run(tmp_path):
     # The subject is the broken file: the latency check alone runs (no drift check, so no evidently to import).
     latency = [check for check in FAST_CHECKS if check["kind"] == "latency"]
-    write_project(tmp_path, live=live_frame(500, end=datetime.now(UTC)), checks=latency)
+    write_project(tmp_path, live=live_frame(1200, end=datetime.now(UTC)), checks=latency)
     (tmp_path / "checks" / "broken.yaml").write_text("model: other\nowner: fraud-team\nsource: {kind: nope}\n")
     daemon = start_daemon(tmp_path)
     try:
@@ -137,7 +137,7 @@ def test_a_database_outage_skips_recording_and_the_next_run_records(tmp_path):
     from monitor.daemon.service import Daemon
     from monitor.storage import db
 
-    write_project(tmp_path, live=live_frame(500, end=datetime.now(UTC), drift=True), checks=FAST_CHECKS)
+    write_project(tmp_path, live=live_frame(1200, end=datetime.now(UTC), drift=True), checks=FAST_CHECKS)
     daemon = Daemon(Project.load(tmp_path / "config.yaml"))
     db.upgrade(daemon.engine)
     model = daemon.project.checks.models["fraud-scorer"]
@@ -174,7 +174,7 @@ def test_a_run_that_starts_late_or_not_at_all_is_counted_in_metrics_and_logged(t
     from monitor.daemon.project import Project
     from monitor.daemon.service import Daemon
 
-    config = write_project(tmp_path, live=live_frame(600))
+    config = write_project(tmp_path, live=live_frame(1200))
     daemon = Daemon(Project.load(config))
     daemon.prepare()
     model = daemon.project.checks.models["fraud-scorer"]

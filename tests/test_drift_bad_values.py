@@ -65,7 +65,7 @@ def stored(engine, table) -> list[dict]:
         return [dict(r._mapping) for r in conn.execute(sa.select(table.__table__).order_by(table.__table__.c.id))]
 
 
-def calm_with_drifted_country(rows: int = 400) -> pd.DataFrame:
+def calm_with_drifted_country(rows: int = 1200) -> pd.DataFrame:
     """Calm rows, but ``country`` from the drifted distribution."""
     live = live_frame(rows)
     live["country"] = live_frame(rows, drift=True)["country"].to_numpy()
@@ -83,7 +83,7 @@ def test_inf_values_are_left_out_and_the_drifted_feature_still_alerts(tmp_path, 
 
     assert result.outcome == "breach", result.evaluation.error
     [run] = stored(engine, CheckRun)
-    assert (run["id"], run["outcome"], run["sample_size"]) == (result.run_id, "breach", 400)
+    assert (run["id"], run["outcome"], run["sample_size"]) == (result.run_id, "breach", 1200)
     metrics = {(m["metric"], m["feature"]): m["value"] for m in stored(engine, Metric)}
     assert all(math.isfinite(v) for v in metrics.values())
     assert {f for metric, f in metrics if metric == "drift_score"} == set(FEATURES)
@@ -99,7 +99,7 @@ def test_inf_values_are_left_out_and_the_drifted_feature_still_alerts(tmp_path, 
 
 
 def test_inf_values_in_the_reference_are_left_out_as_missing_ones_are(tmp_path):
-    live = live_frame(400)
+    live = live_frame(1200)
     live["created_at"] = pd.to_datetime(live["created_at"], utc=True)
     live.to_parquet(tmp_path / "live.parquet")
     spec = FilesSpec(
@@ -208,8 +208,8 @@ def test_a_feature_with_no_values_is_skipped_and_the_others_are_evaluated(tmp_pa
     [run] = stored(engine, CheckRun)
     [skipped] = run["evidence"]["skipped"]
     assert skipped["feature"] == "account_age_days"
-    assert skipped["missing"] == 400
-    assert skipped["reason"] == "0 usable value(s) in 400 row(s), 30 needed (min_rows): 400 missing"
+    assert skipped["missing"] == 1200
+    assert skipped["reason"] == "0 usable value(s) in 1200 row(s), 30 needed (min_rows): 1200 missing"
     assert {f["feature"] for f in run["evidence"]["features"]} == {"amount", "country"}
     metrics = {(m["metric"], m["feature"]): m["value"] for m in stored(engine, Metric)}
     assert metrics[("skipped_features", "")] == 1.0
@@ -236,8 +236,8 @@ def write_text_numbers(tmp_path, fmt: str, values: list) -> FilesSource:
     return FilesSource(FilesSpec(kind="files", path=str(path), timestamp="created_at", id="request_id", features=FEATURES))
 
 
-NUMBERS_AS_TEXT = ["12.5", "7.25", "40"] * 100
-WORDS_AMONG_THEM = ["12.5", "abc", "40"] * 100
+NUMBERS_AS_TEXT = ["12.5", "7.25", "40"] * 400
+WORDS_AMONG_THEM = ["12.5", "abc", "40"] * 400
 
 
 @pytest.mark.parametrize(
@@ -260,8 +260,10 @@ def test_numbers_arriving_as_text_skip_that_feature_with_the_reason(tmp_path, fm
     assert evaluation.outcome == "ok", evaluation.error
     [skipped] = evaluation.evidence["skipped"]
     assert skipped["feature"] == "amount"
-    assert skipped["wrong_type"] == 300
-    assert skipped["reason"].startswith("0 usable value(s) in 300 row(s), 30 needed (min_rows): 300 not a number (e.g. '12.5', ")
+    assert skipped["wrong_type"] == 1200
+    assert skipped["reason"].startswith(
+        "0 usable value(s) in 1200 row(s), 30 needed (min_rows): 1200 not a number (e.g. '12.5', "
+    )
     assert skipped["reason"].endswith("where the reference has numbers")
     values_ = {(v.metric, v.feature): v.value for v in evaluation.values}
     assert values_[("skipped_features", "")] == 1.0
@@ -269,10 +271,10 @@ def test_numbers_arriving_as_text_skip_that_feature_with_the_reason(tmp_path, fm
 
 
 def test_with_no_usable_feature_the_run_is_an_error_naming_each_reason(tmp_path, engine):
-    live = live_frame(400)
+    live = live_frame(1200)
     live["amount"] = "n/a"
     live["country"] = None
-    live["account_age_days"] = np.where(np.arange(400) < 390, np.nan, 5.0)
+    live["account_age_days"] = np.where(np.arange(1200) < 1190, np.nan, 5.0)
     result = run_check(tmp_path, engine, live, drift_check("drift_share > 0.3"))
 
     assert result.outcome == "error"
@@ -280,10 +282,10 @@ def test_with_no_usable_feature_the_run_is_an_error_naming_each_reason(tmp_path,
     assert run["outcome"] == "error"
     assert run["error"] == (
         "no feature could be checked: "
-        "amount: 0 usable value(s) in 400 row(s), 30 needed (min_rows): 400 not a number (e.g. 'n/a'), "
+        "amount: 0 usable value(s) in 1200 row(s), 30 needed (min_rows): 1200 not a number (e.g. 'n/a'), "
         "where the reference has numbers; "
-        "country: 0 usable value(s) in 400 row(s), 30 needed (min_rows): 400 missing; "
-        "account_age_days: 10 usable value(s) in 400 row(s), 30 needed (min_rows): 390 missing"
+        "country: 0 usable value(s) in 1200 row(s), 30 needed (min_rows): 1200 missing; "
+        "account_age_days: 10 usable value(s) in 1200 row(s), 30 needed (min_rows): 1190 missing"
     )
     assert [s["feature"] for s in run["evidence"]["skipped"]] == FEATURES
     assert stored(engine, Metric) == []
@@ -308,6 +310,7 @@ def test_a_feature_evidently_cannot_compute_is_skipped_and_the_others_are_evalua
         ("drift_share", ""),
         ("drifted_count", ""),
         ("skipped_features", ""),
+        ("insufficient_features", ""),
         ("drift_score", "is_new"),
         ("drifted", "is_new"),
     }

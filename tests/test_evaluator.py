@@ -66,7 +66,7 @@ def notifications(engine) -> list[dict]:
     return rows(engine, Notification.__table__)
 
 
-def drifted(rows_: int = 400, **kw) -> pd.DataFrame:
+def drifted(rows_: int = 4000, **kw) -> pd.DataFrame:
     return live_frame(rows_, drift=True, **kw)
 
 
@@ -88,19 +88,19 @@ def test_drifted_window_is_a_breach_with_metrics_evidence_alert_and_notification
     assert (run["model"], run["check"], run["kind"], run["outcome"]) == (MODEL, DRIFT, "drift", "breach")
     assert (run["started"], run["finished"]) == (T0, T0)
     assert (run["window_start"], run["window_end"]) == (T0 - timedelta(hours=1), T0)
-    assert run["sample_size"] == 400
+    assert run["sample_size"] == 4000
     assert run["error"] is None
 
     metrics = rows(engine, Metric.__table__)
     by_key = {(m["metric"], m["feature"]): m for m in metrics}
     assert len(by_key) == len(metrics)
     assert set(by_key) == (
-        {("drift_share", ""), ("drifted_count", ""), ("skipped_features", "")}
+        {("drift_share", ""), ("drifted_count", ""), ("skipped_features", ""), ("insufficient_features", "")}
         | {(metric, f) for f in FEATURES for metric in ("drift_score", "drifted")}
     )
     for m in metrics:
         assert (m["model"], m["check"], m["time"], m["run_id"]) == (MODEL, DRIFT, T0, run["id"])
-        assert (m["window_start"], m["window_end"], m["sample_size"]) == (T0 - timedelta(hours=1), T0, 400)
+        assert (m["window_start"], m["window_end"], m["sample_size"]) == (T0 - timedelta(hours=1), T0, 4000)
         assert m["time"].utcoffset() == timedelta(0)
     flags = {f: by_key[("drifted", f)]["value"] for f in FEATURES}
     assert set(flags.values()) <= {0.0, 1.0}
@@ -146,7 +146,7 @@ def test_drifted_window_is_a_breach_with_metrics_evidence_alert_and_notification
         "drift_share",
     )
     assert payload["value"] == pytest.approx(alert["last_value"])
-    assert payload["sample_size"] == 400 and payload["window"] == "1h"
+    assert payload["sample_size"] == 4000 and payload["window"] == "1h"
     assert {f["feature"] for f in payload["top_features"]} == {f for f, v in flags.items() if v}
     assert [c.notify for c in result.changes] == ["firing"]
 
@@ -165,7 +165,7 @@ def test_evaluating_again_keeps_one_episode_and_one_notification(tmp_path, engin
     assert alert["updated"] == T0 + timedelta(minutes=30)
     assert len(notifications(engine)) == 1
     assert len(rows(engine, CheckRun.__table__)) == 4
-    assert len(rows(engine, Metric.__table__)) == 4 * (3 + 2 * len(FEATURES))
+    assert len(rows(engine, Metric.__table__)) == 4 * (4 + 2 * len(FEATURES))
 
 
 # -- for: --------------------------------------------------------------------------------------------
@@ -322,7 +322,7 @@ def test_an_unreadable_file_is_skipped_and_named_in_the_evidence(tmp_path, engin
 
     result = s.run(check)
     assert result.outcome in ("ok", "breach")
-    assert result.evaluation.sample_size == 400  # every row of the readable file
+    assert result.evaluation.sample_size == 4000  # every row of the readable file
     [(skipped, reason)] = result.evaluation.evidence["skipped_files"].items()
     assert skipped == str(path) and "Parquet" in reason
     assert rows(engine, CheckRun.__table__)[-1]["evidence"]["skipped_files"] == {str(path): reason}

@@ -185,8 +185,9 @@ def test_a_mixed_request_names_each_bad_row_and_takes_every_good_one(api):
     assert ids == {r["id"] for r in good}
     model = daemon.project.checks.models[MODEL]
     drift = daemon.evaluate(model, model.check("feature-drift"))
-    assert drift.outcome in ("ok", "breach"), drift.evaluation.error
-    assert drift.evaluation.sample_size == 40
+    # 40 rows are read, and are too few for a fixed threshold's test (docs/drift.md, "Sample sizes")
+    assert (drift.outcome, drift.evaluation.sample_size) == ("insufficient_data", 40)
+    assert "amount 40 of 100 (a p-value test)" in drift.evaluation.error
     latency = daemon.evaluate(model, model.check("latency"))
     assert latency.evaluation.sample_size == 40
     p99 = next(v.value for v in latency.evaluation.values if v.metric == "p99_ms")

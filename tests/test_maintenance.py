@@ -65,7 +65,7 @@ def test_windows_in_force_are_silences_of_their_model_or_checks():
 
 
 def test_a_check_files_window_holds_the_message_until_it_ends(tmp_path, sqlite_engine, slack):
-    config = write_project(tmp_path, live=live_frame(600, drift=True), slack={"token": "xoxb-test", "base_url": slack.url})
+    config = write_project(tmp_path, live=live_frame(1200, drift=True), slack={"token": "xoxb-test", "base_url": slack.url})
     path = tmp_path / "checks" / "fraud-scorer.yaml"
     model = yaml.safe_load(path.read_text())
     model["maintenance"] = [{"from": "11:30", "to": "12:30", "reason": "nightly reindex"}]  # T0 is 12:00 UTC

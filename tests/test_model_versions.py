@@ -61,17 +61,17 @@ DRIFT = {"name": "feature-drift", "kind": "drift", "every": "15m", "window": "1h
 
 
 def test_split_drift_fires_for_the_drifted_version_only(tmp_path, engine):
-    frames = [versioned(live_frame(600, seed=2), "v1"), versioned(live_frame(400, seed=3, drift=True), "v2")]
+    frames = [versioned(live_frame(1500, seed=2), "v1"), versioned(live_frame(1200, seed=3, drift=True), "v2")]
     loaded = project(tmp_path, frames, [DRIFT])
     result = run(loaded, engine, "feature-drift")
 
     assert result.outcome == "breach"
     assert [(p.model_version, p.outcome, p.evaluation.sample_size) for p in result.versions] == [
-        ("v1", "ok", 600),
-        ("v2", "breach", 400),
+        ("v1", "ok", 1500),
+        ("v2", "breach", 1200),
     ]
     # Each version is its own run, with its own values.
-    assert rows(engine, CheckRun, "model_version", "outcome", "sample_size") == [("v1", "ok", 600), ("v2", "breach", 400)]
+    assert rows(engine, CheckRun, "model_version", "outcome", "sample_size") == [("v1", "ok", 1500), ("v2", "breach", 1200)]
     with engine.connect() as conn:
         share = dict(conn.execute(sa.select(Metric.model_version, Metric.value).where(Metric.metric == "drift_share")).all())
     assert share["v1"] <= 0.3 < share["v2"]
@@ -82,7 +82,7 @@ def test_split_drift_fires_for_the_drifted_version_only(tmp_path, engine):
         [payload] = conn.scalars(sa.select(Notification.payload)).all()
     message = AlertMessage.from_dict(payload)
     assert message.subject.startswith("[FIRING critical] fraud-scorer / feature-drift [model_version v2]: drift_share = ")
-    assert message.sample_size == 400
+    assert message.sample_size == 1200
     # The status page names the version of the alert and shows each version's last run.
     page = render_status(engine, {"fraud-scorer": ["feature-drift"]}, {})
     assert (
@@ -95,10 +95,10 @@ def test_split_drift_fires_for_the_drifted_version_only(tmp_path, engine):
 
 def test_each_version_has_its_own_episode_and_a_version_gone_from_the_window_ends_its_own(tmp_path, engine):
     frames = [
-        versioned(live_frame(500, seed=2, drift=True), "v1"),
-        versioned(live_frame(500, seed=3, drift=True), "v2"),
+        versioned(live_frame(1200, seed=2, drift=True), "v1"),
+        versioned(live_frame(1200, seed=3, drift=True), "v2"),
         # An hour later only v2 serves, still drifted.
-        versioned(live_frame(500, end=T0 + timedelta(hours=1), seed=4, drift=True), "v2"),
+        versioned(live_frame(1200, end=T0 + timedelta(hours=1), seed=4, drift=True), "v2"),
     ]
     loaded = project(tmp_path, frames, [DRIFT])
     first = run(loaded, engine, "feature-drift")
@@ -149,7 +149,7 @@ def test_rows_without_a_version_are_counted_and_no_version_at_all_is_insufficien
 
 
 def test_removing_split_by_ends_the_episodes_of_each_version(tmp_path, engine):
-    frames = [versioned(live_frame(400, seed=3, drift=True), "v2")]
+    frames = [versioned(live_frame(1200, seed=3, drift=True), "v2")]
     loaded = project(tmp_path, frames, [DRIFT])
     run(loaded, engine, "feature-drift")
     edited = tmp_path / "checks" / "fraud-scorer.yaml"
@@ -333,7 +333,7 @@ def test_the_log_line_and_monitor_check_show_each_version(tmp_path, capsys, monk
     from monitor.daemon.service import describe
 
     now = pd.Timestamp.now(tz="UTC").to_pydatetime()
-    frames = [versioned(live_frame(600, end=now, seed=2), "v1"), versioned(live_frame(400, end=now, seed=3, drift=True), "v2")]
+    frames = [versioned(live_frame(1500, end=now, seed=2), "v1"), versioned(live_frame(1200, end=now, seed=3, drift=True), "v2")]
     loaded = project(tmp_path, frames, [DRIFT])
     monkeypatch.delenv("MONITOR_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)

@@ -160,7 +160,7 @@ def test_an_smtp_server_receives_the_mail_with_the_alerts_fields_threaded_by_epi
     assert firing["Message-ID"] == f"<monitor-{installation}-{rows[0].id}@monitor>" == rows[0].message_id
     text = firing.get_body(("plain",)).get_content()
     assert "rule: drift_share > 0.3 (threshold 0.3), severity critical" in text
-    assert "window: last 1h (2026-11-25 11:00:00 UTC to 2026-11-25 12:00:00 UTC), 600 rows" in text
+    assert "window: last 1h (2026-11-25 11:00:00 UTC to 2026-11-25 12:00:00 UTC), 1,200 rows" in text
     assert "owner: fraud-team @dana" in text
     page = firing.get_body(("html",)).get_content()
     assert "<li>rule: drift_share &gt; 0.3 (threshold 0.3), severity critical</li>" in page  # escaped

@@ -57,7 +57,7 @@ CLASS_RULES = [
 
 def classifier(root, fraud: float) -> Project:
     reference = reference_frame().assign(decision=decisions(2000, 0.1, seed=1))
-    live = live_frame(600).assign(decision=decisions(600, fraud, seed=2))
+    live = live_frame(1200).assign(decision=decisions(1200, fraud, seed=2))
     return project(root, live, CLASS_RULES, prediction="decision", reference=reference)
 
 
@@ -98,7 +98,7 @@ def test_a_classifier_predicting_as_before_is_quiet(tmp_path, engine):
 def test_whole_number_predictions_are_classes_named_by_their_text(tmp_path, sqlite_engine):
     reference = reference_frame().assign(label_pred=np.random.default_rng(1).choice([0, 1], 2000, p=[0.7, 0.3]))
     # the live decisions arrive as floats (a column with gaps): 1.0 is the class "1"
-    live = live_frame(400).assign(label_pred=np.random.default_rng(2).choice([0.0, 1.0, np.nan], 400, p=[0.2, 0.7, 0.1]))
+    live = live_frame(1500).assign(label_pred=np.random.default_rng(2).choice([0.0, 1.0, np.nan], 1500, p=[0.2, 0.7, 0.1]))
     loaded = project(tmp_path, live, [{"when": "class_share > reference + 0.2"}], prediction="label_pred", reference=reference)
     result = run(loaded, sqlite_engine)
     assert result.outcome == "breach"
@@ -111,7 +111,7 @@ def test_whole_number_predictions_are_classes_named_by_their_text(tmp_path, sqli
 
 
 def test_shifted_scores_drift_and_a_score_has_no_class_share(tmp_path, engine):
-    live = live_frame(500)
+    live = live_frame(1200)
     live["score"] = np.clip(live["score"] + 0.4, 0, 1)
     result = run(project(tmp_path, live, [{"when": "drifted == 1"}]), engine)
     assert result.outcome == "breach"
@@ -122,7 +122,7 @@ def test_shifted_scores_drift_and_a_score_has_no_class_share(tmp_path, engine):
 
 
 def test_scores_as_before_are_quiet(tmp_path, engine):
-    result = run(project(tmp_path, live_frame(500), [{"when": "drifted == 1"}]), engine)
+    result = run(project(tmp_path, live_frame(1200), [{"when": "drifted == 1"}]), engine)
     assert result.outcome == "ok"
     assert table(engine, Alert) == []
 

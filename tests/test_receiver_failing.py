@@ -27,7 +27,7 @@ TOKEN = "xoxb-test"
 def test_a_revoked_slack_token_reaches_the_platform_owners_pager_and_its_recovery_too(tmp_path, sqlite_engine, slack, pager):
     owners = {"fraud-team": {"slack": "#fraud-alerts"}, "ml-platform": {"webhook": pager.url}}
     config = write_project(
-        tmp_path, live=live_frame(600, drift=True), owners=owners, slack={"token": TOKEN, "base_url": slack.url}
+        tmp_path, live=live_frame(1200, drift=True), owners=owners, slack={"token": TOKEN, "base_url": slack.url}
     )
     text = config.read_text() + "platform_owner: ml-platform\n"
     config.write_text(text)
@@ -57,7 +57,7 @@ def test_a_revoked_slack_token_reaches_the_platform_owners_pager_and_its_recover
     assert close_orphans(sqlite_engine, project.checks.models, project.checks.files, T0, every_file_loaded=True) == []
 
     # The token is mended; the drift resolves, and Slack takes that message: the receiver works again.
-    live_frame(600, end=T0 + timedelta(hours=2), seed=3).to_parquet(tmp_path / "data" / "live-0001.parquet")
+    live_frame(1200, end=T0 + timedelta(hours=2), seed=3).to_parquet(tmp_path / "data" / "live-0001.parquet")
     clock.set(T0 + timedelta(hours=2))
     assert evaluator.run(model, model.check("feature-drift")).outcome == "ok"
     assert outbox.deliver_due() == 2
@@ -71,7 +71,7 @@ def test_a_revoked_slack_token_reaches_the_platform_owners_pager_and_its_recover
 def test_a_restart_with_the_token_mended_sends_what_failed_for_good_while_its_incident_still_fires(
     tmp_path, sqlite_engine, slack
 ):
-    config = write_project(tmp_path, live=live_frame(600, drift=True), slack={"token": TOKEN, "base_url": slack.url})
+    config = write_project(tmp_path, live=live_frame(1200, drift=True), slack={"token": TOKEN, "base_url": slack.url})
     project = Project.load(config)
     clock = FixedClock(T0)
     outbox = Outbox(sqlite_engine, Receivers(project.config), clock)

@@ -28,7 +28,7 @@ FOUR_HOURS = timedelta(hours=4)
 def test_a_firing_incident_is_repeated_in_its_thread_every_4h_until_acknowledged(tmp_path, sqlite_engine, slack, pager, capsys):
     owners = {"fraud-team": {"slack": "#fraud-alerts", "webhook": pager.url}}
     config = write_project(
-        tmp_path, live=live_frame(600, drift=True), owners=owners, slack={"token": TOKEN, "base_url": slack.url},
+        tmp_path, live=live_frame(1200, drift=True), owners=owners, slack={"token": TOKEN, "base_url": slack.url},
         database_url=sqlite_engine.url.render_as_string(hide_password=False),
     )  # fmt: skip
     project = Project.load(config)
@@ -73,7 +73,7 @@ def test_a_firing_incident_is_repeated_in_its_thread_every_4h_until_acknowledged
     clock.advance(FOUR_HOURS)
     assert owe_repeats(sqlite_engine, FOUR_HOURS, clock.now()) == 0
     # ... and its resolution is still told.
-    live_frame(600, end=clock.now(), seed=3).to_parquet(tmp_path / "data" / "live-0001.parquet")
+    live_frame(1200, end=clock.now(), seed=3).to_parquet(tmp_path / "data" / "live-0001.parquet")
     assert p.evaluate().outcome == "ok"
     assert p.deliver() == 2
     assert main(["alerts", "--config", str(config), "ack", str(alert.id)]) == 1
@@ -83,7 +83,7 @@ def test_a_firing_incident_is_repeated_in_its_thread_every_4h_until_acknowledged
 def firing_with_a_repeat_owed(tmp_path, engine, slack) -> Pipeline:
     """A drift told to Slack, four hours on: its repeat is owed, not yet sent."""
     config = write_project(
-        tmp_path, live=live_frame(600, drift=True), slack={"token": TOKEN, "base_url": slack.url},
+        tmp_path, live=live_frame(1200, drift=True), slack={"token": TOKEN, "base_url": slack.url},
         database_url=engine.url.render_as_string(hide_password=False),
     )  # fmt: skip
     project = Project.load(config)

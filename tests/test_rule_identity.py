@@ -32,7 +32,7 @@ class DriftDeployment(Deployment):
     """A project on disk with one drift check over drifted live rows."""
 
     def __init__(self, root: Path, database_url: str, rules: list[dict]) -> None:
-        super().__init__(root, database_url, drift_check, rules, live=live_frame(600, end=T0, drift=True))
+        super().__init__(root, database_url, drift_check, rules, live=live_frame(1200, end=T0, drift=True))
 
     def evaluate(self):
         daemon = self.daemon

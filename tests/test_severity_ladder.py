@@ -31,7 +31,7 @@ from tests.factories import T0, live_frame, write_project
 from tests.fakes.slack_api import FakeSlackAPI
 
 TOKEN = "xoxb-test"
-ROWS = 600
+ROWS = 1200
 WARNING = {"when": "drift_share > 0.3", "severity": "warning"}
 CRITICAL = {"when": "drift_share > 0.5", "severity": "critical"}
 

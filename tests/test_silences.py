@@ -26,7 +26,7 @@ TOKEN = "xoxb-test"
 
 
 def pipeline(tmp_path, engine, slack: FakeSlackAPI) -> Pipeline:
-    config = write_project(tmp_path, live=live_frame(600, drift=True), slack={"token": TOKEN, "base_url": slack.url})
+    config = write_project(tmp_path, live=live_frame(1200, drift=True), slack={"token": TOKEN, "base_url": slack.url})
     project = Project.load(config)
     clock = FixedClock(T0)
     return Pipeline(

@@ -120,7 +120,7 @@ def test_firing_alert_posts_one_message_with_the_facts_in_the_owners_channel(tmp
     text = body["text"]
     assert text.splitlines()[0] == "[FIRING critical] fraud-scorer / feature-drift: drift_share = 0.6667"
     assert "rule: drift_share &gt; 0.3 (threshold 0.3), severity critical" in text  # mrkdwn-escaped
-    assert "window: last 1h (2026-11-25 11:00:00 UTC to 2026-11-25 12:00:00 UTC), 600 rows" in text
+    assert "window: last 1h (2026-11-25 11:00:00 UTC to 2026-11-25 12:00:00 UTC), 1,200 rows" in text
     assert "owner: fraud-team @dana" in text
     # Drifted features, worst first (by how far past its threshold each is); the one that did not drift is left out.
     drifted = [f for f in result.evaluation.evidence["features"] if f["drifted"]]

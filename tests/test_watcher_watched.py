@@ -29,7 +29,7 @@ def drift_check(*rules: dict, alert_after: int | None = None) -> list[dict]:
 @pytest.fixture
 def deploy(tmp_path, database_url):
     def made(rules: list[dict]) -> Deployment:
-        return Deployment(tmp_path, database_url, drift_check, rules, live=live_frame(600, end=T0 + EVERY))
+        return Deployment(tmp_path, database_url, drift_check, rules, live=live_frame(1200, end=T0 + EVERY))
 
     yield from deployments(made)
 
@@ -37,7 +37,7 @@ def deploy(tmp_path, database_url):
 def write_good_rows(deployment: Deployment) -> None:
     """Rows for the next run's window (the batch job is mended)."""
     end = deployment.clock.now() + EVERY
-    live_frame(600, end=end).to_parquet(deployment.root / "data" / "live-0001.parquet")
+    live_frame(1200, end=end).to_parquet(deployment.root / "data" / "live-0001.parquet")
 
 
 def run(deployment: Deployment) -> str:
@@ -119,7 +119,7 @@ def test_a_skipped_check_file_alerts_its_owner_and_is_a_problem_of_the_daemon(de
 def test_a_failing_check_joins_its_open_incident_which_keeps_its_severity(deploy):
     deployment = deploy({"when": "drift_share > 0.3", "severity": "critical"})
     data = deployment.root / "data" / "live-0001.parquet"
-    live_frame(600, end=deployment.clock.now() + EVERY, drift=True).to_parquet(data)
+    live_frame(1200, end=deployment.clock.now() + EVERY, drift=True).to_parquet(data)
     assert run(deployment) == "breach"
     data.write_bytes(b"not parquet at all")
     for _ in range(3):

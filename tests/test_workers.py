@@ -27,7 +27,7 @@ from tests.factories import T0, live_frame, write_project
 
 @pytest.fixture
 def project(tmp_path):
-    config = write_project(tmp_path, live=live_frame(600, end=T0, drift=True))
+    config = write_project(tmp_path, live=live_frame(1200, end=T0, drift=True))
     data = yaml.safe_load(config.read_text())
     data["processes"] = 2
     config.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -177,6 +177,31 @@ def check_reference(spec: DriftSpec, reference: Reference, features: list[str]) 
     ]
 
 
+# The values a feature's window needs before a fixed threshold's verdict means anything, by the kind of
+# test (docs/drift.md, "Sample sizes"). Measured on clean windows against evidently's 0.1: at 500 rows
+# a distance drifted on 4-88% of columns (normal, lognormal, 8 to 50 categories), at 1,000 on 0-2%,
+# so evidently's own switch to distances (above 1,000 reference rows) is the minimum. A p-value test's
+# false alarms are its threshold's (5%) at any size; under 100 values chi-square's approximation fails
+# for a category of 5%. With threshold: auto the limit is calibrated at the window's size: min_rows only.
+DISTANCES = frozenset({"ed", "hellinger", "jensenshannon", "kl_div", "psi", "wasserstein"})
+DISTANCE_MINIMUM = 1000
+P_VALUE_MINIMUM = 100
+
+
+def needed(spec: DriftTestSpec, reference_values: int) -> tuple[int, str]:
+    """How many values a feature's window needs for its test, and why: ``min_rows`` when the check sets
+    it (its author accepts the noise) or calibrates (``threshold: auto``), else the test's minimum;
+    ``reference_values`` (the reference's usable values of it) decides evidently's choice of test."""
+    if spec.threshold == "auto" or "min_rows" in spec.model_fields_set:
+        return spec.min_rows, "min_rows"
+    from monitor.checks.fast_drift import SMALL_REFERENCE
+
+    distance = spec.method in DISTANCES if spec.method else reference_values > SMALL_REFERENCE
+    if distance:
+        return max(spec.min_rows, DISTANCE_MINIMUM), "a fixed distance threshold"
+    return max(spec.min_rows, P_VALUE_MINIMUM), "a p-value test"
+
+
 def unusable(kind: str, reference: Typed, live: Typed, min_rows: int) -> str | None:
     """Why a feature cannot be compared in this window, or None when it can."""
     if reference.usable == 0:
@@ -271,12 +296,16 @@ def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) ->
     counts: dict[str, dict[str, int]] = {}
     sizes: dict[str, dict[str, int]] = {}  # the values each test compared, on each side
     skipped: list[dict[str, Any]] = []
+    insufficient: list[dict[str, Any]] = []  # too few values for the feature's test: not drifted, not broken
     for name in columns:
         kind = reference.column_type(name)
         live = as_type(frame[name], kind)
         counts[name] = {"missing": live.missing, "not_finite": live.not_finite, "wrong_type": live.wrong_type}
         reason = unusable(kind, reference.typed(name), live, spec.min_rows)
-        if reason is None:
+        minimum, why = needed(spec, reference.typed(name).usable)
+        if reason is None and live.usable < minimum:
+            insufficient.append({"feature": name, "type": TYPE_NAMES[kind], "values": live.usable, "needed": minimum, "for": why})
+        elif reason is None:
             kinds[name], current[name] = kind, live.values
             sizes[name] = {"window": live.usable, "reference": reference.typed(name).usable}
         else:
@@ -332,6 +361,11 @@ def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) ->
             }
         )
     skipped.sort(key=lambda f: columns.index(f["feature"]))
+    short = {"insufficient": insufficient} if insufficient else {}
+    if not per_feature and insufficient:
+        return Evaluation(
+            "insufficient_data", sample_size, evidence={"skipped": skipped, **short, **sampled}, error=too_few(insufficient)
+        )
     if not per_feature:
         reasons = "; ".join(f"{f['feature']}: {f['reason']}" for f in skipped)
         return Evaluation("error", sample_size, evidence={"skipped": skipped}, error=f"no feature could be checked: {reasons}")
@@ -348,9 +382,20 @@ def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) ->
         MetricValue("drift_share", drifted_count / len(per_feature)),
         MetricValue("drifted_count", float(drifted_count)),
         MetricValue("skipped_features", float(len(skipped))),
+        MetricValue("insufficient_features", float(len(insufficient))),
         *values,
     ]
-    return Evaluation("ok", sample_size, values, evidence={"features": per_feature, "skipped": skipped, **sampled})
+    evidence = {"features": per_feature, "skipped": skipped, **short, **sampled}
+    return Evaluation("ok", sample_size, values, evidence=evidence)
+
+
+def too_few(insufficient: list[dict[str, Any]]) -> str:
+    """What an insufficient_data run says: each feature's values against what its test needs."""
+    shown = "; ".join(f"{f['feature']} {f['values']:,} of {f['needed']:,} ({f['for']})" for f in insufficient)
+    return (
+        f"too few values for the test: {shown}. Widen the window, set threshold: auto "
+        "(calibrated at the window's size), or set min_rows to accept the noise (docs/drift.md)"
+    )
 
 
 def _calibrated(
@@ -406,7 +451,7 @@ def calibrated_drift(
 KIND = CheckKind(
     kind="drift",
     spec=DriftSpec,
-    dataset_metrics=frozenset({"drift_share", "drifted_count", "skipped_features"}),
+    dataset_metrics=frozenset({"drift_share", "drifted_count", "skipped_features", "insufficient_features"}),
     feature_metrics=frozenset({"drift_score", "drifted"}),
     evaluate=evaluate,
     needs_reference=True,

@@ -33,7 +33,9 @@ from monitor.checks.drift import (
     capped,
     drift_by_column,
     fitting,
+    needed,
     strength,
+    too_few,
     unusable,
     warm_up,
 )
@@ -122,6 +124,11 @@ def evaluate(spec: PredictionDriftSpec, window: Window, reference, features: lis
     reason = unusable(kind, ref, live, spec.min_rows)
     if reason is not None:
         return Evaluation.failed(f"the predictions ({column}) cannot be compared: {reason}", sample_size)
+    minimum, why = needed(spec, ref.usable)
+    if live.usable < minimum:
+        short = {"feature": column, "values": live.usable, "needed": minimum, "for": why}
+        return Evaluation("insufficient_data", sample_size, evidence={"insufficient": [short], **sampled},
+                          error=too_few([short]))  # fmt: skip
     try:
 
         def prepared(_: str) -> PreparedColumn:  # made only on the fast path, once per reference
