@@ -9,6 +9,8 @@ reference data set (``reference``) or its median over a past period (``baseline`
     missing_share > 2x reference
     p95_ms > 1.5x baseline             metric OP [FACTORx] baseline [(+|-) number[%]]
     age_s > 2h                         a duration, on a metric of seconds (*_s) or milliseconds (*_ms)
+    missing_share outside reference    outside the range the metric takes over the reference's own
+                                       windows of the live window's size (``MetricValue.band``)
 
 On an anchor the limit is ``FACTOR × anchor + offset``; ``==`` and ``!=`` compare with a number only.
 """
@@ -42,18 +44,20 @@ _NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"  # ASCII digit
 _DURATION = r"(?:[0-9]+(?:\.[0-9]+)?(?:ms|s|m|h|d|w))+"  # as durations are written (monitor/config/durations.py)
 # A duration is a threshold in the metric's own unit, which its name ends with.
 _TIME_UNITS = {"_ms": 1000.0, "_s": 1.0}
+OUTSIDE = "outside"  # the operator of ``metric outside reference``: two edges, the value's band
 _GRAMMAR = re.compile(
     rf"""^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*)
+        (?:\s+(?P<outside>outside)\s+reference\s*$|
         \s*(?P<op>>=|<=|==|!=|>|<)\s*
         (?:
             (?P<duration>{_DURATION})
           | (?P<number>[-+]?{_NUMBER})\s*(?P<percent>%)?
           | (?:(?P<factor>[-+]?{_NUMBER})\s*x\s*)?(?P<anchor>reference|baseline)
             (?:\s*(?P<sign>[-+])\s*(?P<offset>{_NUMBER})\s*(?P<offset_percent>%)?)?
-        )\s*$""",
+        )\s*$)""",
     re.VERBOSE,
 )
-_MENTIONS_ANCHOR = re.compile(r"\b(?:reference|baseline)\b")
+_MENTIONS_ANCHOR = re.compile(r"\b(?:reference|baseline|outside)\b")
 
 
 class ConditionError(ValueError):
@@ -84,14 +88,16 @@ class Condition:
             if _MENTIONS_ANCHOR.search(text):
                 raise ConditionError(
                     f"cannot read condition {text!r}: compare with the reference as 'metric OP reference', "
-                    "'metric OP reference + 0.05' or 'metric OP 2x reference', and with the metric's own past as "
-                    "'metric OP 1.5x baseline', with OP one of > >= < <="
+                    "'metric OP reference + 0.05', 'metric OP 2x reference' or 'metric outside reference', and with the "
+                    "metric's own past as 'metric OP 1.5x baseline', with OP one of > >= < <="
                 )
             raise ConditionError(
                 f"cannot read condition {text!r}: write 'metric OP number', "
                 "with OP one of > >= < <= == != (for example 'drift_share > 0.3', 'availability < 99%' or 'age_s > 2h')"
             )
         normalised = " ".join(text.split())
+        if match["outside"] is not None:
+            return cls(match["metric"], OUTSIDE, 0.0, normalised, anchor="reference")
         if match["duration"] is not None:
             return cls(match["metric"], match["op"], _in_units(match["metric"], match["duration"], text), normalised)
         if match["anchor"] is None:
@@ -120,6 +126,8 @@ class Condition:
     def canonical(self) -> str:
         """The condition as one rule: ``p99_ms>250``, ``p99_ms > 250`` and ``p99_ms > 250.0`` read alike,
         as do ``x > 1x baseline + 0`` and ``x > baseline``, ``x > reference + 5%`` and ``x > reference + 0.05``."""
+        if self.op == OUTSIDE:
+            return f"{self.metric} outside reference"
         if self.anchor is None:
             return f"{self.metric} {self.op} {self.threshold!r}"
         right = self.anchor if self.factor == 1 else f"{self.factor!r}x {self.anchor}"
@@ -137,7 +145,8 @@ class Condition:
         return tidy(self.factor * anchor + self.threshold)
 
     def compare(self, value: float | None, limit: float | None) -> bool:
-        """Whether ``value OP limit``. No value (None, NaN) or no limit never holds: no data is not a breach."""
+        """Whether ``value OP limit``. No value (None, NaN) or no limit never holds: no data is not a breach.
+        (``outside`` has two limits: :func:`outside`.)"""
         if value is None or limit is None or math.isnan(value):
             return False
         return _OPERATORS[self.op](value, limit)
@@ -148,6 +157,15 @@ class Condition:
 
     def __str__(self) -> str:
         return self.text
+
+
+def outside(value: float, band: tuple[float, float]) -> tuple[bool, float]:
+    """Whether ``value`` is outside ``band`` (low, high), and the edge it is judged against: the one it
+    crossed, else the nearer one."""
+    low, high = band
+    if value > high or value < low:
+        return True, high if value > high else low
+    return False, high if value - low >= high - value else low
 
 
 def tidy(number: float) -> float:

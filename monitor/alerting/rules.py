@@ -32,7 +32,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PlainValidator, WithJsonSchema
 
-from monitor.alerting.conditions import ABOVE, BELOW, Anchor, Condition, tidy
+from monitor.alerting.conditions import ABOVE, BELOW, OUTSIDE, Anchor, Condition, outside, tidy
 from monitor.config.durations import format_duration
 from monitor.config.types import Duration, Name, StrictModel, Wait
 
@@ -87,6 +87,9 @@ class MetricValue:
     value: float
     feature: str = ""
     reference: float | None = None
+    # The range (low, high) the metric takes over the reference's own windows of this window's size,
+    # where a rule asks for it (``missing_share outside reference``; monitor/checks/bands.py).
+    band: tuple[float, float] | None = None
 
 
 class RuleSpec(StrictModel):
@@ -187,6 +190,7 @@ class Observation:
     threshold: float
     cleared: bool
     anchor: float | None = None
+    band: tuple[float, float] | None = None  # on ``outside reference``: the range, ``threshold`` its edge
 
     @property
     def key(self) -> tuple[str, str]:
@@ -243,6 +247,11 @@ def _judge(
         for value in by_metric.get(rule.when.metric, []):
             if value.value is None or math.isnan(value.value):
                 continue  # no value is neither a breach nor a recovery (roc_auc of a one-class window)
+            if rule.when.op == OUTSIDE:  # validate refuses resolve_when, margin and baseline beside it
+                if value.band is not None:  # no band (too few reference windows): neither breach nor recovery
+                    breached, edge = outside(value.value, value.band)
+                    yield Observation(rule, value.feature, value.value, breached, hold, edge, not breached, band=value.band)
+                continue
             anchors: dict[str | None, float | None] = {None: None, "reference": value.reference}
             if rule.uses("baseline"):
                 period = rule.baseline_period

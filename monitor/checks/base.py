@@ -45,6 +45,15 @@ class Links(StrictModel):
     dashboard: HttpUrl | None = None
 
 
+class Calibration(StrictModel):
+    """How a check calibrates on its reference's own windows: ``threshold: auto`` (monitor/checks/calibration.py)
+    and ``outside reference`` rules (monitor/checks/bands.py); docs/drift.md."""
+
+    k: float = Field(3.0, gt=0, le=10, description="past the reference windows' mean + k standard deviations is outside")
+    windows: int = Field(50, ge=10, le=500, description="how many reference windows to score, at most")
+    seed: int = Field(0, ge=0, description="the seed of the bootstrap draws, for a reference without time")
+
+
 class CheckSpec(StrictModel):
     """Keys every check has; each kind adds its own."""
 
@@ -251,6 +260,9 @@ class CheckKind:
     # set), so that a rule may compare with it (``missing_share > reference + 0.05``); validate refuses
     # ``reference`` in a rule on any other metric.
     reference_metrics: frozenset[str] = frozenset()
+    # Its ``evaluate`` can be run on the reference's own rows as a window (it reads only features, the
+    # prediction and the label), so a rule may judge any of its metrics ``outside reference``.
+    calibrates: bool = False
     check_reference: Callable[[Any, Reference, list[str]], list[SpecProblem]] | None = None
     # Work done once before the daemon's first run of the kind (loading a library that takes seconds),
     # so the first scheduled run is not late and does not make the next one skip.

@@ -104,16 +104,10 @@ def calibrate(
     if not size:
         raise ValueError("the reference has no value of it to calibrate on")
     rng = np.random.default_rng(seed)
-    spans = _by_time(timeline, window, windows, known) if timeline is not None else []
-    if spans and float(np.median([len(span) for span in spans])) < rows / 2:
-        spans = []  # periods much smaller than the live window do not show its noise: the bootstrap does
-    how: Literal["time", "bootstrap"] = "time" if spans else "bootstrap"
-    # Each period is drawn to the live window's size (down, or up with replacement): a score's noise is
-    # the window's size's. A reference not many times the window is itself a sample whose noise a live
-    # window also meets: each bootstrap round then draws a reference of its size too.
-    small = not spans and size // max(rows, 1) < MIN_TIME_WINDOWS
-    draws = [rng.choice(span, rows, replace=len(span) < rows) for span in spans]
-    draws = draws or [usable[rng.integers(0, size, rows)] for _ in range(windows)]
+    draws, how = reference_windows(timeline, window, windows, known, rows, rng)
+    # A reference not many times the window is itself a sample whose noise a live window also meets:
+    # each bootstrap round then draws a reference of its size too.
+    small = how == "bootstrap" and size // max(rows, 1) < MIN_TIME_WINDOWS
     test = test or distance_test(prepared)
     scores = []
     for positions in draws:
@@ -138,6 +132,29 @@ def calibrate(
 
 
 FLOOR = 2  # a distance's limit is at least evidently's threshold / FLOOR (0.05 for its 0.1)
+
+
+def reference_windows(
+    timeline: tuple[np.ndarray, np.ndarray] | None,
+    window: timedelta,
+    windows: int,
+    known: np.ndarray,
+    rows: int,
+    rng: np.random.Generator,
+) -> tuple[list[np.ndarray], Literal["time", "bootstrap"]]:
+    """The reference's windows like a live one of ``rows`` rows, as positions of its rows where ``known``:
+    its spans of ``window`` by time (:func:`_by_time`), each drawn to ``rows`` (down, or up with
+    replacement: a window's noise is its size's), or, without enough spans or when they are much
+    smaller than the live window, ``windows`` bootstrap draws of ``rows``; and which it was."""
+    import numpy as np
+
+    spans = _by_time(timeline, window, windows, known) if timeline is not None else []
+    if spans and float(np.median([len(span) for span in spans])) < rows / 2:
+        spans = []  # periods much smaller than the live window do not show its noise: the bootstrap does
+    if spans:
+        return [rng.choice(span, rows, replace=len(span) < rows) for span in spans], "time"
+    usable = np.flatnonzero(known)
+    return [usable[rng.integers(0, len(usable), rows)] for _ in range(windows)], "bootstrap"
 
 
 def _by_time(timeline: tuple[np.ndarray, np.ndarray], window: timedelta, windows: int, known: np.ndarray) -> list[np.ndarray]:

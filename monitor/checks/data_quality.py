@@ -34,9 +34,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
-from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, Window, import_evidently
+from monitor.alerting.conditions import OUTSIDE
+from monitor.checks.base import Calibration, CheckKind, CheckSpec, Evaluation, MetricValue, Window, import_evidently
 from monitor.checks.drift import EVIDENTLY_ERRORS
 from monitor.config.types import Identifier
 from monitor.sources.base import SCHEMA, Schema
@@ -59,6 +60,15 @@ class DataQualitySpec(CheckSpec):
     ignore_columns: list[Identifier] = Field(
         [], description="columns of the data that are never new_columns (a column the log table has always had)"
     )
+    calibration: Calibration | None = Field(None, description="how an `outside reference` rule's range is worked out")
+
+    @field_validator("calibration")
+    @classmethod
+    def _only_with_a_range(cls, calibration: Calibration | None, info: ValidationInfo) -> Calibration | None:
+        rules = info.data.get("alert") or []
+        if calibration is not None and not any(c.op == OUTSIDE for rule in rules for c in rule.conditions):
+            raise ValueError("applies to rules that say 'METRIC outside reference' only: write one, or remove calibration")
+        return calibration
 
 
 def _numbers(column: pd.Series) -> pd.Series:
@@ -221,6 +231,7 @@ KIND = CheckKind(
     feature_metrics=FEATURE_METRICS,
     evaluate=evaluate,
     needs_reference=True,
+    calibrates=True,
     shares=FEATURE_METRICS,
     reads_schema=True,
     reference_metrics=frozenset({"missing_share"}),

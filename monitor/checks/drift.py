@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import Field, PositiveFloat, ValidationInfo, field_validator
 
-from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window
+from monitor.checks.base import Calibration, CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window
 from monitor.checks.effect import effect, reference_side
-from monitor.config.types import StrictModel
 from monitor.sources.reference import TYPE_NAMES, Reference, Typed, as_type
 
 if TYPE_CHECKING:
@@ -56,14 +55,6 @@ Method = Literal[
     "z",
 ]
 METHODS: tuple[str, ...] = get_args(Method)
-
-
-class Calibration(StrictModel):
-    """How ``threshold: auto`` calibrates (monitor/checks/calibration.py, docs/drift.md)."""
-
-    k: float = Field(3.0, gt=0, le=10, description="a feature drifts past its reference windows' mean + k standard deviations")
-    windows: int = Field(50, ge=10, le=500, description="how many reference windows to score, at most")
-    seed: int = Field(0, ge=0, description="the seed of the bootstrap draws, for a reference without time")
 
 
 class DriftTestSpec(CheckSpec):
@@ -455,6 +446,7 @@ KIND = CheckKind(
     feature_metrics=frozenset({"drift_score", "drifted"}),
     evaluate=evaluate,
     needs_reference=True,
+    calibrates=True,
     shares=frozenset({"drift_share"}),
     check_reference=check_reference,
     warm_up=warm_up,  # evidently only for a method the fast path does not compute, when first used

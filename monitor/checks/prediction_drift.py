@@ -176,6 +176,7 @@ KIND = CheckKind(
     feature_metrics=frozenset({"class_share"}),
     evaluate=evaluate,
     needs_reference=True,
+    calibrates=True,
     shares=frozenset({"class_share"}),
     required_roles=(PREDICTION,),
     reference_metrics=frozenset({"class_share"}),

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from monitor.alerting.conditions import ABOVE, BACK, BELOW, tidy
+from monitor.alerting.conditions import ABOVE, BACK, BELOW, OUTSIDE, tidy
 from monitor.alerting.rules import RuleSpec
 from monitor.checks import CHECKS
 from monitor.checks.base import CheckKind, CheckSpec
@@ -642,6 +642,15 @@ def _rule_issues(doc: Document, at: tuple, rule: RuleSpec, check: CheckSpec, kin
     for key, condition in (("when", when), ("resolve_when", resolve)):
         if condition is None or condition.anchor != "reference" or condition.metric not in metrics:
             continue
+        if condition.op == OUTSIDE:
+            if not kind.calibrates:
+                yield doc.issue(
+                    (*at, key),
+                    f"'outside reference' runs the check on its reference's own rows, and a {check.kind} check cannot "
+                    f"be (it is for {', '.join(sorted(k.kind for k in _calibrating_kinds()))} checks): compare "
+                    f"{condition.metric} with a number, or with its own past ('{condition.metric} > 1.5x baseline')",
+                )
+            continue
         if condition.metric not in kind.reference_metrics:
             has = f" (it has one of {', '.join(sorted(kind.reference_metrics))})" if kind.reference_metrics else ""
             yield doc.issue(
@@ -649,7 +658,13 @@ def _rule_issues(doc: Document, at: tuple, rule: RuleSpec, check: CheckSpec, kin
                 f"a {check.kind} check computes no reference value of {condition.metric!r}{has}: compare it with a "
                 f"number, or with its own past ('{condition.metric} {condition.op} 1.5x baseline')",
             )
-    if (resolve is not None or rule.margin is not None) and when.op not in ABOVE + BELOW:
+    if (resolve is not None or rule.margin is not None) and when.op == OUTSIDE:
+        yield doc.issue(
+            (*at, "resolve_when" if resolve is not None else "margin"),
+            f"'{when.text}' resolves once the value is back inside the reference's range, which is worked out "
+            f"at each window's size: remove {'resolve_when' if resolve is not None else 'margin'}",
+        )
+    elif (resolve is not None or rule.margin is not None) and when.op not in ABOVE + BELOW:
         yield doc.issue(
             (*at, "resolve_when" if resolve is not None else "margin"),
             f"a condition with {when.op!r} has no threshold to come back past: resolve_when and margin go with > >= < <=",
@@ -707,10 +722,14 @@ def _rule_issues(doc: Document, at: tuple, rule: RuleSpec, check: CheckSpec, kin
             )
 
 
+def _calibrating_kinds() -> list[CheckKind]:
+    return [kind for kind in CHECKS.values() if kind.calibrates]
+
+
 def _share_issues(doc: Document, at: tuple, rule: RuleSpec, kind: CheckKind) -> Iterator[ConfigIssue]:
     """A rule on a share (a value from 0 to 1 whatever the data) that could never fire, or never resolve."""
     when, resolve = rule.when, rule.resolve_when
-    if when.metric not in kind.shares or when.anchor == "baseline":
+    if when.metric not in kind.shares or when.anchor == "baseline" or when.op == OUTSIDE:
         return
     if when.anchor == "reference":  # factor x a share + offset: from the offset to factor + offset
         if when.op in ABOVE:

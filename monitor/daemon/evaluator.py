@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from monitor.alerting.episodes import OpenEpisode, advance, open_state
 from monitor.alerting.ladders import judge_ladders, ladders
 from monitor.alerting.rules import MetricValue, canonical_condition, observe
-from monitor.checks import CHECKS
+from monitor.checks import CHECKS, bands
 from monitor.checks.base import FAILING_RUNS, CheckKind, CheckSpec, Evaluation, Window, is_failing
 from monitor.clock import Clock
 from monitor.config.durations import format_duration
@@ -159,7 +159,7 @@ class Evaluator:
             if check.split_by is not None:
                 evaluated = per_version(kind, check, window, reference, features)
             else:
-                evaluation = kind.evaluate(check, window, reference, features)
+                evaluation = bands.evaluate(kind, check, window, reference, features)
                 judged = frozenset({evaluation.model_version} - {""}) if kind.compares_versions else frozenset({""})
                 evaluated = Evaluated([evaluation], judged)
             skipped = window.frame.attrs.get(SKIPPED_FILES)

@@ -158,6 +158,7 @@ class Teller:
             links={name: str(url) for name, url in check.links.model_dump().items() if url},
             anchor=rule.when.anchor,
             anchor_value=observation.anchor,
+            band=list(observation.band) if observation.band is not None else None,
             factor=rule.when.factor,
             offset=rule.when.threshold if rule.when.anchor else 0.0,
             baseline=format_duration(rule.baseline_period) if rule.uses("baseline") else None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from monitor.checks import CHECKS
+from monitor.checks import CHECKS, bands
 from monitor.checks.base import CheckKind, CheckSpec, Evaluation, Window
 from monitor.ingest.sketch import LatencySketch
 from monitor.sources.base import LATENCY, VERSION, Summary, version_names
@@ -55,7 +55,7 @@ def per_version(kind: CheckKind, check: CheckSpec, window: Window, reference, fe
     out = []
     for version in seen:
         part = _of_version(window, version, names, earlier_names)
-        evaluation = replace(kind.evaluate(check, part, reference, features), model_version=version)
+        evaluation = replace(bands.evaluate(kind, check, part, reference, features), model_version=version)
         if unversioned:
             evaluation.evidence["rows_without_model_version"] = unversioned
         out.append(evaluation)

@@ -53,6 +53,7 @@ class AlertMessage:
     # A rule on an anchor: ``threshold`` is ``factor`` x the anchor's value + ``offset``.
     anchor: str | None = None  # "reference" or "baseline"
     anchor_value: float | None = None
+    band: list[float] | None = None  # on ``outside reference``: the reference's range [low, high], threshold its edge
     factor: float = 1.0
     offset: float = 0.0
     baseline: str | None = None  # the baseline's period, e.g. "7d"
@@ -144,6 +145,10 @@ class AlertMessage:
     def _threshold(self) -> str:
         """``0.3``; on an anchor, what it was made of: ``375 = 1.5x baseline 250, the median of the last 7d``."""
         shown = format_number(self.threshold)
+        if self.band is not None:
+            low, high = self.band
+            edge = "top" if self.threshold == high else "bottom"
+            return f"{shown}, the {edge} of its reference range {format_number(low)}-{format_number(high)}"
         if self.anchor is None or self.anchor_value is None:
             return shown
         made = f"{self.anchor} {format_number(self.anchor_value)}"
