@@ -35,6 +35,8 @@ def validate(args: argparse.Namespace) -> int:
     models = project.checks.models
     checks = sum(len(m.checks) for m in models.values())
     print(f"ok: {len(models)} model(s), {checks} check(s) valid" + (f" ({project.config_path})" if project.config_path else ""))
+    for warning in project.checks.warnings:  # valid, but likely not what is meant: said, not refused
+        print(f"warning: {warning}", file=sys.stderr)
     if project.config_path is None:
         print("note: no config file (--config, $MONITOR_CONFIG or ./config.yaml), so owners were not checked", file=sys.stderr)
     return 0

@@ -87,6 +87,28 @@ def test_a_small_shift_beyond_the_references_own_noise_is_found_where_the_fixed_
     assert [f for f, found in calibrated.items() if found["drifted"]] == ["n0"]
 
 
+def test_half_a_standard_deviation_in_a_segment_of_the_rows_is_found_where_the_fixed_threshold_is_not_crossed():
+    """A pure shift of d standard deviations has a normed Wasserstein distance of d, so evidently's 0.1
+    finds half a standard deviation when every row moves; when a segment (15% of the rows: a new
+    client, one region's pipeline) moves by half, the distance is 0.075, and only the calibrated limit
+    at 5,000 rows sees it."""
+    rng = np.random.default_rng(19)
+    steady = pd.DataFrame({name: rng.normal(0.0, 1.0, 100_000) for name in NUMBERS})
+    steady["plan"] = PLANS[rng.integers(0, len(PLANS), 100_000)]
+    reference = reference_of(steady, timestamp=None)
+    found = {"fixed": 0, "auto": 0}
+    for trial in range(5):
+        window = pd.DataFrame({name: rng.normal(0.0, 1.0, 5000) for name in NUMBERS})
+        window["plan"] = PLANS[rng.integers(0, len(PLANS), 5000)]
+        window.loc[: 5000 * 0.15 - 1, "n0"] += 0.5  # the segment: 750 rows
+        for mode, check in (("fixed", spec()), ("auto", spec(threshold="auto"))):
+            _, evidence = drift_share(check, window, reference)
+            drifted = [f["feature"] for f in evidence["features"] if f["drifted"]]
+            assert set(drifted) <= {"n0"}, (trial, mode, drifted)
+            found[mode] += drifted == ["n0"]
+    assert found == {"fixed": 0, "auto": 5}
+
+
 def test_a_window_larger_than_the_reference_still_has_a_working_limit():
     rng = np.random.default_rng(3)
     small = pd.DataFrame({name: rng.normal(0.0, 1.0, 400) for name in NUMBERS})
@@ -246,6 +268,31 @@ def test_a_window_over_max_rows_is_judged_on_a_seeded_sample_that_the_run_names(
         spec(max_rows=10)
 
 
+def test_a_p_value_test_is_given_a_seeded_sample_of_a_large_window_so_a_difference_too_small_to_matter_does_not_drift():
+    from monitor.checks.drift import P_VALUE_VALUES
+    from monitor.checks.fast_drift import PreparedColumn, column_drift
+
+    rng = np.random.default_rng(21)
+    reference = reference_of(pd.DataFrame({"n0": rng.normal(0.0, 1.0, 100_000)}), timestamp=None)
+    window = pd.DataFrame({"n0": rng.normal(0.03, 1.0, 100_000)})  # a thirtieth of a standard deviation
+    ks = spec(method="ks")
+    evaluation = KIND.evaluate(ks, Window(T0, T0, window), reference, ["n0"])
+    [feature] = evaluation.evidence["features"]
+    seed = int(T0.timestamp())
+    assert feature["thinned"] == {"values": P_VALUE_VALUES, "of": 100_000, "seed": seed}
+    assert feature["sample_sizes"] == {"window": P_VALUE_VALUES, "reference": 100_000}
+    assert not feature["drifted"]
+    # the score is K-S's own on that sample; on all 100,000 values, the same test calls it drift
+    sample = window["n0"].sample(n=P_VALUE_VALUES, random_state=seed).reset_index(drop=True)
+    prepared = PreparedColumn.of(reference.frame["n0"], "number")
+    assert feature["score"] == column_drift(prepared, sample, "ks", None)["drift_score"]
+    assert column_drift(prepared, window["n0"], "ks", None)["drift_detected"]
+    # a distance, or a calibrated threshold, sees every value
+    for other in (spec(method="wasserstein"), spec(method="ks", threshold="auto")):
+        [feature] = KIND.evaluate(other, Window(T0, T0, window), reference, ["n0"]).evidence["features"]
+        assert "thinned" not in feature and feature["sample_sizes"]["window"] == 100_000
+
+
 def test_periods_larger_than_the_live_window_are_drawn_down_to_its_size():
     """A reference of 20 days of 10,000 rows, checked daily over windows of 100 rows: each day is
     scored at 100 rows, as the live window is, not at its 10,000."""
@@ -311,3 +358,29 @@ def test_max_rows_seeds_any_window_start():
     before_1970 = datetime(1965, 1, 1, tzinfo=UTC)
     evaluation = KIND.evaluate(spec(max_rows=1000), Window(before_1970, T0, frame), reference, FEATURES)
     assert 0 <= evaluation.evidence["sampled"]["seed"] < 2**32
+
+
+@pytest.mark.parametrize("threshold", [None, "auto"])
+def test_validate_warns_of_a_small_reference_under_evidentlys_choice_and_not_with_auto(tmp_path, capsys, threshold):
+    from factories import reference_frame, write_project
+
+    from monitor.cli import main
+
+    check = {"name": "feature-drift", "kind": "drift", "every": "15m", "window": "1h",
+             **({"threshold": threshold} if threshold else {})}  # fmt: skip
+    config = write_project(tmp_path, checks=[check])
+    reference_frame(600).to_parquet(tmp_path / "data" / "reference.parquet")
+    assert main(["validate", "--config", str(config)]) == 0  # a warning, not a refusal
+    out, err = capsys.readouterr()
+    assert out.startswith("ok: 1 model(s), 1 check(s) valid")
+    warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
+    if threshold == "auto":
+        assert warnings == []
+        return
+    where = f"{tmp_path / 'checks' / 'fraud-scorer.yaml'}:18:9: checks[0].kind: "
+    assert warnings == [
+        f"warning: {where}the reference has 600 values of 'amount', 'country', 'account_age_days' or fewer, so "
+        "evidently takes p-value tests (K-S, chi-square) that treat it as exact: windows larger than it drift on most "
+        "clean runs (docs/drift.md). Write threshold: auto (calibrated, for windows larger than the reference too), or "
+        "give a reference of more than 1,000 rows"
+    ]

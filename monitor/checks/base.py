@@ -264,6 +264,8 @@ class CheckKind:
     # prediction and the label), so a rule may judge any of its metrics ``outside reference``.
     calibrates: bool = False
     check_reference: Callable[[Any, Reference, list[str]], list[SpecProblem]] | None = None
+    # Likewise, what works with this reference but is likely not meant: a warning, not a refusal.
+    reference_warnings: Callable[[Any, Reference, list[str]], list[SpecProblem]] | None = None
     # Work done once before the daemon's first run of the kind (loading a library that takes seconds),
     # so the first scheduled run is not late and does not make the next one skip.
     warm_up: Callable[[], None] | None = None

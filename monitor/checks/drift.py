@@ -110,10 +110,33 @@ def capped(spec: DriftTestSpec, window: Window) -> tuple[pd.DataFrame, dict[str,
     frame = window.frame
     if len(frame) <= spec.max_rows:
         return frame, {}
-    start = window.start if window.start.tzinfo is not None else window.start.replace(tzinfo=UTC)
-    seed = int(start.timestamp()) % 2**32  # numpy's seeds are unsigned 32-bit: any start, before 1970 too
+    seed = seed_of(window)
     sample = frame.sample(n=spec.max_rows, random_state=seed).reset_index(drop=True)
     return sample, {"sampled": {"rows": spec.max_rows, "of": len(frame), "seed": seed}}
+
+
+def seed_of(window: Window) -> int:
+    """The seed of a window's samples: its start, so that a run is repeatable."""
+    start = window.start if window.start.tzinfo is not None else window.start.replace(tzinfo=UTC)
+    return int(start.timestamp()) % 2**32  # numpy's seeds are unsigned 32-bit: any start, before 1970 too
+
+
+# A p-value test finds any difference at all on enough rows: clean windows of a real census data set
+# drifted on 10% of its features at 1,000 rows and on 50-70% at 20,000 and more. Under a fixed threshold
+# it is given at most this many of the window's values, a uniform sample (docs/drift.md, "Large windows").
+P_VALUE_VALUES = 5000
+
+
+def thinned(spec: DriftTestSpec, values: pd.Series, reference_values: int, seed: int) -> tuple[pd.Series, dict[str, Any]]:
+    """A feature's window values as its test is given them: under a fixed threshold, a p-value test's
+    at most ``P_VALUE_VALUES`` of them, seeded, and what the evidence says of it (``thinned``)."""
+    if spec.threshold == "auto" or not p_value_test(spec, reference_values):
+        return values, {}
+    usable = values.dropna()
+    if len(usable) <= P_VALUE_VALUES:
+        return values, {}
+    sample = usable.sample(n=P_VALUE_VALUES, random_state=seed).reset_index(drop=True)
+    return sample, {"thinned": {"values": P_VALUE_VALUES, "of": len(usable), "seed": seed}}
 
 
 def strength(score: float, threshold: float, drifted: bool) -> float:
@@ -185,12 +208,46 @@ def needed(spec: DriftTestSpec, reference_values: int) -> tuple[int, str]:
     ``reference_values`` (the reference's usable values of it) decides evidently's choice of test."""
     if spec.threshold == "auto" or "min_rows" in spec.model_fields_set:
         return spec.min_rows, "min_rows"
+    if p_value_test(spec, reference_values):
+        return max(spec.min_rows, P_VALUE_MINIMUM), "a p-value test"
+    return max(spec.min_rows, DISTANCE_MINIMUM), "a fixed distance threshold"
+
+
+def p_value_test(spec: DriftTestSpec, reference_values: int) -> bool:
+    """Whether a feature's test is a p-value one: its ``method``'s kind, else evidently's choice, which
+    takes p-value tests for a reference of at most 1,000 values of it (``reference_values``)."""
     from monitor.checks.fast_drift import SMALL_REFERENCE
 
-    distance = spec.method in DISTANCES if spec.method else reference_values > SMALL_REFERENCE
-    if distance:
-        return max(spec.min_rows, DISTANCE_MINIMUM), "a fixed distance threshold"
-    return max(spec.min_rows, P_VALUE_MINIMUM), "a p-value test"
+    return spec.method not in DISTANCES if spec.method else reference_values <= SMALL_REFERENCE
+
+
+def small_reference(spec: DriftTestSpec, reference: Reference, columns: list[str]) -> list[SpecProblem]:
+    """A warning for a check left to evidently's choice of test over a reference of at most 1,000 values
+    of a column: its p-value tests treat the reference's shares as exact, and drift on most clean
+    windows larger than it (docs/drift.md); ``threshold: auto`` calibrates for it."""
+    if spec.threshold == "auto" or spec.method is not None:
+        return []
+    from monitor.checks.fast_drift import SMALL_REFERENCE
+
+    counts = {c: int(reference.frame[c].notna().sum()) for c in columns if c in reference.frame.columns}
+    small = [c for c, n in counts.items() if n <= SMALL_REFERENCE]
+    if not small:
+        return []
+    named = ", ".join(map(repr, small[:3])) + (f" and {len(small) - 3} more" if len(small) > 3 else "")
+    where = ("threshold",) if spec.threshold is not None else ("kind",)
+    return [
+        (
+            where,
+            f"the reference has {min(counts[c] for c in small):,} values of {named} or fewer, so evidently takes "
+            "p-value tests (K-S, chi-square) that treat it as exact: windows larger than it drift on most clean runs "
+            "(docs/drift.md). Write threshold: auto (calibrated, for windows larger than the reference too), or give "
+            "a reference of more than 1,000 rows",
+        )
+    ]
+
+
+def _small_reference(spec: DriftSpec, reference: Reference, features: list[str]) -> list[SpecProblem]:
+    return small_reference(spec, reference, spec.features or features)
 
 
 def unusable(kind: str, reference: Typed, live: Typed, min_rows: int) -> str | None:
@@ -288,6 +345,8 @@ def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) ->
     sizes: dict[str, dict[str, int]] = {}  # the values each test compared, on each side
     skipped: list[dict[str, Any]] = []
     insufficient: list[dict[str, Any]] = []  # too few values for the feature's test: not drifted, not broken
+    thin: dict[str, dict[str, Any]] = {}  # a p-value test's sample of a large window
+    seed = seed_of(window)
     for name in columns:
         kind = reference.column_type(name)
         live = as_type(frame[name], kind)
@@ -297,8 +356,9 @@ def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) ->
         if reason is None and live.usable < minimum:
             insufficient.append({"feature": name, "type": TYPE_NAMES[kind], "values": live.usable, "needed": minimum, "for": why})
         elif reason is None:
-            kinds[name], current[name] = kind, live.values
-            sizes[name] = {"window": live.usable, "reference": reference.typed(name).usable}
+            kinds[name], (current[name], thin[name]) = kind, thinned(spec, live.values, reference.typed(name).usable, seed)
+            compared = thin[name]["thinned"]["values"] if thin[name] else live.usable
+            sizes[name] = {"window": compared, "reference": reference.typed(name).usable}
         else:
             skipped.append({"feature": name, "type": TYPE_NAMES[kind], "reason": reason, **counts[name]})
     typed_reference = {name: reference.typed(name).values for name in kinds}
@@ -348,6 +408,7 @@ def evaluate(spec: DriftSpec, window: Window, reference, features: list[str]) ->
                 "strength": strength(score, threshold, drifted),
                 **({"calibrated": column["calibrated"]} if "calibrated" in column else {}),
                 "sample_sizes": sizes[name],
+                **thin[name],
                 **counts[name],
             }
         )
@@ -449,5 +510,6 @@ KIND = CheckKind(
     calibrates=True,
     shares=frozenset({"drift_share"}),
     check_reference=check_reference,
+    reference_warnings=_small_reference,
     warm_up=warm_up,  # evidently only for a method the fast path does not compute, when first used
 )

@@ -34,7 +34,10 @@ from monitor.checks.drift import (
     drift_by_column,
     fitting,
     needed,
+    seed_of,
+    small_reference,
     strength,
+    thinned,
     too_few,
     unusable,
     warm_up,
@@ -136,11 +139,13 @@ def evaluate(spec: PredictionDriftSpec, window: Window, reference, features: lis
 
             return reference.worked_out(("prediction_drift", column, kind), lambda: PreparedColumn.of(ref.values, kind))
 
+        thin: dict[str, Any] = {}
         if spec.threshold == "auto":
             key = ("prediction_drift limit", column, kind)
             result = calibrated_drift(spec, reference, key, prepared(column), ref.values, live.values)
         else:
-            typed = {column: ref.values}, {column: live.values}
+            values, thin = thinned(spec, live.values, ref.usable, seed_of(window))
+            typed = {column: ref.values}, {column: values}
             result = drift_by_column(spec.method, spec.fixed_threshold, *typed, {column: kind}, prepared)[column]
     except EVIDENTLY_ERRORS as exc:
         return Evaluation.failed(f"evidently could not compute the drift of the predictions ({column}): {exc}", sample_size)
@@ -157,7 +162,8 @@ def evaluate(spec: PredictionDriftSpec, window: Window, reference, features: lis
         "drifted": drifted,
         "strength": strength(score, threshold, drifted),
         **({"calibrated": result["calibrated"]} if "calibrated" in result else {}),
-        "sample_sizes": {"window": live.usable, "reference": ref.usable},
+        "sample_sizes": {"window": thin["thinned"]["values"] if thin else live.usable, "reference": ref.usable},
+        **thin,
         **counts,
     }
     evidence: dict[str, Any] = {"features": [found], **sampled}
@@ -167,6 +173,10 @@ def evaluate(spec: PredictionDriftSpec, window: Window, reference, features: lis
         values += [MetricValue("class_share", now.get(c, 0.0), c, reference=before.get(c, 0.0)) for c in classes]
         evidence["classes"] = [{"class": v.feature, "share": v.value, "reference": v.reference} for v in values[2:]]
     return Evaluation("ok", sample_size, values, evidence=evidence)
+
+
+def _small_reference(spec: PredictionDriftSpec, reference: Reference, features: list[str]) -> list[SpecProblem]:
+    return small_reference(spec, reference, [reference.prediction]) if reference.prediction else []
 
 
 KIND = CheckKind(
@@ -181,5 +191,6 @@ KIND = CheckKind(
     required_roles=(PREDICTION,),
     reference_metrics=frozenset({"class_share"}),
     check_reference=check_reference,
+    reference_warnings=_small_reference,
     warm_up=warm_up,  # evidently only for a method the fast path does not compute, when first used
 )

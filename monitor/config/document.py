@@ -39,6 +39,9 @@ class Document:
     values: dict[tuple, tuple[int, int]] = field(default_factory=dict)
     keys: dict[tuple, tuple[int, int]] = field(default_factory=dict)
     issues: list[ConfigIssue] = field(default_factory=list)
+    # What works but is likely not what the author wants (a drift check over a small reference): said
+    # by `monitor validate` and logged at the daemon's start, without refusing the file.
+    warnings: list[ConfigIssue] = field(default_factory=list)
 
     def position(self, path: tuple, *, key: bool = False) -> tuple[int, int]:
         """Where ``path`` stands; falls back to the nearest enclosing value that exists."""

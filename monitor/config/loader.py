@@ -157,8 +157,10 @@ def load_model_file(
     *,
     base_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    warnings: list[ConfigIssue] | None = None,
 ) -> ModelConfig:
-    """One check file, validated against the daemon config's owners when one is given."""
+    """One check file, validated against the daemon config's owners when one is given; what works but
+    is likely not meant is added to ``warnings`` when given."""
     doc = _read(Path(path), environ)
     model = _validate(doc, ModelConfig)
     if model is not None:
@@ -167,6 +169,8 @@ def load_model_file(
         doc.issues.extend(itertools.islice(found, MAX_ISSUES + 1))
     if doc.issues:
         raise ConfigError(_bounded(doc.issues))
+    if warnings is not None:
+        warnings.extend(sorted(doc.warnings, key=lambda w: (w.line, w.col)))
     return model
 
 
@@ -187,6 +191,7 @@ class CheckFiles:
     models: dict[str, ModelConfig] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     issues: list[ConfigIssue] = field(default_factory=list)
+    warnings: list[ConfigIssue] = field(default_factory=list)  # of the files that loaded
 
 
 def check_file_paths(directory: Path) -> list[Path]:
@@ -199,7 +204,7 @@ def load_check_files(
     out = CheckFiles()
     for path in paths:
         try:
-            model = load_model_file(path, config, base_dir=base_dir, environ=environ)
+            model = load_model_file(path, config, base_dir=base_dir, environ=environ, warnings=out.warnings)
         except ConfigError as exc:
             out.issues.extend(exc.issues)
             continue
@@ -554,6 +559,9 @@ def _semantic_issues(doc: Document, model: ModelConfig, config: DaemonConfig | N
         if reference is not None and kind.check_reference is not None:
             for where, message in kind.check_reference(check, reference.for_source(model.source), features):
                 yield doc.issue(("checks", i, *where), message)
+        if reference is not None and kind.reference_warnings is not None:
+            for where, message in kind.reference_warnings(check, reference.for_source(model.source), features):
+                doc.warnings.append(doc.issue(("checks", i, *where), message))
         for j, feature in enumerate(getattr(check, "features", None) or []):
             if feature not in features:
                 yield doc.issue(

@@ -285,6 +285,8 @@ class Daemon:
         episodes that edited files left without a rule."""
         for issue in self.project.checks.issues:
             log.error("check file skipped: %s", issue)
+        for warning in self.project.checks.warnings:
+            log.warning("check file loaded, but: %s", warning)
         if self.project.checks.issues:  # its checks are not watched until it is mended: said on /healthz too
             files = sorted({_shown(Path(issue.file), self.project.base_dir) for issue in self.project.checks.issues})
             self.health.failing(
