@@ -144,11 +144,11 @@ def _print_part(result) -> None:
         print(f"  {evaluation.error}")
     for value in evaluation.values:
         if not value.feature:
-            print(f"  {value.metric:<16} {value.value:.6g}")
+            print(f"  {value.metric:<21} {value.value:.6g}")
     for window in result.windows:  # over a rule's own window (a probe's availability over 1h)
         span, over = format_duration(window.window), window.windowed
         for value in over.values:
-            print(f"  {value.metric:<16} {value.value:.6g}  over {span}, {over.sample_size} values")
+            print(f"  {value.metric:<21} {value.value:.6g}  over {span}, {over.sample_size} values")
         if not over.values:
             print(f"  over {span}: {over.sample_size} value(s), {over.needed} needed: its rules are not judged yet")
     features = evaluation.evidence.get("features")
@@ -160,12 +160,17 @@ def _print_part(result) -> None:
             )
     for f in evaluation.evidence.get("skipped", []):
         print(f"  skipped {f['feature']}: {f['reason']}")
+    for f in evaluation.evidence.get("insufficient", []):
+        print(f"  too few values of {f['feature']}: {f['values']:,} of the {f['needed']:,} {f['for']} needs")
+    if "no_reference_range" in evaluation.evidence:
+        print(f"  no reference range: {evaluation.evidence['no_reference_range']}")
     for path, reason in evaluation.evidence.get(SKIPPED_FILES, {}).items():
         print(f"  skipped file {path}: {reason}")
     for o in result.observations:
         print(
             f"  rule {o.rule.when.text!r}{' [' + o.feature + ']' if o.feature else ''}: {'BREACHED' if o.breached else 'ok'} at {format_number(o.value, o.threshold)}"
-            + (f" (threshold {format_number(o.threshold)})" if o.rule.when.anchor else "")
+            + (f" (threshold {format_number(o.threshold)})" if o.rule.when.anchor and o.band is None else "")
+            + (f" (reference range {format_number(o.band[0])} to {format_number(o.band[1])})" if o.band is not None else "")
         )
     if result.observations:  # else the run is insufficient_data and its error says so already
         for w in result.waiting:

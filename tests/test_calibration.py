@@ -188,7 +188,7 @@ def test_the_limit_is_worked_out_once_per_window_size():
 
 
 def test_calibration_is_refused_where_it_cannot_apply():
-    with pytest.raises(ValidationError, match="applies to threshold: auto only"):
+    with pytest.raises(ValidationError, match="applies to threshold: auto and to rules on the reference range only"):
         spec(calibration={"k": 2})
     with pytest.raises(ValidationError, match="would take a Report per reference window"):
         spec(threshold="auto", method="psi")
@@ -379,8 +379,21 @@ def test_validate_warns_of_a_small_reference_under_evidentlys_choice_and_not_wit
         return
     where = f"{tmp_path / 'checks' / 'fraud-scorer.yaml'}:18:9: checks[0].kind: "
     assert warnings == [
-        f"warning: {where}the reference has 600 values of 'amount', 'country', 'account_age_days' or fewer, so "
-        "evidently takes p-value tests (K-S, chi-square) that treat it as exact: windows larger than it drift on most "
-        "clean runs (docs/drift.md). Write threshold: auto (calibrated, for windows larger than the reference too), or "
-        "give a reference of more than 1,000 rows"
+        f"warning: {where}the reference has at most 1,000 values of 'amount' (600), 'country' (600), 'account_age_days' "
+        "(600), so evidently takes p-value tests (K-S, chi-square) that treat it as exact: windows larger than it "
+        "drift on most clean runs (docs/drift.md). Write threshold: auto (calibrated, for windows larger than the "
+        "reference too), or give a reference of more than 1,000 rows"
     ]
+
+
+def test_a_reference_too_small_to_calibrate_on_skips_the_feature_with_the_reason():
+    rng = np.random.default_rng(23)
+    tiny = pd.DataFrame({name: rng.normal(0.0, 1.0, 20) for name in NUMBERS})
+    tiny["plan"] = PLANS[rng.integers(0, len(PLANS), 20)]
+    window = pd.DataFrame({name: rng.normal(0.0, 1.0, 500) for name in NUMBERS})
+    window["plan"] = PLANS[rng.integers(0, len(PLANS), 500)]
+    evaluation = KIND.evaluate(spec(threshold="auto"), Window(T0, T0, window), reference_of(tiny, timestamp=None), FEATURES)
+    assert evaluation.outcome == "error"  # no feature could be judged: a run that says why, not a verdict
+    assert "n0: drift could not be computed: the reference has 20 value(s) of it, too few to calibrate on (30 needed)" in (
+        evaluation.error or ""
+    )

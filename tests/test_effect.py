@@ -62,3 +62,21 @@ def test_a_category_cannot_write_a_line_of_its_own():
 def test_numbers_too_large_for_a_median_have_no_effect_rather_than_an_infinite_one():
     # The median of an even count of 1e308 is their mean, which overflows to inf.
     assert measured(pd.Series([-1e308] * 100), pd.Series([1e308] * 100), "number") is None
+
+
+def test_a_spread_that_grew_is_said_when_the_median_stayed():
+    rng = np.random.default_rng(2)
+    reference = pd.Series(rng.normal(0.0, 1.0, 20_000))
+    found = measured(reference, pd.Series(rng.normal(0.0, 3.0, 5_000)), "number")
+    assert re.fullmatch(r"median -?0\.\d+ from -?0\.\d+, [+-]0\.\d+ IQR; IQR x(2\.9|3|3\.1)", found["text"]), found["text"]
+    assert 2.8 < found["spread_ratio"] < 3.2
+    assert "spread_ratio" not in measured(reference, pd.Series(rng.normal(0.5, 1.1, 5_000)), "number")
+
+
+def test_many_new_categories_each_small_are_said_together():
+    reference = pd.Series(["a"] * 50 + ["b"] * 50, dtype=object)
+    live = pd.Series([f"id-{i}" for i in range(1000)], dtype=object)  # every value new, each 0.1%
+    found = measured(reference, live, "string")
+    assert found["text"].endswith("; categories the reference never had: 100% of the window"), found["text"]
+    one_new = measured(reference, pd.Series(["a"] * 40 + ["b"] * 20 + ["c"] * 40, dtype=object), "string")
+    assert one_new["text"] == "'c' from 0% to 40%"  # the new category is the one that moved: said once

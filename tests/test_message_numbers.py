@@ -98,6 +98,19 @@ def test_a_firing_message_says_when_a_rule_with_hysteresis_resolves(hysteresis, 
 
 def test_a_message_stored_before_these_fields_still_reads():
     stored = message().to_dict()
-    for key in ("anchor", "anchor_value", "factor", "offset", "baseline", "resolve_when", "margin"):
+    for key in ("anchor", "anchor_value", "band", "factor", "offset", "baseline", "resolve_when", "margin"):
         del stored[key]
     assert AlertMessage.from_dict(stored).lines() == message().lines()
+
+
+def test_a_class_name_from_the_data_cannot_fake_a_line_of_the_alert():
+    faked = message(feature="fraud\n[RESOLVED] fraud-scorer / quality: all clear", rule="class_share > reference range")
+    assert "\n" not in faked.subject
+    assert faked.subject.startswith("[FIRING critical] fraud-scorer / quality / fraud\\u000a[RESOLVED]")
+    assert faked.text().splitlines()[0] == faked.subject
+
+
+def test_a_rule_on_the_reference_range_says_which_edge_and_the_range():
+    firing = message(rule="missing_share > reference range", metric="missing_share", value=0.28, threshold=0.136,
+                     band=[0.0, 0.136])  # fmt: skip
+    assert "rule: missing_share > reference range (threshold 0.136, the top of its reference range 0 to 0.136)" in firing.text()

@@ -26,12 +26,12 @@ CHECK = "feature-drift"  # the name run_check evaluates
 HOURS = 24
 
 
-def hourly_reference(rng: np.random.Generator) -> pd.DataFrame:
-    """A day of rows, 1,000 an hour, whose share of missing amounts moves on its own from 2% to 10%."""
+def hourly_reference(rng: np.random.Generator, shares: tuple[float, float] = (0.02, 0.10)) -> pd.DataFrame:
+    """A day of rows, 1,000 an hour, whose share of missing amounts moves on its own within ``shares``."""
     hours = []
     for hour in range(HOURS):
         frame = reference_frame(1000, seed=100 + hour)
-        share = rng.uniform(0.02, 0.10)
+        share = rng.uniform(*shares)
         frame.loc[rng.random(1000) < share, "amount"] = np.nan
         frame["created_at"] = [T0 - timedelta(days=2) + timedelta(hours=hour, seconds=3.6 * i) for i in range(1000)]
         hours.append(frame)
@@ -87,7 +87,9 @@ def test_a_share_far_outside_the_references_range_fires_and_the_message_gives_th
     assert (alert["feature"], alert["state"], alert["threshold"]) == ("amount", "firing", high)
     [note] = stored(sqlite_engine, Notification)
     text = AlertMessage.from_dict(note["payload"]).text()
-    assert f"(threshold {format_number(high)}, the top of its reference range {format_number(low)}-{format_number(high)})" in text
+    assert (
+        f"(threshold {format_number(high)}, the top of its reference range {format_number(low)} to {format_number(high)})" in text
+    )
 
 
 def test_a_share_the_reference_never_has_gets_a_band_of_a_few_rows_not_of_one_value():
@@ -104,3 +106,54 @@ def test_a_share_the_reference_never_has_gets_a_band_of_a_few_rows_not_of_one_va
     assert low == 0.0 and 0.002 < high <= 0.004
     [how] = {r["how"] for r in evaluation.evidence["reference_ranges"]}
     assert how == "bootstrap"
+
+
+def test_a_share_that_falls_is_past_the_bottom_for_outside_but_not_past_the_top(tmp_path, sqlite_engine):
+    """``missing_share > reference range`` is for a share that is bad when it grows: a window with no
+    missing value at all is outside the reference's 8-12%, and not an alert of that rule."""
+    reference = hourly_reference(np.random.default_rng(1), (0.08, 0.12))
+    live = live_frame(1200)  # no missing amount
+    check = quality_check("missing_share > reference range", "missing_share outside reference")
+    run_on(tmp_path, sqlite_engine, reference, live, check)
+    firing = {(a["rule"], a["feature"]) for a in stored(sqlite_engine, Alert) if a["state"] == "firing"}
+    assert firing == {("missing_share outside reference", "amount")}
+
+
+def test_models_sharing_a_reference_file_each_get_the_range_of_their_own_features():
+    frame = reference_frame(5000, seed=2)
+    frame.loc[np.random.default_rng(3).random(5000) < 0.3, "country"] = None
+    reference = Reference(Path("reference.parquet"), frame)
+    spec = DataQualitySpec.model_validate(quality_check("missing_share > reference range"))
+    kind, window = CHECKS["data_quality"], Window(T0 - timedelta(hours=1), T0, live_frame(1000, seed=5))
+    first = bands.evaluate(kind, spec, window, reference, ["amount"])
+    second = bands.evaluate(kind, spec, window, reference, ["amount", "country"])  # the same file, another model
+    assert {r["feature"] for r in first.evidence["reference_ranges"]} == {"amount"}
+    country = next(r for r in second.evidence["reference_ranges"] if r["feature"] == "country")
+    low, high = country["range"]
+    assert low < 0.3 < high and "no_reference_range" not in second.evidence
+
+
+def test_a_class_the_reference_never_predicted_has_a_range_of_a_few_rows_and_fires():
+    from monitor.checks.prediction_drift import PredictionDriftSpec
+    from monitor.sources.base import PREDICTION
+
+    rng = np.random.default_rng(4)
+    frame = reference_frame(4000, seed=6).assign(decision=rng.choice(["legit", "fraud"], 4000, p=[0.9, 0.1]))
+    reference = Reference(Path("reference.parquet"), frame, prediction="decision")
+    live = live_frame(2000, seed=7)
+    live[PREDICTION] = rng.choice(["legit", "fraud", "review"], 2000, p=[0.5, 0.1, 0.4])  # "review" is new
+    spec = PredictionDriftSpec.model_validate(
+        {
+            "name": "pred",
+            "kind": "prediction_drift",
+            "every": "1h",
+            "window": "1h",
+            "alert": [{"when": "class_share > reference range"}],
+        }
+    )
+    evaluation = bands.evaluate(CHECKS["prediction_drift"], spec, Window(T0 - timedelta(hours=1), T0, live), reference, [])
+    review = next(v for v in evaluation.values if (v.metric, v.feature) == ("class_share", "review"))
+    assert review.band is not None
+    low, high = review.band
+    assert low == 0.0 and 0 < high <= 3 / 2000 * 1.1  # k rows' worth, at the window's size bucket
+    assert review.value > high

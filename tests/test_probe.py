@@ -566,13 +566,13 @@ def test_a_probe_only_model_validates_and_checks_from_the_command_line(tmp_path,
 
     assert main(["check", f"{MODEL}/endpoint", "--config", str(config)]) == 0
     out = capsys.readouterr().out
-    assert "  up               1\n" in out and "  status_code      200\n" in out and "  latency_ms " in out
+    assert "  up                    1\n" in out and "  status_code           200\n" in out and "  latency_ms " in out
     assert "stored run #1" in out
 
     endpoint.set("down")
     assert main(["check", f"{MODEL}/endpoint", "--config", str(config)]) == 0  # a down endpoint is a value
     out = capsys.readouterr().out
-    assert "  up               0\n" in out
+    assert "  up                    0\n" in out
     assert "attempt failed: could not connect: ECONNREFUSED (Connection refused)" in out
 
 

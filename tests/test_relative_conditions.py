@@ -100,8 +100,9 @@ def test_without_its_anchor_a_condition_never_holds():
 
 
 ANCHOR_HELP = (
-    "compare with the reference as 'metric OP reference', 'metric OP reference + 0.05', 'metric OP 2x reference' or "
-    "'metric outside reference', and with the metric's own past as 'metric OP 1.5x baseline', with OP one of > >= < <="
+    "compare with the reference as 'metric OP reference', 'metric OP reference + 0.05', 'metric OP 2x reference', "
+    "'metric OP reference range' or 'metric outside reference', and with the metric's own past as 'metric OP 1.5x "
+    "baseline', with OP one of > >= < <="
 )
 
 

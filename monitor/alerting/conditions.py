@@ -9,8 +9,9 @@ reference data set (``reference``) or its median over a past period (``baseline`
     missing_share > 2x reference
     p95_ms > 1.5x baseline             metric OP [FACTORx] baseline [(+|-) number[%]]
     age_s > 2h                         a duration, on a metric of seconds (*_s) or milliseconds (*_ms)
-    missing_share outside reference    outside the range the metric takes over the reference's own
-                                       windows of the live window's size (``MetricValue.band``)
+    missing_share > reference range    past the range the metric takes over the reference's own
+    missing_share outside reference    windows of the live window's size (``MetricValue.band``): its
+                                       top (> >=), its bottom (< <=), or either (outside)
 
 On an anchor the limit is ``FACTOR × anchor + offset``; ``==`` and ``!=`` compare with a number only.
 """
@@ -26,7 +27,7 @@ from typing import Literal
 
 from monitor.config.durations import parse_duration
 
-Anchor = Literal["reference", "baseline"]
+Anchor = Literal["reference", "baseline", "range"]  # range: the reference's range (MetricValue.band)
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -47,10 +48,11 @@ _TIME_UNITS = {"_ms": 1000.0, "_s": 1.0}
 OUTSIDE = "outside"  # the operator of ``metric outside reference``: two edges, the value's band
 _GRAMMAR = re.compile(
     rf"""^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*)
-        (?:\s+(?P<outside>outside)\s+reference\s*$|
+        (?:\s+(?P<outside>outside)\s+reference(?:\s+range)?\s*$|
         \s*(?P<op>>=|<=|==|!=|>|<)\s*
         (?:
-            (?P<duration>{_DURATION})
+            (?P<range>reference\s+range)
+          | (?P<duration>{_DURATION})
           | (?P<number>[-+]?{_NUMBER})\s*(?P<percent>%)?
           | (?:(?P<factor>[-+]?{_NUMBER})\s*x\s*)?(?P<anchor>reference|baseline)
             (?:\s*(?P<sign>[-+])\s*(?P<offset>{_NUMBER})\s*(?P<offset_percent>%)?)?
@@ -88,8 +90,8 @@ class Condition:
             if _MENTIONS_ANCHOR.search(text):
                 raise ConditionError(
                     f"cannot read condition {text!r}: compare with the reference as 'metric OP reference', "
-                    "'metric OP reference + 0.05', 'metric OP 2x reference' or 'metric outside reference', and with the "
-                    "metric's own past as 'metric OP 1.5x baseline', with OP one of > >= < <="
+                    "'metric OP reference + 0.05', 'metric OP 2x reference', 'metric OP reference range' or 'metric outside "
+                    "reference', and with the metric's own past as 'metric OP 1.5x baseline', with OP one of > >= < <="
                 )
             raise ConditionError(
                 f"cannot read condition {text!r}: write 'metric OP number', "
@@ -97,7 +99,14 @@ class Condition:
             )
         normalised = " ".join(text.split())
         if match["outside"] is not None:
-            return cls(match["metric"], OUTSIDE, 0.0, normalised, anchor="reference")
+            return cls(match["metric"], OUTSIDE, 0.0, normalised, anchor="range")
+        if match["range"] is not None:
+            if match["op"] in ("==", "!="):
+                raise ConditionError(
+                    f"cannot read condition {text!r}: the reference range has a top and a bottom: compare with it by "
+                    "> >= (past its top) < <= (past its bottom), or write 'METRIC outside reference'"
+                )
+            return cls(match["metric"], match["op"], 0.0, normalised, anchor="range")
         if match["duration"] is not None:
             return cls(match["metric"], match["op"], _in_units(match["metric"], match["duration"], text), normalised)
         if match["anchor"] is None:
@@ -128,6 +137,8 @@ class Condition:
         as do ``x > 1x baseline + 0`` and ``x > baseline``, ``x > reference + 5%`` and ``x > reference + 0.05``."""
         if self.op == OUTSIDE:
             return f"{self.metric} outside reference"
+        if self.anchor == "range":
+            return f"{self.metric} {self.op} reference range"
         if self.anchor is None:
             return f"{self.metric} {self.op} {self.threshold!r}"
         right = self.anchor if self.factor == 1 else f"{self.factor!r}x {self.anchor}"
@@ -159,10 +170,14 @@ class Condition:
         return self.text
 
 
-def outside(value: float, band: tuple[float, float]) -> tuple[bool, float]:
-    """Whether ``value`` is outside ``band`` (low, high), and the edge it is judged against: the one it
-    crossed, else the nearer one."""
+def past_range(condition: Condition, value: float, band: tuple[float, float]) -> tuple[bool, float]:
+    """Whether ``value`` breaches a condition on the reference range ``band`` (low, high), and the edge it
+    is judged against: the top for > >=, the bottom for < <=; for ``outside``, the one it crossed, else
+    the nearer one."""
     low, high = band
+    if condition.op != OUTSIDE:
+        edge = high if condition.op in ABOVE else low
+        return condition.compare(value, edge), edge
     if value > high or value < low:
         return True, high if value > high else low
     return False, high if value - low >= high - value else low

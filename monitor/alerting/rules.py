@@ -32,7 +32,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PlainValidator, WithJsonSchema
 
-from monitor.alerting.conditions import ABOVE, BELOW, OUTSIDE, Anchor, Condition, outside, tidy
+from monitor.alerting.conditions import ABOVE, BELOW, Anchor, Condition, past_range, tidy
 from monitor.config.durations import format_duration
 from monitor.config.types import Duration, Name, StrictModel, Wait
 
@@ -247,9 +247,9 @@ def _judge(
         for value in by_metric.get(rule.when.metric, []):
             if value.value is None or math.isnan(value.value):
                 continue  # no value is neither a breach nor a recovery (roc_auc of a one-class window)
-            if rule.when.op == OUTSIDE:  # validate refuses resolve_when, margin and baseline beside it
+            if rule.when.anchor == "range":  # validate refuses resolve_when, margin and baseline beside it
                 if value.band is not None:  # no band (too few reference windows): neither breach nor recovery
-                    breached, edge = outside(value.value, value.band)
+                    breached, edge = past_range(rule.when, value.value, value.band)
                     yield Observation(rule, value.feature, value.value, breached, hold, edge, not breached, band=value.band)
                 continue
             anchors: dict[str | None, float | None] = {None: None, "reference": value.reference}

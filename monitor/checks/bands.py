@@ -1,18 +1,20 @@
-"""The reference's own range of a metric, for rules that say ``METRIC outside reference``.
+"""The reference's own range of a metric, for rules on it: ``missing_share outside reference``,
+``missing_share > reference range`` (past its top), ``rows < reference range`` (past its bottom).
 
 A fixed threshold on a metric (``missing_share > 0.05``) knows neither how much the metric moves on its
-own nor how that depends on the window's size. ``outside reference`` asks the reference instead: the
-check's own ``evaluate`` is run on the reference's windows of the live window's size (its spans of the
-check's ``window`` by time when it has the source's timestamp, else seeded bootstrap draws, as
-``threshold: auto`` cuts it: monitor/checks/calibration.py), and the live value is outside when it is
-past the windows' mean ± ``k`` standard deviations, or past the lowest and highest they reached,
-whichever is wider. For a share, the band is never narrower than ``k`` rows' worth (``k / rows`` on
-each side): a reference with no missing value at all does not make one missing value of a thousand an
-alert.
+own nor how that depends on the window's size. A rule on the reference range asks the reference
+instead: the check's own ``evaluate`` is run on the reference's windows of the live window's size (its
+spans of the check's ``window`` by time when it has the source's timestamp, else seeded bootstrap
+draws, as ``threshold: auto`` cuts it: monitor/checks/calibration.py), and the range is the windows'
+mean ± ``k`` standard deviations, or their lowest and highest, whichever is wider (never below 0 for a
+metric that is never negative). A share of the window's rows (a per-feature share) counts 0 in a
+window where it has no value (a class the reference never predicted), and its range is never narrower
+than ``k`` rows' worth on each side (``k / rows``): a reference with no missing value at all does not
+make one missing value of a thousand an alert.
 
-Worked out once per reference file version, check settings and window size bucket
-(:func:`~monitor.checks.calibration.size_bucket`), and said in the run's evidence
-(``reference_ranges``), so the message can say "its reference range at 1,024 rows is 0.01-0.03".
+Worked out once per reference file version, model (its features and columns), check settings and
+window size bucket (:func:`~monitor.checks.calibration.size_bucket`), and said in the run's evidence
+(``reference_ranges``).
 """
 
 from __future__ import annotations
@@ -21,19 +23,20 @@ import statistics
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from monitor.alerting.conditions import OUTSIDE
 from monitor.checks.base import Calibration, CheckKind, CheckSpec, Evaluation, Window
 from monitor.sources.base import LABEL, PREDICTION, TS
 
 if TYPE_CHECKING:
     from monitor.sources.reference import Reference
 
-MIN_WINDOWS = 10  # fewer reference windows with a value of the metric: no band, the rule is not judged
+# Fewer reference windows with a value of the metric: no band, the rule is not judged. As many as a
+# calibration by time needs, so that a reference cut by time always has enough.
+MIN_WINDOWS = 8
 
 
 def outside_metrics(spec: CheckSpec) -> frozenset[str]:
     """The metrics the check's rules judge against the reference's range (``METRIC outside reference``)."""
-    return frozenset(c.metric for rule in spec.alert for c in rule.conditions if c.op == OUTSIDE)
+    return frozenset(c.metric for rule in spec.alert for c in rule.conditions if c.anchor == "range")
 
 
 def evaluate(kind: CheckKind, spec: CheckSpec, window: Window, reference: Reference | None, features: list[str]) -> Evaluation:
@@ -54,12 +57,19 @@ def banded(
 
     calibration: Calibration = getattr(spec, "calibration", None) or Calibration()
     rows = size_bucket(evaluation.sample_size)
-    key = ("band", spec.model_dump_json(), rows)
-    bands, how = reference.worked_out(key, lambda: _bands(kind, spec, window, reference, features, rows, calibration))
+    # What the reference's windows' values depend on: the check's settings (not its rules, names or
+    # labels), the model's features and the columns its source names in the reference, the size.
+    settings = spec.model_dump_json(exclude={"alert", "name", "every", "for_", "links", "labels"})
+    columns = (tuple(features), reference.prediction, reference.label, reference.timestamp)
+    key = ("band", settings, columns, rows)
+    found = reference.worked_out(key, lambda: _bands(kind, spec, window, reference, features, rows, calibration))
+    bands, how, judged = found
     evidence: list[dict[str, Any]] = []
     values = []
     for value in evaluation.values:
         band = bands.get((value.metric, value.feature)) if value.metric in wanted else None
+        if band is None and value.metric in wanted and _row_share(kind, value.metric, value.feature) and judged >= MIN_WINDOWS:
+            band = _band([0.0] * judged, calibration.k, rows, row_share=True)  # never in the reference's windows
         if band is not None:
             value = replace(value, band=band.edges)
             evidence.append({"metric": value.metric, "feature": value.feature, "range": list(band.edges),
@@ -82,11 +92,29 @@ class _Band(NamedTuple):
     windows: int  # the reference windows that had a value of it
 
 
+def _row_share(kind: CheckKind, metric: str, feature: str) -> bool:
+    """Whether the metric is a share of the window's rows: a share per feature or class (a data-set
+    share, ``drift_share``, is of features)."""
+    return metric in kind.shares and feature != ""
+
+
+def _band(scores: list[float], k: float, rows: int, *, row_share: bool) -> _Band:
+    mean, sd = statistics.fmean(scores), statistics.stdev(scores)
+    low, high = min(mean - k * sd, min(scores)), max(mean + k * sd, max(scores))
+    if row_share:
+        least = k / rows  # k rows' worth: never a band of one value
+        low, high = min(low, mean - least), min(1.0, max(high, mean + least))
+    if min(scores) >= 0:  # a distance, a share, a count: never below 0
+        low = max(low, 0.0)
+    return _Band((float(low), float(high)), len(scores))
+
+
 def _bands(
     kind: CheckKind, spec: CheckSpec, window: Window, reference: Reference, features: list[str], rows: int,
     calibration: Calibration,
-) -> tuple[dict[tuple[str, str], _Band], str]:  # fmt: skip
-    """Each (metric, feature)'s band over the reference's windows of ``rows`` rows, and how they were cut."""
+) -> tuple[dict[tuple[str, str], _Band], str, int]:  # fmt: skip
+    """Each (metric, feature)'s band over the reference's windows of ``rows`` rows, how they were cut, and
+    how many of them the check judged."""
     import numpy as np
 
     from monitor.checks.calibration import reference_windows
@@ -99,22 +127,21 @@ def _bands(
     roles = {reference.prediction: PREDICTION, reference.label: LABEL, reference.timestamp: TS}
     renamed = frame.rename(columns={column: role for column, role in roles.items() if column in frame.columns})
     seen: dict[tuple[str, str], list[float]] = {}
+    judged = 0  # the windows the check judged (ok)
     for positions in draws:
         part = Window(window.start, window.end, renamed.iloc[positions].reset_index(drop=True))
         found = kind.evaluate(spec, part, reference, features)
         if found.outcome != "ok":
             continue
+        judged += 1
         for value in found.values:
             if value.value is not None and np.isfinite(value.value):
                 seen.setdefault((value.metric, value.feature), []).append(float(value.value))
     bands = {}
     for (metric, feature), scores in seen.items():
-        if len(scores) < MIN_WINDOWS:
-            continue
-        mean, sd = statistics.fmean(scores), statistics.stdev(scores)
-        low, high = min(mean - calibration.k * sd, min(scores)), max(mean + calibration.k * sd, max(scores))
-        if metric in kind.shares:
-            least = calibration.k / rows  # k rows' worth: never a band of one value
-            low, high = max(0.0, min(low, mean - least)), min(1.0, max(high, mean + least))
-        bands[(metric, feature)] = _Band((float(low), float(high)), len(scores))
-    return bands, how
+        row_share = _row_share(kind, metric, feature)
+        if row_share:  # a class a window did not have is a share of 0 there
+            scores = scores + [0.0] * (judged - len(scores))
+        if len(scores) >= MIN_WINDOWS:
+            bands[(metric, feature)] = _band(scores, calibration.k, rows, row_share=row_share)
+    return bands, how, judged

@@ -260,9 +260,10 @@ class CheckKind:
     # set), so that a rule may compare with it (``missing_share > reference + 0.05``); validate refuses
     # ``reference`` in a rule on any other metric.
     reference_metrics: frozenset[str] = frozenset()
-    # Its ``evaluate`` can be run on the reference's own rows as a window (it reads only features, the
-    # prediction and the label), so a rule may judge any of its metrics ``outside reference``.
-    calibrates: bool = False
+    # The metrics a rule may judge against the reference's range (``missing_share outside reference``):
+    # ``evaluate`` can be run on the reference's own rows as a window (it reads only features, the
+    # prediction and the label) and they are computed from those rows (not the columns' list).
+    range_metrics: frozenset[str] = frozenset()
     check_reference: Callable[[Any, Reference, list[str]], list[SpecProblem]] | None = None
     # Likewise, what works with this reference but is likely not meant: a warning, not a refusal.
     reference_warnings: Callable[[Any, Reference, list[str]], list[SpecProblem]] | None = None

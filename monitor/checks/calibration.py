@@ -42,7 +42,9 @@ if TYPE_CHECKING:
     from monitor.checks.fast_drift import PreparedColumn
 
 MIN_TIME_WINDOWS = 8
-P_VALUE_TESTS = frozenset({"ks", "chisquare", "z"})  # of fast_drift's: the others are distances
+# A reference column of fewer values tells nothing of its spread: one value makes a limit of 0 (every
+# window drifts), two a limit no shift reaches. The feature is skipped with that reason.
+MIN_REFERENCE_VALUES = 30
 _SMALLEST_P = 1e-300  # a p-value of 0 (or under a double's range) is this surprising, not infinitely
 
 
@@ -52,17 +54,17 @@ class Limit:
 
     test: str  # the fast path's test key the reference windows chose (wasserstein, ks, ...)
     limit: float  # a distance drifts above it, a p-value below it
-    low: float  # the reference windows' lowest and highest score, on the test's scale
+    low: float  # the reference windows' lowest and highest score (a distance, or a p-value)
     high: float
-    mean: float
-    sd: float
     windows: int
     rows: int  # the window size it is for
     how: Literal["time", "bootstrap"]
 
     @property
     def p_value(self) -> bool:
-        return self.test in P_VALUE_TESTS
+        from monitor.checks.fast_drift import DISTANCES
+
+        return self.test not in DISTANCES
 
     def drifted(self, score: float) -> bool:
         return score < self.limit if self.p_value else score > self.limit
@@ -96,13 +98,13 @@ def calibrate(
     (None: the reference has no time, so bootstrap)."""
     import numpy as np
 
-    from monitor.checks.fast_drift import TESTS, PreparedColumn, column_drift, distance_test
+    from monitor.checks.fast_drift import DISTANCES, TESTS, PreparedColumn, column_drift, distance_test
 
     known = values.notna().to_numpy()
     usable = np.flatnonzero(known)  # windows are of values, as the live window's size is counted
     size = len(usable)
-    if not size:
-        raise ValueError("the reference has no value of it to calibrate on")
+    if size < MIN_REFERENCE_VALUES:
+        raise ValueError(f"the reference has {size} value(s) of it, too few to calibrate on ({MIN_REFERENCE_VALUES} needed)")
     rng = np.random.default_rng(seed)
     draws, how = reference_windows(timeline, window, windows, known, rows, rng)
     # A reference not many times the window is itself a sample whose noise a live window also meets:
@@ -120,15 +122,15 @@ def calibrate(
             continue
     if not scores:
         raise ValueError("no window of the reference has a value to score")
-    on_scale = np.array([_surprise(s) for s in scores] if test in P_VALUE_TESTS else scores)
+    p_value = test not in DISTANCES
+    on_scale = np.array([_surprise(s) for s in scores] if p_value else scores)
     mean, sd = float(on_scale.mean()), float(on_scale.std(ddof=1)) if len(on_scale) > 1 else 0.0
     low, high = float(np.min(scores)), float(np.max(scores))
     # Never stricter than what the reference's own windows reach, nor than evidently's threshold over
     # FLOOR: a feature that never moves in the reference (sd 0) must not alarm on one value in a thousand.
     default = TESTS[test][1]
-    p_value = test in P_VALUE_TESTS
     limit = min(10.0 ** -(mean + k * sd), low, default) if p_value else max(mean + k * sd, high, default / FLOOR)
-    return Limit(test, limit, low, high, mean, sd, len(scores), rows, how)
+    return Limit(test, limit, low, high, len(scores), rows, how)
 
 
 FLOOR = 2  # a distance's limit is at least evidently's threshold / FLOOR (0.05 for its 0.1)

@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from monitor.alerting.conditions import OUTSIDE
 from monitor.checks.base import Calibration, CheckKind, CheckSpec, Evaluation, MetricValue, Window, import_evidently
 from monitor.checks.drift import EVIDENTLY_ERRORS
 from monitor.config.types import Identifier
@@ -66,8 +65,10 @@ class DataQualitySpec(CheckSpec):
     @classmethod
     def _only_with_a_range(cls, calibration: Calibration | None, info: ValidationInfo) -> Calibration | None:
         rules = info.data.get("alert") or []
-        if calibration is not None and not any(c.op == OUTSIDE for rule in rules for c in rule.conditions):
-            raise ValueError("applies to rules that say 'METRIC outside reference' only: write one, or remove calibration")
+        if calibration is not None and not any(c.anchor == "range" for rule in rules for c in rule.conditions):
+            raise ValueError(
+                "applies to rules on the reference range ('METRIC outside reference') only: write one, or remove calibration"
+            )
         return calibration
 
 
@@ -231,7 +232,7 @@ KIND = CheckKind(
     feature_metrics=FEATURE_METRICS,
     evaluate=evaluate,
     needs_reference=True,
-    calibrates=True,
+    range_metrics=FEATURE_METRICS,
     shares=FEATURE_METRICS,
     reads_schema=True,
     reference_metrics=frozenset({"missing_share"}),

@@ -93,8 +93,11 @@ class DriftTestSpec(CheckSpec):
     @field_validator("calibration")
     @classmethod
     def _only_when_auto(cls, calibration: Calibration | None, info: ValidationInfo) -> Calibration | None:
-        if calibration is not None and info.data.get("threshold") != "auto":
-            raise ValueError("applies to threshold: auto only; write threshold: auto, or remove calibration")
+        on_range = any(c.anchor == "range" for rule in info.data.get("alert") or [] for c in rule.conditions)
+        if calibration is not None and info.data.get("threshold") != "auto" and not on_range:
+            raise ValueError(
+                "applies to threshold: auto and to rules on the reference range only; write threshold: auto, or remove calibration"
+            )
         return calibration
 
 
@@ -197,7 +200,6 @@ def check_reference(spec: DriftSpec, reference: Reference, features: list[str]) 
 # so evidently's own switch to distances (above 1,000 reference rows) is the minimum. A p-value test's
 # false alarms are its threshold's (5%) at any size; under 100 values chi-square's approximation fails
 # for a category of 5%. With threshold: auto the limit is calibrated at the window's size: min_rows only.
-DISTANCES = frozenset({"ed", "hellinger", "jensenshannon", "kl_div", "psi", "wasserstein"})
 DISTANCE_MINIMUM = 1000
 P_VALUE_MINIMUM = 100
 
@@ -216,7 +218,7 @@ def needed(spec: DriftTestSpec, reference_values: int) -> tuple[int, str]:
 def p_value_test(spec: DriftTestSpec, reference_values: int) -> bool:
     """Whether a feature's test is a p-value one: its ``method``'s kind, else evidently's choice, which
     takes p-value tests for a reference of at most 1,000 values of it (``reference_values``)."""
-    from monitor.checks.fast_drift import SMALL_REFERENCE
+    from monitor.checks.fast_drift import DISTANCES, SMALL_REFERENCE
 
     return spec.method not in DISTANCES if spec.method else reference_values <= SMALL_REFERENCE
 
@@ -230,18 +232,18 @@ def small_reference(spec: DriftTestSpec, reference: Reference, columns: list[str
     from monitor.checks.fast_drift import SMALL_REFERENCE
 
     counts = {c: int(reference.frame[c].notna().sum()) for c in columns if c in reference.frame.columns}
-    small = [c for c, n in counts.items() if n <= SMALL_REFERENCE]
+    small = [c for c, n in counts.items() if 0 < n <= SMALL_REFERENCE]  # none at all: each run says so
     if not small:
         return []
-    named = ", ".join(map(repr, small[:3])) + (f" and {len(small) - 3} more" if len(small) > 3 else "")
+    named = ", ".join(f"{c!r} ({counts[c]:,})" for c in small[:3]) + (f" and {len(small) - 3} more" if len(small) > 3 else "")
     where = ("threshold",) if spec.threshold is not None else ("kind",)
     return [
         (
             where,
-            f"the reference has {min(counts[c] for c in small):,} values of {named} or fewer, so evidently takes "
-            "p-value tests (K-S, chi-square) that treat it as exact: windows larger than it drift on most clean runs "
-            "(docs/drift.md). Write threshold: auto (calibrated, for windows larger than the reference too), or give "
-            "a reference of more than 1,000 rows",
+            f"the reference has at most 1,000 values of {named}, so evidently takes p-value tests (K-S, chi-square) "
+            "that treat it as exact: windows larger than it drift on most clean runs (docs/drift.md). Write "
+            "threshold: auto (calibrated, for windows larger than the reference too), or give a reference of more "
+            "than 1,000 rows",
         )
     ]
 
@@ -486,7 +488,8 @@ def calibrated_drift(
 
     calibration = spec.calibration or Calibration()
     rows = size_bucket(int(live.notna().sum()))
-    limit = reference.worked_out((*key, spec.method, rows, spec.window, calibration.k, calibration.windows, calibration.seed),
+    limit = reference.worked_out((*key, spec.method, rows, spec.window, reference.timestamp, calibration.k, calibration.windows,
+                                  calibration.seed),
         partial(calibrate, prepared, values, rows, test=spec.method, k=calibration.k, windows=calibration.windows,
                 timeline=reference.timeline(), window=spec.window, seed=calibration.seed),
     )  # fmt: skip
@@ -507,7 +510,7 @@ KIND = CheckKind(
     feature_metrics=frozenset({"drift_score", "drifted"}),
     evaluate=evaluate,
     needs_reference=True,
-    calibrates=True,
+    range_metrics=frozenset({"drift_share", "drifted_count", "drift_score"}),
     shares=frozenset({"drift_share"}),
     check_reference=check_reference,
     reference_warnings=_small_reference,

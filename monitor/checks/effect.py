@@ -11,8 +11,9 @@ drift path prepared (``PreparedColumn``: sorted values, category counts).
 from __future__ import annotations
 
 import math
-import unicodedata
 from typing import TYPE_CHECKING, Any
+
+from monitor.text import one_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,7 +56,12 @@ def effect(reference: dict[str, Any], live: pd.Series, kind: str) -> dict[str, A
         words = f"median {_number(median)} from {_number(reference['median'])}"
         if shift is not None:
             words += f", {shift:+.2g} {reference['spread_name']}"
-        return {"text": words, "median_shift": shift}
+        found: dict[str, Any] = {"text": words, "median_shift": shift}
+        ratio = _spread(values, reference["spread_name"]) / spread if spread > 0 else None
+        if ratio is not None and math.isfinite(ratio) and not 1 / SPREAD_CHANGE < ratio < SPREAD_CHANGE:
+            found["text"] += f"; {reference['spread_name']} x{ratio:.2g}"  # the spread moved, if not the middle
+            found["spread_ratio"] = ratio
+        return found
     counts = live.dropna().value_counts()
     total = int(counts.sum())
     if not total:
@@ -64,18 +70,30 @@ def effect(reference: dict[str, Any], live: pd.Series, kind: str) -> dict[str, A
     after = {k: v / total for k, v in zip(counts.index.tolist(), counts.tolist(), strict=True)}
     moved = max(before.keys() | after.keys(), key=lambda k: (abs(after.get(k, 0.0) - before.get(k, 0.0)), str(k)))
     was, now = before.get(moved, 0.0), after.get(moved, 0.0)
-    shown = _printable(str(moved) if len(str(moved)) <= _SHOWN_CHARS else str(moved)[: _SHOWN_CHARS - 1] + "…")
-    return {"text": f"'{shown}' from {_percent(was)} to {_percent(now)}", "category": shown, "share_before": was,
-            "share_after": now}  # fmt: skip
+    shown = one_line(str(moved) if len(str(moved)) <= _SHOWN_CHARS else str(moved)[: _SHOWN_CHARS - 1] + "…")
+    found = {"text": f"'{shown}' from {_percent(was)} to {_percent(now)}", "category": shown, "share_before": was,
+             "share_after": now}  # fmt: skip
+    unseen = int(sum(n for k, n in zip(counts.index.tolist(), counts.tolist(), strict=True) if k not in before)) / total
+    if unseen >= NEW_CATEGORIES and unseen > now:  # many new categories, each small: their sum says it
+        found["text"] += f"; categories the reference never had: {_percent(unseen)} of the window"
+        found["new_categories_share"] = unseen
+    return found
+
+
+SPREAD_CHANGE = 1.5  # a window's IQR (or sd) this many times the reference's, or a 1.5th of it, is said
+NEW_CATEGORIES = 0.05  # the window's share of categories the reference never had that is said
+
+
+def _spread(values: Any, name: str) -> float:
+    import numpy as np
+
+    if name == "IQR":
+        q1, q3 = np.quantile(values, [0.25, 0.75])
+        return float(q3 - q1)
+    return float(np.std(values))
 
 
 _SHOWN_CHARS = 60  # a category is the data's text: a message shows this much of it
-
-
-def _printable(text: str) -> str:
-    """The data's text as it can be shown in one line: a control or format character (a line break, an
-    escape sequence, a right-to-left override) as its code, so no category can fake a line of its own."""
-    return "".join(c if unicodedata.category(c)[0] != "C" else f"\\u{ord(c):04x}" for c in text)
 
 
 def _percent(share: float) -> str:

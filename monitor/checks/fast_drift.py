@@ -40,6 +40,8 @@ TESTS: dict[str, tuple[str, float]] = {
     "chisquare": ("chi-square p_value", 0.05),
     "z": ("Z-test p_value", 0.05),
 }
+# Evidently's tests whose score is a distance (drifts above its threshold); every other is a p-value.
+DISTANCES = frozenset({"ed", "hellinger", "jensenshannon", "kl_div", "psi", "wasserstein"})
 SMALL_REFERENCE = 1000  # evidently switches tests above this many reference rows
 FEW_VALUES = 5  # a number column with at most this many distinct values is tested as categories
 BINNED_ABOVE = 20  # jensenshannon bins a number column with more distinct reference values than this

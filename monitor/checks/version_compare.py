@@ -107,8 +107,10 @@ def _latest(frame: pd.DataFrame, names: pd.Series, baseline: str) -> str | None:
 
 
 def _inner(spec: VersionCompareSpec, kind: str, **keys: Any) -> dict[str, Any]:
-    """The keys of another kind's spec for the same schedule, window and min_rows: its evaluation is reused."""
-    return {"name": spec.name, "kind": kind, "every": spec.every, "window": spec.window, "min_rows": spec.min_rows, **keys}
+    """The keys of another kind's spec for the same schedule, window and min_rows (when written: unset,
+    a drift test keeps its own minimum, docs/drift.md): its evaluation is reused."""
+    written = {"min_rows": spec.min_rows} if "min_rows" in spec.model_fields_set else {}
+    return {"name": spec.name, "kind": kind, "every": spec.every, "window": spec.window, **written, **keys}
 
 
 def evaluate(spec: VersionCompareSpec, window: Window, reference: Reference | None, features: list[str]) -> Evaluation:

@@ -648,15 +648,21 @@ def _rule_issues(doc: Document, at: tuple, rule: RuleSpec, check: CheckSpec, kin
     when, resolve = rule.when, rule.resolve_when
     metrics = kind.metrics_of(check)
     for key, condition in (("when", when), ("resolve_when", resolve)):
-        if condition is None or condition.anchor != "reference" or condition.metric not in metrics:
+        if condition is None or condition.anchor not in ("reference", "range") or condition.metric not in metrics:
             continue
-        if condition.op == OUTSIDE:
-            if not kind.calibrates:
+        if condition.anchor == "range":
+            if not kind.range_metrics:
                 yield doc.issue(
                     (*at, key),
-                    f"'outside reference' runs the check on its reference's own rows, and a {check.kind} check cannot "
+                    f"the reference range runs the check on its reference's own rows, and a {check.kind} check cannot "
                     f"be (it is for {', '.join(sorted(k.kind for k in _calibrating_kinds()))} checks): compare "
                     f"{condition.metric} with a number, or with its own past ('{condition.metric} > 1.5x baseline')",
+                )
+            elif condition.metric not in kind.range_metrics:
+                yield doc.issue(
+                    (*at, key),
+                    f"a {check.kind} check works out no reference range of {condition.metric!r} (it has one of "
+                    f"{', '.join(sorted(kind.range_metrics))}): compare it with a number",
                 )
             continue
         if condition.metric not in kind.reference_metrics:
@@ -666,11 +672,17 @@ def _rule_issues(doc: Document, at: tuple, rule: RuleSpec, check: CheckSpec, kin
                 f"a {check.kind} check computes no reference value of {condition.metric!r}{has}: compare it with a "
                 f"number, or with its own past ('{condition.metric} {condition.op} 1.5x baseline')",
             )
-    if (resolve is not None or rule.margin is not None) and when.op == OUTSIDE:
+    if (resolve is not None or rule.margin is not None) and when.anchor == "range":
         yield doc.issue(
             (*at, "resolve_when" if resolve is not None else "margin"),
             f"'{when.text}' resolves once the value is back inside the reference's range, which is worked out "
             f"at each window's size: remove {'resolve_when' if resolve is not None else 'margin'}",
+        )
+    elif resolve is not None and resolve.anchor == "range":
+        yield doc.issue(
+            (*at, "resolve_when"),
+            f"'{resolve.text}' cannot say when '{when.text}' is back: a rule on the reference range is its own "
+            f"('{when.metric} outside reference' resolves once back inside it); remove resolve_when, or write one on a number",
         )
     elif (resolve is not None or rule.margin is not None) and when.op not in ABOVE + BELOW:
         yield doc.issue(
@@ -713,7 +725,8 @@ def _rule_issues(doc: Document, at: tuple, rule: RuleSpec, check: CheckSpec, kin
         if getattr(rule, key) is not None and not rule.uses("baseline"):
             yield doc.issue(
                 (*at, key),
-                f"{key} is for a condition on the baseline, such as '{when.metric} {when.op} 1.5x baseline', "
+                f"{key} is for a condition on the baseline, such as '{when.metric} {when.op if when.op != OUTSIDE else '>'} "
+                "1.5x baseline', "
                 "and this rule has none: remove it",
                 key=True,
             )
@@ -731,13 +744,13 @@ def _rule_issues(doc: Document, at: tuple, rule: RuleSpec, check: CheckSpec, kin
 
 
 def _calibrating_kinds() -> list[CheckKind]:
-    return [kind for kind in CHECKS.values() if kind.calibrates]
+    return [kind for kind in CHECKS.values() if kind.range_metrics]
 
 
 def _share_issues(doc: Document, at: tuple, rule: RuleSpec, kind: CheckKind) -> Iterator[ConfigIssue]:
     """A rule on a share (a value from 0 to 1 whatever the data) that could never fire, or never resolve."""
     when, resolve = rule.when, rule.resolve_when
-    if when.metric not in kind.shares or when.anchor == "baseline" or when.op == OUTSIDE:
+    if when.metric not in kind.shares or when.anchor in ("baseline", "range"):
         return
     if when.anchor == "reference":  # factor x a share + offset: from the offset to factor + offset
         if when.op in ABOVE:

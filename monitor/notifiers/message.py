@@ -18,6 +18,7 @@ from typing import Any
 
 from monitor.alerting.conditions import BACK
 from monitor.alerting.rules import SEVERITY_RANK
+from monitor.text import one_line
 
 TOP_FEATURES = 10
 MORE_LISTED = 20  # of the other alerts a bundled message tells, this many subjects are listed
@@ -79,7 +80,7 @@ class AlertMessage:
 
     @property
     def subject(self) -> str:
-        where = f"{self.model} / {self.check}" + (f" / {self.feature}" if self.feature else "")
+        where = f"{self.model} / {self.check}" + (f" / {one_line(self.feature)}" if self.feature else "")
         if self.model_version:
             where += f" [model_version {self.model_version}]"
         if self.event == "resolved":
@@ -119,7 +120,7 @@ class AlertMessage:
         for state, heading in (("firing", "also firing"), ("resolved", "resolved")):
             listed = [other for other in self.also if other["state"] == state]
             for other in listed[:TOP_FEATURES]:
-                where = f" [{other['feature']}]" if other["feature"] else ""
+                where = f" [{one_line(other['feature'])}]" if other["feature"] else ""
                 value = format_number(other["value"], other["threshold"])
                 out.append(f"{heading}: {other['rule']}{where}, {value} ({other['severity']})")
             if len(listed) > TOP_FEATURES:
@@ -148,7 +149,7 @@ class AlertMessage:
         if self.band is not None:
             low, high = self.band
             edge = "top" if self.threshold == high else "bottom"
-            return f"{shown}, the {edge} of its reference range {format_number(low)}-{format_number(high)}"
+            return f"{shown}, the {edge} of its reference range {format_number(low)} to {format_number(high)}"
         if self.anchor is None or self.anchor_value is None:
             return shown
         made = f"{self.anchor} {format_number(self.anchor_value)}"
