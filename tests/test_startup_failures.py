@@ -46,3 +46,45 @@ def test_a_listen_port_in_use(tmp_path, capsys):
     [line] = [line for line in err.splitlines() if line.startswith("monitor: ")]
     assert line.startswith(f"monitor: cannot serve on 127.0.0.1:{port}: ")
     assert line.endswith("stop what holds it, or set server.listen") and "Traceback" not in err
+
+
+def test_a_second_daemon_on_one_sqlite_file_exits_naming_it_and_one_after_a_kill_starts(tmp_path):
+    """SQLite takes one daemon: a second would schedule every check again and send every notification
+    twice. The lock is the kernel's, so a daemon killed with -9 leaves nothing that blocks the next."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = write_project(tmp_path)
+    database = (tmp_path / "monitor.db").resolve()
+    env = {k: v for k, v in os.environ.items() if k != "MONITOR_CONFIG"}
+    command = [sys.executable, "-m", "monitor", "run", "--config", str(config)]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lock = database.with_name("monitor.db.lock")
+        deadline = time.monotonic() + 60
+        while not (lock.exists() and lock.read_text().strip() == str(first.pid)):  # the first holds it
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.05)
+        second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+        assert second.returncode == 2
+        [line] = [line for line in second.stderr.splitlines() if line.startswith("monitor: ")]
+        assert line == (
+            f"monitor: another monitor daemon (pid {first.pid}) uses the SQLite database {database}: SQLite takes one "
+            "daemon; stop that one, or run several on PostgreSQL"
+        )
+        assert "Traceback" not in second.stderr
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=30)
+    third = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while lock.read_text().strip() != str(third.pid):
+            assert third.poll() is None and time.monotonic() < deadline, third.communicate()
+            time.sleep(0.05)
+    finally:
+        third.send_signal(signal.SIGTERM)
+        assert third.wait(timeout=60) == 0

@@ -170,6 +170,7 @@ class Daemon:
         self.project = project
         self.clock = clock or SystemClock()
         self.engine = engine or db.create_engine(project.config.database.url)
+        self._sqlite_lock = db.SqliteLock(self.engine)  # one daemon per SQLite file, taken at start
         self.telemetry = Telemetry()
         self.health = health or Health()  # what blinds the daemon right now: /healthz, the status page, the log
         self._failing_checks = LogThrottle(log)  # a check that errors on every run is logged as one condition
@@ -475,6 +476,10 @@ class Daemon:
 
         url = self.engine.url.render_as_string(hide_password=True)
         try:
+            self._sqlite_lock.acquire()
+        except db.SqliteInUse as exc:
+            raise StartupError(str(exc)) from exc
+        try:
             self.prepare()
         except sa.exc.SQLAlchemyError as exc:
             raise StartupError(f"cannot use the database {url}: {why_not_recorded(exc)}") from exc
@@ -561,6 +566,7 @@ class Daemon:
         for thread in self._threads:
             thread.join(timeout=30)
         self.engine.dispose()
+        self._sqlite_lock.release()
         log.info("monitor stopped")
 
     def request_stop(self, *_args) -> None:

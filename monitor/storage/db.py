@@ -7,6 +7,7 @@ daemon writes; PostgreSQL is used as it is.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import IO
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -113,3 +114,54 @@ def installation_id(engine: Engine) -> str:
         # Picking one of several (or making one up) could match another database's messages again.
         raise RuntimeError(f"the installation table must hold exactly one row, it holds {len(ids)}: see docs/database.md")
     return ids[0]
+
+
+class SqliteInUse(Exception):
+    """Another daemon holds the SQLite database file: SQLite is for one daemon at a time."""
+
+
+class SqliteLock:
+    """The one daemon of a SQLite database file: an exclusive lock (``flock``) on ``FILE.lock`` beside it,
+    held while the daemon runs and released by the kernel when its process ends, ``kill -9`` too.
+
+    Two daemons on one SQLite file would each schedule every check and each send every notification;
+    PostgreSQL is where replicas share the work (docs/operations.md). A database in memory has no file
+    and no second daemon."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.path: Path | None = None
+        self._file: IO[str] | None = None
+        url = engine.url
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            self.path = Path(url.database).resolve()
+
+    def acquire(self) -> None:
+        """Raises SqliteInUse naming the file (and the other daemon's pid) when another daemon holds it."""
+        import fcntl
+        import os
+
+        if self.path is None or self._file is not None:
+            return
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        handle = open(lock_path, "a+")  # noqa: SIM115 - held open for the daemon's life
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            by = f" (pid {holder})" if holder.isdigit() else ""
+            raise SqliteInUse(
+                f"another monitor daemon{by} uses the SQLite database {self.path}: SQLite takes one daemon; "
+                "stop that one, or run several on PostgreSQL"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing the file releases the lock
+            self._file = None
