@@ -9,11 +9,11 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
 from monitor import __version__
+from monitor.logs import FORMATS, formatter
 
 EPILOG = """\
 examples:
@@ -59,13 +59,6 @@ def _reason(text: str) -> str:
     return text.strip()
 
 
-class UtcFormatter(logging.Formatter):
-    """Log times in UTC with their offset (ISO 8601), like every other time monitor shows."""
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
-        return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-
-
 def _config_arg(parser: argparse.ArgumentParser, *, inner: bool = False) -> None:
     """``--config``; ``inner`` for an action's own parser, so that ``--config`` given before the action
     is not reset by the action's default."""
@@ -89,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"monitor {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default=os.environ.get("MONITOR_LOG_FORMAT", "text").strip().lower(),
+        help="text (the default, for a terminal) or json: one object a line with time (UTC), level, logger, message, "
+        "and the model, check, run_id or receiver it is about (default: $MONITOR_LOG_FORMAT, else text)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = commands.add_parser(
@@ -230,9 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.log_format not in FORMATS:  # only from the environment: argparse checks what is written
+        parser.error(f"MONITOR_LOG_FORMAT={args.log_format!r}: expected one of {', '.join(FORMATS)}")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(UtcFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(formatter(args.log_format))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     # httpx logs every request's URL at INFO: a receiver's URL may hold its secret (a webhook key).
     for noisy in ("apscheduler", "alembic", "slack_sdk", "urllib3", "httpx", "httpcore"):

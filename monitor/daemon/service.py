@@ -43,6 +43,7 @@ from monitor.health import Health, LogThrottle, in_one_line
 from monitor.ingest.retention import delete_expired
 from monitor.ingest.rows import RowLimits
 from monitor.ingest.sampler import Sampler
+from monitor.logs import bind, log_context
 from monitor.notifiers import own_alerts
 from monitor.notifiers.outbox import Outbox
 from monitor.notifiers.own_alerts import OwnAlerts
@@ -211,6 +212,10 @@ class Daemon:
         self._threads: list[threading.Thread] = []
 
     def evaluate(self, model: ModelConfig, check: CheckSpec) -> RunResult | None:
+        with log_context(model=model.model, check=check.name):  # on each line of the run, in JSON logs
+            return self._evaluate(model, check)
+
+    def _evaluate(self, model: ModelConfig, check: CheckSpec) -> RunResult | None:
         self._note_start(model, check)
         started = self.clock.now()
         try:
@@ -225,6 +230,7 @@ class Daemon:
             )
             return None
         self.health.recovered(RECORDING)  # a write went through: the database takes them again
+        bind(run_id=result.run_id)
         name = f"{result.model}/{result.check}"
         self._last_recorded[name] = started
         if result.outcome == "error":

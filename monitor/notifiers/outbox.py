@@ -48,6 +48,7 @@ from monitor.alerting.silences import SilenceRule, holding
 from monitor.clock import Clock
 from monitor.config.durations import format_duration
 from monitor.health import Health, LogThrottle, in_one_line
+from monitor.logs import bind, log_context
 from monitor.notifiers import bundling
 from monitor.notifiers.base import Delivery, Notifier, Posted, Receiver
 from monitor.notifiers.message import AlertMessage
@@ -422,10 +423,15 @@ class Outbox:
             return claimed.rowcount == 1
 
     def _deliver(self, notification_id: int) -> int:
+        with log_context(notification_id=notification_id):  # on each line of the delivery, in JSON logs
+            return self._deliver_one(notification_id)
+
+    def _deliver_one(self, notification_id: int) -> int:
         with Session(self.engine) as session:
             row = session.get(Notification, notification_id)
             if row is None:  # deleted since it was claimed (retention): nothing to send
                 return 0
+            bind(receiver=row.receiver)
             if self._silenced(session, row):  # held until its silence ends, or dropped: nothing is sent
                 session.commit()
                 return 0
