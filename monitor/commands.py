@@ -13,6 +13,7 @@ from monitor.config.durations import format_duration
 from monitor.daemon.project import Project, default_config_path
 from monitor.notifiers.message import format_number
 from monitor.sources.base import SKIPPED_FILES
+from monitor.text import one_line
 
 
 def _project(args: argparse.Namespace, files: list[Path] | None = None) -> Project | None:
@@ -168,7 +169,7 @@ def _print_part(result) -> None:
         print(f"  skipped file {path}: {reason}")
     for o in result.observations:
         print(
-            f"  rule {o.rule.when.text!r}{' [' + o.feature + ']' if o.feature else ''}: {'BREACHED' if o.breached else 'ok'} at {format_number(o.value, o.threshold)}"
+            f"  rule {o.rule.when.text!r}{' [' + one_line(o.feature) + ']' if o.feature else ''}: {'BREACHED' if o.breached else 'ok'} at {format_number(o.value, o.threshold)}"
             + (f" (threshold {format_number(o.threshold)})" if o.rule.when.anchor and o.band is None else "")
             + (f" (reference range {format_number(o.band[0])} to {format_number(o.band[1])})" if o.band is not None else "")
         )

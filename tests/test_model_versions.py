@@ -216,6 +216,17 @@ def test_a_slower_candidate_fires_latency_ratio(tmp_path, engine):
     assert result.evaluation.evidence["p95_ms"]["candidate"] > 2 * result.evaluation.evidence["p95_ms"]["baseline"]
 
 
+def test_a_candidate_too_small_for_the_drift_test_still_gets_its_latency_ratio(tmp_path, engine):
+    """1,500 baseline rows take a distance test, which needs 1,000 candidate values: 200 are too few for
+    the predictions' drift, and enough for the latency's p95."""
+    frames = [versioned(live_frame(1500, seed=2), "v1"), versioned(live_frame(200, seed=3, latency_scale=60.0), "v2")]
+    result = run(project(tmp_path, frames, [CANARY]), engine, "canary")
+    assert result.outcome == "breach"
+    assert [(o.rule.when.text, o.breached) for o in result.observations] == [("latency_ratio > 1.5", True)]
+    not_computed = result.evaluation.evidence["not_computed"]
+    assert "prediction 200 of 1,000 (a fixed distance threshold)" in not_computed["prediction_drifted"]
+
+
 def labelled(frame: pd.DataFrame, accuracy: float, seed: int) -> pd.DataFrame:
     """Class predictions and labels that agree on about ``accuracy`` of the rows."""
     rng = np.random.default_rng(seed)

@@ -251,6 +251,6 @@ def test_a_line_break_in_a_model_version_does_not_break_the_mails_subject():
     message = AlertMessage(1, "firing", "m", "c", "drift", "fraud-team", "critical", "x > 1", "x", 2.0, 1.0, T0.isoformat(), "1h",
                            T0.isoformat(), T0.isoformat(), 10, model_version="v2\r\nBcc: x@example.com")  # fmt: skip
     mail = mail_of(message, "monitor@example.com", ["oncall@example.com"], "key", "episode")
-    assert mail["Subject"] == "[FIRING critical] m / c [model_version v2  Bcc: x@example.com]: x = 2"
+    assert mail["Subject"] == "[FIRING critical] m / c [model_version v2\\u000d\\u000aBcc: x@example.com]: x = 2"
     assert mail["Bcc"] is None
     assert b"\r\nBcc:" not in mail.as_bytes()

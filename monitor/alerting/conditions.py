@@ -11,7 +11,7 @@ reference data set (``reference``) or its median over a past period (``baseline`
     age_s > 2h                         a duration, on a metric of seconds (*_s) or milliseconds (*_ms)
     missing_share > reference range    past the range the metric takes over the reference's own
     missing_share outside reference    windows of the live window's size (``MetricValue.band``): its
-                                       top (> >=), its bottom (< <=), or either (outside)
+                                       top (>), its bottom (<), or either (outside)
 
 On an anchor the limit is ``FACTOR × anchor + offset``; ``==`` and ``!=`` compare with a number only.
 """
@@ -101,10 +101,10 @@ class Condition:
         if match["outside"] is not None:
             return cls(match["metric"], OUTSIDE, 0.0, normalised, anchor="range")
         if match["range"] is not None:
-            if match["op"] in ("==", "!="):
+            if match["op"] not in (">", "<"):  # >= and <= would fire at an edge of 0 or 1 on every window
                 raise ConditionError(
-                    f"cannot read condition {text!r}: the reference range has a top and a bottom: compare with it by "
-                    "> >= (past its top) < <= (past its bottom), or write 'METRIC outside reference'"
+                    f"cannot read condition {text!r}: the reference range has a top and a bottom, and a value is past "
+                    "them or not: compare with it by > (past its top) or < (past its bottom), or write 'METRIC outside reference'"
                 )
             return cls(match["metric"], match["op"], 0.0, normalised, anchor="range")
         if match["duration"] is not None:
@@ -172,7 +172,7 @@ class Condition:
 
 def past_range(condition: Condition, value: float, band: tuple[float, float]) -> tuple[bool, float]:
     """Whether ``value`` breaches a condition on the reference range ``band`` (low, high), and the edge it
-    is judged against: the top for > >=, the bottom for < <=; for ``outside``, the one it crossed, else
+    is judged against: the top for >, the bottom for <; for ``outside``, the one it crossed, else
     the nearer one."""
     low, high = band
     if condition.op != OUTSIDE:

@@ -82,7 +82,7 @@ def banded(
     if unbanded:
         extra["no_reference_range"] = (
             f"{', '.join(unbanded)}: fewer than {MIN_WINDOWS} of the reference's windows of {rows:,} rows have a value; "
-            "its outside-reference rules are not judged"
+            "its rules on the reference range are not judged"
         )
     return replace(evaluation, values=values, evidence={**evaluation.evidence, **extra})
 

@@ -158,17 +158,21 @@ def evaluate(spec: VersionCompareSpec, window: Window, reference: Reference | No
         prediction=PREDICTION_COLUMN,
     )
     drift = prediction_drift.evaluate(drift_spec, of(candidate_rows), baseline_reference, features)
-    if drift.outcome != "ok":
+    if drift.outcome == "error":
         return Evaluation(drift.outcome, size, evidence=evidence, error=f"{versus}: {drift.error}", model_version=version)
-    found = {v.metric: v.value for v in drift.values if not v.feature}
-    values = [
-        MetricValue("prediction_drift_score", found["drift_score"]),
-        MetricValue("prediction_drifted", found["drifted"]),
-    ]
-    evidence["features"] = drift.evidence.get("features", [])
-    if "classes" in drift.evidence:  # each class's share of the candidate's predictions, and of the baseline's
-        evidence["classes"] = drift.evidence["classes"]
     not_computed: dict[str, str] = {}
+    values: list[MetricValue] = []
+    if drift.outcome == "insufficient_data":  # too few predictions for the drift test: latency and quality still are
+        not_computed["prediction_drift_score"] = not_computed["prediction_drifted"] = drift.error or "too few predictions"
+    else:
+        found = {v.metric: v.value for v in drift.values if not v.feature}
+        values = [
+            MetricValue("prediction_drift_score", found["drift_score"]),
+            MetricValue("prediction_drifted", found["drifted"]),
+        ]
+        evidence["features"] = drift.evidence.get("features", [])
+        if "classes" in drift.evidence:  # each class's share of the candidate's predictions, and of the baseline's
+            evidence["classes"] = drift.evidence["classes"]
 
     # Latency: latency's evaluation of each version's rows, p95 against p95.
     if LATENCY not in frame.columns:
@@ -211,6 +215,9 @@ def evaluate(spec: VersionCompareSpec, window: Window, reference: Reference | No
                 values.append(MetricValue(delta, scores["candidate"] - scores["baseline"]))
     if not_computed:
         evidence["not_computed"] = not_computed
+    if not values:  # the drift test had too few predictions, and nothing else is computed
+        reasons = "; ".join(dict.fromkeys(not_computed.values()))
+        return Evaluation("insufficient_data", size, evidence=evidence, error=f"{versus}: {reasons}", model_version=version)
     compared = (
         f"candidate {candidate} ({len(candidate_rows):,} rows) against baseline {spec.baseline} ({len(baseline_rows):,} rows)"
     )

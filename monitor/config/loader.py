@@ -656,7 +656,8 @@ def _rule_issues(doc: Document, at: tuple, rule: RuleSpec, check: CheckSpec, kin
                     (*at, key),
                     f"the reference range runs the check on its reference's own rows, and a {check.kind} check cannot "
                     f"be (it is for {', '.join(sorted(k.kind for k in _calibrating_kinds()))} checks): compare "
-                    f"{condition.metric} with a number, or with its own past ('{condition.metric} > 1.5x baseline')",
+                    f"{condition.metric} with a number, or with its own past ('{condition.metric} "
+                    f"{condition.op if condition.op in ABOVE + BELOW else '>'} 1.5x baseline')",
                 )
             elif condition.metric not in kind.range_metrics:
                 yield doc.issue(

@@ -82,7 +82,7 @@ class AlertMessage:
     def subject(self) -> str:
         where = f"{self.model} / {self.check}" + (f" / {one_line(self.feature)}" if self.feature else "")
         if self.model_version:
-            where += f" [model_version {self.model_version}]"
+            where += f" [model_version {one_line(self.model_version)}]"
         if self.event == "resolved":
             state = "CLOSED" if self.reason else "RESOLVED"
         else:  # an update or a repeat says so: on the console and in mail it is not edited in place
@@ -148,7 +148,7 @@ class AlertMessage:
         shown = format_number(self.threshold)
         if self.band is not None:
             low, high = self.band
-            edge = "top" if self.threshold == high else "bottom"
+            edge = "top" if self.threshold == high and " < reference range" not in self.rule else "bottom"
             return f"{shown}, the {edge} of its reference range {format_number(low)} to {format_number(high)}"
         if self.anchor is None or self.anchor_value is None:
             return shown
