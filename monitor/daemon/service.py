@@ -31,12 +31,15 @@ from monitor.checks import CHECKS
 from monitor.checks.base import CheckSpec
 from monitor.checks.performance import ingest_classes
 from monitor.clock import Clock, SystemClock
+from monitor.config import ConfigError
 from monitor.config.durations import format_duration
+from monitor.config.loader import check_file_paths, load_check_files, load_config
 from monitor.config.models import ModelConfig, is_loopback
 from monitor.daemon.closing import close_orphans
 from monitor.daemon.evaluator import Evaluator, RunResult
 from monitor.daemon.heartbeat import Heartbeat
 from monitor.daemon.project import Project
+from monitor.daemon.reload import WATCH_EVERY_S, Changes, FilesWatch, changes, merged, scheduled
 from monitor.daemon.repeats import owe_repeats
 from monitor.daemon.workers import Workers
 from monitor.health import Health, LogThrottle, in_one_line
@@ -105,6 +108,7 @@ APART_WORKERS = 32
 RECORDING = "recording"
 CHECKS_LOADED = "checks"
 CHECK_FILES = "check files"
+CONFIG = "config"  # the daemon config on disk, read again at a reload
 
 
 def no_checks_loaded(project: Project) -> str:
@@ -208,6 +212,9 @@ class Daemon:
         self._stop = threading.Event()
         self._background_stop = threading.Event()
         self._scheduler: BackgroundScheduler | None = None
+        self._reload = threading.Event()  # set by SIGHUP and the watch, done by the main loop
+        self._reloading = threading.Lock()
+        self._watch: FilesWatch | None = None
         self._workers: Workers | None = None
         self._threads: list[threading.Thread] = []
 
@@ -294,15 +301,7 @@ class Daemon:
             log.error("check file skipped: %s", issue)
         for warning in self.project.checks.warnings:
             log.warning("check file loaded, but: %s", warning)
-        if self.project.checks.issues:  # its checks are not watched until it is mended: said on /healthz too
-            files = sorted({_shown(Path(issue.file), self.project.base_dir) for issue in self.project.checks.issues})
-            self.health.failing(
-                CHECK_FILES,
-                f"{len(files)} check file(s) skipped, their models not watched: {', '.join(map(str, files))} "
-                "(monitor validate says why)",
-            )
-        if not self.project.checks.models:
-            self.health.failing(CHECKS_LOADED, no_checks_loaded(self.project))
+        self._say_check_files()
         db.upgrade(self.engine)
         self.tell_skipped_files()
         self.close_orphans()
@@ -311,6 +310,28 @@ class Daemon:
             warm_up = CHECKS[kind].warm_up
             if warm_up is not None:
                 warm_up()
+
+    def _say_check_files(self) -> None:
+        """The check files that do not load, on /healthz (their models are not watched, or watched as they
+        last loaded); no check at all, likewise."""
+        checks = self.project.checks
+        if checks.issues:
+            broken = {Path(issue.file).resolve() for issue in checks.issues}
+            kept = {Path(path).resolve() for path in checks.files.values()} & broken  # their last good versions run
+            files = sorted({_shown(path, self.project.base_dir) for path in broken - kept})
+            said = (
+                [f"{len(files)} check file(s) skipped, their models not watched: {', '.join(map(str, files))}"] if files else []
+            )
+            if kept:
+                shown = sorted(_shown(path, self.project.base_dir) for path in kept)
+                said.append(f"{len(kept)} check file(s) do not load, their last good versions run: {', '.join(map(str, shown))}")
+            self.health.failing(CHECK_FILES, "; ".join(said) + " (monitor validate says why)")
+        else:
+            self.health.recovered(CHECK_FILES)
+        if not self.project.checks.models:
+            self.health.failing(CHECKS_LOADED, no_checks_loaded(self.project))
+        else:
+            self.health.recovered(CHECKS_LOADED)
 
     def tell_skipped_files(self) -> None:
         """A check file that does not load is an alert of monitor's own, to its owner (else the config's
@@ -503,30 +524,19 @@ class Daemon:
         # A kind that waits on something outside (a probe, up to its timeout) has workers of its own, one
         # per such check up to APART_WORKERS: it never waits behind a drift check, nor holds up one.
         apart = sum(CHECKS[c.kind].own_workers for m in self.project.checks.models.values() for c in m.checks)
-        executors = {"default": ThreadPoolExecutor(self.workers)}
-        if apart:
-            executors[APART] = ThreadPoolExecutor(min(apart, APART_WORKERS))
+        # Threads are made as jobs need them: an idle executor for probes costs nothing, and a reload may add one.
+        executors = {"default": ThreadPoolExecutor(self.workers), APART: ThreadPoolExecutor(max(1, min(apart, APART_WORKERS)))}
         scheduler = BackgroundScheduler(executors=executors, timezone="UTC")
         scheduler.add_listener(self._on_scheduler_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         self._scheduler = scheduler
         now = self.clock.now()
-        count = 0
-        for model in self.project.checks.models.values():
-            for check in model.checks:
-                scheduler.add_job(
-                    self.evaluate,
-                    "interval",
-                    args=(model, check),
-                    executor=APART if CHECKS[check.kind].own_workers else "default",
-                    seconds=check.every.total_seconds(),
-                    id=f"{model.model}/{check.name}",
-                    name=f"{model.model}/{check.name}",
-                    next_run_time=now + timedelta(milliseconds=50 * count),
-                    max_instances=1,
-                    coalesce=True,
-                    misfire_grace_time=max(1, int(check.every.total_seconds())),
-                )
-                count += 1
+        jobs = scheduled(self.project.checks)
+        for count, (model, check) in enumerate(jobs.values()):
+            self._schedule(model, check, now + timedelta(milliseconds=50 * count))
+        count = len(jobs)
+        self._watch = FilesWatch(self.project.config_path, self.project.checks_dir)
+        scheduler.add_job(self._look_at_files, "interval", seconds=WATCH_EVERY_S, id="watch", name="watch",
+                          next_run_time=now + timedelta(seconds=WATCH_EVERY_S), max_instances=1, coalesce=True)  # fmt: skip
         heartbeat_url = self.project.config.heartbeat_url.get_secret_value()
         if heartbeat_url:  # on the scheduler: a daemon whose scheduler is stuck stops beating
             heartbeat = Heartbeat(heartbeat_url, self.health)
@@ -555,6 +565,76 @@ class Daemon:
             self.engine.url.render_as_string(hide_password=True),
         )
 
+    def _schedule(self, model: ModelConfig, check: CheckSpec, first: datetime) -> None:
+        assert self._scheduler is not None
+        self._scheduler.add_job(
+            self.evaluate,
+            "interval",
+            args=(model, check),
+            executor=APART if CHECKS[check.kind].own_workers else "default",
+            seconds=check.every.total_seconds(),
+            id=f"{model.model}/{check.name}",
+            name=f"{model.model}/{check.name}",
+            next_run_time=first,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(check.every.total_seconds())),
+            replace_existing=True,
+        )
+
+    def reload(self) -> Changes:
+        """The check files loaded again, file by file (monitor/daemon/reload.py): a changed check is
+        scheduled anew and runs now, a removed one's episodes end with a notice, a file that no longer
+        loads keeps its last good version and its owner is told. The daemon config is read to say
+        whether it is broken or changed: its changes apply at the next start."""
+        with self._reloading:
+            if self._watch is not None:
+                self._watch.changed()  # what is loaded now is what the watch compares with next
+            self._say_config()
+            project = self.project
+            owners_from = project.config if project.config_path else None
+            fresh = load_check_files(check_file_paths(project.checks_dir), owners_from, base_dir=project.base_dir)
+            before, old = scheduled(project.checks), project.checks
+            project.checks = merged(old, fresh)
+            after = scheduled(project.checks)
+            found = changes(before, after)
+            if self._scheduler is not None:
+                for job in found.removed:
+                    self._scheduler.remove_job(job)
+                now = self.clock.now()
+                for count, job in enumerate(found.added + found.changed):
+                    self._schedule(*after[job], now + timedelta(milliseconds=50 * count))
+            new_issues = [issue for issue in fresh.issues if issue not in old.issues]
+            for issue in new_issues:
+                log.error("check file not reloaded, its last good version keeps running: %s", issue)
+            self._say_check_files()
+            self.tell_skipped_files()
+            self.close_orphans()
+            log.info("check files reloaded: %s; %d check file(s) do not load", found, len({i.file for i in fresh.issues}))
+            return found
+
+    def _say_config(self) -> None:
+        """Whether the daemon config on disk is broken or changed: said, never applied while running."""
+        if self.project.config_path is None:
+            return
+        try:
+            on_disk = load_config(self.project.config_path)
+        except ConfigError as exc:
+            self.health.failing(CONFIG, f"the daemon config on disk does not load, the running one is kept: {in_one_line(exc)}")
+            return
+        self.health.recovered(CONFIG)
+        if on_disk != self.project.config:
+            log.warning("the daemon config changed on disk: its changes take effect at the next start of monitor run")
+
+    def _look_at_files(self) -> None:
+        """The watch: reload when a check file or the config changed since the last look."""
+        if self._watch is not None and self._watch.changed():
+            self.request_reload()
+
+    def request_reload(self, *_args) -> None:
+        """From SIGHUP or the watch: the main loop reloads (never in a signal handler)."""
+        self._reload.set()
+
     def stop(self) -> None:
         """No new rows, then no new evaluations; then the last samples are written and the last
         deliveries go out, so nothing accepted or owed is left behind."""
@@ -575,6 +655,14 @@ class Daemon:
         self._sqlite_lock.release()
         log.info("monitor stopped")
 
+    def _reload_safely(self) -> None:
+        try:
+            self.reload()
+        except sa.exc.SQLAlchemyError as exc:  # the schedule changed; the notices wait for the next reload
+            log.warning(
+                "check files reloaded, but their episodes not settled (%s): the next reload tries again", why_not_recorded(exc)
+            )
+
     def request_stop(self, *_args) -> None:
         self._stop.set()
 
@@ -584,10 +672,13 @@ class Daemon:
     def run_forever(self) -> int:
         """Start, block until SIGTERM or SIGINT, stop cleanly."""
         previous = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self.request_reload)
         try:
             self.start()
             while not self._stop.wait(1.0):
-                pass
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self._reload_safely()
             log.info("stop requested: finishing running checks")
         finally:
             self.stop()

@@ -7,8 +7,9 @@ processes instead, and the daemon judges and records what it found (``Evaluated`
 process and transaction, as before: episodes, notifications and the database's writes stay in one
 place.
 
-Each worker loads the project once (spawned, not forked: the daemon has threads) and keeps its own
-sources, prepared references and file reads. A model's runs always go to the same worker (by a hash of
+Each worker loads the daemon config once (spawned, not forked: the daemon has threads) and keeps its
+own sources, prepared references and file reads; each run is sent with its model and check as the
+daemon has them, so a reload of the check files reaches the workers at their next run. A model's runs always go to the same worker (by a hash of
 its name), so its reference is prepared in one worker only, not in each, and its checks due together
 share one read of its files (``sources/window_cache.py``). A worker that dies takes its run with it:
 that worker is started anew and the run is computed in the daemon's process, so a run is never lost
@@ -36,32 +37,30 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# In a worker: its evaluator and the models of its project (set by _start).
+# In a worker: its evaluator (set by _start).
 _evaluator: Evaluator | None = None
-_models: dict[str, ModelConfig] = {}
 
 
 def _start(config_path: str | None) -> None:
-    """A worker's start: the project as the daemon loaded it, an evaluator with its own engine."""
+    """A worker's start: the daemon config as the daemon loaded it, an evaluator with its own engine.
+    The model and check of each run are sent with it, so a reload of the check files needs no restart."""
     global _evaluator
     from monitor.clock import SystemClock
+    from monitor.config.loader import load_config
     from monitor.daemon.evaluator import Evaluator
-    from monitor.daemon.project import Project
     from monitor.storage.db import create_engine
 
-    project = Project.load(Path(config_path) if config_path else None)
-    _models.update(project.checks.models)
-    _evaluator = Evaluator(create_engine(project.config.database.url), project.config, SystemClock())
+    config = load_config(Path(config_path) if config_path else None)
+    _evaluator = Evaluator(create_engine(config.database.url), config, SystemClock())
 
 
 def _ready() -> bool:
     return _evaluator is not None
 
 
-def _compute(model: str, check: str, start: datetime, end: datetime) -> Evaluated:
+def _compute(model: ModelConfig, check: CheckSpec, start: datetime, end: datetime) -> Evaluated:
     assert _evaluator is not None, "a worker computes only once started"
-    spec = _models[model]
-    return _evaluator.read_and_compute(spec, spec.check(check), start, end)
+    return _evaluator.read_and_compute(model, check, start, end)
 
 
 class Workers:
@@ -99,7 +98,7 @@ class Workers:
                           index, warm.exception())  # fmt: skip
             return self.fallback.read_and_compute(model, check, start, end)
         try:
-            return pool.submit(_compute, model.model, check.name, start, end).result()
+            return pool.submit(_compute, model, check, start, end).result()
         except BrokenProcessPool:
             log.error(
                 "an evaluation worker died during %s/%s: starting it again; this run computed here", model.model, check.name

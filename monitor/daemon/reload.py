@@ -1,0 +1,96 @@
+"""Check files read again while the daemon runs: what is kept, what is rescheduled, and when to look.
+
+On SIGHUP, and when the watch sees a check file or the config change, the daemon loads the check
+files again, file by file (``Daemon.reload``). A file that loads replaces its model; a file that no
+longer loads keeps its last good version running (its owner is told, as at start); a file removed
+takes its model away. A check whose model or own keys changed is scheduled anew; the others keep their
+schedule. The daemon config is read again only to say whether it is broken or changed: its changes
+take effect at the next start (the database, the listen address and the workers cannot change under a
+running daemon).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from monitor.checks.base import CheckSpec
+from monitor.config.loader import CheckFiles, check_file_paths
+from monitor.config.models import ModelConfig
+
+WATCH_EVERY_S = 5  # how often the watch looks at the files' sizes and times
+
+
+def merged(old: CheckFiles, fresh: CheckFiles) -> CheckFiles:
+    """``fresh``, with the last good version of each model whose file no longer loads (``old``'s)."""
+    broken = {Path(issue.file).resolve() for issue in fresh.issues}
+    out = CheckFiles(dict(fresh.models), dict(fresh.files), list(fresh.issues), list(fresh.warnings))
+    for name, path in old.files.items():
+        if Path(path).resolve() in broken and name not in out.models:
+            out.models[name], out.files[name] = old.models[name], path
+    return out
+
+
+Scheduled = dict[str, tuple[ModelConfig, CheckSpec]]
+
+
+def scheduled(checks: CheckFiles) -> Scheduled:
+    """Each check's job id (``model/check``) and what it runs."""
+    return {f"{name}/{check.name}": (model, check) for name, model in checks.models.items() for check in model.checks}
+
+
+@dataclass(frozen=True)
+class Changes:
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.changed or self.removed)
+
+    def __str__(self) -> str:
+        parts = [f"{len(ids)} {what} ({', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''})"
+                 for what, ids in (("added", self.added), ("changed", self.changed), ("removed", self.removed)) if ids]  # fmt: skip
+        return "; ".join(parts) or "no check changed"
+
+
+def changes(before: Scheduled, after: Scheduled) -> Changes:
+    """The jobs to add, to schedule anew (their check, or their model's keys other than its checks,
+    changed: another check of the file edited leaves it be) and to remove."""
+    return Changes(
+        added=sorted(after.keys() - before.keys()),
+        changed=sorted(job for job in after.keys() & before.keys() if _runs(*after[job]) != _runs(*before[job])),
+        removed=sorted(before.keys() - after.keys()),
+    )
+
+
+def _runs(model: ModelConfig, check: CheckSpec) -> tuple:
+    """What a check's run depends on: the check, and its model but for the model's other checks."""
+    return model.model_copy(update={"checks": []}), check
+
+
+class FilesWatch:
+    """Whether the config or a check file changed since the last look: each file's path, size and
+    modification time (a file added or removed changes the set)."""
+
+    def __init__(self, config_path: Path | None, checks_dir: Path) -> None:
+        self.config_path, self.checks_dir = config_path, checks_dir
+        self._seen = self._signature()
+
+    def _signature(self) -> frozenset[tuple[str, int, int]]:
+        paths = [*check_file_paths(self.checks_dir), *([self.config_path] if self.config_path else [])]
+        out = set()
+        for path in paths:
+            try:
+                stat = path.stat()
+            except OSError:  # removed between the listing and the look: the next look sees it gone
+                continue
+            out.add((str(path), stat.st_size, stat.st_mtime_ns))
+        return frozenset(out)
+
+    def changed(self) -> bool:
+        now = self._signature()
+        if now == self._seen:
+            return False
+        self._seen = now
+        return True

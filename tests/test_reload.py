@@ -1,0 +1,139 @@
+"""Check files change under a running daemon: a reload (SIGHUP, or the watch seeing a file change)
+applies an edited file without a restart, keeps a broken file's last good version running and tells
+its owner, applies the mended one and resolves that, and ends a removed file's episodes with a notice.
+The real daemon on a FixedClock (its reload called as the main loop calls it), SQLite and PostgreSQL;
+then the real ``monitor run`` process, whose PID a SIGHUP keeps."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import yaml
+from deployments import CHECK_FILE, Deployment, deployments
+from factories import T0, live_frame, write_project
+
+from monitor.daemon.reload import FilesWatch
+from monitor.storage.tables import Alert
+
+EVERY = timedelta(minutes=15)
+
+
+def drift_check(*rules: dict) -> list[dict]:
+    return [{"name": "feature-drift", "kind": "drift", "every": "15m", "window": "1h", "alert": list(rules)}]
+
+
+@pytest.fixture
+def deploy(tmp_path, database_url):
+    def made(rules: list[dict]) -> Deployment:
+        live = live_frame(4000, end=T0 + 4 * EVERY, span=timedelta(hours=3), drift=True)  # rows for every run here
+        return Deployment(tmp_path, database_url, drift_check, rules, live=live)
+
+    yield from deployments(made)
+
+
+def run(d: Deployment) -> str:
+    d.clock.advance(EVERY)
+    model = d.daemon.project.checks.models["fraud-scorer"]
+    result = d.daemon.evaluate(model, model.check("feature-drift"))
+    d.daemon.outbox.deliver_due()
+    return result.outcome
+
+
+def rules_of(d: Deployment) -> list[str]:
+    return [rule.when.text for rule in d.daemon.project.checks.models["fraud-scorer"].check("feature-drift").alert]
+
+
+def test_an_edited_file_applies_at_a_reload_a_broken_one_keeps_its_last_good_version_and_its_owner_is_told(deploy):
+    d = deploy({"when": "drift_share > 0.3", "severity": "critical"})
+    assert run(d) == "breach"
+    d.edit_rules({"when": "drift_share > 0.9", "severity": "critical"})
+    found = d.daemon.reload()
+    assert (found.changed, found.added, found.removed) == (["fraud-scorer/feature-drift"], [], [])
+    assert rules_of(d) == ["drift_share > 0.9"]
+    run(d)  # the new rule is the one judged: the old episode ends, as an edited rule's does
+    episodes = {(a.rule, a.state) for a in d.rows(Alert)}
+    assert ("drift_share > 0.3", "resolved") in episodes
+
+    check_file = d.root / CHECK_FILE
+    good = check_file.read_text()
+    check_file.write_text(good.replace("every: 15m", "every: fortnightly", 1))  # broken
+    found = d.daemon.reload()
+    assert not found  # nothing rescheduled: the last good version keeps running
+    assert rules_of(d) == ["drift_share > 0.9"] and run(d) in ("ok", "breach")
+    [told] = [a for a in d.rows(Alert) if a.check == "check-files"]
+    assert (told.state, told.owner) == ("firing", "fraud-team")
+    assert "fraud-scorer.yaml does not load" in told.rule
+    problems = d.daemon.health.problems()["check files"]
+    assert "1 check file(s) do not load, their last good versions run: checks/fraud-scorer.yaml" in problems
+
+    check_file.write_text(good.replace("drift_share > 0.9", "drift_share > 0.5"))  # mended, and edited
+    d.daemon.reload()
+    assert rules_of(d) == ["drift_share > 0.5"]
+    [told] = [a for a in d.rows(Alert) if a.check == "check-files"]
+    assert told.state == "resolved" and "check files" not in d.daemon.health.problems()
+
+
+def test_a_removed_file_ends_its_episodes_with_a_notice(deploy):
+    d = deploy({"when": "drift_share > 0.3"})
+    assert run(d) == "breach"
+    (d.root / CHECK_FILE).unlink()
+    found = d.daemon.reload()
+    d.daemon.outbox.deliver_due()
+    assert found.removed == ["fraud-scorer/feature-drift"] and not d.daemon.project.checks.models
+    [episode] = d.rows(Alert)
+    assert (episode.state, episode.reason) == ("resolved", "model 'fraud-scorer' removed: no check file defines it")
+    assert "no check file defines it" in d.console.getvalue()  # the notice, to the owner's receiver
+    assert "checks" in d.daemon.health.problems()  # nothing is watched now, and /healthz says so
+
+
+def test_the_watch_sees_a_file_edited_added_or_removed(tmp_path):
+    config = write_project(tmp_path)
+    watch = FilesWatch(config, tmp_path / "checks")
+    assert not watch.changed()
+    check_file = tmp_path / "checks" / "fraud-scorer.yaml"
+    model = yaml.safe_load(check_file.read_text())
+    model["checks"][0]["every"] = "30m"
+    check_file.write_text(yaml.safe_dump(model, sort_keys=False))
+    assert watch.changed() and not watch.changed()  # once per change
+    (tmp_path / "checks" / "other.yaml").write_text(check_file.read_text().replace("fraud-scorer", "other"))
+    assert watch.changed()
+    (tmp_path / "checks" / "other.yaml").unlink()
+    assert watch.changed()
+    config.write_text(config.read_text() + "\n# a comment\n")
+    assert watch.changed()
+
+
+def test_sighup_reloads_the_running_daemon_and_it_keeps_its_pid(tmp_path):
+    config = write_project(tmp_path, live=live_frame(1200, end=datetime.now(UTC)))
+    env = {k: v for k, v in os.environ.items() if k != "MONITOR_CONFIG"}
+    err_path = tmp_path / "stderr.txt"
+    with err_path.open("w") as err:
+        daemon = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(config)],
+                                  stdout=subprocess.DEVNULL, stderr=err, env=env)  # fmt: skip
+        try:
+            wait_for(err_path, "monitor started", daemon)
+            check_file = tmp_path / "checks" / "fraud-scorer.yaml"
+            check_file.write_text(check_file.read_text().replace("p99_ms > 250", "p99_ms > 300"))
+            daemon.send_signal(signal.SIGHUP)
+            wait_for(err_path, "check files reloaded: 1 changed (fraud-scorer/latency)", daemon)
+            config.write_text(config.read_text().replace("listen: 127.0.0.1:0", "listen: [broken"))
+            daemon.send_signal(signal.SIGHUP)
+            wait_for(err_path, "the daemon config on disk does not load, the running one is kept", daemon)
+            assert daemon.poll() is None  # the same process, running on
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            assert daemon.wait(timeout=60) == 0, err_path.read_text()
+    assert "Traceback" not in err_path.read_text()
+
+
+def wait_for(path, text: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, path.read_text()
+        time.sleep(0.05)
