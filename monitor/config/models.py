@@ -10,7 +10,7 @@ import ipaddress
 import re
 from datetime import timedelta
 from email.utils import parseaddr
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator
@@ -229,10 +229,19 @@ class Webhook(StrictModel):
     routing_key: SecretStr = Field(SecretStr(""), description="PagerDuty's integration key; sent in the body")
 
 
+def _url_or_webhook(schema: dict[str, Any]) -> None:
+    """An owner's webhook in the JSON Schema: the URL alone is one too (``Owner._url_alone``)."""
+    schema["anyOf"] = [{"type": "string"}, *schema["anyOf"]]
+
+
 class Owner(StrictModel):
     slack: str | None = Field(None, description="the channel, for example '#fraud-alerts'")
     mention: list[str] = []
-    webhook: Webhook | None = Field(None, description="a URL, or {url, routing_key}: a pager in the PagerDuty Events v2 shape")
+    webhook: Webhook | None = Field(
+        None,
+        description="a URL, or {url, routing_key}: a pager in the PagerDuty Events v2 shape",
+        json_schema_extra=_url_or_webhook,
+    )
     email: list[EmailAddress] = Field([], description="addresses told of each state change (through notifiers.email)")
 
     def kinds(self) -> list[str]:
