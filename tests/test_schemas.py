@@ -31,7 +31,9 @@ def test_the_published_schema_is_what_the_models_say(name):
 def test_each_shipped_example_names_its_schema_and_passes_it(path, schema):
     first = path.read_text().splitlines()[0]
     relative = Path(first.removeprefix("# yaml-language-server: $schema="))
-    assert first.startswith("# yaml-language-server: $schema=") and (path.parent / relative).resolve() == REPO / "schemas" / schema
+    assert (
+        first.startswith("# yaml-language-server: $schema=") and (path.parent / relative).resolve() == REPO / "schemas" / schema
+    )
     jsonschema.validate(yaml.safe_load(path.read_text()), json.loads((REPO / "schemas" / schema).read_text()))
 
 
