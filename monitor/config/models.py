@@ -13,7 +13,7 @@ from email.utils import parseaddr
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from monitor.alerting.maintenance import MaintenanceWindow
 from monitor.alerting.routing import RouteRule
@@ -75,6 +75,23 @@ class ServerConfig(StrictModel):
         if port > 65535:
             raise ValueError(f"port {port} is out of range: use 0 to 65535 (0: any free port)")
         return value
+
+
+class RetentionConfig(StrictModel):
+    """How long the tables keep their rows (monitor/storage/retention.py, docs/database.md)."""
+
+    raw: Duration = Field(timedelta(days=30), description="metrics rows older than this are folded into hourly ones")
+    hourly: Duration = Field(timedelta(days=365), description="hourly metric rows older than this are deleted")
+    runs: Duration = Field(timedelta(days=90), description="check_runs older than this are deleted")
+    notifications: Duration = Field(
+        timedelta(days=90), description="delivered or failed notifications older than this are deleted (not an open alert's)"
+    )
+
+    @model_validator(mode="after")
+    def _hourly_outlives_raw(self) -> RetentionConfig:
+        if self.hourly < self.raw:
+            raise ValueError("hourly is how long the folded rows are kept after raw: make it at least raw")
+        return self
 
 
 class IngestConfig(StrictModel):
@@ -360,6 +377,7 @@ class DaemonConfig(StrictModel):
     database: DatabaseConfig = DatabaseConfig()
     server: ServerConfig = ServerConfig()
     ingest: IngestConfig = IngestConfig()
+    retention: RetentionConfig = RetentionConfig()
     checks_dir: str = "checks"
     notifiers: NotifiersConfig = NotifiersConfig()
     owners: dict[Name, Owner] = {}

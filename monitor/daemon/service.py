@@ -55,6 +55,7 @@ from monitor.sources import SourceError
 from monitor.sources.ingest import IngestModel, feature_types
 from monitor.sources.reference import load_reference
 from monitor.storage import db
+from monitor.storage.retention import prune
 from monitor.storage.tables import CheckRun
 from monitor.telemetry import Telemetry
 
@@ -426,15 +427,38 @@ class Daemon:
             self.outbox.wake()
 
     def remove_expired_samples(self) -> None:
+        """Each table past its retention, hourly: ingested samples (``ingest.retention``), metrics folded
+        into hourly ones, old runs and delivered notifications (``retention``)."""
+        now, retention = self.clock.now(), self.project.config.retention
         try:
-            removed = delete_expired(self.engine, self.clock.now() - self.project.config.ingest.retention)
+            removed = delete_expired(self.engine, now - self.project.config.ingest.retention)
+            # The raw rows a rule reads back (its baseline, its window, an SLO's period) stay raw.
+            raw = max(retention.raw, self._history_read())
+            pruned = prune(self.engine, raw_before=now - raw, hourly_before=now - retention.hourly,
+                           runs_before=now - retention.runs, notifications_before=now - retention.notifications)  # fmt: skip
         except sa.exc.SQLAlchemyError as exc:
             # Caught here, not by the scheduler (a traceback): an outage is told by health already, and
             # what is left is removed by the next hourly run.
-            log.warning("retention: samples not removed (%s); the next run tries again", why_not_recorded(exc))
+            log.warning("retention: not done (%s); the next run tries again", why_not_recorded(exc))
             return
         if removed:
             log.info("retention: removed %d model-minutes of samples", removed)
+        if pruned:
+            log.info("retention: %s", pruned)
+
+    def _history_read(self) -> timedelta:
+        """The longest past any rule reads from ``metrics``: a baseline's period, a rule's own window, a
+        kind's kept windows (an SLO's period), plus a day's margin."""
+        longest = timedelta(0)
+        for model in self.project.checks.models.values():
+            for check in model.checks:
+                kind = CHECKS[check.kind]
+                kept = kind.kept_windows(check) if kind.kept_windows else frozenset()
+                periods = [window for _, window in kept]
+                for rule in check.alert:
+                    periods += [*rule.windows, *([rule.baseline_period] if rule.uses("baseline") else [])]
+                longest = max([longest, *periods])
+        return longest + timedelta(days=1)
 
     def ingest_models(self) -> dict[str, IngestModel]:
         """What the ingest API checks the rows of every model whose source it is against: the type of

@@ -91,6 +91,32 @@ class Metric(Base):
     __table_args__ = (sa.Index("ix_metrics_model_metric_time", "model", "metric", "time"),)
 
 
+class HourlyMetric(Base):
+    """An hour of one series of ``metrics``, folded in once its rows are past ``retention.raw``
+    (monitor/storage/retention.py): read with the raw rows through the view ``metrics_series``."""
+
+    __tablename__ = "metrics_hourly"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UtcDateTime)  # its start; the rows' ``time`` in it
+    model: Mapped[str] = mapped_column(sa.String(100))
+    check: Mapped[str] = mapped_column(sa.String(100))
+    metric: Mapped[str] = mapped_column(sa.String(100))
+    feature: Mapped[str] = mapped_column(sa.String(200), default="", server_default="")
+    model_version: Mapped[str] = mapped_column(sa.String(100), default="", server_default="")
+    min: Mapped[float] = mapped_column(sa.Float)
+    max: Mapped[float] = mapped_column(sa.Float)
+    mean: Mapped[float] = mapped_column(sa.Float)
+    count: Mapped[int] = mapped_column(sa.Integer)
+    last: Mapped[float] = mapped_column(sa.Float)  # the hour's latest value, and its time
+    last_time: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        sa.UniqueConstraint("model", "check", "metric", "feature", "model_version", "hour", name="uq_metrics_hourly_series_hour"),
+        sa.Index("ix_metrics_hourly_hour", "hour"),
+    )
+
+
 class Alert(Base):
     """One episode of one rule (and feature): opened when the condition first holds, closed when it stops."""
 
