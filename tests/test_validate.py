@@ -448,6 +448,7 @@ def test_shipped_config_and_checks_are_valid():
     )
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
     assert f"ok: {len(check_files)} model(s)" in done.stdout, "every file in checks/ is a model the config picks up"
+    assert "warning:" not in done.stderr, "the examples are what a new user copies: no warning either"
 
     listed = [str(p.relative_to(REPO)) for p in check_files]
     done = subprocess.run(
