@@ -286,6 +286,10 @@ def entry() -> NoReturn:
     single_threaded_numerics()
     try:
         code = main()
+    except ModuleNotFoundError as exc:  # the client alone is installed (pip install monitor): not the daemon's
+        print(f"monitor: {exc.name} is not installed: the monitor command needs the daemon's dependencies, "
+              "pip install 'monitor[daemon]'", file=sys.stderr)  # fmt: skip
+        code = 2
     except SystemExit as exc:  # argparse's --help and usage errors
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)
