@@ -66,9 +66,9 @@ def rows_of(engine, sql: str) -> list:
         return conn.execute(as_run(sql), params).all()
 
 
-@pytest.mark.parametrize("title", sorted(panel_queries()))
-def test_each_panel_returns_rows_after_a_real_run(filled, title):
-    assert rows_of(filled, panel_queries()[title]), title
+def test_each_panel_returns_rows_after_a_real_run(filled):
+    empty = [title for title, sql in panel_queries().items() if not rows_of(filled, sql)]
+    assert empty == [], f"no rows for: {empty}"
 
 
 def test_the_series_panels_still_return_rows_once_retention_folded_them(filled):
