@@ -44,6 +44,9 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    import signal
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload before the daemon is up has nothing to reload
     from monitor.daemon.service import Daemon, StartupError
 
     project = _project(args)

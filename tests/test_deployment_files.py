@@ -56,7 +56,8 @@ def test_the_deployment_probes_healthz_runs_one_unprivileged_daemon_and_mounts_i
     spec = deployment["spec"]
     assert (spec["replicas"], spec["strategy"]["type"]) == (1, "Recreate")
     [container] = spec["template"]["spec"]["containers"]
-    assert container["readinessProbe"]["httpGet"]["path"] == container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"  # degraded: no traffic
+    assert container["livenessProbe"]["tcpSocket"]["port"] == "http"  # alive: a degraded daemon is not restarted
     assert spec["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
     assert {m["mountPath"] for m in container["volumeMounts"]} >= {"/etc/monitor/config.yaml", "/etc/monitor/checks"}
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import yaml
@@ -122,6 +123,9 @@ def test_sighup_reloads_the_running_daemon_and_it_keeps_its_pid(tmp_path):
             check_file.write_text(check_file.read_text().replace("p99_ms > 250", "p99_ms > 300"))
             daemon.send_signal(signal.SIGHUP)
             wait_for(err_path, "check files reloaded: 1 changed (fraud-scorer/latency)", daemon)
+            for _ in range(200):  # a burst, as a loop of systemctl reload sends: it must neither hang nor die
+                daemon.send_signal(signal.SIGHUP)
+            wait_for(err_path, "check files reloaded: no check changed", daemon)
             config.write_text(config.read_text().replace("listen: 127.0.0.1:0", "listen: [broken"))
             daemon.send_signal(signal.SIGHUP)
             wait_for(err_path, "the daemon config on disk does not load, the running one is kept", daemon)
@@ -137,3 +141,15 @@ def wait_for(path, text: str, process: subprocess.Popen, timeout: float = 60) ->
     while text not in path.read_text():
         assert process.poll() is None and time.monotonic() < deadline, path.read_text()
         time.sleep(0.05)
+
+
+def test_a_new_file_defining_a_running_model_does_not_take_it_over(deploy):
+    d = deploy({"when": "drift_share > 0.3"})
+    running = d.root / CHECK_FILE
+    newcomer = running.with_name("aa-fraud-scorer.yaml")  # sorts first: the loader would take it
+    newcomer.write_text(running.read_text().replace("drift_share > 0.3", "drift_share > 0.9"))
+    d.daemon.reload()
+    checks = d.daemon.project.checks
+    assert checks.files["fraud-scorer"] == running and rules_of(d) == ["drift_share > 0.3"]
+    [issue] = [i for i in checks.issues if "already defined" in i.message]
+    assert Path(issue.file) == newcomer and str(running) in issue.message

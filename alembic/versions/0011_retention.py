@@ -3,6 +3,7 @@
 - ``metrics_hourly``: an hour of one series of ``metrics`` (model, check, metric, feature, model
   version): min, max, mean, count and the last value with its time, once its raw rows are past
   ``retention.raw`` (monitor/storage/retention.py).
+- An index on ``metrics.run_id``: retention deletes old runs, and each sets its metrics' ``run_id`` null.
 - The view ``metrics_series``: the raw rows and the hourly ones (at the hour's start, the mean as the
   value), with ``resolution`` 'raw' or 'hourly', so that a dashboard's query reads across the boundary.
 
@@ -49,10 +50,13 @@ def upgrade() -> None:
         sa.UniqueConstraint("model", "check", "metric", "feature", "model_version", "hour", name="uq_metrics_hourly_series_hour"),
     )
     op.create_index("ix_metrics_hourly_hour", "metrics_hourly", ["hour"])
+    # A run deleted by retention sets its metrics' run_id to null: without an index, a scan of metrics each.
+    op.create_index("ix_metrics_run_id", "metrics", ["run_id"])
     op.execute(SERIES)
 
 
 def downgrade() -> None:
     op.execute("DROP VIEW metrics_series")
+    op.drop_index("ix_metrics_run_id", table_name="metrics")
     op.drop_index("ix_metrics_hourly_hour", table_name="metrics_hourly")
     op.drop_table("metrics_hourly")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from monitor.checks.base import CheckSpec
+from monitor.config.errors import ConfigIssue
 from monitor.config.loader import CheckFiles, check_file_paths
 from monitor.config.models import ModelConfig
 
@@ -22,9 +23,24 @@ WATCH_EVERY_S = 5  # how often the watch looks at the files' sizes and times
 
 
 def merged(old: CheckFiles, fresh: CheckFiles) -> CheckFiles:
-    """``fresh``, with the last good version of each model whose file no longer loads (``old``'s)."""
-    broken = {Path(issue.file).resolve() for issue in fresh.issues}
+    """``fresh``, with the last good version of each model whose file no longer loads (``old``'s); and a
+    running model kept by the file that runs it when a new file defines it too (the loader takes the
+    first by name: without this, adding a file could take another team's model and its alerts)."""
     out = CheckFiles(dict(fresh.models), dict(fresh.files), list(fresh.issues), list(fresh.warnings))
+    for name, path in list(out.files.items()):
+        was = old.files.get(name)
+        if was is None or Path(was).resolve() == Path(path).resolve():
+            continue
+        duplicate = [
+            i for i in out.issues if Path(i.file).resolve() == Path(was).resolve() and f"model {name!r} is already" in i.message
+        ]
+        if duplicate:  # the running file still defines it: it keeps it, the newcomer is the duplicate
+            out.issues = [i for i in out.issues if i not in duplicate]
+            out.issues.append(
+                ConfigIssue(str(path), 1, 1, "model", f"model {name!r} is already defined in {was}: one file per model")
+            )
+            out.models[name], out.files[name] = old.models[name], was
+    broken = {Path(issue.file).resolve() for issue in out.issues}
     for name, path in old.files.items():
         if Path(path).resolve() in broken and name not in out.models:
             out.models[name], out.files[name] = old.models[name], path

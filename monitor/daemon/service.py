@@ -15,6 +15,7 @@ import logging
 import re
 import signal
 import threading
+from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -213,7 +214,8 @@ class Daemon:
         self._stop = threading.Event()
         self._background_stop = threading.Event()
         self._scheduler: BackgroundScheduler | None = None
-        self._reload = threading.Event()  # set by SIGHUP and the watch, done by the main loop
+        self._reload = threading.Event()  # set by the watch, done by the main loop
+        self._signals: deque[int] = deque()  # noted by the signal handler, read by the main loop
         self._reloading = threading.Lock()
         self._watch: FilesWatch | None = None
         self._workers: Workers | None = None
@@ -655,8 +657,8 @@ class Daemon:
         if self._watch is not None and self._watch.changed():
             self.request_reload()
 
-    def request_reload(self, *_args) -> None:
-        """From SIGHUP or the watch: the main loop reloads (never in a signal handler)."""
+    def request_reload(self) -> None:
+        """From the watch (a thread): the main loop reloads."""
         self._reload.set()
 
     def stop(self) -> None:
@@ -693,14 +695,21 @@ class Daemon:
     def wait(self, timeout: float | None = None) -> bool:
         return self._stop.wait(timeout)
 
+    def _signalled(self, signum: int, _frame: object) -> None:
+        """A signal's handler only notes it: it runs between two bytecodes of the main thread, maybe inside
+        an Event's lock, so taking one here (Event.set) could wait for ever (a burst of SIGHUPs did)."""
+        self._signals.append(signum)
+
     def run_forever(self) -> int:
-        """Start, block until SIGTERM or SIGINT, stop cleanly."""
-        previous = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self.request_reload)
+        """Start, block until SIGTERM or SIGINT, stop cleanly; reload on SIGHUP."""
+        previous = {sig: signal.signal(sig, self._signalled) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         try:
             self.start()
-            while not self._stop.wait(1.0):
-                if self._reload.is_set():
+            while not self._stop.wait(0.25):
+                signalled = {self._signals.popleft() for _ in range(len(self._signals))}
+                if signalled - {signal.SIGHUP}:
+                    break
+                if signal.SIGHUP in signalled or self._reload.is_set():
                     self._reload.clear()
                     self._reload_safely()
             log.info("stop requested: finishing running checks")

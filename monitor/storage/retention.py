@@ -17,6 +17,7 @@ are claimed with ``FOR UPDATE SKIP LOCKED``, so two daemons folding at once neve
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -80,6 +81,8 @@ def _fold(conn: Connection, before: datetime) -> int:
         return 0
     groups: dict[tuple, _Hour] = {}
     for row in rows:
+        if row.value is None or not math.isfinite(row.value):  # none the daemon writes; another tool's: not a number to fold
+            continue
         hour = row.time.replace(minute=0, second=0, microsecond=0)
         key = (row.model, row.check, row.metric, row.feature, row.model_version, hour)
         groups.setdefault(key, _Hour()).add(row.value, row.time)

@@ -88,7 +88,10 @@ class Metric(Base):
     # "" for a check over every version (migration 0005).
     model_version: Mapped[str] = mapped_column(sa.String(100), default="", server_default="")
 
-    __table_args__ = (sa.Index("ix_metrics_model_metric_time", "model", "metric", "time"),)
+    __table_args__ = (
+        sa.Index("ix_metrics_model_metric_time", "model", "metric", "time"),
+        sa.Index("ix_metrics_run_id", "run_id"),
+    )
 
 
 class HourlyMetric(Base):
