@@ -428,7 +428,7 @@ class Daemon:
         if owed:
             self.outbox.wake()
 
-    def remove_expired_samples(self) -> None:
+    def apply_retention(self) -> None:
         """Each table past its retention, hourly: ingested samples (``ingest.retention``), metrics folded
         into hourly ones, old runs and delivered notifications (``retention``)."""
         now, retention = self.clock.now(), self.project.config.retention
@@ -574,7 +574,7 @@ class Daemon:
         scheduler.add_job(self.repeat_firing, "interval", minutes=1, id="repeats", name="repeats",
                           next_run_time=now + timedelta(minutes=1), max_instances=1, coalesce=True)  # fmt: skip
         scheduler.add_job(
-            self.remove_expired_samples,
+            self.apply_retention,
             "interval",
             hours=1,
             id="retention",
@@ -631,8 +631,10 @@ class Daemon:
                 for count, job in enumerate(found.added + found.changed):
                     self._schedule(*after[job], now + timedelta(milliseconds=50 * count))
             new_issues = [issue for issue in fresh.issues if issue not in old.issues]
+            kept = {Path(path).resolve() for path in project.checks.files.values()}
             for issue in new_issues:
-                log.error("check file not reloaded, its last good version keeps running: %s", issue)
+                running = "its last good version keeps running" if Path(issue.file).resolve() in kept else "it is not watched"
+                log.error("check file does not load, %s: %s", running, issue)
             self._say_check_files()
             self.tell_skipped_files()
             self.close_orphans()
@@ -689,7 +691,7 @@ class Daemon:
                 "check files reloaded, but their episodes not settled (%s): the next reload tries again", why_not_recorded(exc)
             )
 
-    def request_stop(self, *_args) -> None:
+    def request_stop(self) -> None:
         self._stop.set()
 
     def wait(self, timeout: float | None = None) -> bool:
