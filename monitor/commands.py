@@ -107,8 +107,7 @@ def check(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("dry run: nothing stored, nobody notified" + ("" if read_alerts else " (no database yet, so no alert was read)"))
     else:
-        daemon.outbox.recover_stale()  # not recover(): a running daemon may have a delivery in hand
-        sent = daemon.outbox.deliver_due()
+        sent = daemon.outbox.deliver_now()
         waiting = daemon.outbox.pending_count()
         runs = ", ".join(f"#{part.run_id}" for part in result.parts)
         print(
@@ -378,8 +377,7 @@ def _close_alert(project: Project, engine, alert_id: int, reason: str) -> int:
         print(f"alert #{alert_id} changed while closing it (an evaluation ran): try again", file=sys.stderr)
         return 1
     outbox = Outbox(engine, Receivers(project.config), clock, per_minute=project.config.notifiers.per_minute)
-    outbox.recover_stale()  # not recover(): a running daemon may have a delivery in hand
-    sent = outbox.deliver_due()
+    sent = outbox.deliver_now()
     print(f"alert #{alert.id} {alert.model}/{alert.check} closed: {alert.reason}; {sent} notification(s) delivered")
     return 0
 

@@ -52,6 +52,13 @@ class Telemetry:
             ["model", "check", "why"],
             registry=self.registry,
         )
+        self.elsewhere = Counter(
+            "monitor_evaluations_elsewhere",
+            "Runs due on this replica that another replica on the same PostgreSQL took (each run is done once "
+            "across them): the sum over the replicas of monitor_evaluations and this is their schedules' count.",
+            ["model", "check"],
+            registry=self.registry,
+        )
         self.notifications = Counter(
             "monitor_notification_attempts",
             "Notification delivery attempts, by receiver kind and result.",
@@ -95,6 +102,9 @@ class Telemetry:
 
     def record_not_run(self, model: str, check: str, why: str) -> None:
         self.late.labels(model, check, why).inc()
+
+    def record_elsewhere(self, model: str, check: str) -> None:
+        self.elsewhere.labels(model, check).inc()
 
     def record_delivery(self, kind: str, status: str) -> None:
         self.notifications.labels(kind, status).inc()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from monitor.cli import main
 from monitor.storage import db
-from monitor.storage.tables import Notification
+from monitor.storage.tables import Notification, Replica
 
 
 @pytest.fixture
@@ -121,11 +123,14 @@ def test_dry_run_and_alerts_neither_create_nor_migrate_the_database(tmp_path, co
 
 
 def _claim_the_sent_notification(db_path, claimed: datetime) -> None:
-    """The notification as a running daemon would hold it: claimed (``sending``) at ``claimed``."""
+    """The notification as a running daemon would hold it: claimed (``sending``) at ``claimed`` by a
+    replica that beats (this test's parent process stands for the daemon)."""
     engine = sa.create_engine(f"sqlite:///{db_path}")
     with Session(engine) as session:
         [row] = session.scalars(sa.select(Notification)).all()
-        row.status, row.time = "sending", claimed
+        row.status, row.time, row.claimed_by = "sending", claimed, "the-daemon"
+        session.merge(Replica(id="the-daemon", host=socket.gethostname(), pid=os.getppid(), started=claimed,
+                              seen=datetime.now(UTC)))  # fmt: skip
         session.commit()
     engine.dispose()
 

@@ -51,10 +51,11 @@ def test_each_kubernetes_manifest_is_valid_against_the_apis_schema(manifest):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_the_deployment_probes_healthz_runs_one_unprivileged_daemon_and_mounts_its_files():
+def test_the_deployment_probes_healthz_runs_unprivileged_replicas_rolling_and_mounts_their_files():
     [deployment] = yaml.safe_load_all((DEPLOY / "kubernetes" / "deployment.yaml").read_text())
     spec = deployment["spec"]
-    assert (spec["replicas"], spec["strategy"]["type"]) == (1, "Recreate")
+    assert (spec["replicas"], spec["strategy"]["type"]) == (2, "RollingUpdate")  # replicas share one PostgreSQL
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     [container] = spec["template"]["spec"]["containers"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"  # degraded: no traffic
     assert container["livenessProbe"]["tcpSocket"]["port"] == "http"  # alive: a degraded daemon is not restarted

@@ -11,6 +11,7 @@ running daemon).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +84,14 @@ def changes(before: Scheduled, after: Scheduled) -> Changes:
 def _runs(model: ModelConfig, check: CheckSpec) -> tuple:
     """What a check's run depends on: the check, and its model but for the model's other checks."""
     return model.model_copy(update={"checks": []}), check
+
+
+def fingerprint(model: ModelConfig, check: CheckSpec) -> str:
+    """What a check's run depends on, in 32 hex digits: the same on every replica that loaded the same
+    files, so that a check edited under a reload is told from one that is not (its lease)."""
+    runs = _runs(model, check)
+    text = "\n".join(part.model_dump_json(warnings=False) for part in runs)  # a rule's parsed ``when`` warns
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 class FilesWatch:

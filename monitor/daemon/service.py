@@ -6,6 +6,12 @@ Kinds that wait on something outside (``own_workers``: a probe, up to its timeou
 of their own, so they neither wait for the other checks nor hold the workers those need.
 On a stop signal no new evaluation starts, running ones finish (each writes in one transaction, so
 none is half-written), the outbox finishes the delivery in hand, and the process exits.
+
+Replicas on one PostgreSQL each schedule everything; a run due is done by the replica that takes its
+lease (monitor/storage/leases.py), so each check runs once per interval across them and a dead
+replica's checks move within one interval. The daemon's own jobs over the whole database (the
+schedule watch, repeats, retention) are leased alike; its file watch, heartbeat and HTTP API are each
+replica's. Each replica's row in ``replicas`` (monitor/storage/replicas.py) tells the others it lives.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import re
 import signal
 import threading
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,7 +46,7 @@ from monitor.daemon.closing import close_orphans
 from monitor.daemon.evaluator import Evaluator, RunResult
 from monitor.daemon.heartbeat import Heartbeat
 from monitor.daemon.project import Project
-from monitor.daemon.reload import WATCH_EVERY_S, Changes, FilesWatch, changes, merged, scheduled
+from monitor.daemon.reload import WATCH_EVERY_S, Changes, FilesWatch, changes, fingerprint, merged, scheduled
 from monitor.daemon.repeats import owe_repeats
 from monitor.daemon.workers import Workers
 from monitor.health import Health, LogThrottle, in_one_line
@@ -55,7 +61,8 @@ from monitor.notifiers.registry import Receivers
 from monitor.sources import SourceError
 from monitor.sources.ingest import IngestModel, feature_types
 from monitor.sources.reference import load_reference
-from monitor.storage import db
+from monitor.storage import db, leases
+from monitor.storage.replicas import BEAT_EVERY, GONE_AFTER, Replicas
 from monitor.storage.retention import prune
 from monitor.storage.tables import CheckRun
 from monitor.telemetry import Telemetry
@@ -178,11 +185,13 @@ class Daemon:
         self.clock = clock or SystemClock()
         self.engine = engine or db.create_engine(project.config.database.url)
         self._sqlite_lock = db.SqliteLock(self.engine)  # one daemon per SQLite file, taken at start
+        self.replicas = Replicas(self.engine, self.clock)  # this daemon among those on its database
         self.telemetry = Telemetry()
         self.health = health or Health()  # what blinds the daemon right now: /healthz, the status page, the log
         self._failing_checks = LogThrottle(log)  # a check that errors on every run is logged as one condition
         self._late_runs = LogThrottle(log)  # runs starting late: one line, then one a minute
         self._due: dict[str, datetime] = {}  # by job: when its submitted run was due (the scheduler's clock)
+        self._fingerprints: dict[str, str] = {}  # by check's job: what it runs, as its lease knows it
         self._last_recorded: dict[str, datetime] = {}  # by check: when its last recorded run started
         receivers = Receivers(project.config, console)
         self.receivers = receivers
@@ -199,6 +208,7 @@ class Daemon:
             per_minute=project.config.notifiers.per_minute,
             platform_owner=project.config.platform_owner,
             maintenance=self._maintenance,
+            replicas=self.replicas,
         )
         ingest = project.config.ingest
         self.sampler = Sampler(
@@ -208,6 +218,7 @@ class Daemon:
             max_held_bytes=ingest.max_memory_bytes,
             max_unwritten_rows=ingest.max_unwritten_rows,
             health=self.health,  # reports "ingest" while the rows it accepted cannot be written
+            writer=self.replicas.id,  # its rows of each minute, beside other replicas'
         )
         self.http: HttpServer | None = None
         self.workers = workers
@@ -224,6 +235,15 @@ class Daemon:
     def evaluate(self, model: ModelConfig, check: CheckSpec) -> RunResult | None:
         with log_context(model=model.model, check=check.name):  # on each line of the run, in JSON logs
             return self._evaluate(model, check)
+
+    def _scheduled_run(self, model: ModelConfig, check: CheckSpec) -> RunResult | None:
+        """A run the scheduler found due: this replica's to do only if it takes the run's lease."""
+        job = f"{model.model}/{check.name}"
+        if not self._take(job, check.every, self._fingerprints.get(job)):
+            self._due.pop(job, None)
+            self.telemetry.record_elsewhere(model.model, check.name)
+            return None
+        return self.evaluate(model, check)
 
     def _evaluate(self, model: ModelConfig, check: CheckSpec) -> RunResult | None:
         self._note_start(model, check)
@@ -257,6 +277,14 @@ class Daemon:
         if result.notifications_owed:
             self.outbox.wake()
         return result
+
+    def _take(self, job: str, every: timedelta, spec: str | None = None) -> bool:
+        """Whether this replica does the run of ``job`` due now (another may have taken it)."""
+        try:
+            return leases.take(self.engine, job, self.clock.now(), every, self.replicas.id, spec)
+        except sa.exc.SQLAlchemyError as exc:  # it could not be recorded either: health says so, the next run tries
+            self.health.failing(RECORDING, f"{job}: not run ({why_not_recorded(exc)}); the next run tries again", exc_info=exc)
+            return False
 
     def _note_start(self, model: ModelConfig, check: CheckSpec) -> None:
         """How late this run starts after it was due (the scheduler said when, on submitting it): in
@@ -305,9 +333,9 @@ class Daemon:
         for warning in self.project.checks.warnings:
             log.warning("check file loaded, but: %s", warning)
         self._say_check_files()
-        db.upgrade(self.engine)
-        self.tell_skipped_files()
-        self.close_orphans()
+        db.upgrade(self.engine)  # by one replica at a time (an advisory lock on PostgreSQL)
+        self.replicas.beat()  # before the outbox settles what gone replicas left: this one is not among them
+        self._settle_files()
         kinds = {check.kind for model in self.project.checks.models.values() for check in model.checks}
         for kind in sorted(kinds):
             warm_up = CHECKS[kind].warm_up
@@ -335,6 +363,13 @@ class Daemon:
             self.health.failing(CHECKS_LOADED, no_checks_loaded(self.project))
         else:
             self.health.recovered(CHECKS_LOADED)
+
+    def _settle_files(self) -> None:
+        """Tell the owners of files that do not load, and close what edited files left without a rule: on
+        PostgreSQL one replica at a time, so two replicas starting (or reloading) together tell once."""
+        with db.one_at_a_time(self.engine, "check files"):
+            self.tell_skipped_files()
+            self.close_orphans()
 
     def tell_skipped_files(self) -> None:
         """A check file that does not load is an alert of monitor's own, to its owner (else the config's
@@ -380,12 +415,13 @@ class Daemon:
         now = self.clock.now()
         own = self.own_alerts
         try:
+            taken = leases.last_taken(self.engine)  # the runs every replica took
             with Session(self.engine) as session:
                 told = False
                 alerted = {alert.feature for alert in own.all_open(session, own_alerts.SCHEDULE)}
                 for model in self.project.checks.models.values():
                     for check in model.checks:
-                        told |= self._watch_one(session, own, model, check, now, alerted)
+                        told |= self._watch_one(session, own, model, check, now, alerted, taken)
                 session.commit()
         except sa.exc.SQLAlchemyError as exc:  # the database is down: health says so already
             log.warning("schedule not checked (%s); the next minute tries again", why_not_recorded(exc))
@@ -394,15 +430,17 @@ class Daemon:
             self.outbox.wake()
 
     def _watch_one(
-        self, session: Session, own: OwnAlerts, model: ModelConfig, check: CheckSpec, now: datetime, alerted: set[str]
-    ) -> bool:
-        """One check's schedule watched; ``alerted`` names the checks with an open schedule alert."""
+        self, session: Session, own: OwnAlerts, model: ModelConfig, check: CheckSpec, now: datetime, alerted: set[str],
+        taken: Mapping[str, datetime],
+    ) -> bool:  # fmt: skip
+        """One check's schedule watched; ``alerted`` names the checks with an open schedule alert, ``taken``
+        when each check's last run was taken by a replica (this one or another)."""
         name, late = f"{model.model}/{check.name}", check.every * 2
         if now - self._started < late:
             return False
-        # This daemon's own record of its runs, so that a thousand checks on time cost no query; the
-        # database's for a check it has not recorded a run of (it may have one from before the start).
-        last = self._last_recorded.get(name) or session.scalar(
+        # This daemon's own record of its runs and the leases' of every replica's, so that a thousand
+        # checks on time cost one query; the runs table for a check neither knows (a run from before).
+        last = max(filter(None, (self._last_recorded.get(name), taken.get(name))), default=None) or session.scalar(
             sa.select(sa.func.max(CheckRun.started)).where(CheckRun.model == model.model, CheckRun.check == check.name)
         )
         condition = f"check {name} not running"
@@ -569,32 +607,50 @@ class Daemon:
             every = self.project.config.heartbeat_every
             scheduler.add_job(heartbeat.beat, "interval", seconds=every.total_seconds(), id="heartbeat", name="heartbeat",
                               next_run_time=now + timedelta(seconds=5), max_instances=1, coalesce=True)  # fmt: skip
-        scheduler.add_job(self.watch_schedule, "interval", minutes=1, id="schedule", name="schedule",
-                          next_run_time=now + timedelta(minutes=1), max_instances=1, coalesce=True)  # fmt: skip
-        scheduler.add_job(self.repeat_firing, "interval", minutes=1, id="repeats", name="repeats",
-                          next_run_time=now + timedelta(minutes=1), max_instances=1, coalesce=True)  # fmt: skip
-        scheduler.add_job(
-            self.apply_retention,
-            "interval",
-            hours=1,
-            id="retention",
-            name="retention",
-            next_run_time=now + timedelta(minutes=1),
-            max_instances=1,
-            coalesce=True,
-        )
+        scheduler.add_job(self._beat, "interval", seconds=BEAT_EVERY.total_seconds(), id="replica", name="replica",
+                          next_run_time=now + BEAT_EVERY, max_instances=1, coalesce=True)  # fmt: skip
+        # Over the whole database, so done by one replica a time (each takes the job's lease when due).
+        for name, every, work in (("schedule", timedelta(minutes=1), self.watch_schedule),
+                                  ("repeats", timedelta(minutes=1), self.repeat_firing),
+                                  ("retention", timedelta(hours=1), self.apply_retention)):  # fmt: skip
+            scheduler.add_job(self._fleet_job(name, every, work), "interval", seconds=every.total_seconds(), id=name,
+                              name=name, next_run_time=now + timedelta(minutes=1), max_instances=1, coalesce=True)  # fmt: skip
         scheduler.start()
+        others = self._other_replicas()
         log.info(
-            "monitor started: %d checks of %d models, database %s",
+            "monitor started: %d checks of %d models, database %s%s",
             count,
             len(self.project.checks.models),
             self.engine.url.render_as_string(hide_password=True),
+            f"; {others} other replica(s) share it (each run is done by one of them)" if others else "",
         )
+
+    def _other_replicas(self) -> int:
+        try:
+            return len(self.replicas.live() - {self.replicas.id})
+        except sa.exc.SQLAlchemyError:
+            return 0
+
+    def _fleet_job(self, name: str, every: timedelta, work: Callable[[], None]) -> Callable[[], None]:
+        """``work`` as a job of the daemon's over the whole database: on the replica that takes its lease."""
+
+        def run() -> None:
+            if self._take(f"daemon:{name}", every):
+                work()
+
+        return run
+
+    def _beat(self) -> None:
+        """This replica's row beaten: the others see it lives (monitor/storage/replicas.py)."""
+        try:
+            self.replicas.beat()
+        except sa.exc.SQLAlchemyError as exc:  # the database is down: health says so; the next beat tries
+            log.debug("replica row not beaten: %s", in_one_line(exc))
 
     def _schedule(self, model: ModelConfig, check: CheckSpec, first: datetime) -> None:
         assert self._scheduler is not None
         self._scheduler.add_job(
-            self.evaluate,
+            self._scheduled_run,
             "interval",
             args=(model, check),
             executor=APART if CHECKS[check.kind].own_workers else "default",
@@ -607,6 +663,7 @@ class Daemon:
             misfire_grace_time=max(1, int(check.every.total_seconds())),
             replace_existing=True,
         )
+        self._fingerprints[f"{model.model}/{check.name}"] = fingerprint(model, check)
 
     def reload(self) -> Changes:
         """The check files loaded again, file by file (monitor/daemon/reload.py): a changed check is
@@ -627,6 +684,7 @@ class Daemon:
             if self._scheduler is not None:
                 for job in found.removed:
                     self._scheduler.remove_job(job)
+                    self._fingerprints.pop(job, None)
                 now = self.clock.now()
                 for count, job in enumerate(found.added + found.changed):
                     self._schedule(*after[job], now + timedelta(milliseconds=50 * count))
@@ -636,8 +694,8 @@ class Daemon:
                 running = "its last good version keeps running" if Path(issue.file).resolve() in kept else "it is not watched"
                 log.error("check file does not load, %s: %s", running, issue)
             self._say_check_files()
-            self.tell_skipped_files()
-            self.close_orphans()
+            self._settle_files()
+            leases.forget(self.engine, found.removed)
             log.info("check files reloaded: %s; %d check file(s) do not load", found, len({i.file for i in fresh.issues}))
             return found
 
@@ -679,6 +737,11 @@ class Daemon:
         self.outbox.wake()
         for thread in self._threads:
             thread.join(timeout=30)
+        try:
+            self.replicas.leave()  # gone at once: what it might have left is the others' to settle now
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("replica row not removed (%s): the others take it for gone in %s", in_one_line(exc),
+                        format_duration(GONE_AFTER))  # fmt: skip
         self.engine.dispose()
         self._sqlite_lock.release()
         log.info("monitor stopped")

@@ -7,10 +7,12 @@ capacity/i, so every row of the minute is equally likely to be kept). Memory is 
 per model, whatever the traffic.
 
 A flush thread writes changed buckets to ``ingest_stats`` and ``samples`` twice a second, as absolute
-values (upserts), so a failed write is simply written again later. Buckets older than a few minutes
-are dropped from memory once written. A bucket not in memory (a late row for a dropped minute, or
-any minute after a restart) is first read back from the database, so the counts go on from what
-was stored instead of overwriting it.
+values (upserts), so a failed write is simply written again later. Each sampler writes its own rows
+of a minute (``writer``: the daemon's replica id), so replicas behind one load balancer never
+overwrite each other: readers add the counts and sketches up, and merge the reservoirs
+(monitor/sources/ingest.py). Buckets older than a few minutes are dropped from memory once written.
+A bucket not in memory (a late row for a dropped minute) is first read back from the database, so
+the counts go on from what was stored instead of overwriting it.
 
 Memory is bounded in bytes, not only in rows: the sampled rows held are estimated as they enter a
 slot (their JSON plus what Python spends on a row and on each feature), and past ``max_held_bytes``
@@ -110,8 +112,10 @@ class Sampler:
         max_unwritten_rows: int = MAX_UNWRITTEN_ROWS,
         health: Health | None = None,
         seed: int | None = None,
+        writer: str = "",
     ) -> None:
         self.engine = engine
+        self.writer = writer  # whose rows of each minute this sampler writes
         self.clock = clock
         self.capacity = capacity
         self.max_dirty_buckets = max_dirty_buckets
@@ -291,7 +295,11 @@ class Sampler:
         try:
             with self.engine.connect() as conn:
                 stat = (
-                    conn.execute(sa.select(table(IngestStat)).where(IngestStat.model == model, IngestStat.minute == when))
+                    conn.execute(
+                        sa.select(table(IngestStat)).where(
+                            IngestStat.model == model, IngestStat.minute == when, IngestStat.writer == self.writer
+                        )
+                    )
                     .mappings()
                     .first()
                 )
@@ -299,7 +307,9 @@ class Sampler:
                     return Bucket()
                 samples = (
                     conn.execute(
-                        sa.select(table(Sample)).where(Sample.model == model, Sample.minute == when).order_by(Sample.slot)
+                        sa.select(table(Sample))
+                        .where(Sample.model == model, Sample.minute == when, Sample.writer == self.writer)
+                        .order_by(Sample.slot)
                     )
                     .mappings()
                     .all()
@@ -365,13 +375,14 @@ class Sampler:
                 stat: dict[str, Any] = {
                     "model": model,
                     "minute": when,
+                    "writer": self.writer,
                     "accepted": bucket.accepted,
                     "rejected": bucket.rejected,
                     "labels": bucket.labels,
                     "latency_sketch": dict(bucket.sketch.buckets),
                     "updated": now,
                 }
-                samples = [_sample_row(model, when, slot, bucket.slots[slot]) for slot in sorted(bucket.dirty_slots)]
+                samples = [_sample_row(model, when, self.writer, slot, bucket.slots[slot]) for slot in sorted(bucket.dirty_slots)]
                 pending.append((bucket, stat, samples, set(bucket.dirty_slots)))
                 bucket.dirty, bucket.dirty_slots = False, set()
         if not pending:
@@ -379,8 +390,8 @@ class Sampler:
             return 0
         try:
             with self.engine.begin() as conn:
-                upsert(conn, table(IngestStat), [p[1] for p in pending], ["model", "minute"])
-                upsert(conn, table(Sample), [row for p in pending for row in p[2]], ["model", "minute", "slot"])
+                upsert(conn, table(IngestStat), [p[1] for p in pending], ["model", "minute", "writer"])
+                upsert(conn, table(Sample), [row for p in pending for row in p[2]], ["model", "minute", "writer", "slot"])
         except Exception as exc:  # the database's refusal, or anything else: the rows stay, to be written later
             with self._lock:
                 for bucket, _, _, slots in pending:
@@ -437,10 +448,11 @@ class Sampler:
             )
 
 
-def _sample_row(model: str, minute: datetime, slot: int, row: dict[str, Any]) -> dict[str, Any]:
+def _sample_row(model: str, minute: datetime, writer: str, slot: int, row: dict[str, Any]) -> dict[str, Any]:
     return {
         "model": model,
         "minute": minute,
+        "writer": writer,
         "slot": slot,
         "row_id": row["id"],
         "ts": as_datetime(row["ts"]),

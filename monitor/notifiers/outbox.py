@@ -5,13 +5,16 @@ loop only ever reads those rows. A notification is claimed with a conditional up
 (``pending -> sending``) before the notifier is called and recorded after, so:
 
 - a crash before the claim leaves it pending, and it is sent after the restart;
-- a crash between the claim and the record leaves it ``sending`` (in doubt); at start-up the notifier
-  is asked whether the message is out there (Slack: by the key in its metadata, with the model, check,
-  episode and event), and it is marked sent or sent again accordingly. The key holds the database's
-  installation id, so another database's message in the same channel is never taken for this one;
-- a claim that is never recorded while the process lives on (a database error after the claim) is
+- a crash between the claim and the record leaves it ``sending`` (in doubt); the notifier is asked
+  whether the message is out there (Slack: by the key in its metadata, with the model, check, episode
+  and event), and it is marked sent or sent again accordingly. The key holds the database's
+  installation id, so another database's message in the same channel is never taken for this one.
+  A claim names the replica that made it (monitor/storage/replicas.py): what a gone replica left in
+  doubt is settled at start-up and on every pass, by whichever replica looks first; a live replica's
+  claims are left to it, so a replica starting never takes what another has in hand;
+- a claim that is never recorded while its process lives on (a database error after the claim) is
   settled the same way once it is older than the lease (5 minutes by default), checked on every pass;
-  so is what ``monitor check`` finds in doubt, so it never re-sends what a running daemon has in hand;
+  ``monitor check`` settles only those, so it never re-sends what a running daemon has in hand;
 - a payload this version cannot read (written by another version) is recorded as ``failed``;
 - a retryable failure puts it back to pending with exponential backoff (or Slack's Retry-After);
 - notifications of one alert to one receiver go out in order, so a "resolved" update never
@@ -55,6 +58,7 @@ from monitor.notifiers.message import AlertMessage
 from monitor.notifiers.own_alerts import OwnAlerts, ReceiverWatch
 from monitor.notifiers.registry import Receivers
 from monitor.storage.db import installation_id
+from monitor.storage.replicas import Replicas
 from monitor.storage.tables import Alert, DeliveryAttempt, Notification, Silence
 
 log = logging.getLogger(__name__)
@@ -116,8 +120,10 @@ class Outbox:
         platform_owner: str | None = None,
         maintenance: Callable[[datetime], list[SilenceRule]] | None = None,
         per_minute: int = 10,
+        replicas: Replicas | None = None,
     ) -> None:
         self.engine = engine
+        self.replicas = replicas or Replicas(engine, clock)  # whose claims are whose; this outbox's are its own
         self.receivers = receivers
         self.clock = clock
         self.backoff_base = backoff_base
@@ -147,11 +153,11 @@ class Outbox:
         while True:
             try:
                 if not self._recovered:
-                    self.recover()  # at start-up every claim is a leftover of the last process
+                    self.recover()  # at start-up: what the last process (or any gone replica) left in doubt
                     self.retry_failed()  # and the config may have mended what failed for good
                     self._recovered = True
                 else:
-                    self.recover_stale()  # claims this process never recorded (a database error)
+                    self.recover_stale()  # a replica gone since; claims never recorded (a database error)
                 self.deliver_due()
                 stuck = self.stuck()
                 if stuck is None:
@@ -173,26 +179,34 @@ class Outbox:
     def recover(self, older_than: timedelta | None = None) -> int:
         """Settle deliveries left in doubt; returns how many were settled.
 
-        Without ``older_than`` every ``sending`` row counts (at start-up: the last process crashed);
-        with it, only rows claimed longer ago than that, so a delivery a running process has in hand
-        (say, waiting out a Retry-After) is left to it. Each row is settled only if it is still the
-        same claim, so one recorded meanwhile by its process is not touched.
+        A ``sending`` row counts when the replica that claimed it is gone (at start-up: the last process
+        crashed), and, with ``older_than``, when it was claimed longer ago than that; a delivery a live
+        replica has in hand (say, waiting out a Retry-After) is left to it. Each row is settled only if
+        it is still the same claim, so one recorded meanwhile by its process is not touched.
         """
         query = sa.select(Notification).where(Notification.status == "sending")
         cutoff = self.clock.now() - older_than if older_than is not None else None
         with Session(self.engine) as session:
             rows = session.scalars(query.order_by(Notification.id)).all()
+            mine = self.replicas.id
+            live = self.replicas.live() if any(row.claimed_by != mine for row in rows) else {mine}
             # A bundle is settled whole, once its last claim is old enough: its members are claimed one
             # after another, and one settled without its leader would be sent again alone.
             newest: dict[int, datetime] = {}
             for row in rows:
                 if row.bundle is not None:
                     newest[row.bundle] = max(newest.get(row.bundle, row.time), row.time)
+
+            def settled_here(row: Notification) -> bool:
+                if row.claimed_by not in live:  # its replica is gone (a claim before replicas had none)
+                    return True
+                return cutoff is not None and (newest[row.bundle] if row.bundle is not None else row.time) < cutoff
+
             in_doubt = [
                 (row.id, row.receiver, row.created, row.time, row.payload, row.bundle,
                  None if row.bundle is not None else self._previous(session, row))
                 for row in rows
-                if cutoff is None or (newest[row.bundle] if row.bundle is not None else row.time) < cutoff
+                if settled_here(row)
             ]  # fmt: skip
         # A bundle's leader first: the others went out in its message, or did not, with it.
         in_doubt.sort(key=lambda doubt: (bundle := doubt[5]) is not None and bundle != doubt[0])
@@ -277,8 +291,21 @@ class Outbox:
             )
         return queued
 
+    def deliver_now(self) -> int:
+        """One pass for a command (``monitor check``, ``monitor alerts close``) while daemons may run:
+        what is due goes out, what a gone replica left in doubt is settled, and a delivery a running
+        daemon has in hand is left to it; this command is a replica while it delivers, so that the
+        daemons leave its claims alone. Returns how many were delivered."""
+        self.replicas.beat()
+        try:
+            self.recover_stale()
+            return self.deliver_due()
+        finally:
+            self.replicas.leave()
+
     def recover_stale(self) -> int:
-        """Settle only the deliveries claimed longer ago than the lease (safe while a daemon runs)."""
+        """Settle the deliveries of gone replicas, and those claimed longer ago than the lease (safe while
+        daemons run)."""
         return self.recover(older_than=self.lease)
 
     def installation(self) -> str:
@@ -418,7 +445,7 @@ class Outbox:
             claimed = conn.execute(
                 sa.update(Notification)
                 .where(Notification.id == notification_id, Notification.status.in_(("pending", HELD)))
-                .values(status="sending", attempts=Notification.attempts + 1, time=self.clock.now())
+                .values(status="sending", attempts=Notification.attempts + 1, time=self.clock.now(), claimed_by=self.replicas.id)
             )
             return claimed.rowcount == 1
 

@@ -130,10 +130,16 @@ class IngestSource:
 
         sa, (stats, samples) = _tables()
         with self.engine.connect() as conn:
-            counts = dict(conn.execute(sa.select(stats.c.minute, stats.c.accepted).where(self._minutes(stats, start, end))).all())
+            counts = {
+                (minute, writer): accepted
+                for minute, writer, accepted in conn.execute(
+                    sa.select(stats.c.minute, stats.c.writer, stats.c.accepted).where(self._minutes(stats, start, end))
+                )
+            }
             rows = conn.execute(
                 sa.select(
                     samples.c.minute,
+                    samples.c.writer,
                     samples.c.row_id,
                     samples.c.ts,
                     samples.c.features,
@@ -142,16 +148,21 @@ class IngestSource:
                     samples.c.latency_ms,
                     samples.c.model_version,
                     samples.c.label,
-                ).where(self._minutes(samples, start, end))
+                )
+                .where(self._minutes(samples, start, end))
+                .order_by(samples.c.minute, samples.c.writer, samples.c.slot)  # the same rows read, the same thinned
             ).all()
-        by_minute: dict[datetime, list] = {}
+        # Each minute's reservoir of each writer (replica) holds len(kept) of its counts[...] rows: all are
+        # thinned to the smallest such rate, so every accepted row, whichever minute and replica took it,
+        # is as likely to be read (reservoirs merged).
+        by_reservoir: dict[tuple[datetime, str], list] = {}
         for row in rows:
-            by_minute.setdefault(row.minute, []).append(row)
-        rate = min((len(kept) / counts[m] for m, kept in by_minute.items() if counts.get(m)), default=1.0)
+            by_reservoir.setdefault((row.minute, row.writer), []).append(row)
+        rate = min((len(kept) / counts[r] for r, kept in by_reservoir.items() if counts.get(r)), default=1.0)
         rng = np.random.default_rng(zlib.crc32(f"{self.model}{start.isoformat()}".encode()))
         chosen = []
-        for minute, kept in sorted(by_minute.items()):
-            take = min(len(kept), round(rate * counts.get(minute, len(kept))))
+        for reservoir, kept in sorted(by_reservoir.items()):
+            take = min(len(kept), round(rate * counts.get(reservoir, len(kept))))
             picks = kept if take >= len(kept) else [kept[i] for i in rng.choice(len(kept), take, replace=False)]
             chosen.extend(picks)
         features = pd.DataFrame.from_records([r.features for r in chosen], columns=self.spec.features)

@@ -6,6 +6,9 @@ daemon writes; PostgreSQL is used as it is.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -44,8 +47,34 @@ def create_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
+def _lock_key(name: str) -> int:
+    """The 64-bit key of a PostgreSQL advisory lock named ``name`` (stable across processes and versions)."""
+    return int.from_bytes(hashlib.blake2b(f"monitor:{name}".encode(), digest_size=8).digest(), "big", signed=True)
+
+
+@contextmanager
+def one_at_a_time(engine: Engine, name: str) -> Iterator[None]:
+    """On PostgreSQL, the block runs in one replica at a time (an advisory lock called ``name``, held on a
+    connection of its own and freed by the server if this process dies); on SQLite, one daemon holds
+    the file already."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _lock_key(name)})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _lock_key(name)})
+            conn.commit()
+
+
 def _migrate(engine: Engine, direction: str, revision: str) -> None:
-    """Run Alembic on a connection of ``engine`` (env.py then needs no URL, so none is handed over)."""
+    """Run Alembic on a connection of ``engine`` (env.py then needs no URL, so none is handed over).
+
+    On PostgreSQL under an advisory lock held to the end of the transaction: replicas starting together
+    migrate one after another, and the later ones find the schema at head already."""
     from alembic.config import Config
 
     from alembic import command
@@ -53,6 +82,8 @@ def _migrate(engine: Engine, direction: str, revision: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key("migrations")})
         config.attributes["connection"] = connection
         getattr(command, direction)(config, revision)
 

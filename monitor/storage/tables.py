@@ -218,6 +218,9 @@ class Notification(Base):
     # The notification whose message this one went out in (with others: a group, or a summary past the
     # receiver's cap); its own id when it led it; null when it went alone.
     bundle: Mapped[int | None] = mapped_column(BigId)
+    # The replica whose outbox claimed it (while ``sending``): another replica's start-up recovery leaves
+    # a live one's claims alone.
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(64))
 
     @classmethod
     def pending(
@@ -254,6 +257,8 @@ class IngestStat(Base):
 
     model: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
     minute: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    # The replica that counted these rows: each writes its own, readers add them up.
+    writer: Mapped[str] = mapped_column(sa.String(64), primary_key=True, server_default="")
     accepted: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     rejected: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     labels: Mapped[int] = mapped_column(sa.BigInteger, default=0)
@@ -268,6 +273,7 @@ class Sample(Base):
 
     model: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
     minute: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    writer: Mapped[str] = mapped_column(sa.String(64), primary_key=True, server_default="")  # as in ingest_stats
     slot: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
     row_id: Mapped[str] = mapped_column(sa.String(200))
     ts: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -280,6 +286,31 @@ class Sample(Base):
     labelled: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (sa.Index("ix_samples_model_row_id", "model", "row_id"),)
+
+
+class Replica(Base):
+    """A running daemon: replicas on one PostgreSQL each have a row, beaten every few seconds."""
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(sa.String(255))
+    pid: Mapped[int] = mapped_column(sa.Integer)
+    started: Mapped[datetime] = mapped_column(UtcDateTime)
+    seen: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class CheckLease(Base):
+    """A scheduled job across the fleet (a check ``model/check``, or ``daemon:NAME``): when it is next due,
+    and the replica that last took a run of it, when."""
+
+    __tablename__ = "check_leases"
+
+    job: Mapped[str] = mapped_column(sa.String(220), primary_key=True)
+    next_due: Mapped[datetime] = mapped_column(UtcDateTime)
+    holder: Mapped[str | None] = mapped_column(sa.String(64))
+    taken: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    spec: Mapped[str | None] = mapped_column(sa.String(32))  # the check's fingerprint as last taken
 
 
 class Installation(Base):

@@ -1,0 +1,280 @@
+"""Three ``monitor run`` replicas on one PostgreSQL: each run once per interval across them, a killed
+replica's checks taken over within one interval, every notification sent once, ingest through two
+replicas counted exactly. Then the pieces on their own: the lease, the liveness of a replica, and the
+outbox's recovery leaving a live replica's claims alone (on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+import yaml
+from conftest import PG_HINT, PG_URL, _postgres_database, checkout_env
+
+from monitor.clock import FixedClock
+from monitor.storage import db, leases
+from monitor.storage.replicas import Replicas
+from monitor.storage.tables import CheckLease, CheckRun, IngestStat, Notification, Replica, table
+from tests.factories import T0 as DATA_T0
+from tests.test_slack_delivery import build, fake_slack
+
+TOKEN = "replica-test-token"
+EVERY_S = 1
+VOLUME_EVERY = timedelta(seconds=EVERY_S)
+
+
+def write_fleet_project(root: Path, database_url: str, slack_url: str) -> Path:
+    """An ingest model with a volume check every second that fires while under 600 rows, and a latency
+    check every 2s; Slack on loopback; every replica listens on a port of its own (``:0``)."""
+    (root / "checks").mkdir(parents=True)
+    config = {
+        "database": {"url": database_url},
+        "server": {"listen": "127.0.0.1:0", "token": TOKEN},
+        "checks_dir": "checks",
+        "owners": {"fraud-team": {"slack": "#fraud-alerts"}},
+        "notifiers": {"slack": {"token": "xoxb-test", "base_url": slack_url}},
+    }
+    model = {
+        "model": "scorer",
+        "owner": "fraud-team",
+        "source": {"kind": "ingest", "features": ["amount"], "feature_types": {"amount": "number"}},
+        "checks": [
+            {"name": "volume", "kind": "volume", "every": f"{EVERY_S}s", "window": "10m", "start_grace": "1s",
+             "alert": [{"when": "rows < 600", "severity": "critical"}]},
+            {"name": "latency", "kind": "latency", "every": "2s", "window": "10m", "min_rows": 1},
+        ],
+    }  # fmt: skip
+    (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (root / "checks" / "scorer.yaml").write_text(yaml.safe_dump(model, sort_keys=False))
+    return root / "config.yaml"
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh PostgreSQL database (these tests are about PostgreSQL's locking: no SQLite run)."""
+    if not PG_URL:
+        pytest.skip(PG_HINT)
+    yield from _postgres_database()
+
+
+class Daemon:
+    """One ``monitor run`` process, its log in a file, its HTTP API's address read from the log."""
+
+    def __init__(self, config: Path, name: str) -> None:
+        self.log = config.parent / f"{name}.log"
+        env = {k: v for k, v in checkout_env().items() if k != "MONITOR_CONFIG"}
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(config)],
+                                            stdout=subprocess.DEVNULL, stderr=out, env=env)  # fmt: skip
+        self.url = ""
+
+    def wait_started(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while "monitor started" not in (text := self.log.read_text()):
+            assert self.process.poll() is None and time.monotonic() < deadline, text
+            time.sleep(0.1)
+        found = re.search(r"HTTP API on (http://\S+)", text)
+        assert found, text
+        self.url = found[1].rstrip("/")
+
+    def post(self, rows: list[dict]) -> None:
+        response = httpx.post(f"{self.url}/v1/models/scorer/predictions", json=rows,
+                              headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)  # fmt: skip
+        assert response.status_code == 202, response.text[:500]
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            assert self.process.wait(timeout=60) == 0, self.log.read_text()
+        return self.log.read_text()
+
+
+def runs_of(engine: sa.Engine, check: str) -> list[datetime]:
+    with engine.connect() as conn:
+        return list(
+            conn.scalars(
+                sa.select(CheckRun.started).where(CheckRun.model == "scorer", CheckRun.check == check).order_by(CheckRun.started)
+            )
+        )
+
+
+def holder_of(engine: sa.Engine, job: str) -> str | None:
+    with engine.connect() as conn:
+        return conn.scalar(sa.select(CheckLease.holder).where(CheckLease.job == job))
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
+        time.sleep(0.2)
+
+
+@pytest.mark.postgres
+def test_three_replicas_run_each_check_once_per_interval_take_over_a_killed_one_and_count_ingest_exactly(
+    tmp_path, slack, postgres_url
+):
+    config = write_fleet_project(tmp_path, postgres_url, slack.url)
+    engine = db.create_engine(postgres_url)
+    replicas = [Daemon(config, f"replica-{i}") for i in range(3)]
+    try:
+        for replica in replicas:
+            replica.wait_started()
+        wait_until(lambda: len(runs_of(engine, "volume")) >= 5, 30, "five runs of the volume check")
+        # The replica that runs the volume check now is killed: its checks move to the others.
+        holder = holder_of(engine, "scorer/volume")
+        with engine.connect() as conn:
+            pids = dict(conn.execute(sa.select(Replica.id, Replica.pid)).all())
+        victim = next(r for r in replicas if r.process.pid == pids[holder])
+        victim.process.send_signal(signal.SIGKILL)
+        victim.process.wait(timeout=30)
+        killed_at = datetime.now(UTC)
+        wait_until(lambda: len([t for t in runs_of(engine, "volume") if t > killed_at]) >= 5, 30, "runs after the kill")
+        # 300 rows through each survivor: the volume check counts 600 and the alert resolves.
+        survivors = [r for r in replicas if r is not victim]
+        now = time.time()
+        for number, replica in enumerate(survivors):
+            replica.post([{"id": f"r{number}-{i}", "ts": now - 5, "features": {"amount": float(i)}, "prediction": 0.5,
+                          "latency_ms": 10.0}
+                          for i in range(300)])  # fmt: skip
+        # Both checks fired (the latency check on its third run without rows: failing_runs) and resolve.
+        wait_until(lambda: Counter((n.event, n.status) for n in notifications(engine)) == {("firing", "sent"): 2, ("resolved", "sent"): 2},
+                   30, "both alerts fired and resolved, each told")  # fmt: skip
+        logs = [replica.stop() for replica in survivors]
+    finally:
+        for replica in replicas:
+            if replica.process.poll() is None:
+                replica.process.kill()
+                replica.process.wait(timeout=30)
+    volume, latency = runs_of(engine, "volume"), runs_of(engine, "latency")
+    with engine.connect() as conn:
+        counted = conn.execute(
+            sa.select(sa.func.sum(IngestStat.accepted), sa.func.count(sa.distinct(IngestStat.writer))).where(
+                IngestStat.model == "scorer"
+            )
+        ).one()
+    sent = notifications(engine)
+    engine.dispose()
+
+    for text in logs:
+        assert "Traceback" not in text, text
+    # Once per interval across the three: no two runs of a check closer than the interval less the
+    # lease's slack (and a little for the scheduler's own timing), whoever ran them.
+    for runs, every in ((volume, VOLUME_EVERY), (latency, timedelta(seconds=2))):
+        gaps = [(b - a).total_seconds() for a, b in zip(runs, runs[1:], strict=False)]
+        assert min(gaps) >= (every - leases.slack(every)).total_seconds() - 0.15, gaps
+    # Taken over within one interval: the run due after the kill came at most an interval late.
+    gaps = [(b - a).total_seconds() for a, b in zip(volume, volume[1:], strict=False)]
+    assert max(gaps) <= 2 * EVERY_S + 1.0, gaps
+    assert any(t > killed_at for t in volume)
+    # Every notification once: each alert's firing, then its resolution, each posted to Slack once.
+    by_alert: dict[int, list[str]] = {}
+    for n in sent:
+        by_alert.setdefault(n.alert_id, []).append(n.event)
+    assert list(by_alert.values()) == [["firing", "resolved"], ["firing", "resolved"]], sent
+    posted = Counter(c.body["metadata"]["event_payload"]["key"] for c in slack.requests
+                     if c.method in ("chat.postMessage", "chat.update") and c.ok)  # fmt: skip
+    assert len(posted) == 4 and set(posted.values()) == {1}, posted
+    # Ingest through two replicas: the exact count, from two writers.
+    assert tuple(counted) == (600, 2)
+
+
+def notifications(engine: sa.Engine) -> list[sa.Row]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                sa.select(Notification.alert_id, Notification.event, Notification.status).order_by(Notification.id)
+            ).all()
+        )
+
+
+# -- the pieces ------------------------------------------------------------------------------------------
+T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+
+
+def test_a_run_is_taken_once_per_interval_whichever_replica_asks(engine):
+    asked = [("a", T0), ("b", T0 + timedelta(seconds=20)), ("a", T0 + MINUTE), ("b", T0 + MINUTE + timedelta(seconds=20)),
+             ("b", T0 + 2 * MINUTE + timedelta(seconds=20)), ("c", T0 + 3 * MINUTE - timedelta(seconds=3))]  # fmt: skip
+    taken = [who for who, due in asked if leases.take(engine, "m/c", due, MINUTE, who)]
+    # a takes the first two; at 2m a did not ask (dead), so b's schedule took it, and c, 3s early, is in the slack.
+    assert taken == ["a", "a", "b", "c"]
+    assert leases.last_taken(engine) == {"m/c": T0 + 3 * MINUTE - timedelta(seconds=3)}
+
+
+def test_an_edited_check_runs_at_once_and_a_removed_one_leaves_no_lease(engine):
+    assert leases.take(engine, "m/c", T0, MINUTE, "a", spec="v1")
+    assert not leases.take(engine, "m/c", T0 + timedelta(seconds=10), MINUTE, "a", spec="v1")
+    assert leases.take(engine, "m/c", T0 + timedelta(seconds=10), MINUTE, "a", spec="v2")  # edited under a reload
+    leases.forget(engine, ["m/c"])
+    assert leases.last_taken(engine) == {}
+
+
+@pytest.mark.postgres
+def test_a_row_another_replica_is_taking_is_skipped_not_waited_for(postgres_url):
+    engine = db.create_engine(postgres_url)
+    db.upgrade(engine)
+    assert leases.take(engine, "m/c", T0, MINUTE, "a")
+    with engine.connect() as holding:  # another replica, in the middle of taking the next run
+        holding.execute(sa.select(table(CheckLease)).where(CheckLease.job == "m/c").with_for_update())
+        started = time.monotonic()
+        assert not leases.take(engine, "m/c", T0 + MINUTE, MINUTE, "b")
+        assert time.monotonic() - started < 5
+        holding.rollback()
+    assert leases.take(engine, "m/c", T0 + MINUTE, MINUTE, "b")
+    engine.dispose()
+
+
+def test_a_replica_is_gone_when_its_beats_stop_or_its_process_on_this_host_ended(engine):
+    clock = FixedClock(T0)
+    here = Replicas(engine, clock)
+    here.beat()
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    with engine.begin() as conn:
+        rows = [
+            {"id": "elsewhere-live", "host": "other-host", "pid": 1, "started": T0, "seen": T0 - timedelta(seconds=10)},
+            {"id": "elsewhere-silent", "host": "other-host", "pid": 2, "started": T0, "seen": T0 - timedelta(minutes=2)},
+            {"id": "here-ended", "host": socket.gethostname(), "pid": int(ended.stdout), "started": T0, "seen": T0},
+            {"id": "here-running", "host": socket.gethostname(), "pid": os.getppid(), "started": T0, "seen": T0},
+            {"id": "here-my-pid", "host": socket.gethostname(), "pid": os.getpid(), "started": T0, "seen": T0},
+        ]  # fmt: skip
+        conn.execute(sa.insert(table(Replica)), rows)
+    assert here.live() == {here.id, "elsewhere-live", "here-running"}
+    here.leave()
+    with engine.connect() as conn:
+        assert here.id not in set(conn.scalars(sa.select(Replica.id)))
+
+
+@pytest.fixture
+def slack_at_t0():
+    server = fake_slack(FixedClock(DATA_T0))
+    yield server
+    server.stop()
+
+
+def test_a_starting_replica_leaves_a_live_replicas_delivery_in_hand_and_settles_a_gone_ones(tmp_path, engine, slack_at_t0):
+    p = build(tmp_path, engine, FixedClock(DATA_T0), slack_at_t0.url)
+    p.evaluate()
+    [notification_id] = p.outbox._due(200)
+    assert p.outbox._claim(notification_id)
+    with engine.begin() as conn:  # claimed by a replica on another machine that beats
+        conn.execute(sa.update(table(Notification)).values(claimed_by="elsewhere"))
+        conn.execute(sa.insert(table(Replica)).values(id="elsewhere", host="other-host", pid=1, started=DATA_T0, seen=DATA_T0))
+    starting = p.restart()
+    assert starting.outbox.recover() == 0 and starting.outbox.recover_stale() == 0
+    assert [n.status for n in starting.notifications()] == ["sending"]
+    with starting.engine.begin() as conn:  # its beats stop: the machine is lost
+        conn.execute(sa.update(table(Replica)).values(seen=DATA_T0 - timedelta(minutes=1)))
+    assert starting.outbox.recover_stale() == 1  # by whichever replica looks next, not only at a start
+    assert [n.status for n in starting.notifications()] == ["pending"]
