@@ -1,8 +1,9 @@
 """Check files change under a running daemon: a reload (SIGHUP, or the watch seeing a file change)
 applies an edited file without a restart, keeps a broken file's last good version running and tells
 its owner, applies the mended one and resolves that, and ends a removed file's episodes with a notice.
-The real daemon on a FixedClock (its reload called as the main loop calls it), SQLite and PostgreSQL;
-then the real ``monitor run`` process, whose PID a SIGHUP keeps."""
+The daemon config reloads too: owners and receivers apply, the keys opened at the start wait for the
+next. The real daemon on a FixedClock (its reload called as the main loop calls it), SQLite and
+PostgreSQL; then the real ``monitor run`` process, whose PID a SIGHUP keeps."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from deployments import CHECK_FILE, Deployment, deployments
 from factories import T0, live_frame, write_project
 
 from monitor.daemon.reload import FilesWatch
-from monitor.storage.tables import Alert
+from monitor.storage.tables import Alert, Notification
+from tests.test_ingest_api import AUTH, running, write_ingest_project
 
 EVERY = timedelta(minutes=15)
 
@@ -153,3 +155,52 @@ def test_a_new_file_defining_a_running_model_does_not_take_it_over(deploy):
     assert checks.files["fraud-scorer"] == running and rules_of(d) == ["drift_share > 0.3"]
     [issue] = [i for i in checks.issues if "already defined" in i.message]
     assert Path(issue.file) == newcomer and str(running) in issue.message
+
+
+def test_a_changed_daemon_config_applies_its_owners_and_receivers_and_says_what_waits_for_a_restart(deploy, caplog):
+    d = deploy({"when": "drift_share > 0.3", "severity": "critical"})
+    config = yaml.safe_load(d.config.read_text())
+    config["owners"]["payments"] = {"mention": ["@sam"]}
+    config["server"]["listen"] = "127.0.0.1:9999"
+    d.config.write_text(yaml.safe_dump(config, sort_keys=False))
+    check_file = d.root / CHECK_FILE
+    check_file.write_text(check_file.read_text().replace("owner: fraud-team", "owner: payments"))
+
+    with caplog.at_level("INFO", logger="monitor.daemon"):
+        found = d.daemon.reload()
+
+    # The check file names an owner only the new config has: it loads, so the new owners were applied first.
+    assert found.changed == ["fraud-scorer/feature-drift"] and not d.daemon.project.checks.issues
+    assert "payments" in d.daemon.project.config.owners
+    assert d.daemon.project.config.server.listen == "127.0.0.1:0"  # opened at the start: kept
+    assert "daemon config reloaded: owners applied" in caplog.text
+    assert "the daemon config changed on disk: server take effect at the next start" in caplog.text
+    assert run(d) == "breach"
+    [alert] = d.rows(Alert)
+    assert alert.owner == "payments"
+    assert {n.receiver for n in d.rows(Notification)} == {"payments/console"}
+
+
+def test_a_run_recorded_after_a_reload_removed_its_rule_leaves_no_episode_of_it_open(deploy):
+    d = deploy({"when": "drift_share > 0.3", "severity": "critical"})
+    model = d.daemon.project.checks.models["fraud-scorer"]
+    running = model, model.check("feature-drift")  # the run in flight, as it began
+    d.edit_rules({"when": "drift_share > 0.9", "severity": "critical"})
+    d.daemon.reload()
+    d.clock.advance(EVERY)
+    result = d.daemon.evaluate(*running)  # recorded after the reload: it opens the old rule's episode
+    assert [change.rule for change in result.changes] == ["drift_share > 0.3"]
+    assert [(a.rule, a.state) for a in d.rows(Alert)] == [("drift_share > 0.3", "resolved")]
+
+
+def test_a_model_added_by_a_reload_is_taken_by_the_api_and_on_the_status_page(tmp_path):
+    config = write_ingest_project(tmp_path)
+    with running(config) as (daemon, client):
+        added = yaml.safe_load((tmp_path / "checks" / "scorer.yaml").read_text())
+        added["model"] = "scorer-v2"
+        (tmp_path / "checks" / "scorer-v2.yaml").write_text(yaml.safe_dump(added, sort_keys=False))
+        row = {"id": "a", "ts": time.time() - 30, "features": {"amount": 1.0, "country": "DE"}, "prediction": 0.1}
+        assert client.post("/v1/models/scorer-v2/predictions", json=[row], headers=AUTH).status_code == 404
+        daemon.reload()
+        assert client.post("/v1/models/scorer-v2/predictions", json=[row], headers=AUTH).status_code == 202
+        assert "scorer-v2" in client.get("/", headers=AUTH).text

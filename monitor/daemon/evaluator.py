@@ -59,6 +59,11 @@ class Evaluator:
         # (monitor/daemon/workers.py); the judging and recording are always here.
         self.compute: Callable[[ModelConfig, CheckSpec, datetime, datetime], Evaluated] = self.read_and_compute
 
+    def reconfigure(self, config: DaemonConfig, receivers: Receivers) -> None:
+        """A reloaded daemon config: owners, routes and receivers apply from the next run."""
+        self.config = config
+        self.teller = Teller(config, receivers)
+
     def run(self, model: ModelConfig, check: CheckSpec, *, dry_run: bool = False, read_alerts: bool = True) -> RunResult:
         """Evaluate and record in one transaction. ``dry_run`` rolls it back; with ``read_alerts``
         False as well, the database is not touched at all (there may be none yet), so no alert moves."""

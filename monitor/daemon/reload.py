@@ -4,9 +4,10 @@ On SIGHUP, and when the watch sees a check file or the config change, the daemon
 files again, file by file (``Daemon.reload``). A file that loads replaces its model; a file that no
 longer loads keeps its last good version running (its owner is told, as at start); a file removed
 takes its model away. A check whose model or own keys changed is scheduled anew; the others keep their
-schedule. The daemon config is read again only to say whether it is broken or changed: its changes
-take effect at the next start (the database, the listen address and the workers cannot change under a
-running daemon).
+schedule. The daemon config is read again too: one that no longer loads keeps the running one; a
+changed one applies at once but for the keys that cannot change under a running daemon
+(``RESTART_ONLY``: the database, the server, ingest's limits, the worker processes, the heartbeat),
+which wait for the next start.
 """
 
 from __future__ import annotations
@@ -18,9 +19,22 @@ from pathlib import Path
 from monitor.checks.base import CheckSpec
 from monitor.config.errors import ConfigIssue
 from monitor.config.loader import CheckFiles, check_file_paths
-from monitor.config.models import ModelConfig
+from monitor.config.models import DaemonConfig, ModelConfig
 
 WATCH_EVERY_S = 5  # how often the watch looks at the files' sizes and times
+
+RESTART_ONLY = ("database", "server", "ingest", "checks_dir", "processes", "heartbeat_url", "heartbeat_every")
+"""The daemon config's keys a reload does not apply: what they configure is opened once, at the start."""
+
+
+def config_changes(running: DaemonConfig, on_disk: DaemonConfig) -> tuple[DaemonConfig, list[str], list[str]]:
+    """What a reload does with the daemon config on disk: the config to run from now on (``on_disk``,
+    but for the ``RESTART_ONLY`` keys, kept as they run), the keys it applies, and the changed keys
+    that wait for the next start."""
+    changed = [key for key in type(running).model_fields if getattr(running, key) != getattr(on_disk, key)]
+    kept = {key: getattr(running, key) for key in RESTART_ONLY}
+    applied = [key for key in changed if key not in kept]
+    return on_disk.model_copy(update=kept), applied, [key for key in changed if key in kept]
 
 
 def merged(old: CheckFiles, fresh: CheckFiles) -> CheckFiles:

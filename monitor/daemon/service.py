@@ -41,12 +41,21 @@ from monitor.clock import Clock, SystemClock
 from monitor.config import ConfigError
 from monitor.config.durations import format_duration
 from monitor.config.loader import check_file_paths, load_check_files, load_config
-from monitor.config.models import ModelConfig, is_loopback
+from monitor.config.models import DaemonConfig, ModelConfig, is_loopback
 from monitor.daemon.closing import close_orphans
 from monitor.daemon.evaluator import Evaluator, RunResult
 from monitor.daemon.heartbeat import Heartbeat
 from monitor.daemon.project import Project
-from monitor.daemon.reload import WATCH_EVERY_S, Changes, FilesWatch, changes, fingerprint, merged, scheduled
+from monitor.daemon.reload import (
+    WATCH_EVERY_S,
+    Changes,
+    FilesWatch,
+    changes,
+    config_changes,
+    fingerprint,
+    merged,
+    scheduled,
+)
 from monitor.daemon.repeats import owe_repeats
 from monitor.daemon.workers import Workers
 from monitor.health import Health, LogThrottle, in_one_line
@@ -70,6 +79,7 @@ from monitor.telemetry import Telemetry
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
 
+    from monitor.server.app import ServerState
     from monitor.server.http import HttpServer
 
 log = logging.getLogger("monitor.daemon")
@@ -124,10 +134,10 @@ def no_checks_loaded(project: Project) -> str:
     """Why nothing is watched: each problem of the check files (the first few), or that there are none."""
     issues = project.checks.issues
     if not issues:
-        return f"no check file in {project.checks_dir}: nothing is watched; add one and restart"
+        return f"no check file in {project.checks_dir}: nothing is watched; add one (it is loaded within {WATCH_EVERY_S} s)"
     shown = "; ".join(str(issue) for issue in issues[:3])
     more = f"; and {len(issues) - 3} more in the log" if len(issues) > 3 else ""
-    return f"no check file loaded, so nothing is watched: {shown}{more}; fix them (monitor validate) and restart"
+    return f"no check file loaded, so nothing is watched: {shown}{more}; fix them (monitor validate): they are loaded again within {WATCH_EVERY_S} s"
 
 
 class StartupError(Exception):
@@ -193,6 +203,7 @@ class Daemon:
         self._due: dict[str, datetime] = {}  # by job: when its submitted run was due (the scheduler's clock)
         self._fingerprints: dict[str, str] = {}  # by check's job: what it runs, as its lease knows it
         self._last_recorded: dict[str, datetime] = {}  # by check: when its last recorded run started
+        self._console = console  # a receiver of its own for the console (monitor demo), kept for a reload
         receivers = Receivers(project.config, console)
         self.receivers = receivers
         self.own_alerts = OwnAlerts(receivers)  # when monitoring itself fails: a file, a check's schedule
@@ -221,6 +232,7 @@ class Daemon:
             writer=self.replicas.id,  # its rows of each minute, beside other replicas'
         )
         self.http: HttpServer | None = None
+        self._server_state: ServerState | None = None
         self.workers = workers
         self._stop = threading.Event()
         self._background_stop = threading.Event()
@@ -274,9 +286,20 @@ class Daemon:
         # A check split by model_version has no one value of a metric to show: its versions' are in the metrics table.
         values = [] if result.versions else result.evaluation.values
         self.telemetry.record_run(result.model, result.check, result.outcome, result.duration_s, values)
+        if result.changes and self._changed_while_running(model, check):
+            # A reload replaced this check while it ran: an episode it opened of a rule now gone is closed
+            # as the reload closed the others (the reload looked before this run was recorded).
+            self.close_orphans()
         if result.notifications_owed:
             self.outbox.wake()
         return result
+
+    def _changed_while_running(self, model: ModelConfig, check: CheckSpec) -> bool:
+        current = self.project.checks.models.get(model.model)
+        if current is None:
+            return True
+        now = next((c for c in current.checks if c.name == check.name), None)
+        return now is None or fingerprint(current, now) != fingerprint(model, check)
 
     def _take(self, job: str, every: timedelta, spec: str | None = None) -> bool:
         """Whether this replica does the run of ``job`` due now (another may have taken it)."""
@@ -376,14 +399,20 @@ class Daemon:
         platform_owner) with its problems; one that loads again resolves it."""
         own, now = self.own_alerts, self.clock.now()
         skipped: dict[str, list] = {}
+        kept = {Path(path).resolve() for path in self.project.checks.files.values()}  # their last good versions run
         for issue in self.project.checks.issues:
             skipped.setdefault(str(_shown(Path(issue.file), self.project.base_dir)), []).append(issue)
         with Session(self.engine) as session:
             told = False
             for shown, issues in skipped.items():
                 owner = _owner_written(Path(issues[0].file), self.project.config.owners) or self.project.config.platform_owner
+                running = (
+                    "its last good version keeps running until the file is mended"
+                    if Path(issues[0].file).resolve() in kept
+                    else "its model is not watched until the file is mended"
+                )
                 details = [str(issue) for issue in issues[:10]] + [
-                    f"its model is not watched until the file is mended ({len(issues)} problem(s); monitor validate says the same)"
+                    f"{running} ({len(issues)} problem(s); monitor validate says the same)"
                 ]
                 rule = f"check file {shown} does not load"
                 told |= own.raise_(session, own_alerts.CHECK_FILES, shown, owner or "platform", rule, details, now)
@@ -404,7 +433,7 @@ class Daemon:
 
     def _maintenance(self, now: datetime) -> list[SilenceRule]:
         """The check files' maintenance windows in force at ``now``, as silences (read from the files
-        as loaded, so an edited file takes effect at the restart that loads it)."""
+        as loaded, so an edited file takes effect at the reload that loads it)."""
         windows = {name: model.maintenance for name, model in self.project.checks.models.items() if model.maintenance}
         return maintenance_silences(windows, now)
 
@@ -526,7 +555,6 @@ class Daemon:
         from monitor.server.status import render_status
 
         config = self.project.config
-        checks = {name: [c.name for c in model.checks] for name, model in sorted(self.project.checks.models.items())}
         state = ServerState(
             models=self.ingest_models(),
             sampler=self.sampler,
@@ -539,7 +567,7 @@ class Daemon:
             body_timeout=config.server.body_timeout.total_seconds(),
             max_per_client=config.ingest.max_requests_per_client,
             row_limits=RowLimits(config.ingest.max_row_bytes, config.ingest.max_text_chars),
-            status_page=lambda problems: render_status(self.engine, checks, problems),
+            status_page=lambda problems: render_status(self.engine, self._checks_by_model(), problems),
             listen_host=config.server.listen.rpartition(":")[0],
             allowed_hosts=config.server.allowed_hosts,
             guarded_reads=guarded_reads(config.server.listen, config.server.public),
@@ -551,9 +579,13 @@ class Daemon:
             max_connections=config.server.max_connections,
             max_connections_per_client=config.server.max_connections_per_client,
         )
-        self.http = http
+        self.http, self._server_state = http, state
         http.start()
         log.info("HTTP API on %s", http.url)
+
+    def _checks_by_model(self) -> dict[str, list[str]]:
+        """Each model's checks as loaded now (the status page lists them; a reload changes them)."""
+        return {name: [c.name for c in model.checks] for name, model in sorted(self.project.checks.models.items())}
 
     def _background(self, target, name: str) -> None:
         thread = threading.Thread(target=target, args=(self._background_stop,), name=name, daemon=True)
@@ -668,12 +700,13 @@ class Daemon:
     def reload(self) -> Changes:
         """The check files loaded again, file by file (monitor/daemon/reload.py): a changed check is
         scheduled anew and runs now, a removed one's episodes end with a notice, a file that no longer
-        loads keeps its last good version and its owner is told. The daemon config is read to say
-        whether it is broken or changed: its changes apply at the next start."""
+        loads keeps its last good version and its owner is told. The daemon config is read again
+        first: a broken one keeps the running one, a changed one applies but for the keys that need a
+        restart (reload.RESTART_ONLY), and the check files are then checked against its owners."""
         with self._reloading:
             if self._watch is not None:
                 self._watch.changed()  # what is loaded now is what the watch compares with next
-            self._say_config()
+            self._reload_config()
             project = self.project
             owners_from = project.config if project.config_path else None
             fresh = load_check_files(check_file_paths(project.checks_dir), owners_from, base_dir=project.base_dir)
@@ -693,14 +726,18 @@ class Daemon:
             for issue in new_issues:
                 running = "its last good version keeps running" if Path(issue.file).resolve() in kept else "it is not watched"
                 log.error("check file does not load, %s: %s", running, issue)
+            if self._server_state is not None:  # the API takes rows for the models with an ingest source now
+                self._server_state.models = self.ingest_models()
             self._say_check_files()
             self._settle_files()
             leases.forget(self.engine, found.removed)
             log.info("check files reloaded: %s; %d check file(s) do not load", found, len({i.file for i in fresh.issues}))
             return found
 
-    def _say_config(self) -> None:
-        """Whether the daemon config on disk is broken or changed: said, never applied while running."""
+    def _reload_config(self) -> None:
+        """The daemon config on disk read again: a broken one is a problem on /healthz and the running one
+        is kept; a changed one applies now (owners, routes, receivers, retention, ...), but for the keys
+        opened once at the start, which are said to wait for the next start."""
         if self.project.config_path is None:
             return
         try:
@@ -709,8 +746,22 @@ class Daemon:
             self.health.failing(CONFIG, f"the daemon config on disk does not load, the running one is kept: {in_one_line(exc)}")
             return
         self.health.recovered(CONFIG)
-        if on_disk != self.project.config:
-            log.warning("the daemon config changed on disk: its changes take effect at the next start of monitor run")
+        config, applied, waiting = config_changes(self.project.config, on_disk)
+        if waiting:
+            log.warning("the daemon config changed on disk: %s take effect at the next start of monitor run", ", ".join(waiting))
+        if applied:
+            self._apply_config(config)
+            log.info("daemon config reloaded: %s applied", ", ".join(applied))
+
+    def _apply_config(self, config: DaemonConfig) -> None:
+        """Run with ``config`` from now on: new receivers (a delivery in hand finishes with the old ones)."""
+        receivers = Receivers(config, self._console)
+        self.project.config = config
+        self.receivers, self.own_alerts = receivers, OwnAlerts(receivers)
+        self.evaluator.reconfigure(config, receivers)
+        notifiers = config.notifiers
+        self.outbox.reconfigure(receivers, give_up_after=notifiers.give_up_after, per_minute=notifiers.per_minute,
+                                platform_owner=config.platform_owner)  # fmt: skip
 
     def _look_at_files(self) -> None:
         """The watch: reload when a check file or the config changed since the last look."""

@@ -143,6 +143,14 @@ class Outbox:
         self._installation: str | None = None  # read once: a database keeps its id
         self._failing = LogThrottle(log)  # by receiver: an outage is one line, then one a minute
 
+    def reconfigure(self, receivers: Receivers, *, give_up_after: timedelta, per_minute: int, platform_owner: str | None) -> None:
+        """A reloaded daemon config: its receivers and delivery settings apply from the next delivery (a
+        delivery in hand finishes with the ones it began with)."""
+        self.receivers = receivers
+        self.watch = ReceiverWatch(OwnAlerts(receivers), platform_owner)
+        self.give_up_after = give_up_after
+        self.per_minute = per_minute
+
     # -- the loop -------------------------------------------------------------------------------
     def wake(self) -> None:
         """Deliver now rather than at the next tick (called after an evaluation changed an alert)."""

@@ -231,15 +231,22 @@ def create_app(state: ServerState) -> Starlette:
             return _json(400, payload)
         return _json(202, payload)
 
+    def known(model: str) -> IngestModel:
+        """The model's ingest spec, read once: a reload may have removed it while its body was received."""
+        found = state.models.get(model)
+        if found is None:
+            raise BodyError(f"model {model!r} no longer has an ingest source (its check file changed): nothing was taken")
+        return found
+
     def take_predictions(model: str, body: bytes, received: float) -> tuple[Parsed, dict]:
-        parsed = validate_predictions(body, state.models[model].features, received, state.row_limits)
+        parsed = validate_predictions(body, known(model).features, received, state.row_limits)
         state.sampler.add(model, parsed.rows, len(parsed.rejected), received)
         state.telemetry.rows.labels(model, "accepted").inc(len(parsed.rows))
         state.telemetry.rows.labels(model, "rejected").inc(len(parsed.rejected))
         return parsed, {}
 
     def take_labels(model: str, body: bytes, received: float) -> tuple[Parsed, dict]:
-        parsed = validate_labels(body, state.models[model].classes, state.row_limits)
+        parsed = validate_labels(body, known(model).classes, state.row_limits)
         matched = state.sampler.add_labels(model, parsed.rows, received) if parsed.rows else 0
         state.telemetry.labels.labels(model, "matched").inc(matched)
         state.telemetry.labels.labels(model, "unmatched").inc(len(parsed.rows) - matched)
