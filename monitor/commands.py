@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -21,8 +22,17 @@ def _project(args: argparse.Namespace, files: list[Path] | None = None) -> Proje
     try:
         return Project.load(path, files)
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
+        _say_error(args, str(exc))
         return None
+
+
+def _say_error(args: argparse.Namespace, text: str) -> None:
+    """A command's error: a plain line on stderr, or under ``--log-format json`` a log line like the
+    daemon's others, so a log pipeline that parses every line also gets why the daemon did not start."""
+    if getattr(args, "log_format", "text") == "json":
+        logging.getLogger("monitor").error(text)
+    else:
+        print(text, file=sys.stderr)
 
 
 def validate(args: argparse.Namespace) -> int:
@@ -53,12 +63,12 @@ def run(args: argparse.Namespace) -> int:
     if project is None:
         return 1
     if not project.checks.models and not project.checks.issues:
-        print(f"no check files in {project.checks_dir}: add one (see checks/ in the repository for examples)", file=sys.stderr)
+        _say_error(args, f"no check files in {project.checks_dir}: add one (see checks/ in the repository for examples)")
         return 1
     try:
         return Daemon(project).run_forever()
     except StartupError as exc:  # one line, what to change; nothing was evaluated
-        print(f"monitor: {exc}", file=sys.stderr)
+        _say_error(args, f"monitor: {exc}")
         return 2
 
 

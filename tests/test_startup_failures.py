@@ -88,3 +88,39 @@ def test_a_second_daemon_on_one_sqlite_file_exits_naming_it_and_one_after_a_kill
     finally:
         third.send_signal(signal.SIGTERM)
         assert third.wait(timeout=60) == 0
+
+
+def test_under_json_logs_why_the_daemon_did_not_start_is_a_json_line_too(tmp_path):
+    """A log pipeline that parses every line of the daemon's stderr gets the reason it exited as well."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    config = write_project(tmp_path)
+    config.write_text(config.read_text() + "retention:\n  raw: forever\n")
+    env = {k: v for k, v in os.environ.items() if k != "MONITOR_CONFIG"}
+    done = subprocess.run([sys.executable, "-m", "monitor", "--log-format", "json", "run", "--config", str(config)],
+                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert done.returncode == 1
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    [error] = [line for line in lines if line["level"] == "error"]
+    assert f"{config}:" in error["message"] and "retention.raw" in error["message"]
+
+
+def test_a_second_path_to_the_same_sqlite_file_is_refused_too(tmp_path):
+    import os
+
+    from monitor.storage import db
+
+    engine = db.create_engine(f"sqlite:///{tmp_path / 'monitor.db'}")
+    db.upgrade(engine)
+    os.link(tmp_path / "monitor.db", tmp_path / "linked.db")
+    first, second = db.SqliteLock(engine), db.SqliteLock(db.create_engine(f"sqlite:///{tmp_path / 'linked.db'}"))
+    first.acquire()
+    with pytest.raises(db.SqliteInUse, match=r"linked\.db \(by another path to the same file\)"):
+        second.acquire()
+    first.release()
+    second.acquire()  # free again once the first is gone
+    second.release()
+    engine.dispose()

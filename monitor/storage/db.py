@@ -153,7 +153,11 @@ class SqliteInUse(Exception):
 
 class SqliteLock:
     """The one daemon of a SQLite database file: an exclusive lock (``flock``) on ``FILE.lock`` beside it,
-    held while the daemon runs and released by the kernel when its process ends, ``kill -9`` too.
+    which holds the daemon's pid for the message, and one on the database file itself, so that a second
+    path to the same file (a hard link, another mount) is refused as well; both held while the daemon
+    runs and released by the kernel when its process ends, ``kill -9`` too. (``flock`` locks do not
+    touch SQLite's own ``fcntl`` locks; the database file's handle is closed only after the engine is
+    disposed, as closing a file drops this process's ``fcntl`` locks on it.)
 
     Two daemons on one SQLite file would each schedule every check and each send every notification;
     PostgreSQL is where replicas share the work (docs/operations.md). A database in memory has no file
@@ -162,6 +166,7 @@ class SqliteLock:
     def __init__(self, engine: Engine) -> None:
         self.path: Path | None = None
         self._file: IO[str] | None = None
+        self._database: IO[bytes] | None = None
         url = engine.url
         if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
             self.path = Path(url.database).resolve()
@@ -186,13 +191,25 @@ class SqliteLock:
                 f"another monitor daemon{by} uses the SQLite database {self.path}: SQLite takes one daemon; "
                 "stop that one, or run several on PostgreSQL"
             ) from None
+        database = open(self.path, "ab")  # noqa: SIM115 - held open for the daemon's life; an empty file is a new database
+        try:
+            fcntl.flock(database.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            database.close()
+            handle.close()
+            raise SqliteInUse(
+                f"another monitor daemon uses the SQLite database {self.path} (by another path to the same file): "
+                "SQLite takes one daemon; stop that one, or run several on PostgreSQL"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
         handle.flush()
-        self._file = handle
+        self._file, self._database = handle, database
 
     def release(self) -> None:
-        if self._file is not None:
-            self._file.close()  # closing the file releases the lock
-            self._file = None
+        """After the engine is disposed (see the class's note)."""
+        for held in (self._database, self._file):
+            if held is not None:
+                held.close()  # closing the file releases the lock
+        self._file = self._database = None
