@@ -5,7 +5,8 @@
 - ``check_leases``: one row per scheduled job (a check ``model/check``, or a daemon job such as
   ``daemon:repeats``): when it is next due across the fleet and which replica last took it. A replica
   takes a run by locking the row (``FOR UPDATE SKIP LOCKED``) and moving ``next_due`` on; ``spec`` is
-  the fingerprint of the check as last taken, so an edited check runs at once after a reload.
+  the fingerprint of the check as last taken, so an edited check runs at once after a reload;
+  ``recorded`` when the last recorded run began (the schedule watch reads it).
 - ``notifications.claimed_by``: the replica that claimed a delivery (``sending``).
 - ``ingest_stats`` and ``samples`` gain ``writer`` in their primary key: each replica writes its own
   counts, sketch and reservoir of a minute, and readers add them up (counts stay exact whichever
@@ -63,6 +64,7 @@ def upgrade() -> None:
         sa.Column("holder", sa.String(64)),
         sa.Column("taken", sa.DateTime(timezone=True)),
         sa.Column("spec", sa.String(32)),
+        sa.Column("recorded", sa.DateTime(timezone=True)),
     )
     with op.batch_alter_table("notifications") as batch:
         batch.add_column(sa.Column("claimed_by", sa.String(64)))

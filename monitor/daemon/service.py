@@ -16,6 +16,7 @@ replica's. Each replica's row in ``replicas`` (monitor/storage/replicas.py) tell
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import re
@@ -71,7 +72,7 @@ from monitor.sources import SourceError
 from monitor.sources.ingest import IngestModel, feature_types
 from monitor.sources.reference import load_reference
 from monitor.storage import db, leases
-from monitor.storage.replicas import BEAT_EVERY, GONE_AFTER, Replicas
+from monitor.storage.replicas import GONE_AFTER, Replicas
 from monitor.storage.retention import prune
 from monitor.storage.tables import CheckRun
 from monitor.telemetry import Telemetry
@@ -119,6 +120,8 @@ def guarded_reads(listen: str, public: Iterable[str]) -> frozenset[str]:
 
 APART = "apart"
 """The scheduler's executor for the kinds with ``own_workers`` (probes)."""
+ALIGNED_WITHIN_S = 0.05
+"""A replica's next run of a check this near the fleet's is on its grid already (no reschedule)."""
 APART_WORKERS = 32
 """Its threads at most: 32 probes that each hang for a 5s timeout every 30s still start on time."""
 
@@ -202,6 +205,8 @@ class Daemon:
         self._late_runs = LogThrottle(log)  # runs starting late: one line, then one a minute
         self._due: dict[str, datetime] = {}  # by job: when its submitted run was due (the scheduler's clock)
         self._fingerprints: dict[str, str] = {}  # by check's job: what it runs, as its lease knows it
+        self._fresh: set[str] = set()  # checks (re)loaded and not run since: an edit runs at once
+        self._beating = contextlib.ExitStack()  # this replica's row beaten while the daemon runs
         self._last_recorded: dict[str, datetime] = {}  # by check: when its last recorded run started
         self._console = console  # a receiver of its own for the console (monitor demo), kept for a reload
         receivers = Receivers(project.config, console)
@@ -249,13 +254,34 @@ class Daemon:
             return self._evaluate(model, check)
 
     def _scheduled_run(self, model: ModelConfig, check: CheckSpec) -> RunResult | None:
-        """A run the scheduler found due: this replica's to do only if it takes the run's lease."""
+        """A run the scheduler found due: this replica's to do only if it takes the run's lease; if the
+        fleet's next run is later, this replica's schedule moves onto it."""
         job = f"{model.model}/{check.name}"
-        if not self._take(job, check.every, self._fingerprints.get(job)):
+        answer = self._take(job, check.every, self._fingerprints.get(job), fresh=job in self._fresh)
+        if not answer.taken:
             self._due.pop(job, None)
             self.telemetry.record_elsewhere(model.model, check.name)
+            if answer.next_due is not None:
+                self._align(job, check.every, answer.next_due)
             return None
-        return self.evaluate(model, check)
+        self._fresh.discard(job)
+        result = self.evaluate(model, check)
+        if result is not None:
+            try:
+                leases.note_recorded(self.engine, job, self._last_recorded[job])
+            except sa.exc.SQLAlchemyError as exc:  # the next recorded run notes it; the watch reads runs meanwhile
+                log.warning("%s: recorded, but not noted for the schedule watch (%s)", job, why_not_recorded(exc))
+        return result
+
+    def _align(self, job: str, every: timedelta, next_due: datetime) -> None:
+        """Move this replica's schedule of ``job`` onto the fleet's (its next run at ``next_due``, then
+        every interval): all replicas then ask at the same moments, and the first to lock the row runs it."""
+        scheduler = self._scheduler
+        current = scheduler.get_job(job) if scheduler is not None else None
+        if scheduler is None or current is None or current.next_run_time is None:
+            return
+        if abs((current.next_run_time - next_due).total_seconds()) > ALIGNED_WITHIN_S:
+            scheduler.reschedule_job(job, trigger="interval", seconds=every.total_seconds(), start_date=next_due)
 
     def _evaluate(self, model: ModelConfig, check: CheckSpec) -> RunResult | None:
         self._note_start(model, check)
@@ -301,13 +327,15 @@ class Daemon:
         now = next((c for c in current.checks if c.name == check.name), None)
         return now is None or fingerprint(current, now) != fingerprint(model, check)
 
-    def _take(self, job: str, every: timedelta, spec: str | None = None) -> bool:
+    def _take(self, job: str, every: timedelta, spec: str | None = None, *, fresh: bool = False) -> leases.Answer:
         """Whether this replica does the run of ``job`` due now (another may have taken it)."""
         try:
-            return leases.take(self.engine, job, self.clock.now(), every, self.replicas.id, spec)
+            # PostgreSQL's clock for replicas on hosts whose clocks differ; on SQLite (one machine) the daemon's.
+            now = None if self.engine.dialect.name == "postgresql" else self.clock.now()
+            return leases.take(self.engine, job, every, self.replicas.id, spec, fresh=fresh, now=now)
         except sa.exc.SQLAlchemyError as exc:  # it could not be recorded either: health says so, the next run tries
             self.health.failing(RECORDING, f"{job}: not run ({why_not_recorded(exc)}); the next run tries again", exc_info=exc)
-            return False
+            return leases.Answer(False)
 
     def _note_start(self, model: ModelConfig, check: CheckSpec) -> None:
         """How late this run starts after it was due (the scheduler said when, on submitting it): in
@@ -357,7 +385,6 @@ class Daemon:
             log.warning("check file loaded, but: %s", warning)
         self._say_check_files()
         db.upgrade(self.engine)  # by one replica at a time (an advisory lock on PostgreSQL)
-        self.replicas.beat()  # before the outbox settles what gone replicas left: this one is not among them
         self._settle_files()
         kinds = {check.kind for model in self.project.checks.models.values() for check in model.checks}
         for kind in sorted(kinds):
@@ -444,13 +471,13 @@ class Daemon:
         now = self.clock.now()
         own = self.own_alerts
         try:
-            taken = leases.last_taken(self.engine)  # the runs every replica took
+            recorded = leases.last_recorded(self.engine)  # the runs every replica recorded
             with Session(self.engine) as session:
                 told = False
                 alerted = {alert.feature for alert in own.all_open(session, own_alerts.SCHEDULE)}
                 for model in self.project.checks.models.values():
                     for check in model.checks:
-                        told |= self._watch_one(session, own, model, check, now, alerted, taken)
+                        told |= self._watch_one(session, own, model, check, now, alerted, recorded)
                 session.commit()
         except sa.exc.SQLAlchemyError as exc:  # the database is down: health says so already
             log.warning("schedule not checked (%s); the next minute tries again", why_not_recorded(exc))
@@ -460,16 +487,16 @@ class Daemon:
 
     def _watch_one(
         self, session: Session, own: OwnAlerts, model: ModelConfig, check: CheckSpec, now: datetime, alerted: set[str],
-        taken: Mapping[str, datetime],
+        recorded: Mapping[str, datetime],
     ) -> bool:  # fmt: skip
-        """One check's schedule watched; ``alerted`` names the checks with an open schedule alert, ``taken``
-        when each check's last run was taken by a replica (this one or another)."""
+        """One check's schedule watched; ``alerted`` names the checks with an open schedule alert,
+        ``recorded`` when each check's last recorded run began, on any replica."""
         name, late = f"{model.model}/{check.name}", check.every * 2
         if now - self._started < late:
             return False
         # This daemon's own record of its runs and the leases' of every replica's, so that a thousand
         # checks on time cost one query; the runs table for a check neither knows (a run from before).
-        last = max(filter(None, (self._last_recorded.get(name), taken.get(name))), default=None) or session.scalar(
+        last = max(filter(None, (self._last_recorded.get(name), recorded.get(name))), default=None) or session.scalar(
             sa.select(sa.func.max(CheckRun.started)).where(CheckRun.model == model.model, CheckRun.check == check.name)
         )
         condition = f"check {name} not running"
@@ -604,6 +631,9 @@ class Daemon:
             raise StartupError(str(exc)) from exc
         try:
             self.prepare()
+            # Beaten from here on, on a thread of its own: the outbox, about to settle what gone replicas
+            # left, must not take this one for one of them, nor may slow checks make it look gone.
+            self._beating.enter_context(self.replicas.beating())
         except sa.exc.SQLAlchemyError as exc:
             raise StartupError(f"cannot use the database {url}: {why_not_recorded(exc)}") from exc
         processes = self.project.config.processes
@@ -639,8 +669,6 @@ class Daemon:
             every = self.project.config.heartbeat_every
             scheduler.add_job(heartbeat.beat, "interval", seconds=every.total_seconds(), id="heartbeat", name="heartbeat",
                               next_run_time=now + timedelta(seconds=5), max_instances=1, coalesce=True)  # fmt: skip
-        scheduler.add_job(self._beat, "interval", seconds=BEAT_EVERY.total_seconds(), id="replica", name="replica",
-                          next_run_time=now + BEAT_EVERY, max_instances=1, coalesce=True)  # fmt: skip
         # Over the whole database, so done by one replica a time (each takes the job's lease when due).
         for name, every, work in (("schedule", timedelta(minutes=1), self.watch_schedule),
                                   ("repeats", timedelta(minutes=1), self.repeat_firing),
@@ -667,17 +695,10 @@ class Daemon:
         """``work`` as a job of the daemon's over the whole database: on the replica that takes its lease."""
 
         def run() -> None:
-            if self._take(f"daemon:{name}", every):
+            if self._take(f"daemon:{name}", every).taken:
                 work()
 
         return run
-
-    def _beat(self) -> None:
-        """This replica's row beaten: the others see it lives (monitor/storage/replicas.py)."""
-        try:
-            self.replicas.beat()
-        except sa.exc.SQLAlchemyError as exc:  # the database is down: health says so; the next beat tries
-            log.debug("replica row not beaten: %s", in_one_line(exc))
 
     def _schedule(self, model: ModelConfig, check: CheckSpec, first: datetime) -> None:
         assert self._scheduler is not None
@@ -696,6 +717,7 @@ class Daemon:
             replace_existing=True,
         )
         self._fingerprints[f"{model.model}/{check.name}"] = fingerprint(model, check)
+        self._fresh.add(f"{model.model}/{check.name}")
 
     def reload(self) -> Changes:
         """The check files loaded again, file by file (monitor/daemon/reload.py): a changed check is
@@ -718,6 +740,7 @@ class Daemon:
                 for job in found.removed:
                     self._scheduler.remove_job(job)
                     self._fingerprints.pop(job, None)
+                    self._fresh.discard(job)
                 now = self.clock.now()
                 for count, job in enumerate(found.added + found.changed):
                     self._schedule(*after[job], now + timedelta(milliseconds=50 * count))
@@ -788,6 +811,7 @@ class Daemon:
         self.outbox.wake()
         for thread in self._threads:
             thread.join(timeout=30)
+        self._beating.close()
         try:
             self.replicas.leave()  # gone at once: what it might have left is the others' to settle now
         except sa.exc.SQLAlchemyError as exc:

@@ -304,10 +304,10 @@ class Outbox:
         what is due goes out, what a gone replica left in doubt is settled, and a delivery a running
         daemon has in hand is left to it; this command is a replica while it delivers, so that the
         daemons leave its claims alone. Returns how many were delivered."""
-        self.replicas.beat()
         try:
-            self.recover_stale()
-            return self.deliver_due()
+            with self.replicas.beating():
+                self.recover_stale()
+                return self.deliver_due()
         finally:
             self.replicas.leave()
 
@@ -475,10 +475,12 @@ class Outbox:
             ready = self._prepare(session, row, receiver)
         # The transaction is over before the receiver is called: a slow Slack holds no database
         # connection, no lock and no snapshot (the row is ours by its claim).
+        if not isinstance(ready, Delivery) and not self._still_ours([notification_id]):
+            return 0
         delivery = ready if isinstance(ready, Delivery) else self._send(notification_id, *ready)
         with Session(self.engine) as session:
             row = session.get(Notification, notification_id)
-            if row is None:
+            if row is None or not self._ours(row):
                 return int(delivery.ok)
             self._record(row, delivery)
             status = row.status
@@ -530,12 +532,14 @@ class Outbox:
         else:
             notifier, receiver_, told, key, _previous, episode = ready
             told = dataclasses.replace(told, more=[subject for _, subject in members[1:]])
+            if not self._still_ours([row_id for row_id, _ in members]):
+                return 0
             delivery = self._send(head_id, notifier, receiver_, told, key, None, episode)
         with Session(self.engine) as session:
             statuses = []
             for row_id, _ in members:
                 row = session.get(Notification, row_id)
-                if row is None:
+                if row is None or not self._ours(row):
                     continue
                 self._record(row, delivery)
                 # Later changes of each are told anew: an update in place would overwrite the others.
@@ -555,6 +559,23 @@ class Outbox:
                 except Exception:
                     log.exception("on_attempt failed for notification %s", head_id)
         return len(statuses) if delivery.ok else 0
+
+    def _ours(self, row: Notification) -> bool:
+        """Whether ``row`` is still this outbox's claim. It is not when another replica took this one for
+        gone (a pause past GONE_AFTER: a stopped process, a machine that froze) and settled it meanwhile:
+        what that replica sent or recorded is not overwritten."""
+        if row.status == "sending" and row.claimed_by == self.replicas.id:
+            return True
+        log.warning(
+            "notification %s was settled by another replica while this one had it in hand (%s): left to it",
+            row.id, row.claimed_by or row.status,
+        )  # fmt: skip
+        return False
+
+    def _still_ours(self, ids: list[int]) -> bool:
+        """Just before the receiver is called: every one of ``ids`` is still this outbox's claim."""
+        with Session(self.engine) as session:
+            return all((row := session.get(Notification, i)) is not None and self._ours(row) for i in ids)
 
     def _silenced(self, session: Session, row: Notification) -> bool:
         """Hold a claimed notification a silence matches until the silence ends; drop one whose news the

@@ -16,6 +16,7 @@ than the newest accepted row.
 
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -154,17 +155,26 @@ class IngestSource:
             ).all()
         # Each minute's reservoir of each writer (replica) holds len(kept) of its counts[...] rows: all are
         # thinned to the smallest such rate, so every accepted row, whichever minute and replica took it,
-        # is as likely to be read (reservoirs merged).
+        # is as likely to be read (reservoirs merged). The shares are rounded together (largest
+        # remainder): each reservoir's within one row of its exact share, and many small reservoirs
+        # (quiet minutes, a replica that got few requests) neither vanish nor each round up.
         by_reservoir: dict[tuple[datetime, str], list] = {}
         for row in rows:
             by_reservoir.setdefault((row.minute, row.writer), []).append(row)
         rate = min((len(kept) / counts[r] for r, kept in by_reservoir.items() if counts.get(r)), default=1.0)
         rng = np.random.default_rng(zlib.crc32(f"{self.model}{start.isoformat()}".encode()))
+        reservoirs = sorted(by_reservoir)
+        shares = [rate * counts.get(r, len(by_reservoir[r])) for r in reservoirs]
+        takes = [math.floor(share) for share in shares]
+        ties = rng.random(len(reservoirs))
+        by_remainder = sorted(range(len(reservoirs)), key=lambda i: (takes[i] - shares[i], ties[i]))
+        for i in by_remainder[: max(0, round(sum(shares)) - sum(takes))]:
+            takes[i] += 1
         chosen = []
-        for reservoir, kept in sorted(by_reservoir.items()):
-            take = min(len(kept), round(rate * counts.get(reservoir, len(kept))))
-            picks = kept if take >= len(kept) else [kept[i] for i in rng.choice(len(kept), take, replace=False)]
-            chosen.extend(picks)
+        for reservoir, take in zip(reservoirs, takes, strict=True):
+            kept = by_reservoir[reservoir]
+            take = min(take, len(kept))
+            chosen.extend(kept if take >= len(kept) else [kept[i] for i in rng.choice(len(kept), take, replace=False)])
         features = pd.DataFrame.from_records([r.features for r in chosen], columns=self.spec.features)
         frame = pd.DataFrame(
             {

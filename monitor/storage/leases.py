@@ -2,19 +2,26 @@
 
 Every replica schedules every check, and when a run of one comes due it asks for it here. The run is
 its replica's only if the job's row is not locked by another (``SELECT ... FOR UPDATE SKIP LOCKED``: no
-waiting, the other is taking it) and its ``next_due`` has come; taking it moves ``next_due`` to this
-run's due time plus the interval (the fleet's grid, not each replica's). The replica that took a run is the first whose own
-schedule reaches the next one, so a check stays with one replica while it lives, and a dead replica's
-checks are taken by the next replica whose schedule comes round: within one interval.
+waiting, the other is taking it) and its ``next_due`` has come; taking it moves ``next_due`` one
+interval along the fleet's grid (from the last due time, not from this start, so a late start does
+not push the next one back). A replica told "not yet" is told when (``Answer.next_due``), and moves its
+own schedule onto the fleet's: then every replica's schedule comes round at the same moments, a
+restarted replica does not wait a whole interval for its first run, and a dead replica's checks are
+taken at their next due time by whichever replica locks the row first.
 
-A run due up to a slack before ``next_due`` (a tenth of the interval, at most 5 s) goes ahead on a replica whose schedule is a
-little early against the one that took the last run (clocks a little apart, a scheduler's rounding).
-A check edited under a reload carries a new fingerprint (``spec``), and runs at once whatever was due.
-On SQLite (one daemon) the lock is the database's own, and every run is taken.
+A run due up to a slack before ``next_due`` (a tenth of the interval, at most 5 s) goes ahead, for
+schedules a little apart. Times are the database's on PostgreSQL (hosts' clocks may differ), the
+caller's on SQLite. A check edited under a reload runs at once on the replica that reloaded it first
+(``fresh``, with a new fingerprint in ``spec``); replicas that reload it later, or not yet, keep to the
+grid. On SQLite (one daemon) the lock is the database's own, and the grid is the daemon's.
+
+``recorded`` is when the last recorded run of a check began, whichever replica ran it: what the
+schedule watch reads (a lease taken is not a run recorded).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -32,35 +39,64 @@ def slack(every: timedelta) -> timedelta:
     return min(every / 10, SLACK_AT_MOST)
 
 
-def take(engine: Engine, job: str, now: datetime, every: timedelta, holder: str, spec: str | None = None) -> bool:
-    """Whether the run of ``job`` the scheduler of ``holder`` found due at ``now`` is its to do (and if so,
-    it is taken)."""
+@dataclass(frozen=True)
+class Answer:
+    """Whether the run is the asking replica's; if not, when the next is due (None: another replica
+    holds the row this moment, taking it)."""
+
+    taken: bool
+    next_due: datetime | None = None
+
+
+def _now(conn: sa.Connection, now: datetime | None) -> datetime:
+    if now is not None:
+        return now
+    if conn.dialect.name == "postgresql":
+        return conn.execute(sa.select(sa.func.now())).scalar_one()
+    return datetime.now(UTC)
+
+
+def take(
+    engine: Engine, job: str, every: timedelta, holder: str, spec: str | None = None, *,
+    fresh: bool = False, now: datetime | None = None,
+) -> Answer:  # fmt: skip
+    """Ask for the run of ``job`` due now for ``holder``; ``now`` is the database's (PostgreSQL's clock)
+    unless given. ``fresh``: the first run of a check this replica just (re)loaded as ``spec``."""
     leases = table(CheckLease)
     with engine.begin() as conn:
-        insert_missing(conn, leases, [{"job": job, "next_due": _NEVER, "holder": None, "taken": None, "spec": None}], ["job"])
+        at = _now(conn, now)
+        insert_missing(conn, leases, [{"job": job, "next_due": _NEVER, "spec": None}], ["job"])
         row = conn.execute(
             sa.select(leases.c.next_due, leases.c.spec).where(leases.c.job == job).with_for_update(skip_locked=True)
         ).first()
         if row is None:  # another replica holds the row this moment: it is taking this run
-            return False
-        same = row.spec == spec
-        if same and row.next_due - slack(every) > now:
-            return False
-        # The fleet's own grid, whichever replica takes each run: the next is an interval after the last
-        # was due, not after this one started (a late start does not push the next one back). After a
-        # gap (every replica down, an edited check) the grid starts again from now.
-        next_due = row.next_due + every if same else now + every
-        if next_due <= now:
-            next_due = now + every
-        conn.execute(sa.update(leases).where(leases.c.job == job).values(next_due=next_due, holder=holder, taken=now, spec=spec))
-    return True
+            return Answer(False)
+        edited = fresh and row.spec != spec
+        if not edited and row.next_due - slack(every) > at:
+            return Answer(False, row.next_due)
+        next_due = at + every if edited else row.next_due + every
+        if next_due <= at:  # after a gap (every replica down) the grid starts again from now
+            next_due = at + every
+        conn.execute(sa.update(leases).where(leases.c.job == job).values(next_due=next_due, holder=holder, taken=at, spec=spec))
+    return Answer(True)
 
 
-def last_taken(engine: Engine) -> dict[str, datetime]:
-    """When each job's last run was taken, by any replica."""
+def note_recorded(engine: Engine, job: str, started: datetime) -> None:
+    """A run of ``job`` that began at ``started`` is recorded (the schedule watch reads it)."""
+    leases = table(CheckLease)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(leases)
+            .where(leases.c.job == job, sa.or_(leases.c.recorded.is_(None), leases.c.recorded < started))
+            .values(recorded=started)
+        )
+
+
+def last_recorded(engine: Engine) -> dict[str, datetime]:
+    """When each job's last recorded run began, on any replica."""
     leases = table(CheckLease)
     with engine.connect() as conn:
-        return {job: taken for job, taken in conn.execute(sa.select(leases.c.job, leases.c.taken)) if taken is not None}
+        return {job: at for job, at in conn.execute(sa.select(leases.c.job, leases.c.recorded)) if at is not None}
 
 
 def forget(engine: Engine, jobs: list[str]) -> None:

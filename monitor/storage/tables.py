@@ -311,6 +311,7 @@ class CheckLease(Base):
     holder: Mapped[str | None] = mapped_column(sa.String(64))
     taken: Mapped[datetime | None] = mapped_column(UtcDateTime)
     spec: Mapped[str | None] = mapped_column(sa.String(32))  # the check's fingerprint as last taken
+    recorded: Mapped[datetime | None] = mapped_column(UtcDateTime)  # when its last recorded run began
 
 
 class Installation(Base):
