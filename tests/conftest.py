@@ -6,6 +6,7 @@ starts before the first test (``@pytest.mark.background``)."""
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +19,7 @@ from monitor.cli import single_threaded_numerics
 single_threaded_numerics()  # as the monitor command does, before numpy loads: the daemons tests start are its own
 
 from monitor.storage import db  # noqa: E402 - after the numeric libraries' threads are set
+from monitor.storage.tables import Installation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,12 +40,12 @@ PG_HINT = (
 )
 
 
-def _postgres_database():
-    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+def _postgres_database(template: str | None = None):
+    """A fresh PostgreSQL database for one test, empty or a copy of ``template``; dropped afterwards."""
     admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     name = f"monitor_test_{uuid.uuid4().hex[:12]}"  # generated, never user text
     with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
     url = sa.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
     try:
         yield url
@@ -55,29 +57,63 @@ def _postgres_database():
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request, tmp_path):
-    """An empty database: a SQLite file, or a new PostgreSQL database."""
+    """An empty database: a SQLite file, or a new PostgreSQL database; for a test that also asks for
+    ``engine``, the same database migrated to head (a copy of the session's migrated one)."""
+    migrated = request.getfixturevalue("migrated") if "engine" in request.fixturenames else None
     if request.param == "sqlite":
+        if migrated is not None:
+            shutil.copyfile(migrated["sqlite"], tmp_path / "monitor.db")
         yield f"sqlite:///{tmp_path / 'monitor.db'}"
         return
     if not PG_URL:
         pytest.skip(PG_HINT)
-    yield from _postgres_database()
+    yield from _postgres_database(template=migrated["postgres"] if migrated is not None else None)
+
+
+@pytest.fixture(scope="session")
+def migrated(tmp_path_factory):
+    """Databases migrated to head once per session, which each test's ``engine`` is a copy of (a copy
+    costs a third of a migration): a SQLite file, and a PostgreSQL template database when configured."""
+    path = tmp_path_factory.mktemp("migrated") / "monitor.db"
+    engine = db.create_engine(f"sqlite:///{path}")
+    db.upgrade(engine)
+    engine.dispose()  # the last connection closed: the WAL is folded into the file
+    made = {"sqlite": path}
+    databases = _postgres_database() if PG_URL else None
+    if databases is not None:
+        url = next(databases)
+        engine = db.create_engine(url)
+        db.upgrade(engine)
+        engine.dispose()  # a template must have no connection when it is copied
+        made["postgres"] = sa.make_url(url).database
+    yield made
+    if databases is not None:
+        next(databases, None)  # drops the template
+
+
+def _migrated_copy(url: str) -> sa.Engine:
+    """An engine on ``url``, a copy of the migrated database, with an installation id of its own (as a
+    database migrated by itself would have)."""
+    engine = db.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.update(Installation).values(id=str(uuid.uuid4())))
+    return engine
 
 
 @pytest.fixture
 def engine(database_url):
-    """An engine on a database migrated to head."""
-    engine = db.create_engine(database_url)
-    db.upgrade(engine)
+    """An engine on a database migrated to head: ``database_url``'s, which for a test that asks for an
+    engine is a copy of the session's migrated database."""
+    engine = _migrated_copy(database_url)
     yield engine
     engine.dispose()
 
 
 @pytest.fixture
-def sqlite_engine(tmp_path):
+def sqlite_engine(tmp_path, migrated):
     """A migrated SQLite database, for tests whose subject is not the database."""
-    engine = db.create_engine(f"sqlite:///{tmp_path / 'monitor.db'}")
-    db.upgrade(engine)
+    shutil.copyfile(migrated["sqlite"], tmp_path / "monitor.db")
+    engine = _migrated_copy(f"sqlite:///{tmp_path / 'monitor.db'}")
     yield engine
     engine.dispose()
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -22,7 +25,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import PG_HINT, PG_URL, _postgres_database, checkout_env
+from conftest import PG_HINT, PG_URL, SLACK_TOKEN, _postgres_database, checkout_env
+from fakes.slack_api import FakeSlackAPI
 
 from monitor.clock import FixedClock
 from monitor.daemon.project import Project
@@ -131,17 +135,35 @@ def wait_until(condition, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-@pytest.mark.postgres
-def test_three_replicas_run_each_check_once_per_interval_take_over_a_killed_one_and_count_ingest_exactly(
-    tmp_path, slack, postgres_url
-):
-    config = write_fleet_project(tmp_path, postgres_url, slack.url)
-    engine = db.create_engine(postgres_url)
-    replicas = [ReplicaProcess(config, f"replica-{i}") for i in range(3)]
-    try:
+class FleetRun:
+    """The three replicas' run, started when collection ends (``@pytest.mark.background``): it mostly
+    waits on their schedules, so it goes on beside the other tests. Its scenario runs on a thread; the
+    test waits for what it found."""
+
+    def __init__(self) -> None:
+        self.found: dict = {}
+        self.error: BaseException | None = None
+        self._root = Path(tempfile.mkdtemp(prefix="monitor-fleet-"))
+        self._databases = _postgres_database() if PG_URL else None
+        self._replicas: list[ReplicaProcess] = []
+        self._slack = FakeSlackAPI(SLACK_TOKEN).start()
+        self._thread = threading.Thread(target=self._run, name="fleet", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            if self._databases is not None:
+                self._scenario(next(self._databases))
+        except BaseException as exc:  # handed to the test, which raises it
+            self.error = exc
+
+    def _scenario(self, url: str) -> None:
+        config = write_fleet_project(self._root, url, self._slack.url)
+        engine = db.create_engine(url)
+        replicas = self._replicas = [ReplicaProcess(config, f"replica-{i}") for i in range(3)]
         for replica in replicas:
             replica.wait_started()
-        wait_until(lambda: len(runs_of(engine, "volume")) >= 5, 30, "five runs of the volume check")
+        wait_until(lambda: len(runs_of(engine, "volume")) >= 5, 60, "five runs of the volume check")
         # The replica that runs the volume check now is killed: its checks move to the others.
         holder = holder_of(engine, "scorer/volume")
         with engine.connect() as conn:
@@ -150,7 +172,7 @@ def test_three_replicas_run_each_check_once_per_interval_take_over_a_killed_one_
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait(timeout=30)
         killed_at = datetime.now(UTC)
-        wait_until(lambda: len([t for t in runs_of(engine, "volume") if t > killed_at]) >= 5, 30, "runs after the kill")
+        wait_until(lambda: len([t for t in runs_of(engine, "volume") if t > killed_at]) >= 5, 60, "runs after the kill")
         # 300 rows through each survivor: the volume check counts 600 and the alert resolves.
         survivors = [r for r in replicas if r is not victim]
         now = time.time()
@@ -160,22 +182,47 @@ def test_three_replicas_run_each_check_once_per_interval_take_over_a_killed_one_
                           for i in range(300)])  # fmt: skip
         # Both checks fired (the latency check on its third run without rows: failing_runs) and resolve.
         wait_until(lambda: Counter((n.event, n.status) for n in notifications(engine)) == {("firing", "sent"): 2, ("resolved", "sent"): 2},
-                   30, "both alerts fired and resolved, each told")  # fmt: skip
+                   60, "both alerts fired and resolved, each told")  # fmt: skip
         logs = [replica.stop() for replica in survivors]
-    finally:
-        for replica in replicas:
+        with engine.connect() as conn:
+            counted = conn.execute(
+                sa.select(sa.func.sum(IngestStat.accepted), sa.func.count(sa.distinct(IngestStat.writer))).where(
+                    IngestStat.model == "scorer"
+                )
+            ).one()
+        self.found = {"logs": logs, "killed_at": killed_at, "volume": runs_of(engine, "volume"),
+                      "latency": runs_of(engine, "latency"), "counted": tuple(counted), "sent": notifications(engine),
+                      "posted": Counter(c.body["metadata"]["event_payload"]["key"] for c in self._slack.requests
+                                        if c.method in ("chat.postMessage", "chat.update") and c.ok)}  # fmt: skip
+        engine.dispose()
+
+    def result(self, timeout: float = 180) -> dict:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the fleet's run did not end"
+        if self.error is not None:
+            raise self.error
+        return self.found
+
+    def stop(self) -> None:
+        self._thread.join(timeout=180)
+        for replica in self._replicas:
             if replica.process.poll() is None:
                 replica.process.kill()
                 replica.process.wait(timeout=30)
-    volume, latency = runs_of(engine, "volume"), runs_of(engine, "latency")
-    with engine.connect() as conn:
-        counted = conn.execute(
-            sa.select(sa.func.sum(IngestStat.accepted), sa.func.count(sa.distinct(IngestStat.writer))).where(
-                IngestStat.model == "scorer"
-            )
-        ).one()
-    sent = notifications(engine)
-    engine.dispose()
+        self._slack.stop()
+        if self._databases is not None:
+            next(self._databases, None)  # drops the database
+        shutil.rmtree(self._root, ignore_errors=True)
+
+
+@pytest.mark.postgres
+@pytest.mark.background(start=FleetRun)
+def test_three_replicas_run_each_check_once_per_interval_take_over_a_killed_one_and_count_ingest_exactly(background):
+    if not PG_URL:
+        pytest.skip(PG_HINT)
+    found = background.result()
+    logs, killed_at, volume, latency, sent = (found[k] for k in ("logs", "killed_at", "volume", "latency", "sent"))
+    counted, posted = found["counted"], found["posted"]
 
     for text in logs:
         assert "Traceback" not in text, text
@@ -195,11 +242,9 @@ def test_three_replicas_run_each_check_once_per_interval_take_over_a_killed_one_
     for n in sent:
         by_alert.setdefault(n.alert_id, []).append(n.event)
     assert list(by_alert.values()) == [["firing", "resolved"], ["firing", "resolved"]], sent
-    posted = Counter(c.body["metadata"]["event_payload"]["key"] for c in slack.requests
-                     if c.method in ("chat.postMessage", "chat.update") and c.ok)  # fmt: skip
     assert len(posted) == 4 and set(posted.values()) == {1}, posted
     # Ingest through two replicas: the exact count, from two writers.
-    assert tuple(counted) == (600, 2)
+    assert counted == (600, 2)
 
 
 def notifications(engine: sa.Engine) -> list[sa.Row]:
