@@ -353,6 +353,10 @@ def _show_alert(engine, alert_id: int) -> int:
     if alert.incident_id is not None:
         others = ", ".join(f"#{s.id} {s.state} {_target(s)} {s.rule}" for s in siblings) or "no other episode"
         print(f"  incident #{alert.incident_id}: {others}")
+    # The links its messages carried (the evidence report of the run that fired it, the runbook, ...).
+    links = {name: url for n in notes if isinstance(n.payload, dict) for name, url in (n.payload.get("links") or {}).items()}
+    for name, url in links.items():
+        print(f"  {name}: {one_line(str(url))}")
     print(f"  values of {metric or alert.rule} at each run, newest first ({len(values)}):")
     for time, value, start, end in values:
         span = format_duration(end - start)

@@ -270,6 +270,9 @@ class CheckKind:
     # Work done once before the daemon's first run of the kind (loading a library that takes seconds),
     # so the first scheduled run is not late and does not make the next one skip.
     warm_up: Callable[[], None] | None = None
+    # The evidently metrics of this kind's evidence report, given its spec and the model's features (a
+    # firing alert's run gets one: monitor/evidence/reports.py); None: the kind has no report.
+    evidence: Callable[[Any, list[str]], list[Any]] | None = None
     # The metrics a rule with its own ``window:`` may name (a probe's availability over 1h), which
     # ``over_window(spec, past, window, wanted)`` computes from what the check stored over that window;
     # on a kind without them a rule's ``window:`` is refused. ``kept_windows``: (metric, window) pairs

@@ -225,6 +225,13 @@ def evaluate(spec: DataQualitySpec, window: Window, reference: Reference | None,
     return Evaluation("ok", rows, values, evidence=evidence)
 
 
+def evidence(spec: DataQualitySpec, features: list[str]) -> list[Any]:
+    """evidently's summary of each feature, of the window beside the reference (its evidence report)."""
+    from evidently.presets import DataSummaryPreset
+
+    return [DataSummaryPreset(columns=list(spec.features or features))]
+
+
 KIND = CheckKind(
     kind="data_quality",
     spec=DataQualitySpec,
@@ -237,4 +244,5 @@ KIND = CheckKind(
     reads_schema=True,
     reference_metrics=frozenset({"missing_share"}),
     warm_up=import_evidently,
+    evidence=evidence,
 )

@@ -503,6 +503,13 @@ def calibrated_drift(
     }
 
 
+def evidence(spec: DriftSpec, features: list[str]) -> list[Any]:
+    """evidently's data drift report over the check's features (its evidence: monitor/evidence/)."""
+    from evidently.presets import DataDriftPreset
+
+    return [DataDriftPreset(columns=list(spec.features or features))]
+
+
 KIND = CheckKind(
     kind="drift",
     spec=DriftSpec,
@@ -515,4 +522,5 @@ KIND = CheckKind(
     check_reference=check_reference,
     reference_warnings=_small_reference,
     warm_up=warm_up,  # evidently only for a method the fast path does not compute, when first used
+    evidence=evidence,
 )

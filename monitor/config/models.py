@@ -61,6 +61,12 @@ class ServerConfig(StrictModel):
     max_connections: int = Field(
         100, ge=1, description="open connections at most; one more is closed at once (bounds the bodies received at once)"
     )
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="the address people open the daemon's pages at (a proxy's, a DNS name), for the evidence links"
+        " in messages; default: http:// and listen",
+    )
     max_connections_per_client: int = Field(
         20,
         ge=1,
@@ -86,6 +92,7 @@ class RetentionConfig(StrictModel):
     notifications: Duration = Field(
         timedelta(days=90), description="delivered or failed notifications older than this are deleted (not an open alert's)"
     )
+    evidence: Duration = Field(timedelta(days=30), description="evidence reports (evidence_dir) older than this are deleted")
 
     @model_validator(mode="after")
     def _hourly_outlives_raw(self) -> RetentionConfig:
@@ -379,6 +386,9 @@ class DaemonConfig(StrictModel):
     ingest: IngestConfig = IngestConfig()
     retention: RetentionConfig = RetentionConfig()
     checks_dir: str = "checks"
+    evidence_dir: str = Field(
+        "evidence", description="where evidence reports of alerts are kept (relative to the config file's folder)"
+    )
     notifiers: NotifiersConfig = NotifiersConfig()
     owners: dict[Name, Owner] = {}
     routes: list[Route] = []

@@ -40,7 +40,7 @@ from monitor.daemon.telling import Moved, Teller
 from monitor.daemon.versions import Evaluated, per_version, splits_by_version
 from monitor.notifiers.registry import Receivers
 from monitor.sources import SOURCES, SourceContext, SourceError, open_source
-from monitor.sources.base import SKIPPED_FILES, SampledSource, Source, SourceSpec
+from monitor.sources.base import SKIPPED_FILES, VERSION, SampledSource, Source, SourceSpec
 from monitor.sources.reference import load_reference
 from monitor.storage.tables import OPEN_STATES, Alert, CheckRun, Metric, table
 
@@ -48,11 +48,15 @@ log = logging.getLogger(__name__)
 
 
 class Evaluator:
-    def __init__(self, engine: Engine, config: DaemonConfig, clock: Clock, receivers: Receivers | None = None) -> None:
+    def __init__(
+        self, engine: Engine, config: DaemonConfig, clock: Clock, receivers: Receivers | None = None,
+        evidence_url: Callable[[int], str | None] | None = None,
+    ) -> None:  # fmt: skip
         self.engine = engine
         self.config = config
         self.clock = clock
-        self.teller = Teller(config, receivers or Receivers(config))
+        self.evidence_url = evidence_url  # the messages' links to evidence reports (the daemon's)
+        self.teller = Teller(config, receivers or Receivers(config), evidence_url)
         self._sources: dict[tuple[str, str], Source] = {}
         self._watched_since: dict[str, datetime] = {}  # model -> its first recorded run
         # Where a run's window is read and its check computed: here, or in a worker process
@@ -62,7 +66,7 @@ class Evaluator:
     def reconfigure(self, config: DaemonConfig, receivers: Receivers) -> None:
         """A reloaded daemon config: owners, routes and receivers apply from the next run."""
         self.config = config
-        self.teller = Teller(config, receivers)
+        self.teller = Teller(config, receivers, self.evidence_url)
 
     def run(self, model: ModelConfig, check: CheckSpec, *, dry_run: bool = False, read_alerts: bool = True) -> RunResult:
         """Evaluate and record in one transaction. ``dry_run`` rolls it back; with ``read_alerts``
@@ -143,6 +147,19 @@ class Evaluator:
         summary = source.summary(start, end) if isinstance(source, SampledSource) else None
         frame = source.read(start, end, schema=True) if kind.reads_schema else source.read(start, end)
         return Window(start, end, frame, summary)
+
+    def evidence_frames(self, model: ModelConfig, check: CheckSpec, start: datetime, end: datetime, model_version: str = ""):
+        """The rows of a run's window (of one model version, for a check split by it) and the model's
+        reference, as the run read them: what its evidence report shows. Raises SourceError."""
+        features = model.source.features if model.source else []
+        frame = self._window(model, CHECKS[check.kind], start, end).frame
+        if model_version and VERSION in frame.columns:
+            frame = frame[frame[VERSION].astype(str) == model_version]
+        reference = None
+        if model.reference is not None:
+            loaded = load_reference(model.reference.path, features).for_source(model.source).frame
+            reference = loaded[[f for f in features if f in loaded.columns]]
+        return frame[[f for f in features if f in frame.columns]], reference, features
 
     def read_and_compute(self, model: ModelConfig, check: CheckSpec, start: datetime, end: datetime) -> Evaluated:
         """What the check finds in the window ``start``-``end``: its rows read from the model's source,

@@ -23,7 +23,7 @@ from monitor.config.models import DaemonConfig, ModelConfig
 
 WATCH_EVERY_S = 5  # how often the watch looks at the files' sizes and times
 
-RESTART_ONLY = ("database", "server", "ingest", "checks_dir", "processes", "heartbeat_url", "heartbeat_every")
+RESTART_ONLY = ("database", "server", "ingest", "checks_dir", "evidence_dir", "processes", "heartbeat_url", "heartbeat_every")
 """The daemon config's keys a reload does not apply: what they configure is opened once, at the start."""
 
 

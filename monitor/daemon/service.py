@@ -45,6 +45,7 @@ from monitor.config.loader import check_file_paths, load_check_files, load_confi
 from monitor.config.models import DaemonConfig, ModelConfig, is_loopback
 from monitor.daemon.closing import close_orphans
 from monitor.daemon.evaluator import Evaluator, RunResult
+from monitor.daemon.evidence import EvidenceBuilder
 from monitor.daemon.heartbeat import Heartbeat
 from monitor.daemon.project import Project
 from monitor.daemon.reload import (
@@ -59,6 +60,7 @@ from monitor.daemon.reload import (
 )
 from monitor.daemon.repeats import owe_repeats
 from monitor.daemon.workers import Workers
+from monitor.evidence.store import EvidenceStore, signature
 from monitor.health import Health, LogThrottle, in_one_line
 from monitor.ingest.retention import delete_expired
 from monitor.ingest.rows import RowLimits
@@ -213,7 +215,9 @@ class Daemon:
         self.receivers = receivers
         self.own_alerts = OwnAlerts(receivers)  # when monitoring itself fails: a file, a check's schedule
         self._started = self.clock.now()  # a check is late only once it has had the time to run
-        self.evaluator = Evaluator(self.engine, project.config, self.clock, receivers)
+        self.evaluator = Evaluator(self.engine, project.config, self.clock, receivers, evidence_url=self.evidence_url)
+        self.evidence = EvidenceStore(project.base_dir / project.config.evidence_dir)
+        self._evidence_builder = EvidenceBuilder(self.evidence, self.evaluator)
         self.outbox = Outbox(
             self.engine,
             receivers,
@@ -318,6 +322,8 @@ class Daemon:
             self.close_orphans()
         if result.notifications_owed:
             self.outbox.wake()
+        if self.http is not None:  # a serving daemon's reports, after the messages are owed: they never wait on it
+            self._evidence_builder.after(model, check, result)
         return result
 
     def _changed_while_running(self, model: ModelConfig, check: CheckSpec) -> bool:
@@ -532,6 +538,7 @@ class Daemon:
             raw = max(retention.raw, self._history_read())
             pruned = prune(self.engine, raw_before=now - raw, hourly_before=now - retention.hourly,
                            runs_before=now - retention.runs, notifications_before=now - retention.notifications)  # fmt: skip
+            reports = self.evidence.prune(now - retention.evidence)
         except sa.exc.SQLAlchemyError as exc:
             # Caught here, not by the scheduler (a traceback): an outage is told by health already, and
             # what is left is removed by the next hourly run.
@@ -541,6 +548,8 @@ class Daemon:
             log.info("retention: removed %d model-minutes of samples", removed)
         if pruned:
             log.info("retention: %s", pruned)
+        if reports:
+            log.info("retention: removed %d evidence report(s) older than %s", reports, format_duration(retention.evidence))
 
     def _history_read(self) -> timedelta:
         """The longest past any rule reads from ``metrics``: a baseline's period, a rule's own window, a
@@ -595,6 +604,7 @@ class Daemon:
             max_per_client=config.ingest.max_requests_per_client,
             row_limits=RowLimits(config.ingest.max_row_bytes, config.ingest.max_text_chars),
             status_page=lambda problems: render_status(self.engine, self._checks_by_model(), problems),
+            evidence=self._evidence_page,
             listen_host=config.server.listen.rpartition(":")[0],
             allowed_hosts=config.server.allowed_hosts,
             guarded_reads=guarded_reads(config.server.listen, config.server.public),
@@ -609,6 +619,20 @@ class Daemon:
         self.http, self._server_state = http, state
         http.start()
         log.info("HTTP API on %s", http.url)
+
+    def evidence_url(self, run_id: int) -> str | None:
+        """Where a message's reader opens run ``run_id``'s evidence: server.public_url (else this daemon's
+        own address), signed with the token when there is one (a browser sends no bearer token). None
+        while the daemon serves no pages (a test's evaluation, before start): nothing would build it."""
+        if self.http is None:
+            return None
+        server = self.project.config.server
+        base = server.public_url or self.http.url
+        token = server.token.get_secret_value()
+        return f"{base.rstrip('/')}/evidence/{int(run_id)}" + (f"?sig={signature(token, run_id)}" if token else "")
+
+    def _evidence_page(self, run_id: int) -> bytes | None:
+        return self.evidence.read(run_id)
 
     def _checks_by_model(self) -> dict[str, list[str]]:
         """Each model's checks as loaded now (the status page lists them; a reload changes them)."""
@@ -804,6 +828,7 @@ class Daemon:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
+        self._evidence_builder.close()  # the report in hand is written; the others' links say there is none
         if self._workers is not None:  # after the scheduler: no run waits on them any more
             self._workers.close()
             self._workers = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 from monitor.alerting.incidents import EpisodeNow, incident_changes
 from monitor.alerting.routing import Addressee, addressees
 from monitor.alerting.rules import SEVERITY_RANK, Observation, RuleSpec
+from monitor.checks import CHECKS
 from monitor.checks.base import FAILING_RULE, CheckSpec
 from monitor.config.durations import format_duration
 from monitor.config.models import DaemonConfig, ModelConfig
@@ -30,7 +32,7 @@ from monitor.daemon.judging import WindowResult, kept_values
 from monitor.daemon.results import RunResult
 from monitor.notifiers.message import TOP_FEATURES, AlertMessage, format_number
 from monitor.notifiers.registry import Receivers
-from monitor.storage.tables import Alert, Notification
+from monitor.storage.tables import Alert, CheckRun, Notification, table
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +50,14 @@ class Moved:
 
 
 class Teller:
-    def __init__(self, config: DaemonConfig, receivers: Receivers) -> None:
+    def __init__(
+        self, config: DaemonConfig, receivers: Receivers, evidence_url: Callable[[int], str | None] | None = None
+    ) -> None:
         self.config = config
         self.receivers = receivers
         self.routes = [route.rule() for route in config.routes]
+        # The link to a run's evidence report (the daemon's, which builds them); None: no links.
+        self.evidence_url = evidence_url
 
     def tell(
         self, session: Session, model: ModelConfig, check: CheckSpec, result: RunResult, moved: list[Moved], at: datetime
@@ -95,7 +101,22 @@ class Teller:
                 was=was if change.event == "updated" and was != head.alert.severity else None,
                 also=others,
             )
+            if (evidence := self._evidence_link(session, check, head.alert)) is not None:
+                message = dataclasses.replace(message, links={**message.links, "evidence": evidence})
             self._enqueue(session, {**model.labels, **check.labels}, change.incident_id, head.alert, message, at)
+
+    def _evidence_link(self, session: Session, check: CheckSpec, alert: Alert) -> str | None:
+        """The link to the evidence of the run that fired ``alert`` (every message of the episode links
+        it, the resolution too), for a kind with a report."""
+        if self.evidence_url is None or CHECKS[check.kind].evidence is None or alert.fired is None:
+            return None
+        runs = table(CheckRun)
+        run_id = session.scalar(  # episodes are timed by their runs' starts: the run that started when it fired
+            sa.select(runs.c.id).where(runs.c.model == alert.model, runs.c.check == alert.check,
+                                       runs.c.model_version == alert.model_version, runs.c.started == alert.fired)
+            .order_by(runs.c.id.desc()).limit(1)
+        )  # fmt: skip
+        return self.evidence_url(run_id) if run_id is not None else None
 
     def message(
         self,

@@ -45,6 +45,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from monitor.evidence.store import signed
 from monitor.health import Health, LogThrottle
 from monitor.ingest.rows import BodyError, Parsed, RowLimits, validate_labels, validate_predictions
 from monitor.ingest.sampler import Overloaded, Sampler, StorageUnavailable, WritesFailing
@@ -85,6 +86,7 @@ class ServerState:
     # but those listed in server.public; on loopback, none.
     guarded_reads: frozenset[str] = frozenset()
     row_limits: RowLimits = field(default_factory=RowLimits)  # ingest.max_row_bytes and ingest.max_text_chars
+    evidence: Callable[[int], bytes | None] | None = None  # a run's evidence report, gzipped (monitor/evidence/)
 
 
 # What a POST body may be declared as. A request without a Content-Type is taken (httpx and scripts send
@@ -295,6 +297,22 @@ def create_app(state: ServerState) -> Starlette:
             return answer
         return HTMLResponse(await run_in_threadpool(state.status_page, state.health.problems()))
 
+    async def evidence(request: Request) -> Response:
+        """A run's evidence report: with the token, or the link's signature of this run (a browser opening
+        a link from Slack sends no token). Its scripts run sandboxed: the page cannot reach the daemon's API."""
+        run_id = int(request.path_params["run_id"])
+        if expected is not None and not (authorised(request) or signed(state.token, run_id, request.query_params.get("sig"))):
+            return _json(401, {"error": "missing or wrong bearer token, or a link not signed for this run"},
+                         {"WWW-Authenticate": "Bearer"})  # fmt: skip
+        body = await run_in_threadpool(state.evidence, run_id) if state.evidence is not None else None
+        if body is None:
+            return _json(404, {"error": f"no evidence report of run #{run_id}: it is being built (open the link again in a "
+                                        "few seconds), its run fired no alert of a kind with a report, or it is older than "
+                                        "retention.evidence"})  # fmt: skip
+        headers = {"Content-Encoding": "gzip", "Content-Security-Policy": "sandbox allow-scripts",
+                   "X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=300"}  # fmt: skip
+        return Response(body, media_type="text/html; charset=utf-8", headers=headers)
+
     return Starlette(
         routes=[
             Route("/v1/models/{model}/predictions", predictions, methods=["POST"]),
@@ -302,6 +320,7 @@ def create_app(state: ServerState) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/", index, methods=["GET"]),
+            Route("/evidence/{run_id:int}", evidence, methods=["GET"]),
         ],
         middleware=[Middleware(HostGuard, policy=HostPolicy(state.listen_host, state.allowed_hosts))],
     )

@@ -1,0 +1,46 @@
+"""An evidence report: evidently's HTML of a run's window against the model's reference, under a line
+saying which run, model, check and window it is.
+
+The report is evidently's own (its metrics are the kind's ``CheckKind.evidence``), self-contained (its
+scripts inline, nothing fetched from a CDN), so it opens wherever the daemon's page opens.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from html import escape
+from typing import Any
+
+_BODY = re.compile(r"<body[^>]*>", re.IGNORECASE)
+
+
+def heading(model: str, check: str, run_id: int, start: datetime, end: datetime, rows: int) -> str:
+    """The line above the report: what it is the evidence of (every value escaped)."""
+    return (
+        "<div style='font:14px system-ui,sans-serif;padding:8px 12px;background:#fff3cd;border-bottom:1px solid #e0c36a'>"
+        f"<b>{escape(model)} / {escape(check)}</b>: evidence of run #{int(run_id)}, the window "
+        f"{start:%Y-%m-%d %H:%M:%S} to {end:%Y-%m-%d %H:%M:%S} UTC ({rows:,} rows) against the reference"
+        "</div>"
+    )
+
+
+def failed_page(model: str, check: str, run_id: int, reason: str) -> str:
+    """What the link of a run whose report could not be built shows instead (escaped)."""
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>evidence of run #{int(run_id)}</title></head>"
+        f"<body><p><b>{escape(model)} / {escape(check)}</b>: the evidence report of run #{int(run_id)} could not be "
+        f"built: {escape(reason)}</p><p>The alert and its values are in the daemon's tables; the daemon's log says "
+        "more.</p></body></html>"
+    )
+
+
+def report_html(metrics: list[Any], current: Any, reference: Any, head: str) -> str:
+    """evidently's report of ``current`` against ``reference`` (data frames) with ``metrics``, as one HTML
+    page with ``head`` at the top of its body."""
+    from evidently import Report
+
+    snapshot = Report(metrics).run(current_data=current, reference_data=reference)
+    html = snapshot.get_html_str(as_iframe=False)
+    found = _BODY.search(html)
+    return html[: found.end()] + head + html[found.end() :] if found else head + html
