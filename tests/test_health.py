@@ -168,7 +168,7 @@ def test_the_status_page_says_the_database_is_unavailable_and_lists_the_problems
         wait_healthy(client)
         text = client.get("/").text
     assert "Health: ok." in text and "unavailable" not in text
-    assert "<td>fraud-scorer</td><td>latency</td><td></td><td class='ok'>ok</td>" in text
+    assert "<h3>fraud-scorer</h3>" in text and "<td>latency</td><td></td><td class='ok'>ok</td>" in text
 
 
 @pytest.mark.postgres

@@ -86,8 +86,8 @@ def test_split_drift_fires_for_the_drifted_version_only(tmp_path, engine):
     # The status page names the version of the alert and shows each version's last run.
     page = render_status(engine, {"fraud-scorer": ["feature-drift"]}, {})
     assert (
-        f"<td>{alert_id}</td><td class='firing'>firing</td><td>critical</td><td>fraud-scorer</td><td>feature-drift</td><td>v2</td>"
-        in page
+        f"<td>{alert_id}</td><td class='critical'>critical</td><td class='firing'>firing</td>"
+        "<td>fraud-scorer / feature-drift [v2]</td>" in page
     )
     assert "<td>feature-drift</td><td>v1</td><td class='ok'>ok</td>" in page
     assert "<td>feature-drift</td><td>v2</td><td class='breach'>breach</td>" in page

@@ -84,6 +84,7 @@ if TYPE_CHECKING:
 
     from monitor.server.app import ServerState
     from monitor.server.http import HttpServer
+    from monitor.server.status import CheckShown
 
 log = logging.getLogger("monitor.daemon")
 
@@ -175,6 +176,13 @@ def _owner_written(path: Path, owners: Mapping[str, object]) -> str | None:
 
 
 _OWNER_LINE = re.compile(r"^owner:\s*[\"']?(?P<name>[A-Za-z0-9._-]+)[\"']?\s*(?:#.*)?$")
+
+
+def _headline(check: CheckSpec) -> str | None:
+    """The metric the status page charts for a check: its first rule's over the whole window (a rule
+    per feature has no one series to draw)."""
+    whole = CHECKS[check.kind].dataset_metrics
+    return next((rule.when.metric for rule in check.alert if rule.when.metric in whole), None)
 
 
 def _shown(path: Path, base: Path) -> Path:
@@ -634,9 +642,15 @@ class Daemon:
     def _evidence_page(self, run_id: int) -> bytes | None:
         return self.evidence.read(run_id)
 
-    def _checks_by_model(self) -> dict[str, list[str]]:
-        """Each model's checks as loaded now (the status page lists them; a reload changes them)."""
-        return {name: [c.name for c in model.checks] for name, model in sorted(self.project.checks.models.items())}
+    def _checks_by_model(self) -> dict[str, list[CheckShown]]:
+        """Each model's checks as loaded now (the status page lists them, charting each one's first rule's
+        metric; a reload changes them)."""
+        from monitor.server.status import CheckShown
+
+        return {
+            name: [CheckShown(c.name, c.kind, _headline(c)) for c in model.checks]
+            for name, model in sorted(self.project.checks.models.items())
+        }
 
     def _background(self, target, name: str) -> None:
         thread = threading.Thread(target=target, args=(self._background_stop,), name=name, daemon=True)
