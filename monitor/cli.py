@@ -25,6 +25,8 @@ examples:
   monitor run --config config.yaml              the daemon, until SIGTERM or Ctrl-C
   monitor alerts                                open alert episodes; `monitor alerts show ID`, `close ID --reason TEXT`
   monitor silence add --model M --for 2h --reason TEXT   hold a model's alerts back; `silence list`, `expire ID`
+  monitor replay checks/fraud-scorer.yaml --since 7d --against HEAD~1:checks/fraud-scorer.yaml
+                                                what the rules would have done (a pull request's alert budget)
   monitor db upgrade                            migrate the database to the latest schema
 
 The config file is --config, else $MONITOR_CONFIG, else ./config.yaml when it exists, else the built-in
@@ -51,6 +53,21 @@ def _duration(text: str):
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _when(text: str):
+    from datetime import UTC, datetime
+
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a UTC time such as 2026-11-01T00:00, not {text!r}") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def _since(text: str):
+    """A duration back from --until (7d), or a time."""
+    return _when(text) if text[:1].isdigit() and ("-" in text or "T" in text) else _duration(text)
 
 
 def _reason(text: str) -> str:
@@ -217,6 +234,31 @@ def build_parser() -> argparse.ArgumentParser:
     expire.add_argument("id", type=int, metavar="ID", help="the silence number, as `monitor silence list` shows it")
     _config_arg(expire, inner=True)
 
+    replay = commands.add_parser(
+        "replay",
+        help="what a check file's rules would have done over past data (nothing stored or sent)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Evaluate CHECK_FILE's checks over past windows, as the daemon would have run them, from the\n"
+        "model's source (an ingest source: the daemon's stored samples), and print per check the episodes\n"
+        "its rules would have opened (start, end, peak, severity) and the messages they would have sent,\n"
+        "with totals. Nothing is stored in the daemon's database, nothing is sent. With --against, a second\n"
+        "version of the file (a path, or REV:PATH as git show takes it) is replayed over the same time and\n"
+        "both are shown side by side: the alert budget of a pull request.",
+        epilog="examples:\n"
+        "  monitor replay checks/fraud-scorer.yaml --since 7d\n"
+        "  monitor replay checks/fraud-scorer.yaml --since 14d --step 1h --against HEAD~1:checks/fraud-scorer.yaml\n"
+        "  monitor replay checks/fraud-scorer.yaml --since 2026-11-01T00:00 --until 2026-11-08T00:00 --format json",
+    )
+    replay.add_argument("file", type=Path, metavar="CHECK_FILE", help="the check file to replay")
+    replay.add_argument(
+        "--since", type=_since, default="7d", help="how far back (7d), or a UTC time (2026-11-01T00:00); default 7d"
+    )
+    replay.add_argument("--until", type=_when, help="the end, a UTC time (default: now)")
+    replay.add_argument("--step", type=_duration, help="run every check this often (default: each check's own every)")
+    replay.add_argument("--against", metavar="FILE|REV:PATH", help="another version of the file, replayed over the same time")
+    replay.add_argument("--format", choices=("text", "json"), default="text", help="json: for CI")
+    _config_arg(replay)
+
     demo = commands.add_parser(
         "demo",
         help="the whole loop on embedded defaults, in about a minute",
@@ -254,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "alerts": commands.alerts,
         "silence": commands.silence,
         "demo": commands.demo,
+        "replay": commands.replay,
     }[args.command]
     try:
         return run(args)

@@ -468,3 +468,115 @@ def _silenced(row) -> str:
     what = row.model + (f"/{row.check}" if row.check else "")
     labels = "".join(f" {name}={value}" for name, value in sorted((row.matchers or {}).items()))
     return f"{what}{labels}: {row.reason}"
+
+
+def replay(args: argparse.Namespace) -> int:
+    """``monitor replay CHECK_FILE``: what the file's rules would have done over past data; nothing stored, nothing sent."""
+    import json
+    import subprocess
+    import tempfile
+
+    from monitor.config.loader import load_check_files
+    from monitor.daemon.replay import replay as run_replay
+    from monitor.storage import db
+
+    path = args.config or default_config_path()
+    try:
+        project = Project.load(path, [])
+    except ConfigError as exc:
+        _say_error(args, str(exc))
+        return 1
+    until = args.until or datetime.now(UTC)
+    since = args.since if isinstance(args.since, datetime) else until - args.since
+    if since >= until:
+        print(f"--since ({since:%Y-%m-%d %H:%M} UTC) must be before --until ({until:%Y-%m-%d %H:%M} UTC)", file=sys.stderr)
+        return 1
+
+    def load(file: Path, shown: str):
+        checks = load_check_files([file], project.config if project.config_path else None, base_dir=project.base_dir)
+        for issue in checks.issues:
+            print(str(issue).replace(str(file), shown), file=sys.stderr)
+        if checks.issues or not checks.models:
+            return None
+        return next(iter(checks.models.values()))
+
+    files = [(args.file, str(args.file))]
+    with tempfile.TemporaryDirectory(prefix="monitor-against-") as folder:
+        if args.against:
+            against = Path(args.against)
+            if not against.exists() and ":" in args.against:  # REV:PATH, as git show takes it
+                git = subprocess.run(
+                    ["git", "show", args.against], capture_output=True, text=True, cwd=args.file.resolve().parent
+                )
+                if git.returncode != 0:
+                    print(f"--against {args.against}: {git.stderr.strip() or 'git show failed'}", file=sys.stderr)
+                    return 1
+                against = Path(folder) / Path(args.against.partition(":")[2]).name
+                against.write_text(git.stdout)
+            files.append((against, args.against))
+        models = [load(file, shown) for file, shown in files]
+        if any(model is None for model in models):
+            return 1
+        ingest = any(m.source is not None and m.source.kind == "ingest" for m in models if m is not None)
+        source_engine = db.create_engine(project.config.database.url) if ingest else None
+        results = []
+        for model, (_, shown) in zip(models, files, strict=True):
+            assert model is not None
+            results.append(run_replay(project.config, model, since, until, step=args.step, source_engine=source_engine,
+                                      progress=_progress(shown) if sys.stderr.isatty() else None))  # fmt: skip
+        if source_engine is not None:
+            source_engine.dispose()
+    if args.format == "json":
+        out = {"file": files[0][1], "replay": results[0].to_dict()}
+        if len(results) > 1:
+            out["against"] = {"file": files[1][1], "replay": results[1].to_dict()}
+        print(json.dumps(out, indent=2))
+        return 0
+    span = format_duration(until - since)
+    for (_, shown), result in zip(files, results, strict=True):
+        print(f"replay of {shown}, {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC ({span})")
+        for check in result.checks:
+            outcomes = ", ".join(f"{n} {outcome}" for outcome, n in sorted(check.outcomes.items()))
+            print(f"  {check.model}/{check.check}, every {format_duration(check.every)}: {check.runs} runs ({outcomes})")
+            for e in check.episodes:
+                end = f"{e.resolved:%Y-%m-%d %H:%M}" if e.resolved else "still open"
+                told = e.fired and f"fired {e.fired:%Y-%m-%d %H:%M}" or "never fired"
+                where = f" [{one_line(e.feature)}]" if e.feature else ""
+                peak = f", peak {format_number(e.peak)}" if e.peak is not None else ""
+                print(f"    {e.severity:<8} {e.rule}{where}: {e.started:%Y-%m-%d %H:%M} to {end}, {told}{peak}")
+            for m in check.messages:
+                print(f"      {m.at:%Y-%m-%d %H:%M} {m.event:<8} to {m.receiver}: {one_line(m.subject)}")
+        print(f"{_count(result.alerts, 'alert')}, {_count(result.messages, 'message')} in {span} (nothing stored, nothing sent)")
+    if len(results) == 2:
+        print(f"\n{'':<40} {files[0][1]:>24} {files[1][1]:>24}")
+        for mine, theirs in zip(results[0].checks, results[1].checks, strict=False):
+            print(f"{mine.model + '/' + mine.check:<40} {_budget(mine.alerts, len(mine.messages)):>24} "
+                  f"{_budget(theirs.alerts, len(theirs.messages)):>24}")  # fmt: skip
+        print(f"{'total':<40} {_budget(results[0].alerts, results[0].messages):>24} "
+              f"{_budget(results[1].alerts, results[1].messages):>24}")  # fmt: skip
+    return 0
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _budget(alerts: int, messages: int) -> str:
+    return f"{_count(alerts, 'alert')}, {_count(messages, 'message')}"
+
+
+def _progress(shown: str):
+    """A progress line on the terminal, rewritten in place."""
+
+    def say(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // total
+        end = "\n" if done == total else ""
+        print(
+            f"\rreplaying {shown}: [{'#' * filled}{'.' * (width - filled)}] {done}/{total} runs",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return say

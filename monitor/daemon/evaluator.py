@@ -50,9 +50,11 @@ log = logging.getLogger(__name__)
 class Evaluator:
     def __init__(
         self, engine: Engine, config: DaemonConfig, clock: Clock, receivers: Receivers | None = None,
-        evidence_url: Callable[[int], str | None] | None = None,
+        evidence_url: Callable[[int], str | None] | None = None, source_engine: Engine | None = None,
     ) -> None:  # fmt: skip
         self.engine = engine
+        # Where an ingest source's samples are: this database, but for a replay's, which records elsewhere.
+        self.source_engine = source_engine or engine
         self.config = config
         self.clock = clock
         self.evidence_url = evidence_url  # the messages' links to evidence reports (the daemon's)
@@ -131,7 +133,7 @@ class Evaluator:
     def _source(self, model: ModelConfig, source: SourceSpec) -> Source:
         key = (model.model, source.model_dump_json())
         if key not in self._sources:
-            self._sources[key] = open_source(source, SourceContext(model.model, self.engine))
+            self._sources[key] = open_source(source, SourceContext(model.model, self.source_engine))
         return self._sources[key]
 
     def _window(self, model: ModelConfig, kind: CheckKind, start: datetime, end: datetime) -> Window:
