@@ -477,6 +477,7 @@ def replay(args: argparse.Namespace) -> int:
     import tempfile
 
     from monitor.config.loader import load_check_files
+    from monitor.daemon.replay import ReplayError, replayed
     from monitor.daemon.replay import replay as run_replay
     from monitor.storage import db
 
@@ -517,13 +518,32 @@ def replay(args: argparse.Namespace) -> int:
         models = [load(file, shown) for file, shown in files]
         if any(model is None for model in models):
             return 1
-        ingest = any(m.source is not None and m.source.kind == "ingest" for m in models if m is not None)
-        source_engine = db.create_engine(project.config.database.url) if ingest else None
-        results = []
-        for model, (_, shown) in zip(models, files, strict=True):
+        for model in models:
             assert model is not None
-            results.append(run_replay(project.config, model, since, until, step=args.step, source_engine=source_engine,
-                                      progress=_progress(shown) if sys.stderr.isatty() else None))  # fmt: skip
+            skipped = sorted({c.name for i, c in enumerate(model.checks) if i not in replayed(model)})
+            if skipped:
+                print(
+                    f"not replayed (probes call their endpoint now; they read no past data): {', '.join(skipped)}",
+                    file=sys.stderr,
+                )
+        ingest = any(m.source is not None and m.source.kind == "ingest" for m in models if m is not None)
+        source_engine = None
+        if ingest:  # the samples are in the daemon's database: read, never made nor written
+            if db.existing_revision(probe := db.create_engine(project.config.database.url, create_folder=False)) is None:
+                probe.dispose()
+                print(f"no daemon database at {project.config.database.url}: an ingest source's samples are there "
+                      "(set --config to the daemon's config)", file=sys.stderr)  # fmt: skip
+                return 1
+            source_engine = probe
+        results = []
+        try:
+            for model, (_, shown) in zip(models, files, strict=True):
+                assert model is not None
+                results.append(run_replay(project.config, model, since, until, step=args.step, source_engine=source_engine,
+                                          progress=_progress(shown) if sys.stderr.isatty() else None))  # fmt: skip
+        except ReplayError as exc:
+            print(f"monitor replay: {exc}", file=sys.stderr)
+            return 1
         if source_engine is not None:
             source_engine.dispose()
     if args.format == "json":

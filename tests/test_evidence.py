@@ -57,6 +57,10 @@ def test_a_drift_alerts_message_links_evidentlys_report_of_that_window_served_by
         assert httpx.get(base, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
         missing = httpx.get(other, headers={"Authorization": f"Bearer {TOKEN}"})
         assert missing.status_code == 404 and "being built" in missing.json()["error"]
+        for odd in (f"{base}?sig=%C3%A9", base.replace(f"/evidence/{run_id}", "/evidence/" + "9" * 5000)):
+            assert httpx.get(odd).status_code in (401, 404)  # a signature not ASCII, a run id past any: no 500
+        assert httpx.get(base.replace(f"/evidence/{run_id}", "/evidence/" + "9" * 300),
+                         headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404  # fmt: skip
         with daemon.engine.connect() as conn:
             alert_id = conn.scalar(sa.select(Alert.id).where(Alert.check == "feature-drift"))
 

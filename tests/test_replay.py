@@ -111,3 +111,13 @@ def test_a_replay_over_an_ingest_source_reads_the_stored_samples_and_writes_noth
         assert conn.scalar(sa.select(sa.func.count()).select_from(CheckRun)) == 0
         assert conn.scalar(sa.select(sa.func.count()).select_from(Alert)) == 0
     engine.dispose()
+
+
+def test_a_replay_of_an_ingest_model_without_the_daemons_database_says_so_and_makes_none(tmp_path, capsys):
+    config = write_project(tmp_path, database_url=f"sqlite:///{tmp_path / 'nowhere' / 'never.db'}")
+    stream = {"model": "stream", "owner": "fraud-team", "source": {"kind": "ingest", "features": ["amount"]},
+              "checks": [{"name": "latency", "kind": "latency", "every": "1h", "window": "1h"}]}  # fmt: skip
+    (tmp_path / "checks" / "stream.yaml").write_text(yaml.safe_dump(stream))
+    assert main(["replay", "--config", str(config), str(tmp_path / "checks" / "stream.yaml"), "--since", "3h"]) == 1
+    assert "no daemon database at" in capsys.readouterr().err
+    assert not (tmp_path / "nowhere").exists()

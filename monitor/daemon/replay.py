@@ -2,7 +2,7 @@
 
 The file's checks are evaluated by the daemon's own evaluator, at the times the daemon would have run
 them (every ``every``, or every ``--step``), on a clock set to each time, over windows read from the
-model's source as it was then: the stored samples of an ``ingest`` source, the files or the table of
+model's source as it stands now: the stored samples of an ``ingest`` source, the files or the table of
 the others. Runs, values, episodes and the notifications they owe are written to a database of the
 replay's own, in a temporary folder, and read back as episodes and messages; nothing is stored in the
 daemon's database and nothing is sent. So a replay of the file the daemon ran, from the daemon's first
@@ -10,7 +10,8 @@ run, opens the episodes the daemon opened; and two versions of a file replayed o
 what a pull request would change: the alert budget.
 
 Over an ``ingest`` source, a check that waits for ``start_grace`` after the model's first run waits
-after the replay's first run, as a fresh daemon would.
+after the replay's first run, as a fresh daemon would. Probes are not replayed: they read no past
+data, and would call their endpoint now.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from monitor.alerting.conditions import Condition
+from monitor.checks import CHECKS
 from monitor.clock import FixedClock
 from monitor.config.durations import format_duration
 from monitor.config.models import DaemonConfig, ModelConfig
@@ -102,12 +104,29 @@ class Replay:
                 "totals": {"alerts": self.alerts, "messages": self.messages, "runs": sum(c.runs for c in self.checks)}}  # fmt: skip
 
 
+MAX_RUNS = 100_000
+"""Runs a replay does at most (a week of a check every 10 s is 60,480)."""
+
+
+class ReplayError(Exception):
+    """The replay asked for cannot be done: one line saying what to change."""
+
+
+def replayed(model: ModelConfig) -> list[int]:
+    """The indexes of the checks a replay evaluates: not those that wait on something outside (a probe
+    would call its endpoint now, with its headers, once per past run: that is not past data)."""
+    return [i for i, check in enumerate(model.checks) if not CHECKS[check.kind].own_workers]
+
+
 def run_times(model: ModelConfig, since: datetime, until: datetime, step: timedelta | None) -> list[tuple[datetime, int]]:
-    """When each of the model's checks runs (check's index), in order: from ``since``, every ``step`` or the
-    check's own ``every``, up to ``until``."""
+    """When each of the model's replayed checks runs (check's index), in order: from ``since``, every
+    ``step`` or the check's own ``every``, up to ``until``."""
+    total = sum((until - since) // (step or model.checks[i].every) + 1 for i in replayed(model))
+    if total > MAX_RUNS:
+        raise ReplayError(f"{total:,} runs: at most {MAX_RUNS:,}; replay a shorter time, or a longer --step")
     times = []
-    for index, check in enumerate(model.checks):
-        every = step or check.every
+    for index in replayed(model):
+        every = step or model.checks[index].every
         at = since
         while at <= until:
             times.append((at, index))
@@ -133,7 +152,7 @@ def replay(
                 evaluator.run(model, model.checks[index])
                 if progress is not None:
                     progress(done, len(times))
-            checks = [_read_back(engine, model, check.name, step or check.every) for check in model.checks]
+            checks = [_read_back(engine, model, model.checks[i].name, step or model.checks[i].every) for i in replayed(model)]
         finally:
             engine.dispose()
     return Replay(since, until, checks)

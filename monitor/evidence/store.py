@@ -25,7 +25,9 @@ def signature(token: str, run_id: int) -> str:
 
 
 def signed(token: str, run_id: int, given: str | None) -> bool:
-    return bool(given) and hmac.compare_digest(signature(token, run_id), given or "")
+    if not given or not given.isascii():  # compare_digest takes ASCII text only; no signature is anything else
+        return False
+    return hmac.compare_digest(signature(token, run_id), given)
 
 
 class EvidenceStore:

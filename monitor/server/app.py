@@ -300,7 +300,10 @@ def create_app(state: ServerState) -> Starlette:
     async def evidence(request: Request) -> Response:
         """A run's evidence report: with the token, or the link's signature of this run (a browser opening
         a link from Slack sends no token). Its scripts run sandboxed: the page cannot reach the daemon's API."""
-        run_id = int(request.path_params["run_id"])
+        text = request.path_params["run_id"]
+        if not (text.isascii() and text.isdigit() and len(text) <= 18):  # a run id is a positive 64-bit integer
+            return _json(404, {"error": "no such evidence report: /evidence/RUN_ID takes a run's number"})
+        run_id = int(text)
         if expected is not None and not (authorised(request) or signed(state.token, run_id, request.query_params.get("sig"))):
             return _json(401, {"error": "missing or wrong bearer token, or a link not signed for this run"},
                          {"WWW-Authenticate": "Bearer"})  # fmt: skip
@@ -320,7 +323,7 @@ def create_app(state: ServerState) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/", index, methods=["GET"]),
-            Route("/evidence/{run_id:int}", evidence, methods=["GET"]),
+            Route("/evidence/{run_id}", evidence, methods=["GET"]),
         ],
         middleware=[Middleware(HostGuard, policy=HostPolicy(state.listen_host, state.allowed_hosts))],
     )

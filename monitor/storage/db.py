@@ -25,11 +25,12 @@ def migrations_dir() -> Path:
     return _PACKAGED if _PACKAGED.is_dir() else _CHECKOUT
 
 
-def create_engine(url: str) -> Engine:
-    """An engine for ``url``; for a SQLite file, its folder is created and WAL is switched on."""
+def create_engine(url: str, *, create_folder: bool = True) -> Engine:
+    """An engine for ``url``; for a SQLite file, its folder is created (unless not ``create_folder``: a
+    reader that must leave the disk as it found it) and WAL is switched on."""
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        if create_folder and parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         # hide_parameters: row values (features of real people) never reach an error message or log.
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, hide_parameters=True)
