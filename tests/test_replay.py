@@ -121,3 +121,14 @@ def test_a_replay_of_an_ingest_model_without_the_daemons_database_says_so_and_ma
     assert main(["replay", "--config", str(config), str(tmp_path / "checks" / "stream.yaml"), "--since", "3h"]) == 1
     assert "no daemon database at" in capsys.readouterr().err
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_probe_is_not_replayed_it_would_call_its_endpoint_now(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PROBE_TOKEN", "secret")
+    from tests.test_probe import MODEL, write_probe_project
+
+    config = write_probe_project(tmp_path, "http://127.0.0.1:9/never-called", f"sqlite:///{tmp_path / 'monitor.db'}")
+    assert main(["replay", "--config", str(config), str(tmp_path / "checks" / f"{MODEL}.yaml"), "--since", "2h"]) == 0
+    said = capsys.readouterr()
+    assert "not replayed (probes call their endpoint now; they read no past data)" in said.err
+    assert "0 alerts, 0 messages in 2h" in said.out
