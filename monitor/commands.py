@@ -12,7 +12,7 @@ from pathlib import Path
 from monitor.config import ConfigError
 from monitor.config.durations import format_duration
 from monitor.daemon.project import Project, default_config_path
-from monitor.notifiers.message import format_number
+from monitor.notifiers.message import format_number, links_told
 from monitor.sources.base import SKIPPED_FILES
 from monitor.text import one_line
 
@@ -354,9 +354,9 @@ def _show_alert(engine, alert_id: int) -> int:
         others = ", ".join(f"#{s.id} {s.state} {_target(s)} {s.rule}" for s in siblings) or "no other episode"
         print(f"  incident #{alert.incident_id}: {others}")
     # The links its messages carried (the evidence report of the run that fired it, the runbook, ...).
-    links = {name: url for n in notes if isinstance(n.payload, dict) for name, url in (n.payload.get("links") or {}).items()}
+    links = {name: url for note in notes for name, url in links_told(note.payload).items()}
     for name, url in links.items():
-        print(f"  {name}: {one_line(str(url))}")
+        print(f"  {name}: {one_line(url)}")
     print(f"  values of {metric or alert.rule} at each run, newest first ({len(values)}):")
     for time, value, start, end in values:
         span = format_duration(end - start)
@@ -473,7 +473,6 @@ def _silenced(row) -> str:
 def replay(args: argparse.Namespace) -> int:
     """``monitor replay CHECK_FILE``: what the file's rules would have done over past data; nothing stored, nothing sent."""
     import json
-    import subprocess
     import tempfile
 
     from monitor.config.loader import load_check_files
@@ -504,16 +503,9 @@ def replay(args: argparse.Namespace) -> int:
     files = [(args.file, str(args.file))]
     with tempfile.TemporaryDirectory(prefix="monitor-against-") as folder:
         if args.against:
-            against = Path(args.against)
-            if not against.exists() and ":" in args.against:  # REV:PATH, as git show takes it
-                git = subprocess.run(
-                    ["git", "show", args.against], capture_output=True, text=True, cwd=args.file.resolve().parent
-                )
-                if git.returncode != 0:
-                    print(f"--against {args.against}: {git.stderr.strip() or 'git show failed'}", file=sys.stderr)
-                    return 1
-                against = Path(folder) / Path(args.against.partition(":")[2]).name
-                against.write_text(git.stdout)
+            against = _against(args.against, args.file, Path(folder))
+            if against is None:
+                return 1
             files.append((against, args.against))
         models = [load(file, shown) for file, shown in files]
         if any(model is None for model in models):
@@ -544,16 +536,40 @@ def replay(args: argparse.Namespace) -> int:
         except ReplayError as exc:
             print(f"monitor replay: {exc}", file=sys.stderr)
             return 1
-        if source_engine is not None:
-            source_engine.dispose()
+        finally:
+            if source_engine is not None:
+                source_engine.dispose()
+    shown_as = [shown for _, shown in files]
     if args.format == "json":
-        out = {"file": files[0][1], "replay": results[0].to_dict()}
+        out = {"file": shown_as[0], "replay": results[0].to_dict()}
         if len(results) > 1:
-            out["against"] = {"file": files[1][1], "replay": results[1].to_dict()}
+            out["against"] = {"file": shown_as[1], "replay": results[1].to_dict()}
         print(json.dumps(out, indent=2))
-        return 0
+    else:
+        _print_replays(shown_as, results, since, until)
+    return 0
+
+
+def _against(against: str, file: Path, folder: Path) -> Path | None:
+    """The file ``--against`` names: a path, or ``REV:PATH`` as ``git show`` takes it (written into
+    ``folder``); None when git cannot show it (said on stderr)."""
+    import subprocess
+
+    if Path(against).exists() or ":" not in against:
+        return Path(against)
+    git = subprocess.run(["git", "show", against], capture_output=True, text=True, cwd=file.resolve().parent)
+    if git.returncode != 0:
+        print(f"--against {against}: {git.stderr.strip() or 'git show failed'}", file=sys.stderr)
+        return None
+    written = folder / Path(against.partition(":")[2]).name
+    written.write_text(git.stdout)
+    return written
+
+
+def _print_replays(files: list[str], results: list, since: datetime, until: datetime) -> None:
+    """Each file's replay, check by check, then (with ``--against``) the two side by side."""
     span = format_duration(until - since)
-    for (_, shown), result in zip(files, results, strict=True):
+    for shown, result in zip(files, results, strict=True):
         print(f"replay of {shown}, {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC ({span})")
         for check in result.checks:
             outcomes = ", ".join(f"{n} {outcome}" for outcome, n in sorted(check.outcomes.items()))
@@ -568,13 +584,12 @@ def replay(args: argparse.Namespace) -> int:
                 print(f"      {m.at:%Y-%m-%d %H:%M} {m.event:<8} to {m.receiver}: {one_line(m.subject)}")
         print(f"{_count(result.alerts, 'alert')}, {_count(result.messages, 'message')} in {span} (nothing stored, nothing sent)")
     if len(results) == 2:
-        print(f"\n{'':<40} {files[0][1]:>24} {files[1][1]:>24}")
+        print(f"\n{'':<40} {files[0]:>24} {files[1]:>24}")
         for mine, theirs in zip(results[0].checks, results[1].checks, strict=False):
             print(f"{mine.model + '/' + mine.check:<40} {_budget(mine.alerts, len(mine.messages)):>24} "
                   f"{_budget(theirs.alerts, len(theirs.messages)):>24}")  # fmt: skip
         print(f"{'total':<40} {_budget(results[0].alerts, results[0].messages):>24} "
               f"{_budget(results[1].alerts, results[1].messages):>24}")  # fmt: skip
-    return 0
 
 
 def _count(n: int, what: str) -> str:

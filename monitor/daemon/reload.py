@@ -7,7 +7,8 @@ takes its model away. A check whose model or own keys changed is scheduled anew;
 schedule. The daemon config is read again too: one that no longer loads keeps the running one; a
 changed one applies at once but for the keys that cannot change under a running daemon
 (``RESTART_ONLY``: the database, the server, ingest's limits, the worker processes, the heartbeat),
-which wait for the next start.
+which wait for the next start. A check's ``fingerprint`` (what its runs depend on) tells replicas on
+one PostgreSQL which of them loaded an edit first (monitor/storage/leases.py).
 """
 
 from __future__ import annotations

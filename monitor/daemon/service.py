@@ -612,7 +612,7 @@ class Daemon:
             max_per_client=config.ingest.max_requests_per_client,
             row_limits=RowLimits(config.ingest.max_row_bytes, config.ingest.max_text_chars),
             status_page=lambda problems: render_status(self.engine, self._checks_by_model(), problems),
-            evidence=self._evidence_page,
+            evidence=self.evidence.read,
             listen_host=config.server.listen.rpartition(":")[0],
             allowed_hosts=config.server.allowed_hosts,
             guarded_reads=guarded_reads(config.server.listen, config.server.public),
@@ -638,9 +638,6 @@ class Daemon:
         base = server.public_url or self.http.url
         token = server.token.get_secret_value()
         return f"{base.rstrip('/')}/evidence/{int(run_id)}" + (f"?sig={signature(token, run_id)}" if token else "")
-
-    def _evidence_page(self, run_id: int) -> bytes | None:
-        return self.evidence.read(run_id)
 
     def _checks_by_model(self) -> dict[str, list[CheckShown]]:
         """Each model's checks as loaded now (the status page lists them, charting each one's first rule's

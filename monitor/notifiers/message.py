@@ -223,3 +223,13 @@ def _feature(item: dict[str, Any]) -> str:
     if effect:  # how big the change is, in the feature's own terms
         told += f"; {effect['text']}"
     return f"{item['feature']} ({told})"
+
+
+def links_told(payload: object) -> dict[str, str]:
+    """The web links a stored message (a notification's payload, of any version) carried, by name: its
+    evidence report, the check file's runbook and dashboard. Only http(s) addresses: a page makes each
+    one a link, and ``javascript:`` is no place to send on-call."""
+    found = payload.get("links") if isinstance(payload, dict) else None
+    if not isinstance(found, dict):
+        return {}
+    return {str(name): url for name, url in found.items() if isinstance(url, str) and url.startswith(("http://", "https://"))}

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine, Row
 
 from monitor.alerting.rules import SEVERITY_RANK
 from monitor.health import in_one_line
-from monitor.notifiers.message import format_number
+from monitor.notifiers.message import format_number, links_told
 from monitor.storage.tables import OPEN_STATES, Alert, CheckRun, Metric, Notification, Silence, table
 
 OPEN_ALERTS_SHOWN = 100
@@ -244,13 +244,8 @@ def render_status(
         )
 
     def links(told: Row | None) -> str:
-        payload = told.payload if told is not None and isinstance(told.payload, dict) else {}
-        found = payload.get("links") or {}
-        return " ".join(
-            f"<a href='{e(url)}' rel='noreferrer'>{e(name)}</a>"
-            for name, url in found.items()
-            if isinstance(url, str) and url.startswith(("http://", "https://"))
-        )
+        found = links_told(told.payload) if told is not None else {}
+        return " ".join(f"<a href='{e(url)}' rel='noreferrer'>{e(name)}</a>" for name, url in found.items())
 
     def moved(told: Row | None) -> str:
         """What moved, as the message said it: each drifted feature's change (its category or its middle)."""

@@ -27,6 +27,8 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from monitor.clock import SystemClock
+from monitor.storage.replicas import database_now
 from monitor.storage.tables import CheckLease, table
 from monitor.storage.upsert import insert_missing
 
@@ -48,14 +50,6 @@ class Answer:
     next_due: datetime | None = None
 
 
-def _now(conn: sa.Connection, now: datetime | None) -> datetime:
-    if now is not None:
-        return now
-    if conn.dialect.name == "postgresql":
-        return conn.execute(sa.select(sa.func.now())).scalar_one()
-    return datetime.now(UTC)
-
-
 def take(
     engine: Engine, job: str, every: timedelta, holder: str, spec: str | None = None, *,
     fresh: bool = False, now: datetime | None = None,
@@ -64,7 +58,7 @@ def take(
     unless given. ``fresh``: the first run of a check this replica just (re)loaded as ``spec``."""
     leases = table(CheckLease)
     with engine.begin() as conn:
-        at = _now(conn, now)
+        at = now if now is not None else database_now(conn, SystemClock())
         insert_missing(conn, leases, [{"job": job, "next_due": _NEVER, "spec": None}], ["job"])
         row = conn.execute(
             sa.select(leases.c.next_due, leases.c.spec).where(leases.c.job == job).with_for_update(skip_locked=True)
