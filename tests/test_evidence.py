@@ -10,12 +10,18 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 import yaml
 from daemons import serving
-from factories import live_frame, write_project
+from factories import T0, live_frame, reference_frame, write_project
 
 from monitor.cli import main
+from monitor.clock import FixedClock
+from monitor.daemon.evaluator import Evaluator
+from monitor.daemon.evidence import EvidenceBuilder
+from monitor.daemon.project import Project
 from monitor.evidence.store import EvidenceStore, signature
 from monitor.storage.tables import Alert, CheckRun
 
@@ -89,3 +95,110 @@ def test_a_report_is_written_whole_kept_by_age_and_signed_for_its_run_only(tmp_p
     assert store.prune(datetime.now(UTC) - timedelta(days=1)) == 0
     assert store.prune(datetime.now(UTC) + timedelta(seconds=1)) == 1 and store.read(7) is None
     assert signature("t", 7) != signature("t", 8) and signature("t", 7) != signature("u", 7)
+
+
+# -- the report of each kind that has one, as the daemon's builder writes it ----------------------------
+
+
+def report_of(tmp_path, engine, check: dict, live: pd.DataFrame, *, source: dict | None = None, reference=None) -> tuple:
+    """The run of ``check`` over ``live`` at T0 (it must fire) and the evidence page the daemon's builder
+    writes for it."""
+    config = write_project(tmp_path, live=live, checks=[check])
+    path = tmp_path / "checks" / "fraud-scorer.yaml"
+    model_file = yaml.safe_load(path.read_text())
+    model_file["source"].update(source or {})
+    path.write_text(yaml.safe_dump(model_file, sort_keys=False))
+    if reference is not None:
+        reference.to_parquet(tmp_path / "data" / "reference.parquet")
+    project = Project.load(config)
+    assert not project.checks.issues, project.checks.issues
+    model = project.checks.models["fraud-scorer"]
+    evaluator = Evaluator(engine, project.config, FixedClock(T0))
+    result = evaluator.run(model, model.check(check["name"]))
+    assert [c.state for c in result.changes] == ["firing"], (result.outcome, result.evaluation.error)
+    store = EvidenceStore(tmp_path / "evidence")
+    builder = EvidenceBuilder(store, evaluator)
+    builder.after(model, model.check(check["name"]), result)
+    builder.close()  # waits for the report in hand
+    [part] = result.parts
+    return part, gzip.decompress(store.read(part.run_id) or b"").decode()
+
+
+def titles(page: str) -> set[str]:
+    return set(re.findall(r'"title": ?"([^"]{3,80})"', page))
+
+
+def labelled(rows: int, *, skill: float, seed: int) -> pd.DataFrame:
+    """Live rows whose ``score`` is the model's fraud probability and ``is_fraud`` its label, the score
+    following the label with ``skill``."""
+    rng = np.random.default_rng(seed)
+    frame = live_frame(rows, seed=seed)
+    truth = rng.integers(0, 2, rows)
+    frame["is_fraud"] = truth
+    frame["score"] = np.clip(skill * truth + (1 - skill) * rng.random(rows), 0, 1)
+    return frame
+
+
+QUALITY = {"name": "quality", "kind": "performance", "every": "1h", "window": "1h"}
+
+
+def test_a_classification_alerts_report_is_of_the_rows_it_scored_beside_the_references(tmp_path, sqlite_engine):
+    """evidently's classification report of the labelled rows the run scored (not those whose label is not
+    in yet), beside the reference's own labelled predictions, with the score's ROC AUC on both."""
+    live = labelled(800, skill=0.2, seed=4)
+    live.loc[live.index[:80], "is_fraud"] = None
+    reference = reference_frame()
+    reference["is_fraud"] = (reference["score"] > 0.5).astype(int)
+    check = QUALITY | {"task": "classification", "alert": [{"when": "accuracy < 0.9", "severity": "critical"}]}
+
+    part, page = report_of(tmp_path, sqlite_engine, check, live, source={"label": "is_fraud"}, reference=reference)
+
+    assert part.evaluation.sample_size == 720
+    assert (f"<b>fraud-scorer / quality</b>: evidence of run #{part.run_id}, the window 2026-11-25 11:00:00 to "
+            "2026-11-25 12:00:00 UTC (720 rows) against the reference") in page  # fmt: skip
+    assert {"Current: Model Quality Metrics", "Reference: Model Quality Metrics",
+            "RocAuc metric (current)", "RocAuc metric (reference)"} <= titles(page)  # fmt: skip
+
+
+def test_a_regression_alerts_report_is_of_the_window_alone_when_the_reference_has_no_labels(tmp_path, sqlite_engine):
+    rng = np.random.default_rng(5)
+    live = live_frame(600)
+    live["amount_paid"] = live["amount"] * rng.uniform(0.2, 3.0, len(live))
+    check = QUALITY | {"task": "regression", "alert": [{"when": "mae > 1", "severity": "warning"}]}
+
+    part, page = report_of(tmp_path, sqlite_engine, check, live, source={"label": "amount_paid", "prediction": "amount"})
+
+    assert f"evidence of run #{part.run_id}, the window 2026-11-25 11:00:00 to 2026-11-25 12:00:00 UTC (600 rows)</div>" in page
+    found = titles(page)
+    assert {"Current: Model Quality (+/- std)", "R2 Score"} <= found
+    assert not any(title.startswith("Reference") for title in found), found
+
+
+def test_a_data_quality_alerts_report_is_evidentlys_summary_of_the_window_beside_the_reference(tmp_path, sqlite_engine):
+    live = live_frame(600)
+    live.loc[live.index[:300], "amount"] = None
+    check = {"name": "nulls", "kind": "data_quality", "every": "1h", "window": "1h",
+             "alert": [{"when": "missing_share > 0.15", "severity": "warning"}]}  # fmt: skip
+
+    part, page = report_of(tmp_path, sqlite_engine, check, live)
+
+    assert (
+        f"evidence of run #{part.run_id}, the window 2026-11-25 11:00:00 to 2026-11-25 12:00:00 UTC (600 rows) against the reference"
+        in page
+    )
+    assert '"Dataset Summary"' in page and all(f'"{feature}"' in page for feature in ("amount", "country"))
+
+
+def test_a_prediction_drift_alerts_report_is_evidentlys_drift_of_the_predictions(tmp_path, sqlite_engine):
+    live = live_frame(1500)
+    live["score"] = np.random.default_rng(6).beta(5, 1, len(live))  # the reference's are uniform
+    check = {"name": "scores", "kind": "prediction_drift", "every": "1h", "window": "1h",
+             "alert": [{"when": "drifted == 1", "severity": "warning"}]}  # fmt: skip
+
+    part, page = report_of(tmp_path, sqlite_engine, check, live)
+
+    assert (
+        f"evidence of run #{part.run_id}, the window 2026-11-25 11:00:00 to 2026-11-25 12:00:00 UTC (1,500 rows) against the reference"
+        in page
+    )
+    assert "Drifted Columns" in page and '"score"' in page and '"amount"' not in page

@@ -226,6 +226,27 @@ SpecProblem = tuple[tuple[str | int, ...], str]
 
 
 @dataclass(frozen=True)
+class EvidenceData:
+    """What a firing run's evidence report is made of (monitor/evidence/): evidently's metrics and the
+    rows they run on, the window's (``rows`` of them) and the reference's (None: the window alone), as
+    data frames or as evidently Datasets that name their columns' roles."""
+
+    metrics: list[Any]
+    current: Any
+    rows: int
+    reference: Any = None
+
+    @classmethod
+    def of_features(
+        cls, metrics: list[Any], current: pd.DataFrame, reference: Reference | None, features: list[str]
+    ) -> EvidenceData:
+        """``metrics`` over the ``features`` of the window's rows beside the reference's."""
+        ours = current[[f for f in features if f in current.columns]]
+        theirs = reference.frame[[f for f in features if f in reference.frame.columns]] if reference is not None else None
+        return cls(metrics, ours, len(ours), theirs)
+
+
+@dataclass(frozen=True)
 class CheckKind:
     """A plug-in: the ``kind`` it answers to, its spec, its metrics, what it needs and its evaluation.
 
@@ -270,9 +291,11 @@ class CheckKind:
     # Work done once before the daemon's first run of the kind (loading a library that takes seconds),
     # so the first scheduled run is not late and does not make the next one skip.
     warm_up: Callable[[], None] | None = None
-    # The evidently metrics of this kind's evidence report, given its spec and the model's features (a
-    # firing alert's run gets one: monitor/evidence/reports.py); None: the kind has no report.
-    evidence: Callable[[Any, list[str]], list[Any]] | None = None
+    # A firing alert's evidence report (monitor/evidence/): ``evidence(spec, rows, reference, features)``
+    # gives evidently's metrics and the data they run on, from the rows of the run's window (of the
+    # version that fired) and the model's reference; it raises ValueError when the rows hold nothing to
+    # report. None: the kind has no report.
+    evidence: Callable[[Any, pd.DataFrame, Reference | None, list[str]], EvidenceData] | None = None
     # The metrics a rule with its own ``window:`` may name (a probe's availability over 1h), which
     # ``over_window(spec, past, window, wanted)`` computes from what the check stored over that window;
     # on a kind without them a rule's ``window:`` is refused. ``kept_windows``: (metric, window) pairs

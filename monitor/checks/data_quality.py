@@ -36,7 +36,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from monitor.checks.base import Calibration, CheckKind, CheckSpec, Evaluation, MetricValue, Window, import_evidently
+from monitor.checks.base import (
+    Calibration,
+    CheckKind,
+    CheckSpec,
+    Evaluation,
+    EvidenceData,
+    MetricValue,
+    Window,
+    import_evidently,
+)
 from monitor.checks.drift import EVIDENTLY_ERRORS
 from monitor.config.types import Identifier
 from monitor.sources.base import SCHEMA, Schema
@@ -225,11 +234,12 @@ def evaluate(spec: DataQualitySpec, window: Window, reference: Reference | None,
     return Evaluation("ok", rows, values, evidence=evidence)
 
 
-def evidence(spec: DataQualitySpec, features: list[str]) -> list[Any]:
-    """evidently's summary of each feature, of the window beside the reference (its evidence report)."""
+def evidence(spec: DataQualitySpec, current: pd.DataFrame, reference: Reference | None, features: list[str]) -> EvidenceData:
+    """evidently's summary of each of the check's features, of the window beside the reference."""
     from evidently.presets import DataSummaryPreset
 
-    return [DataSummaryPreset(columns=list(spec.features or features))]
+    columns = list(spec.features or features)
+    return EvidenceData.of_features([DataSummaryPreset(columns=columns)], current, reference, columns)
 
 
 KIND = CheckKind(

@@ -22,7 +22,16 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import Field, PositiveFloat, ValidationInfo, field_validator
 
-from monitor.checks.base import Calibration, CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window
+from monitor.checks.base import (
+    Calibration,
+    CheckKind,
+    CheckSpec,
+    Evaluation,
+    EvidenceData,
+    MetricValue,
+    SpecProblem,
+    Window,
+)
 from monitor.checks.effect import effect, reference_side
 from monitor.sources.reference import TYPE_NAMES, Reference, Typed, as_type
 
@@ -503,11 +512,12 @@ def calibrated_drift(
     }
 
 
-def evidence(spec: DriftSpec, features: list[str]) -> list[Any]:
-    """evidently's data drift report over the check's features (its evidence: monitor/evidence/)."""
+def evidence(spec: DriftSpec, current: pd.DataFrame, reference: Reference | None, features: list[str]) -> EvidenceData:
+    """evidently's data drift report of the check's features, the window against the reference."""
     from evidently.presets import DataDriftPreset
 
-    return [DataDriftPreset(columns=list(spec.features or features))]
+    columns = list(spec.features or features)
+    return EvidenceData.of_features([DataDriftPreset(columns=columns)], current, reference, columns)
 
 
 KIND = CheckKind(

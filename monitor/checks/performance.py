@@ -36,12 +36,22 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from monitor.checks.base import CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window, import_evidently
+from monitor.checks.base import (
+    CheckKind,
+    CheckSpec,
+    Evaluation,
+    EvidenceData,
+    MetricValue,
+    SpecProblem,
+    Window,
+    import_evidently,
+)
 from monitor.checks.classes import ClassSet, class_key, ordered, plain, reference_classes, show
 from monitor.config.types import Wait
 from monitor.sources.base import LABEL, PREDICTION, PROBABILITY
@@ -249,8 +259,32 @@ def _scored_report(truth: list[str], score: pd.Series, positive: Any, negative: 
     return _report(ClassificationQualityMetric(probas_threshold=threshold), data, mapping)
 
 
-def _classification(spec: PerformanceSpec, frame: pd.DataFrame, reference: Reference | None) -> Evaluation:
-    import numpy as np
+@dataclass(frozen=True)
+class _Classified:
+    """A window's classification rows made ready to score: each row's label and decision as one of the
+    classes (or _UNKNOWN), the rows scored (``used``) and the positive class's score where there is one."""
+
+    evidence: dict[str, Any]
+    predictions: int
+    classes: ClassSet
+    positive: Any  # None: more than two classes
+    negative: Any
+    labels: pd.Series
+    decisions: pd.Series
+    used: pd.Series
+    probability: pd.Series | None  # the positive class's score (given, or the prediction's own)
+    decision_scores: pd.Series | None  # the prediction, when it is a probability
+
+    @property
+    def size(self) -> int:
+        return int(self.used.sum())
+
+
+def _classify(
+    spec: PerformanceSpec, frame: pd.DataFrame, reference: Reference | None, classes: ClassSet | None = None
+) -> _Classified | Evaluation:
+    """The window's rows as classes (of ``classes``; by default the check's, the reference's or the values
+    seen), or the run's outcome when there is nothing to score."""
     import pandas as pd
 
     frame = frame[frame[PREDICTION].map(class_key).notna()]
@@ -271,7 +305,7 @@ def _classification(spec: PerformanceSpec, frame: pd.DataFrame, reference: Refer
     if probability is None:
         probability = decision_scores
 
-    classes = spec.declared_classes(reference)
+    classes = classes or spec.declared_classes(reference)
     if classes is None:
         seen = list(frame.loc[~unlabelled, LABEL]) + ([] if decision_scores is not None else list(frame[PREDICTION]))
         classes = _inferred(spec, seen, scores=decision_scores is not None)
@@ -303,12 +337,23 @@ def _classification(spec: PerformanceSpec, frame: pd.DataFrame, reference: Refer
         decisions = frame[PREDICTION].map(lambda v: classes.get(v, _UNKNOWN))
         unknown_decision = decisions.map(lambda v: v is _UNKNOWN)
     used = _scored_rows(frame, evidence, unlabelled, unknown_label, unknown_decision)
-    size = int(used.sum())
+    return _Classified(evidence, predictions, classes, positive, negative, labels, decisions, used, probability, decision_scores)
+
+
+def _classification(spec: PerformanceSpec, frame: pd.DataFrame, reference: Reference | None) -> Evaluation:
+    import numpy as np
+
+    prepared = _classify(spec, frame, reference)
+    if isinstance(prepared, Evaluation):
+        return prepared
+    size, evidence, classes = prepared.size, prepared.evidence, prepared.classes
+    positive, negative, labels, used = prepared.positive, prepared.negative, prepared.labels, prepared.used
+    probability, decision_scores = prepared.probability, prepared.decision_scores
     if size < spec.min_rows:
-        return _insufficient(spec, predictions, size, evidence)
+        return _insufficient(spec, prepared.predictions, size, evidence)
 
     truth = [_key(v) for v in labels[used]]
-    decided = [_key(v) for v in decisions[used]]
+    decided = [_key(v) for v in prepared.decisions[used]]
     undefined: dict[str, str] = {}
     if positive is not None:
         key = class_key(positive)
@@ -369,11 +414,12 @@ def _classification(spec: PerformanceSpec, frame: pd.DataFrame, reference: Refer
     return Evaluation("ok", size, values, evidence=evidence)
 
 
-def _regression(spec: PerformanceSpec, frame: pd.DataFrame) -> Evaluation:
+def _regressed(spec: PerformanceSpec, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any], int] | Evaluation:
+    """The scored rows of a regression window (columns ``label`` and ``prediction``, numbers), the
+    evidence of what was left out and how many predictions there were; or the run's outcome when there
+    were none."""
     import numpy as np
     import pandas as pd
-    from evidently.legacy.metrics import RegressionQualityMetric
-    from evidently.legacy.pipeline.column_mapping import ColumnMapping
 
     def numbers_of(column: pd.Series) -> pd.Series:
         ok = column.map(lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool))
@@ -388,12 +434,23 @@ def _regression(spec: PerformanceSpec, frame: pd.DataFrame) -> Evaluation:
     labels, predicted = numbers_of(frame[LABEL]), numbers_of(frame[PREDICTION])
     unknown_label = ~unlabelled & ~np.isfinite(labels)
     used = _scored_rows(frame, evidence, unlabelled, unknown_label, ~np.isfinite(predicted))
-    size = int(used.sum())
+    data = pd.DataFrame({"label": labels[used].to_numpy(), "prediction": predicted[used].to_numpy()})
+    return data, evidence, predictions
+
+
+def _regression(spec: PerformanceSpec, frame: pd.DataFrame) -> Evaluation:
+    from evidently.legacy.metrics import RegressionQualityMetric
+    from evidently.legacy.pipeline.column_mapping import ColumnMapping
+
+    prepared = _regressed(spec, frame)
+    if isinstance(prepared, Evaluation):
+        return prepared
+    data, evidence, predictions = prepared
+    size = len(data)
     if size < spec.min_rows:
         return _insufficient(spec, predictions, size, evidence)
-    data = pd.DataFrame({"target": labels[used].to_numpy(), "prediction": predicted[used].to_numpy()})
     try:
-        result = _report(RegressionQualityMetric(), data, ColumnMapping(target="target", prediction="prediction"))
+        result = _report(RegressionQualityMetric(), data, ColumnMapping(target="label", prediction="prediction"))
     except _EVIDENTLY_ERRORS as exc:
         return Evaluation.failed(f"evidently could not compute regression quality: {exc}", size)
     values, undefined = [], {}
@@ -417,6 +474,95 @@ def evaluate(spec: PerformanceSpec, window: Window, reference: Reference | None,
     return _regression(spec, frame)
 
 
+# -- evidence report ----------------------------------------------------------------------------------------
+
+
+def _reference_rows(reference: Reference | None) -> pd.DataFrame | None:
+    """The reference's labels and predictions under the window's column names, when it has both."""
+    if reference is None or reference.label is None or reference.prediction not in reference.frame.columns:
+        return None
+    return reference.frame[[reference.label, reference.prediction]].set_axis([LABEL, PREDICTION], axis=1)
+
+
+def _scored_probability(prepared: _Classified) -> bool:
+    """Whether every scored row has the positive class's score."""
+    probability = prepared.probability
+    return prepared.positive is not None and probability is not None and bool(probability[prepared.used].notna().all())
+
+
+def _classes_frame(prepared: _Classified, *, probability: bool) -> pd.DataFrame:
+    """The scored rows as the report shows them: label and decision as class keys, and the score."""
+    import pandas as pd
+
+    used = prepared.used
+    frame = pd.DataFrame(
+        {"label": [_key(v) for v in prepared.labels[used]], "prediction": [_key(v) for v in prepared.decisions[used]]}
+    )
+    if probability and prepared.probability is not None:
+        frame["probability"] = prepared.probability[used].to_numpy(dtype=float)
+    return frame
+
+
+def evidence(spec: PerformanceSpec, current: pd.DataFrame, reference: Reference | None, features: list[str]) -> EvidenceData:
+    """evidently's classification (regression) quality report of the rows the run scored: labelled, with
+    a label and a prediction that fit, as the run matched them to the classes. Beside them, the
+    reference's own labelled predictions, when it has a label and a prediction column; the score (ROC AUC,
+    the probability plots) is shown when every scored row of both has one."""
+    from evidently import BinaryClassification, DataDefinition, Dataset, MulticlassClassification, Regression
+    from evidently.presets import ClassificationPreset, RegressionPreset
+
+    if PREDICTION not in current.columns or LABEL not in current.columns:
+        raise ValueError("the window has no predictions with labels")
+    theirs_rows = _reference_rows(reference)
+    ours: pd.DataFrame
+    theirs: pd.DataFrame | None = None
+    if spec.task == "regression":
+        regressed = _regressed(spec, current)
+        if isinstance(regressed, Evaluation):
+            raise ValueError(regressed.error or "no predictions in the window")
+        ours = regressed[0]
+        if theirs_rows is not None and not isinstance(found := _regressed(spec, theirs_rows), Evaluation):
+            theirs = found[0]
+        definition = DataDefinition(
+            regression=[Regression(target="label", prediction="prediction")], numerical_columns=["label", "prediction"]
+        )
+        metrics: list[Any] = [RegressionPreset()]
+    else:
+        classified = _classify(spec, current, reference)
+        if isinstance(classified, Evaluation):
+            raise ValueError(classified.error or "no predictions in the window")
+        against = _classify(spec, theirs_rows, reference, classified.classes) if theirs_rows is not None else None
+        against = against if isinstance(against, _Classified) and against.size else None
+        probability = _scored_probability(classified) and (against is None or _scored_probability(against))
+        ours = _classes_frame(classified, probability=probability)
+        theirs = _classes_frame(against, probability=probability) if against is not None else None
+        task: BinaryClassification | MulticlassClassification
+        if classified.positive is not None:
+            task = BinaryClassification(
+                target="label",
+                prediction_labels="prediction",
+                prediction_probas="probability" if probability else None,
+                pos_label=_key(classified.positive),
+            )
+        else:
+            task = MulticlassClassification(target="label", prediction_labels="prediction")
+        definition = DataDefinition(
+            classification=[task],
+            categorical_columns=["label", "prediction"],
+            numerical_columns=["probability"] if probability else [],
+        )
+        metrics = [ClassificationPreset()]
+    if ours.empty:
+        raise ValueError("no labelled predictions in the window")
+    theirs = theirs if theirs is not None and not theirs.empty else None
+    return EvidenceData(
+        metrics,
+        Dataset.from_pandas(ours, data_definition=definition),
+        len(ours),
+        Dataset.from_pandas(theirs, data_definition=definition) if theirs is not None else None,
+    )
+
+
 KIND = CheckKind(
     kind="performance",
     spec=PerformanceSpec,
@@ -429,4 +575,5 @@ KIND = CheckKind(
     metrics_for=lambda spec: frozenset(CLASSIFICATION) if spec.task == "classification" else frozenset(REGRESSION),
     check_reference=check_reference,
     warm_up=import_evidently,
+    evidence=evidence,
 )

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from monitor.checks.base import CheckKind, Evaluation, MetricValue, SpecProblem, Window
+from monitor.checks.base import CheckKind, Evaluation, EvidenceData, MetricValue, SpecProblem, Window
 from monitor.checks.drift import (
     EVIDENTLY_ERRORS,
     METHODS,
@@ -46,6 +46,8 @@ from monitor.sources.base import PREDICTION
 from monitor.sources.reference import TYPE_NAMES, ColumnType, as_type
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from monitor.checks.fast_drift import PreparedColumn
     from monitor.sources.reference import Reference
 
@@ -179,6 +181,20 @@ def _small_reference(spec: PredictionDriftSpec, reference: Reference, features: 
     return small_reference(spec, reference, [reference.prediction]) if reference.prediction else []
 
 
+def evidence(spec: PredictionDriftSpec, current: pd.DataFrame, reference: Reference | None, features: list[str]) -> EvidenceData:
+    """evidently's drift report of the window's predictions against the reference's, as the run compared
+    them (classes as text, or numbers), under the source's name for them."""
+    import pandas as pd
+    from evidently.presets import DataDriftPreset
+
+    if reference is None or reference.prediction is None or PREDICTION not in current.columns:
+        raise ValueError("no predictions to compare with the reference's")
+    column, kind = reference.prediction, compared_as(spec, reference)
+    ours = pd.DataFrame({column: as_type(current[PREDICTION], kind).values})
+    theirs = pd.DataFrame({column: reference.typed_as(column, kind).values})
+    return EvidenceData([DataDriftPreset(columns=[column])], ours, len(ours), theirs)
+
+
 KIND = CheckKind(
     kind="prediction_drift",
     spec=PredictionDriftSpec,
@@ -193,4 +209,5 @@ KIND = CheckKind(
     check_reference=check_reference,
     reference_warnings=_small_reference,
     warm_up=warm_up,  # evidently only for a method the fast path does not compute, when first used
+    evidence=evidence,
 )

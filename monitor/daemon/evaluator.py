@@ -29,7 +29,7 @@ from monitor.alerting.episodes import OpenEpisode, advance, open_state
 from monitor.alerting.ladders import judge_ladders, ladders
 from monitor.alerting.rules import MetricValue, canonical_condition, observe
 from monitor.checks import CHECKS, bands
-from monitor.checks.base import FAILING_RUNS, CheckKind, CheckSpec, Evaluation, Window, is_failing
+from monitor.checks.base import FAILING_RUNS, CheckKind, CheckSpec, Evaluation, EvidenceData, Window, is_failing
 from monitor.clock import Clock
 from monitor.config.durations import format_duration
 from monitor.config.models import DaemonConfig, ModelConfig
@@ -150,18 +150,23 @@ class Evaluator:
         frame = source.read(start, end, schema=True) if kind.reads_schema else source.read(start, end)
         return Window(start, end, frame, summary)
 
-    def evidence_frames(self, model: ModelConfig, check: CheckSpec, start: datetime, end: datetime, model_version: str = ""):
-        """The rows of a run's window (of one model version, for a check split by it) and the model's
-        reference, as the run read them: what its evidence report shows. Raises SourceError."""
+    def evidence_data(
+        self, model: ModelConfig, check: CheckSpec, start: datetime, end: datetime, model_version: str = ""
+    ) -> EvidenceData:
+        """What a run's evidence report shows (``CheckKind.evidence``): the rows of its window (of one model
+        version, for a check split by it) and the model's reference, read as the run read them. Raises
+        SourceError, and ValueError when the kind finds nothing to report."""
+        kind = CHECKS[check.kind]
+        if kind.evidence is None:
+            raise ValueError(f"a {check.kind} check has no evidence report")
         features = model.source.features if model.source else []
-        frame = self._window(model, CHECKS[check.kind], start, end).frame
+        frame = self._window(model, kind, start, end).frame
         if model_version and VERSION in frame.columns:
             frame = frame[frame[VERSION].astype(str) == model_version]
         reference = None
         if model.reference is not None:
-            loaded = load_reference(model.reference.path, features).for_source(model.source).frame
-            reference = loaded[[f for f in features if f in loaded.columns]]
-        return frame[[f for f in features if f in frame.columns]], reference, features
+            reference = load_reference(model.reference.path, features).for_source(model.source)
+        return kind.evidence(check, frame, reference, features)
 
     def read_and_compute(self, model: ModelConfig, check: CheckSpec, start: datetime, end: datetime) -> Evaluated:
         """What the check finds in the window ``start``-``end``: its rows read from the model's source,

@@ -1,8 +1,8 @@
 """Evidence reports of firing alerts, built on a thread of their own once the run is recorded.
 
-A run that fires an alert of a kind with a report (``CheckKind.evidence``: drift, data quality) has
-its notifications enqueued in its own transaction, with the link to the report in the message; the
-report is built afterwards, here, so a slow report (evidently takes about a second for a few
+A run that fires an alert of a kind with a report (``CheckKind.evidence``: drift, prediction drift, data
+quality, performance) has its notifications enqueued in its own transaction, with the link to the
+report in the message; the report is built afterwards, here, so a slow report (evidently takes about a second for a few
 thousand rows) never delays a message. Until it is written, the link answers that it is being built.
 A report that fails is logged, and its link shows why: the alert stands without it.
 """
@@ -48,13 +48,12 @@ class EvidenceBuilder:
         assert part.run_id is not None
         with log_context(model=model.model, check=check.name, run_id=part.run_id):
             try:
-                features = model.source.features if model.source else []
-                current, reference, _ = self.evaluator.evidence_frames(
-                    model, check, part.window_start, part.window_end, part.model_version or ""
+                data = self.evaluator.evidence_data(model, check, part.window_start, part.window_end, part.model_version or "")
+                window = (part.window_start, part.window_end)
+                head = heading(
+                    model.model, check.name, part.run_id, window, data.rows, against_reference=data.reference is not None
                 )
-                metrics = CHECKS[check.kind].evidence(check, features)  # type: ignore[misc]
-                head = heading(model.model, check.name, part.run_id, part.window_start, part.window_end, len(current))
-                self.store.save(part.run_id, report_html(metrics, current, reference, head))
+                self.store.save(part.run_id, report_html(data, head))
                 log.info("evidence of run #%d written (%s)", part.run_id, self.store.path(part.run_id))
             except Exception as exc:  # the alert stands without it; the link says why there is none
                 reason = f"{type(exc).__name__}: {exc}"

@@ -1,5 +1,5 @@
-"""An evidence report: evidently's HTML of a run's window against the model's reference, under a line
-saying which run, model, check and window it is.
+"""An evidence report: evidently's HTML of a run's window (against the model's reference, where the
+kind compares with one), under a line saying which run, model, check and window it is.
 
 The report is evidently's own (its metrics are the kind's ``CheckKind.evidence``), self-contained (its
 scripts inline, nothing fetched from a CDN), so it opens wherever the daemon's page opens.
@@ -10,18 +10,23 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from monitor.checks.base import EvidenceData
 
 _BODY = re.compile(r"<body[^>]*>", re.IGNORECASE)
 
 
-def heading(model: str, check: str, run_id: int, start: datetime, end: datetime, rows: int) -> str:
+def heading(model: str, check: str, run_id: int, window: tuple[datetime, datetime], rows: int, *, against_reference: bool) -> str:
     """The line above the report: what it is the evidence of (every value escaped)."""
+    start, end = window
     return (
         "<div style='font:14px system-ui,sans-serif;padding:8px 12px;background:#fff3cd;border-bottom:1px solid #e0c36a'>"
         f"<b>{escape(model)} / {escape(check)}</b>: evidence of run #{int(run_id)}, the window "
-        f"{start:%Y-%m-%d %H:%M:%S} to {end:%Y-%m-%d %H:%M:%S} UTC ({rows:,} rows) against the reference"
-        "</div>"
+        f"{start:%Y-%m-%d %H:%M:%S} to {end:%Y-%m-%d %H:%M:%S} UTC ({int(rows):,} rows)"
+        + (" against the reference" if against_reference else "")
+        + "</div>"
     )
 
 
@@ -35,12 +40,12 @@ def failed_page(model: str, check: str, run_id: int, reason: str) -> str:
     )
 
 
-def report_html(metrics: list[Any], current: Any, reference: Any, head: str) -> str:
-    """evidently's report of ``current`` against ``reference`` (data frames) with ``metrics``, as one HTML
-    page with ``head`` at the top of its body."""
+def report_html(data: EvidenceData, head: str) -> str:
+    """evidently's report of ``data`` (the window's rows, beside the reference's where there is one), as
+    one HTML page with ``head`` at the top of its body."""
     from evidently import Report
 
-    snapshot = Report(metrics).run(current_data=current, reference_data=reference)
+    snapshot = Report(data.metrics).run(current_data=data.current, reference_data=data.reference)
     html = snapshot.get_html_str(as_iframe=False)
     found = _BODY.search(html)
     return html[: found.end()] + head + html[found.end() :] if found else head + html
