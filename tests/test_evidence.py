@@ -124,7 +124,14 @@ def report_of(tmp_path, engine, check: dict, live: pd.DataFrame, *, source: dict
     return part, gzip.decompress(store.read(part.run_id) or b"").decode()
 
 
+def said(part, rows: str, *, against_reference: bool) -> str:
+    """The report's heading for a run at T0 of an hour's window: what it is the evidence of."""
+    end = " against the reference</div>" if against_reference else "</div>"
+    return f"evidence of run #{part.run_id}, the window 2026-11-25 11:00:00 to 2026-11-25 12:00:00 UTC ({rows}){end}"
+
+
 def titles(page: str) -> set[str]:
+    """The titles of the report's widgets (evidently's, in the page's data)."""
     return set(re.findall(r'"title": ?"([^"]{3,80})"', page))
 
 
@@ -154,8 +161,7 @@ def test_a_classification_alerts_report_is_of_the_rows_it_scored_beside_the_refe
     part, page = report_of(tmp_path, sqlite_engine, check, live, source={"label": "is_fraud"}, reference=reference)
 
     assert part.evaluation.sample_size == 720
-    assert (f"<b>fraud-scorer / quality</b>: evidence of run #{part.run_id}, the window 2026-11-25 11:00:00 to "
-            "2026-11-25 12:00:00 UTC (720 rows) against the reference") in page  # fmt: skip
+    assert f"<b>fraud-scorer / quality</b>: {said(part, '720 rows', against_reference=True)}" in page
     assert {"Current: Model Quality Metrics", "Reference: Model Quality Metrics",
             "RocAuc metric (current)", "RocAuc metric (reference)"} <= titles(page)  # fmt: skip
 
@@ -168,7 +174,7 @@ def test_a_regression_alerts_report_is_of_the_window_alone_when_the_reference_ha
 
     part, page = report_of(tmp_path, sqlite_engine, check, live, source={"label": "amount_paid", "prediction": "amount"})
 
-    assert f"evidence of run #{part.run_id}, the window 2026-11-25 11:00:00 to 2026-11-25 12:00:00 UTC (600 rows)</div>" in page
+    assert said(part, "600 rows", against_reference=False) in page
     found = titles(page)
     assert {"Current: Model Quality (+/- std)", "R2 Score"} <= found
     assert not any(title.startswith("Reference") for title in found), found
@@ -182,10 +188,7 @@ def test_a_data_quality_alerts_report_is_evidentlys_summary_of_the_window_beside
 
     part, page = report_of(tmp_path, sqlite_engine, check, live)
 
-    assert (
-        f"evidence of run #{part.run_id}, the window 2026-11-25 11:00:00 to 2026-11-25 12:00:00 UTC (600 rows) against the reference"
-        in page
-    )
+    assert said(part, "600 rows", against_reference=True) in page
     assert '"Dataset Summary"' in page and all(f'"{feature}"' in page for feature in ("amount", "country"))
 
 
@@ -197,8 +200,5 @@ def test_a_prediction_drift_alerts_report_is_evidentlys_drift_of_the_predictions
 
     part, page = report_of(tmp_path, sqlite_engine, check, live)
 
-    assert (
-        f"evidence of run #{part.run_id}, the window 2026-11-25 11:00:00 to 2026-11-25 12:00:00 UTC (1,500 rows) against the reference"
-        in page
-    )
+    assert said(part, "1,500 rows", against_reference=True) in page
     assert "Drifted Columns" in page and '"score"' in page and '"amount"' not in page
