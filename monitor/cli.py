@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         "model's source (an ingest source: the daemon's stored samples), and print per check the episodes\n"
         "its rules would have opened (start, end, peak, severity) and the messages they would have sent,\n"
         "with totals. Nothing is stored in the daemon's database, nothing is sent. With --against, a second\n"
-        "version of the file (a path, or REV:PATH as git show takes it) is replayed over the same time and\n"
+        "version of the file (a path, or REV:PATH: the file in a git revision) is replayed over the same time and\n"
         "both are shown side by side: the alert budget of a pull request.",
         epilog="examples:\n"
         "  monitor replay checks/fraud-scorer.yaml --since 7d\n"

@@ -16,6 +16,8 @@ from monitor.notifiers.message import format_number, links_told
 from monitor.sources.base import SKIPPED_FILES
 from monitor.text import one_line
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # how far back a replay may start
+
 
 def _project(args: argparse.Namespace, files: list[Path] | None = None) -> Project | None:
     path = args.config or default_config_path()
@@ -486,8 +488,19 @@ def replay(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _say_error(args, str(exc))
         return 1
-    until = args.until or datetime.now(UTC)
-    since = args.since if isinstance(args.since, datetime) else until - args.since
+    now = datetime.now(UTC)
+    until = args.until or now
+    if until > now:
+        print(f"--until ({until:%Y-%m-%d %H:%M} UTC) is in the future: replay reads the data there was; give a past time",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    try:
+        since = args.since if isinstance(args.since, datetime) else until - args.since
+    except OverflowError:
+        since = datetime.min.replace(tzinfo=UTC)
+    if since < EARLIEST:
+        print(f"--since reaches before {EARLIEST:%Y-%m-%d}: give a later time, or a shorter span", file=sys.stderr)
+        return 1
     if since >= until:
         print(f"--since ({since:%Y-%m-%d %H:%M} UTC) must be before --until ({until:%Y-%m-%d %H:%M} UTC)", file=sys.stderr)
         return 1
@@ -551,17 +564,24 @@ def replay(args: argparse.Namespace) -> int:
 
 
 def _against(against: str, file: Path, folder: Path) -> Path | None:
-    """The file ``--against`` names: a path, or ``REV:PATH`` as ``git show`` takes it (written into
-    ``folder``); None when git cannot show it (said on stderr)."""
+    """The file ``--against`` names: a path, or ``REV:PATH``, a file as git has it in a revision (written
+    into ``folder``); None when git cannot give it (said on stderr)."""
     import subprocess
 
     if Path(against).exists() or ":" not in against:
         return Path(against)
-    git = subprocess.run(["git", "show", against], capture_output=True, text=True, cwd=file.resolve().parent)
-    if git.returncode != 0:
-        print(f"--against {against}: {git.stderr.strip() or 'git show failed'}", file=sys.stderr)
+    path = against.partition(":")[2]
+    if against.startswith("-") or not Path(path).name:
+        print(f"--against {against}: give a file, or REV:PATH (HEAD~1:checks/fraud-scorer.yaml)", file=sys.stderr)
         return None
-    written = folder / Path(against.partition(":")[2]).name
+    # cat-file, not show: it gives a file's bytes or fails (show would print a folder's listing), and
+    # takes no option after ``--end-of-options`` (the value is never read as one, whatever it holds).
+    git = subprocess.run(["git", "cat-file", "--end-of-options", "blob", against], capture_output=True, text=True,
+                         cwd=file.resolve().parent)  # fmt: skip
+    if git.returncode != 0:
+        print(f"--against {against}: {git.stderr.strip() or 'git cat-file failed'}", file=sys.stderr)
+        return None
+    written = folder / Path(path).name
     written.write_text(git.stdout)
     return written
 
@@ -574,6 +594,8 @@ def _print_replays(files: list[str], results: list, since: datetime, until: date
         for check in result.checks:
             outcomes = ", ".join(f"{n} {outcome}" for outcome, n in sorted(check.outcomes.items()))
             print(f"  {check.model}/{check.check}, every {format_duration(check.every)}: {check.runs} runs ({outcomes})")
+            for reason in check.reasons:
+                print(f"    {_count(reason.runs, 'run')} {reason.outcome}: {one_line(reason.error)}")
             for e in check.episodes:
                 end = f"{e.resolved:%Y-%m-%d %H:%M}" if e.resolved else "still open"
                 told = e.fired and f"fired {e.fired:%Y-%m-%d %H:%M}" or "never fired"
@@ -585,9 +607,9 @@ def _print_replays(files: list[str], results: list, since: datetime, until: date
         print(f"{_count(result.alerts, 'alert')}, {_count(result.messages, 'message')} in {span} (nothing stored, nothing sent)")
     if len(results) == 2:
         print(f"\n{'':<40} {files[0]:>24} {files[1]:>24}")
-        for mine, theirs in zip(results[0].checks, results[1].checks, strict=False):
-            print(f"{mine.model + '/' + mine.check:<40} {_budget(mine.alerts, len(mine.messages)):>24} "
-                  f"{_budget(theirs.alerts, len(theirs.messages)):>24}")  # fmt: skip
+        sides = [{f"{c.model}/{c.check}": _budget(c.alerts, len(c.messages)) for c in result.checks} for result in results]
+        for name in dict.fromkeys([*sides[0], *sides[1]]):  # by name: a check only one side has shows "-" on the other
+            print(f"{name:<40} {sides[0].get(name, '-'):>24} {sides[1].get(name, '-'):>24}")
         print(f"{'total':<40} {_budget(results[0].alerts, results[0].messages):>24} "
               f"{_budget(results[1].alerts, results[1].messages):>24}")  # fmt: skip
 

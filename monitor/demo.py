@@ -183,6 +183,9 @@ def run_demo(directory: Path | None = None) -> int:
         _say("the alert did not complete its cycle in time; see the log above")
     _say(f"everything is in {directory / 'monitor.db'}; try:")
     _say(f"  monitor alerts --all --config {config_path}")
+    reports = sorted((directory / project.config.evidence_dir).glob("*.html.gz"))
+    if reports:  # the link in the message was to this daemon, stopped now: the report is a file
+        _say(f"  zcat {reports[0]} > report.html   (the drift alert's evidence report: open it in a browser)")
     _say(f"  monitor check fraud-scorer/feature-drift --dry-run --config {config_path}")
     _say(
         f'  sqlite3 {directory / "monitor.db"} "select time, feature, metric, value from metrics '

@@ -7,7 +7,9 @@ test runs last and reads what it printed, each line timed from the start of the 
 
 from __future__ import annotations
 
+import gzip
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -79,3 +81,6 @@ def test_demo_alerts_on_drift_within_a_minute_and_resolves(background):
     assert "drifted features, worst first: amount" in out and "country" in out
     assert "[RESOLVED] fraud-scorer / feature-drift" in out
     assert "the drift alert fired and resolved" in out
+    # The message's evidence link was to the demo's daemon, stopped now: it says where the report is kept.
+    [kept] = re.findall(r"zcat (\S+\.html\.gz) > report\.html", out)
+    assert "Drifted Columns" in gzip.decompress(Path(kept).read_bytes()).decode()

@@ -20,10 +20,10 @@ from factories import T0, live_frame, reference_frame, write_project
 from monitor.cli import main
 from monitor.clock import FixedClock
 from monitor.daemon.evaluator import Evaluator
-from monitor.daemon.evidence import EvidenceBuilder
+from monitor.daemon.evidence import EvidenceBuilder, wanted
 from monitor.daemon.project import Project
 from monitor.evidence.store import EvidenceStore, signature
-from monitor.storage.tables import Alert, CheckRun
+from monitor.storage.tables import Alert, CheckRun, Notification
 
 TOKEN = "evidence-token"
 LINK = re.compile(r"evidence: (http://\S+/evidence/(\d+)\?sig=([0-9a-f]+))")
@@ -47,6 +47,8 @@ def test_a_drift_alerts_message_links_evidentlys_report_of_that_window_served_by
         page = wait_for_page(url)  # as a browser opens it: no token, the link's signature
         assert page.headers["content-type"].startswith("text/html")
         assert page.headers["content-security-policy"] == "sandbox allow-scripts"
+        plain = httpx.get(url, headers={"Accept-Encoding": "identity"})  # kept gzipped; sent so only when asked
+        assert "content-encoding" not in plain.headers and plain.content == page.content
         with daemon.engine.connect() as conn:
             run = conn.execute(sa.select(CheckRun).where(CheckRun.id == run_id)).one()
         assert run.check == "feature-drift" and run.outcome == "breach"
@@ -67,6 +69,9 @@ def test_a_drift_alerts_message_links_evidentlys_report_of_that_window_served_by
             assert httpx.get(odd).status_code in (401, 404)  # a signature not ASCII, a run id past any: no 500
         assert httpx.get(base.replace(f"/evidence/{run_id}", "/evidence/" + "9" * 300),
                          headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404  # fmt: skip
+        daemon.evidence.path(run_id + 1).mkdir(parents=True)  # a report there that cannot be read: said, no traceback
+        unreadable = httpx.get(other, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert unreadable.status_code == 500 and "cannot be read" in unreadable.json()["error"]
         with daemon.engine.connect() as conn:
             alert_id = conn.scalar(sa.select(Alert.id).where(Alert.check == "feature-drift"))
 
@@ -202,3 +207,21 @@ def test_a_prediction_drift_alerts_report_is_evidentlys_drift_of_the_predictions
 
     assert said(part, "1,500 rows", against_reference=True) in page
     assert "Drifted Columns" in page and '"score"' in page and '"amount"' not in page
+
+
+def test_a_check_failing_on_empty_windows_links_no_report_it_would_have_nothing_to_show(tmp_path, sqlite_engine):
+    config = write_project(tmp_path, checks=[{"name": "feature-drift", "kind": "drift", "every": "15m", "window": "1h",
+                                              "alert": [{"when": "drift_share > 0.3", "severity": "critical"}]}])  # fmt: skip
+    project = Project.load(config)
+    model = project.checks.models["fraud-scorer"]
+    check = model.check("feature-drift")
+    clock = FixedClock(T0)
+    evaluator = Evaluator(sqlite_engine, project.config, clock, evidence_url=lambda run_id: f"http://monitor/evidence/{run_id}")
+    for _ in range(3):  # no rows at all: three failing runs in a row
+        result = evaluator.run(model, check)
+        clock.advance(timedelta(minutes=15))
+    assert [(c.rule, c.state) for c in result.changes] == [("failing_runs >= 3", "firing")]
+    assert wanted(check, result) == []
+    with sqlite_engine.connect() as conn:
+        [payload] = conn.scalars(sa.select(Notification.payload)).all()
+    assert "evidence" not in payload["links"]

@@ -185,12 +185,14 @@ def test_a_foreign_host_is_misdirected_dns_rebinding_gets_nothing(no_token):
         assert client.get("/healthz", headers={"Host": host}).status_code == 200, host
 
 
-def test_allowed_hosts_admit_a_proxy_name(tmp_path):
+def test_allowed_hosts_and_the_public_urls_name_admit_a_proxy(tmp_path):
     config = write_ingest_project(tmp_path, token=None)
     document = yaml.safe_load(config.read_text())
     document["server"]["allowed_hosts"] = ["monitor.internal", "proxy.example:8443"]
+    document["server"]["public_url"] = "https://monitor.example.com/ml"  # where its links are opened: a name of its own
     config.write_text(yaml.safe_dump(document, sort_keys=False))
     with running(config) as (daemon, client):
+        assert client.get("/healthz", headers={"Host": "monitor.example.com"}).status_code == 200
         assert client.get("/healthz", headers={"Host": "monitor.internal:8321"}).status_code == 200
         assert client.get("/healthz", headers={"Host": "Monitor.Internal"}).status_code == 200
         assert client.get("/healthz", headers={"Host": "proxy.example:8443"}).status_code == 200

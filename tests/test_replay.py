@@ -10,9 +10,10 @@ from datetime import timedelta
 
 import numpy as np
 import pandas as pd
+import pytest
 import sqlalchemy as sa
 import yaml
-from factories import T0, write_project
+from factories import T0, live_frame, write_project
 
 from monitor.cli import main
 from monitor.clock import FixedClock
@@ -132,3 +133,56 @@ def test_a_probe_is_not_replayed_it_would_call_its_endpoint_now(tmp_path, capsys
     said = capsys.readouterr()
     assert "not replayed (probes call their endpoint now; they read no past data)" in said.err
     assert "0 alerts, 0 messages in 2h" in said.out
+
+
+def test_against_pairs_the_checks_by_name_and_a_check_only_one_side_has_shows_a_dash(tmp_path, capsys):
+    config = write_project(tmp_path, live=live_frame(300), checks=CHECKS)
+    check_file = tmp_path / "checks" / "fraud-scorer.yaml"
+    changed = yaml.safe_load(check_file.read_text())
+    slow = {"name": "slow", "kind": "latency", "every": "1h", "window": "1h", "min_rows": 10,
+            "alert": [{"when": "p99_ms > 50", "severity": "warning"}]}  # fmt: skip
+    changed["checks"] = [slow, CHECKS[0] | {"name": "latency-p99"}]  # one added before, the other renamed
+    other = tmp_path / "changed.yaml"
+    other.write_text(yaml.safe_dump(changed))
+    capsys.readouterr()
+    args = ["replay", "--config", str(config), str(check_file), "--since", "2h", "--until", T0.isoformat()]
+    assert main([*args, "--against", str(other)]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[-4:]]
+    assert rows == [
+        ["fraud-scorer/latency", "0", "alerts,", "0", "messages", "-"],
+        ["fraud-scorer/slow", "-", "1", "alert,", "1", "message"],
+        ["fraud-scorer/latency-p99", "-", "0", "alerts,", "0", "messages"],
+        ["total", "0", "alerts,", "0", "messages", "1", "alert,", "1", "message"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        (["--against=--output=OUT:x"], "give a file, or REV:PATH"),  # never an option of git's
+        (["--against", "HEAD:"], "give a file, or REV:PATH"),  # a revision's folder, not a file
+        (["--since", "100000000d"], "--since reaches before 1970-01-01"),
+        (["--since", "1d", "--until", "0001-01-01T00:00"], "--since reaches before 1970-01-01"),
+        (["--until", "9999-12-31T23:59"], "is in the future"),
+    ],
+)
+def test_a_replay_told_what_it_cannot_do_says_what_to_change(tmp_path, capsys, given, said):
+    config = write_project(tmp_path, checks=CHECKS)
+    args = ["replay", "--config", str(config), str(tmp_path / "checks" / "fraud-scorer.yaml")]
+    assert main([*args, *[a.replace("OUT", str(tmp_path / "written")) for a in given]]) == 1
+    assert said in capsys.readouterr().err
+    assert not list(tmp_path.glob("written*"))
+
+
+def test_a_replay_says_why_runs_found_nothing_and_a_failing_checks_peak_is_its_failing_runs(tmp_path, capsys):
+    config = write_project(tmp_path, live=live_frame(300), checks=CHECKS)  # rows only in the last hour
+    args = ["replay", "--config", str(config), str(tmp_path / "checks" / "fraud-scorer.yaml"), "--since", "6h",
+            "--until", T0.isoformat()]  # fmt: skip
+    capsys.readouterr()
+    assert main([*args, "--format", "json"]) == 0
+    [latency] = json.loads(capsys.readouterr().out)["replay"]["checks"]
+    assert latency["reasons"] == [{"outcome": "insufficient_data", "error": "0 rows in the window, 10 needed", "runs": 6}]
+    [failing] = latency["episodes"]  # three empty windows in a row: the check is failing, until rows come
+    assert (failing["rule"], failing["resolved"], failing["peak"]) == ("failing_runs >= 3", T0.isoformat(), 3)
+    assert main(args) == 0
+    assert "    6 runs insufficient_data: 0 rows in the window, 10 needed\n" in capsys.readouterr().out

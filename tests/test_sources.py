@@ -325,8 +325,16 @@ def test_sql_missing_column_is_a_source_error_naming_it(log_db, database_url):
 
 
 def test_sql_missing_table_is_a_source_error(log_db, database_url):
+    sa.create_engine(database_url).connect().close()  # the database is there; the table is not
     with pytest.raises(SourceError, match="no_such_table"):
         SqlSource(sql_spec(database_url, table="no_such_table")).read(START, END)
+
+
+def test_a_sqlite_source_that_is_not_there_is_said_and_never_created(tmp_path):
+    missing = tmp_path / "nowhere" / "predictions.db"
+    with pytest.raises(SourceError, match=f"no SQLite database at {missing} \\(url\\): create it, or change url"):
+        SqlSource(sql_spec(f"sqlite:///{missing}")).read(START, END)
+    assert not (tmp_path / "nowhere").exists()
 
 
 def _check_file(tmp_path: Path, **source) -> Path:

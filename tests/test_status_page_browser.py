@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -25,6 +26,8 @@ from monitor.storage.tables import CheckRun, Metric, Silence
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 HOSTILE = "<img src=x onerror=alert(1) id=pwned>"
+# A value that would end the evidence report's data script (evidently writes its data there as JSON).
+SCRIPT_BREAK = "</script><script>document.body.insertAdjacentHTML('afterbegin', '<b id=pwned>x</b>')</script>"
 # What Chromium needs here: no sandbox as root, no GPU, and none of its calls home (this network refuses them).
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
          "--disable-background-networking", "--disable-component-update", "--hide-scrollbars"]  # fmt: skip
@@ -58,6 +61,7 @@ class Rendered(HTMLParser):
 def test_the_status_page_in_chromium_shows_what_on_call_needs_and_injected_html_as_text(tmp_path):
     live = live_frame(3000, end=datetime.now(UTC), drift=True)
     live.loc[live.index[:2000], "country"] = HOSTILE  # a category value the reference never had
+    live.loc[live.index[2000:2300], "country"] = SCRIPT_BREAK
     checks = [
         {"name": "feature-drift", "kind": "drift", "every": "1h", "window": "1h",
          "alert": [{"when": "drift_score > 0.1", "severity": "critical"}], "links": {"runbook": "https://runbooks.example/drift"}},
@@ -97,6 +101,11 @@ def test_the_status_page_in_chromium_shows_what_on_call_needs_and_injected_html_
         dom = chromium("--dump-dom", url, profile=tmp_path / "profile").stdout
         shot = tmp_path / "status-375.png"
         chromium(f"--screenshot={shot}", "--window-size=375,1400", url, profile=tmp_path / "profile")
+        [evidence] = {href for tag, attrs in Rendered(dom).tags if "/evidence/" in (href := attrs.get("href", ""))}
+        while httpx.get(evidence, timeout=30).status_code == 404:  # built after the message: "being built" until then
+            assert time.monotonic() < deadline + 60
+            time.sleep(0.2)
+        report = Rendered(chromium("--virtual-time-budget=5000", "--dump-dom", evidence, profile=tmp_path / "profile").stdout)
 
     page = Rendered(dom)
     text = "".join(page.text)
@@ -117,6 +126,9 @@ def test_the_status_page_in_chromium_shows_what_on_call_needs_and_injected_html_
     assert any(tag == "svg" for tag, _ in page.tags) and any(tag == "polyline" for tag, _ in page.tags)
     assert ("meta", {"name": "viewport", "content": "width=device-width, initial-scale=1"}) in page.tags
     assert {"fraud-scorer", "batch-job"} <= {t.strip() for t in page.text}  # a heading per model
+    # The drift alert's evidence report drew, with the values from the data as data, never as its page.
+    assert "Drifted Columns" in "".join(report.text)
+    assert not any(attrs.get("id") == "pwned" or tag == "img" and attrs.get("src") == "x" for tag, attrs in report.tags)
     # The screenshot is a PNG as wide as a phone.
     header = shot.read_bytes()[:24]
     assert header[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">I", header[16:20])[0] == 375

@@ -107,6 +107,11 @@ class CheckSpec(StrictModel):
         counted by the evaluator from the runs it recorded). Its owner is told, with the error."""
         return RuleSpec(id=FAILING_RULE, when=f"{FAILING_RUNS} >= {self.alert_after}", severity="warning")
 
+    def is_failing_rule(self, rule: str) -> bool:
+        """Whether ``rule`` (a rule's text, as an alert names it) is :attr:`failing_rule`: an episode of
+        the check's runs, not of a window's values (it has no evidence report)."""
+        return rule == self.failing_rule.when.text
+
 
 @dataclass(frozen=True)
 class Window:

@@ -26,10 +26,14 @@ log = logging.getLogger(__name__)
 
 def wanted(check: CheckSpec, result: RunResult) -> list[RunResult]:
     """The parts of ``result`` (one per model version of a split check) that fired an alert of a kind
-    with a report."""
+    with a report, on the window's values (not the check's failing rule)."""
     if CHECKS[check.kind].evidence is None:
         return []
-    firing = {change.model_version or "" for change in result.changes if change.state == "firing"}
+    firing = {
+        change.model_version or ""
+        for change in result.changes
+        if change.state == "firing" and not check.is_failing_rule(change.rule)
+    }
     return [part for part in result.parts if part.run_id is not None and (part.model_version or "") in firing]
 
 

@@ -58,12 +58,24 @@ class Message:
 
 
 @dataclass
+class Reason:
+    outcome: str
+    error: str
+    runs: int
+
+
+SHOWN_REASONS = 3
+
+
+@dataclass
 class CheckReplay:
     model: str
     check: str
     every: timedelta
     runs: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    # Why runs found no values (error and insufficient_data): up to SHOWN_REASONS texts, the most runs first.
+    reasons: list[Reason] = field(default_factory=list)
     episodes: list[Episode] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
 
@@ -166,26 +178,40 @@ def _read_back(engine: sa.Engine, model: ModelConfig, check: str, every: timedel
         ):
             out.outcomes[outcome] = count
         out.runs = sum(out.outcomes.values())
+        reasons = session.execute(
+            sa.select(CheckRun.outcome, CheckRun.error, sa.func.count().label("runs"))
+            .where(CheckRun.check == check, CheckRun.outcome.in_(("error", "insufficient_data")), CheckRun.error.is_not(None))
+            .group_by(CheckRun.outcome, CheckRun.error)
+            .order_by(sa.desc("runs"), CheckRun.outcome, CheckRun.error)
+            .limit(SHOWN_REASONS)
+        )
+        out.reasons = [Reason(outcome, error or "", runs) for outcome, error, runs in reasons]
         alerts = session.scalars(sa.select(Alert).where(Alert.check == check).order_by(Alert.id)).all()
-        for alert in alerts:
-            out.episodes.append(Episode(alert.rule, alert.feature, alert.severity, alert.started, alert.fired,
-                                        alert.resolved, _peak(session, alert)))  # fmt: skip
+        told: dict[int, list[float]] = {}  # the values each episode's messages said while it was open
         ids = [a.id for a in alerts]
         for note in session.scalars(sa.select(Notification).where(Notification.alert_id.in_(ids)).order_by(Notification.id)):
             try:
-                subject = AlertMessage.from_dict(note.payload).subject
+                message = AlertMessage.from_dict(note.payload)
+                subject = message.subject
+                if message.event != "resolved":
+                    told.setdefault(note.alert_id, []).append(message.value)
             except Exception:  # noqa: BLE001 - a payload of another version: its event says enough
                 subject = note.event
             out.messages.append(Message(note.created, note.event, note.receiver, subject))
+        for alert in alerts:
+            out.episodes.append(Episode(alert.rule, alert.feature, alert.severity, alert.started, alert.fired,
+                                        alert.resolved, _peak(session, alert, told.get(alert.id, []))))  # fmt: skip
     return out
 
 
-def _peak(session: Session, alert: Alert) -> float | None:
-    """The worst value of the episode's metric while it was open (the highest for a rule on `>`)."""
+def _peak(session: Session, alert: Alert, told: list[float]) -> float | None:
+    """The worst value of the episode's metric while it was open (the highest for a rule on `>`): from
+    the metrics the runs stored, else (a metric no run stores: ``failing_runs``) from what its
+    messages said, else the last value it saw."""
     try:
         condition = Condition.parse(alert.rule)
     except ValueError:
-        return alert.last_value
+        return max(told, default=alert.last_value)
     worst = sa.func.min if condition.op.startswith("<") else sa.func.max
     query = sa.select(worst(Metric.value)).where(
         Metric.check == alert.check, Metric.metric == condition.metric, Metric.feature == alert.feature,
@@ -194,4 +220,8 @@ def _peak(session: Session, alert: Alert) -> float | None:
     if alert.resolved is not None:
         query = query.where(Metric.time <= alert.resolved)
     value = session.scalar(query)
-    return value if value is not None and math.isfinite(value) else alert.last_value
+    if value is not None and math.isfinite(value):
+        return value
+    if told:
+        return min(told) if condition.op.startswith("<") else max(told)
+    return alert.last_value

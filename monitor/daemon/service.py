@@ -595,6 +595,7 @@ class Daemon:
 
     def _start_http(self) -> None:
         from monitor.server.app import ServerState, create_app
+        from monitor.server.hosts import url_host
         from monitor.server.http import HttpServer
         from monitor.server.status import render_status
 
@@ -614,7 +615,7 @@ class Daemon:
             status_page=lambda problems: render_status(self.engine, self._checks_by_model(), problems),
             evidence=self.evidence.read,
             listen_host=config.server.listen.rpartition(":")[0],
-            allowed_hosts=config.server.allowed_hosts,
+            allowed_hosts=[*config.server.allowed_hosts, *url_host(config.server.public_url)],
             guarded_reads=guarded_reads(config.server.listen, config.server.public),
         )
         http = HttpServer(

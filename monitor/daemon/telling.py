@@ -110,6 +110,8 @@ class Teller:
         it, the resolution too), for a kind with a report."""
         if self.evidence_url is None or CHECKS[check.kind].evidence is None or alert.fired is None:
             return None
+        if check.is_failing_rule(alert.rule):  # the window had nothing to show
+            return None
         runs = table(CheckRun)
         run_id = session.scalar(  # episodes are timed by their runs' starts: the run that started when it fired
             sa.select(runs.c.id).where(runs.c.model == alert.model, runs.c.check == alert.check,

@@ -16,6 +16,13 @@ if TYPE_CHECKING:
     from monitor.checks.base import EvidenceData
 
 _BODY = re.compile(r"<body[^>]*>", re.IGNORECASE)
+# evidently writes the report's data as JSON into a <script> of its page, unescaped: a value from the
+# data holding "</script>" would end that script and run what follows. JSON has no raw line break, so
+# the data's script ends at the first line that starts with "</script>", and each line before is one
+# ``var NAME = JSON;`` (checked, so that a page laid out otherwise is refused, never served unescaped).
+_DATA = re.compile(r"<script>\s*var ")
+_ASSIGNMENT = re.compile(r"var [A-Za-z_$][\w$]* = (.*);", re.DOTALL)
+_IN_SCRIPT = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 
 
 def heading(model: str, check: str, run_id: int, window: tuple[datetime, datetime], rows: int, *, against_reference: bool) -> str:
@@ -40,12 +47,39 @@ def failed_page(model: str, check: str, run_id: int, reason: str) -> str:
     )
 
 
+def _data_escaped(html: str) -> str:
+    """evidently's page with ``<``, ``>`` and ``&`` in its data written as JSON escapes (the same values,
+    to the script that reads them), so no value can close the script or open another. A page not laid
+    out as expected is refused rather than served unescaped."""
+    found = _DATA.search(html)
+    start = found.start() + len("<script>") if found else -1
+    end = html.find("\n</script>", start) if found else -1
+    lines = [line.strip() for line in html[start:end].splitlines() if line.strip()] if end > 0 else []
+    if not lines or not all(_is_data(line) for line in lines):
+        raise ValueError("evidently's report is not laid out as this version of monitor expects (its data script)")
+    return html[:start] + html[start:end].translate(_IN_SCRIPT) + html[end:]
+
+
+def _is_data(line: str) -> bool:
+    """Whether ``line`` is ``var NAME = JSON;``: what evidently's data script holds, and nothing else."""
+    import json
+
+    found = _ASSIGNMENT.fullmatch(line)
+    if found is None:
+        return False
+    try:
+        json.loads(found[1])
+    except ValueError:
+        return False
+    return True
+
+
 def report_html(data: EvidenceData, head: str) -> str:
     """evidently's report of ``data`` (the window's rows, beside the reference's where there is one), as
     one HTML page with ``head`` at the top of its body."""
     from evidently import Report
 
     snapshot = Report(data.metrics).run(current_data=data.current, reference_data=data.reference)
-    html = snapshot.get_html_str(as_iframe=False)
+    html = _data_escaped(snapshot.get_html_str(as_iframe=False))
     found = _BODY.search(html)
     return html[: found.end()] + head + html[found.end() :] if found else head + html

@@ -31,6 +31,7 @@ connections are the protocol's (:mod:`monitor.server.protocol`).
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hmac
 import logging
 import time
@@ -307,13 +308,22 @@ def create_app(state: ServerState) -> Starlette:
         if expected is not None and not (authorised(request) or signed(state.token, run_id, request.query_params.get("sig"))):
             return _json(401, {"error": "missing or wrong bearer token, or a link not signed for this run"},
                          {"WWW-Authenticate": "Bearer"})  # fmt: skip
-        body = await run_in_threadpool(state.evidence, run_id) if state.evidence is not None else None
+        try:
+            body = await run_in_threadpool(state.evidence, run_id) if state.evidence is not None else None
+        except OSError as exc:  # a file there that cannot be read: say so, and where to look
+            log.warning("evidence of run #%d cannot be read: %s", run_id, exc)
+            return _json(500, {"error": f"the evidence report of run #{run_id} cannot be read ({exc.strerror or exc}): "
+                                        "see the daemon's evidence_dir"})  # fmt: skip
         if body is None:
             return _json(404, {"error": f"no evidence report of run #{run_id}: it is being built (open the link again in a "
                                         "few seconds), its run fired no alert of a kind with a report, or it is older than "
                                         "retention.evidence"})  # fmt: skip
-        headers = {"Content-Encoding": "gzip", "Content-Security-Policy": "sandbox allow-scripts",
-                   "X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=300"}  # fmt: skip
+        headers = {"Content-Security-Policy": "sandbox allow-scripts", "X-Content-Type-Options": "nosniff",
+                   "Cache-Control": "private, max-age=300", "Vary": "Accept-Encoding"}  # fmt: skip
+        if "gzip" in request.headers.get("accept-encoding", "").lower():
+            headers["Content-Encoding"] = "gzip"  # as it is kept: every browser takes it
+        else:
+            body = await run_in_threadpool(gzip.decompress, body)
         return Response(body, media_type="text/html; charset=utf-8", headers=headers)
 
     return Starlette(

@@ -1,7 +1,7 @@
 """Which ``Host`` and ``Origin`` headers a request to the daemon may carry.
 
 A request is refused unless its ``Host`` is an address the daemon listens on (421: DNS rebinding, a
-foreign name resolving to this daemon) or a name in ``server.allowed_hosts``, and when its ``Origin``
+foreign name resolving to this daemon), a name in ``server.allowed_hosts`` or ``server.public_url``'s, and when its ``Origin``
 is another site than that ``Host`` (403: a browser page posting cross-site). :class:`HostGuard`
 applies the :class:`HostPolicy` to every request before it is routed.
 """
@@ -13,6 +13,7 @@ import functools
 import ipaddress
 import socket
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from starlette.responses import Response
@@ -44,6 +45,15 @@ def _split_host(value: str) -> tuple[str, int | None] | None:
     if not name or any(c in name for c in " /\\@?#%"):
         return None
     return name, int(port) if port else None
+
+
+def url_host(url: str | None) -> list[str]:
+    """The Host name of ``url`` as an ``allowed_hosts`` entry (none without one): ``server.public_url``,
+    the name the daemon's links are opened at, is a name it answers to."""
+    if not url:
+        return []
+    split = _split_host(urlsplit(url).netloc.rpartition("@")[2])
+    return [split[0]] if split else []
 
 
 def _ip_literal(name: str) -> bool:

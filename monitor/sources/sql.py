@@ -13,6 +13,7 @@ values, and the frame's ``attrs[SCHEMA]`` names the table's undeclared columns.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from threading import Lock
 from typing import Any, Literal
 
@@ -29,13 +30,28 @@ class SqlSpec(SourceSpec):
     table: TableName
 
 
+def _read_only(url: str) -> Any:
+    """The URL to open: a SQLite file read-only, so that a source that is not there is an error that says
+    so, never a new empty database beside the check file (a source is only ever read)."""
+    import os
+    from urllib.parse import quote
+
+    import sqlalchemy as sa
+
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:") or "uri" in parsed.query:
+        return parsed
+    path = "file:" + quote(os.path.abspath(parsed.database or ""))
+    return parsed.set(database=path, query={**parsed.query, "mode": "ro", "uri": "true"})
+
+
 def _engine(url: str):
     import sqlalchemy as sa
 
     with _engines_lock:
         if url not in _engines:
             try:
-                _engines[url] = sa.create_engine(url, pool_pre_ping=True)
+                _engines[url] = sa.create_engine(_read_only(url), pool_pre_ping=True)
             except ImportError as exc:  # the URL names a driver this environment lacks: no run can work until installed
                 scheme = sa.make_url(url).drivername
                 raise SourceError(f"the driver of {scheme}:// is not installed ({exc}): install it, or change url") from exc
@@ -83,6 +99,12 @@ class SqlSource:
         return {key: t.astimezone(UTC).replace(tzinfo=None) for key, t in times.items()}
 
     def _failed(self, exc: Exception) -> SourceError:
+        import sqlalchemy as sa
+
+        parsed = sa.make_url(self.spec.url)
+        file = parsed.database if parsed.get_backend_name() == "sqlite" and parsed.database != ":memory:" else None
+        if file and not Path(file).is_file():
+            return SourceError(f"no SQLite database at {file} (url): create it, or change url")
         return SourceError(
             f"cannot read table {self.spec.table}: {type(exc).__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"
         )
