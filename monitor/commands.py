@@ -590,20 +590,20 @@ def _print_replays(files: list[str], results: list, since: datetime, until: date
     """Each file's replay, check by check, then (with ``--against``) the two side by side."""
     span = format_duration(until - since)
     for shown, result in zip(files, results, strict=True):
-        print(f"replay of {shown}, {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC ({span})")
+        print(f"replay of {shown}, {_at(since)} to {_at(until)} UTC ({span})")
         for check in result.checks:
             outcomes = ", ".join(f"{n} {outcome}" for outcome, n in sorted(check.outcomes.items()))
             print(f"  {check.model}/{check.check}, every {format_duration(check.every)}: {check.runs} runs ({outcomes})")
             for reason in check.reasons:
                 print(f"    {_count(reason.runs, 'run')} {reason.outcome}: {one_line(reason.error)}")
             for e in check.episodes:
-                end = f"{e.resolved:%Y-%m-%d %H:%M}" if e.resolved else "still open"
-                told = e.fired and f"fired {e.fired:%Y-%m-%d %H:%M}" or "never fired"
+                end = f" to {_at(e.resolved)}" if e.resolved else ", still open"
+                told = e.fired and f"fired {_at(e.fired)}" or "never fired"
                 where = f" [{one_line(e.feature)}]" if e.feature else ""
                 peak = f", peak {format_number(e.peak)}" if e.peak is not None else ""
-                print(f"    {e.severity:<8} {e.rule}{where}: {e.started:%Y-%m-%d %H:%M} to {end}, {told}{peak}")
+                print(f"    {e.severity:<8} {e.rule}{where}: {_at(e.started)}{end}, {told}{peak}")
             for m in check.messages:
-                print(f"      {m.at:%Y-%m-%d %H:%M} {m.event:<8} to {m.receiver}: {one_line(m.subject)}")
+                print(f"      {_at(m.at)} {m.event:<8} to {m.receiver}: {one_line(m.subject)}")
         print(f"{_count(result.alerts, 'alert')}, {_count(result.messages, 'message')} in {span} (nothing stored, nothing sent)")
     if len(results) == 2:
         print(f"\n{'':<40} {files[0]:>24} {files[1]:>24}")
@@ -616,6 +616,11 @@ def _print_replays(files: list[str], results: list, since: datetime, until: date
 
 def _count(n: int, what: str) -> str:
     return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _at(time: datetime) -> str:
+    """A replay's time: to the minute, and to the second when it is not on one (a replay of seconds)."""
+    return f"{time:%Y-%m-%d %H:%M:%S}" if time.second or time.microsecond else f"{time:%Y-%m-%d %H:%M}"
 
 
 def _budget(alerts: int, messages: int) -> str:

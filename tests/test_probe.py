@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -42,7 +43,7 @@ from monitor.cli import main
 from monitor.clock import FixedClock
 from monitor.daemon.project import Project
 from monitor.daemon.service import Daemon
-from monitor.server.status import render_status
+from monitor.server.status import CheckShown, render_status
 from monitor.storage.tables import Alert, Base, CheckRun, Metric, Notification
 
 MODEL = "scorer-endpoint"
@@ -305,8 +306,15 @@ def test_slo_episodes_outlive_a_restart_and_end_with_their_slo(deployment, endpo
     deployment.run(30)
     endpoint.set("error")
     deployment.run(2)
-    # The status page's detail column shows what the last attempt found.
-    assert "attempt failed: HTTP 500, expected 2xx" in render_status(deployment.engine, {MODEL: ["endpoint"]}, {})
+    # The status page's detail column shows what the last attempt found, and each run's bar when and why.
+    page = render_status(deployment.engine, {MODEL: [CheckShown("endpoint", "probe")]}, {})
+    assert "attempt failed: HTTP 500, expected 2xx" in page
+    bars = re.findall(r"<span class='(\w+)' title='([^']*)'></span>", page)
+    assert bars[-1] == (
+        "breach",
+        f"{deployment.clock.now() - EVERY:%Y-%m-%d %H:%M:%S} UTC breach: attempt failed: HTTP 500, expected 2xx",
+    )
+    assert bars[-3][0] == "ok" and bars[-3][1].endswith(" UTC ok")
     firing = {a.rule_key for a in deployment.alerts() if a.state == "firing"}
     assert firing == {"availability", "slo-page", "slo-ticket"}
 

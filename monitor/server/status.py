@@ -63,6 +63,18 @@ class CheckShown:
     metric: str | None = None
 
 
+@dataclass(frozen=True)
+class ProbeRun:
+    started: datetime
+    outcome: str
+    error: str | None
+
+    @property
+    def said(self) -> str:
+        """What its bar says when pointed at: when, the outcome, and why."""
+        return f"{self.started:%Y-%m-%d %H:%M:%S} UTC {self.outcome}" + (f": {self.error}" if self.error else "")
+
+
 @dataclass
 class StatusData:
     """What the page shows from the database."""
@@ -73,7 +85,8 @@ class StatusData:
     told: dict[int, Row] = field(default_factory=dict)  # by incident: its latest notification (status, links)
     silences: Sequence[Row] = ()  # in force now
     charts: dict[tuple[str, str], list[tuple[datetime, float]]] = field(default_factory=dict)  # oldest first
-    probes: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # a probe's last outcomes, oldest first
+    # a probe's last runs, oldest first: when each started, its outcome and its error
+    probes: dict[tuple[str, str], list[ProbeRun]] = field(default_factory=dict)
 
 
 @lru_cache(maxsize=4)
@@ -167,15 +180,15 @@ def _chart(conn: Connection, model: str, check: str, metric: str, since: datetim
     return [(t, v) for t, v in reversed(rows) if v is not None and math.isfinite(v)]
 
 
-def _probe_history(conn: Connection, model: str, check: str) -> list[str]:
+def _probe_history(conn: Connection, model: str, check: str) -> list[ProbeRun]:
     runs = table(CheckRun)
-    outcomes = conn.scalars(
-        sa.select(runs.c.outcome)
+    found = conn.execute(
+        sa.select(runs.c.started, runs.c.outcome, runs.c.error)
         .where(runs.c.model == model, runs.c.check == check)
         .order_by(runs.c.started.desc())
         .limit(PROBE_RUNS)
     ).all()
-    return list(reversed(outcomes))
+    return [ProbeRun(started, outcome, error) for started, outcome, error in reversed(found)]
 
 
 def sparkline(points: Sequence[tuple[datetime, float]], width: int = 140, height: int = 28) -> str:
@@ -285,9 +298,11 @@ def render_status(
             if check.kind == "probe":
                 history = data.probes.get((model, name), [])
                 chart = (
-                    "<span class='bars'>" + "".join(f"<span class='{e(o)}' title='{e(o)}'></span>" for o in history) + "</span>"
+                    "<span class='bars'>"
+                    + "".join(f"<span class='{e(r.outcome)}' title='{e(r.said)}'></span>" for r in history)
+                    + "</span>"
                 )
-                up = sum(1 for o in history if o == "ok")
+                up = sum(1 for r in history if r.outcome == "ok")
                 chart += f" <small>{up}/{len(history)} ok</small>" if history else " <small>no runs</small>"
             elif check.metric:
                 chart = f"<small>{e(check.metric)}</small> " + sparkline(data.charts.get((model, name), []))
