@@ -5,6 +5,8 @@ SQLite and PostgreSQL; evidently's numbers checked against pandas on the same da
 
 from __future__ import annotations
 
+import io
+import re
 from datetime import timedelta
 
 import numpy as np
@@ -20,6 +22,8 @@ from monitor.checks.data_quality import evaluate as data_quality
 from monitor.clock import FixedClock
 from monitor.daemon.evaluator import Evaluator
 from monitor.daemon.project import Project
+from monitor.daemon.service import Daemon
+from monitor.server.status import render_status
 from monitor.sources.reference import load_reference
 from monitor.storage.tables import Alert, CheckRun, Metric, Notification
 
@@ -339,3 +343,20 @@ def test_a_text_file_without_a_feature_and_with_a_new_column(tmp_path, sqlite_en
     values = {(v.metric, v.feature): v.value for v in result.evaluation.values}
     assert values[("missing_share", "account_age_days")] == 1.0
     assert values[("missing_share", "amount")] == 0.0 and values[("new_category_share", "country")] == 0.0
+
+
+def test_the_status_page_charts_a_per_feature_rule_by_its_worst_feature(tmp_path):
+    live = with_gaps(live_frame(1000), {"amount": 0.20, "country": 0.05}, seed=4)
+    loaded = project(tmp_path, live, [{"when": "missing_share > 0.15", "severity": "warning"}])
+    clock = FixedClock(T0)
+    daemon = Daemon(loaded, clock=clock, console=io.StringIO())
+    daemon.prepare()
+    model = loaded.checks.models[MODEL]
+    for _ in range(3):
+        daemon.evaluate(model, model.check(CHECK))
+        clock.advance(timedelta(minutes=5))
+    page = render_status(daemon.engine, daemon.checks_shown(), {}, now=clock.now())
+    daemon.engine.dispose()
+    chart = re.search(r"missing_share \(worst feature\)</small> <svg.*?<title>([^<]*)</title>", page)
+    assert chart is not None, page
+    assert chart[1] == "3 values, 0.2 to 0.2, last 0.2"  # amount's share, the worst of the three features

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -178,11 +178,16 @@ def _owner_written(path: Path, owners: Mapping[str, object]) -> str | None:
 _OWNER_LINE = re.compile(r"^owner:\s*[\"']?(?P<name>[A-Za-z0-9._-]+)[\"']?\s*(?:#.*)?$")
 
 
-def _headline(check: CheckSpec) -> str | None:
-    """The metric the status page charts for a check: its first rule's over the whole window (a rule
-    per feature has no one series to draw)."""
-    whole = CHECKS[check.kind].dataset_metrics
-    return next((rule.when.metric for rule in check.alert if rule.when.metric in whole), None)
+def _headline(check: CheckSpec) -> tuple[str | None, Literal["max", "min"] | None]:
+    """The metric the status page charts for a check, and whether of its worst feature (``max``, ``min``):
+    its first rule's over the whole window, else its first rule's per feature, the worst feature's at
+    each run (the highest for a rule on ``>``)."""
+    kind = CHECKS[check.kind]
+    whole = next((rule.when.metric for rule in check.alert if rule.when.metric in kind.dataset_metrics), None)
+    if whole is not None or not check.alert:
+        return whole, None
+    first = check.alert[0].when
+    return first.metric, "min" if first.op.startswith("<") else "max"
 
 
 def _shown(path: Path, base: Path) -> Path:
@@ -612,7 +617,7 @@ class Daemon:
             body_timeout=config.server.body_timeout.total_seconds(),
             max_per_client=config.ingest.max_requests_per_client,
             row_limits=RowLimits(config.ingest.max_row_bytes, config.ingest.max_text_chars),
-            status_page=lambda problems: render_status(self.engine, self._checks_by_model(), problems),
+            status_page=lambda problems: render_status(self.engine, self.checks_shown(), problems),
             evidence=self.evidence.read,
             listen_host=config.server.listen.rpartition(":")[0],
             allowed_hosts=[*config.server.allowed_hosts, *url_host(config.server.public_url)],
@@ -640,13 +645,13 @@ class Daemon:
         token = server.token.get_secret_value()
         return f"{base.rstrip('/')}/evidence/{int(run_id)}" + (f"?sig={signature(token, run_id)}" if token else "")
 
-    def _checks_by_model(self) -> dict[str, list[CheckShown]]:
+    def checks_shown(self) -> dict[str, list[CheckShown]]:
         """Each model's checks as loaded now (the status page lists them, charting each one's first rule's
         metric; a reload changes them)."""
         from monitor.server.status import CheckShown
 
         return {
-            name: [CheckShown(c.name, c.kind, _headline(c)) for c in model.checks]
+            name: [CheckShown(c.name, c.kind, *_headline(c)) for c in model.checks]
             for name, model in sorted(self.project.checks.models.items())
         }
 

@@ -4,7 +4,8 @@ last runs as bars, as Gatus shows them). Server-rendered HTML and SVG, no script
 from elsewhere; every value is escaped; it reflows to a phone's width and reloads itself.
 
 Its cost does not grow with the history: a chart is one range of ``ix_metrics_model_metric_time`` (a
-day, at most CHART_POINTS values), a probe's bars one seek for its last runs, and the last run of each
+day, at most CHART_POINTS values; of a metric per feature, the worst feature's at each run: a day of
+values of every feature, grouped), a probe's bars one seek for its last runs, and the last run of each
 configured check is two index seeks on
 ``ix_check_runs_model_check_started`` (its latest ``started``, then the runs that started then: one, or
 one per model version of a check split by it, at most :data:`VERSIONS_SHOWN`), and the open alerts are read
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from html import escape
+from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
@@ -56,11 +58,12 @@ PROBE_RUNS = 30  # a probe's last runs shown as bars, oldest first
 @dataclass(frozen=True)
 class CheckShown:
     """A configured check as the page shows it: its name, kind, and the metric charted (its first
-    rule's; None: no chart)."""
+    rule's; None: no chart), over the whole window or, ``worst`` (``max``, ``min``), its worst feature's."""
 
     name: str
     kind: str = ""
     metric: str | None = None
+    worst: Literal["max", "min"] | None = None
 
 
 @dataclass(frozen=True)
@@ -163,20 +166,25 @@ def read_status(
         if check.kind == "probe":
             probes[pair] = _probe_history(conn, *pair)
         elif check.metric:
-            charts[pair] = _chart(conn, *pair, check.metric, now - timedelta(hours=CHART_HOURS))
+            charts[pair] = _chart(conn, *pair, check.metric, now - timedelta(hours=CHART_HOURS), check.worst)
     return StatusData(latest_runs(conn, checks), worst, worst[0].open_alerts if worst else 0, told, in_force, charts, probes)
 
 
-def _chart(conn: Connection, model: str, check: str, metric: str, since: datetime) -> list[tuple[datetime, float]]:
-    """A check's headline metric over the last day (over every version: the value with no feature)."""
+def _chart(
+    conn: Connection, model: str, check: str, metric: str, since: datetime, worst: Literal["max", "min"] | None = None
+) -> list[tuple[datetime, float]]:
+    """A check's headline metric over the last day, over every version: the value with no feature, or
+    (``worst``) the worst feature's at each run."""
     metrics = table(Metric)
-    rows = conn.execute(
-        sa.select(metrics.c.time, metrics.c.value)
-        .where(metrics.c.model == model, metrics.c.metric == metric, metrics.c.time >= since,
-               metrics.c.check == check, metrics.c.feature == "", metrics.c.model_version == "")
-        .order_by(metrics.c.time.desc())
-        .limit(CHART_POINTS)
-    ).all()  # fmt: skip
+    value = metrics.c.value if worst is None else (sa.func.max if worst == "max" else sa.func.min)(metrics.c.value)
+    query = sa.select(metrics.c.time, value).where(
+        metrics.c.model == model, metrics.c.metric == metric, metrics.c.time >= since,
+        metrics.c.check == check, metrics.c.model_version == "",
+    )  # fmt: skip
+    query = (
+        query.where(metrics.c.feature == "") if worst is None else query.where(metrics.c.feature != "").group_by(metrics.c.time)
+    )
+    rows = conn.execute(query.order_by(metrics.c.time.desc()).limit(CHART_POINTS)).all()
     return [(t, v) for t, v in reversed(rows) if v is not None and math.isfinite(v)]
 
 
@@ -305,7 +313,8 @@ def render_status(
                 up = sum(1 for r in history if r.outcome == "ok")
                 chart += f" <small>{up}/{len(history)} ok</small>" if history else " <small>no runs</small>"
             elif check.metric:
-                chart = f"<small>{e(check.metric)}</small> " + sparkline(data.charts.get((model, name), []))
+                of = " (worst feature)" if check.worst else ""
+                chart = f"<small>{e(check.metric)}{of}</small> " + sparkline(data.charts.get((model, name), []))
             else:
                 chart = ""
             last = data.runs.get((model, name))
