@@ -490,6 +490,9 @@ def replay(args: argparse.Namespace) -> int:
         return 1
     now = datetime.now(UTC)
     until = args.until or now
+    if until < EARLIEST:
+        print(f"--until reaches before {EARLIEST:%Y-%m-%d}: give a later time", file=sys.stderr)
+        return 1
     if until > now:
         print(f"--until ({until:%Y-%m-%d %H:%M} UTC) is in the future: replay reads the data there was; give a past time",
               file=sys.stderr)  # fmt: skip
@@ -503,6 +506,10 @@ def replay(args: argparse.Namespace) -> int:
         return 1
     if since >= until:
         print(f"--since ({since:%Y-%m-%d %H:%M} UTC) must be before --until ({until:%Y-%m-%d %H:%M} UTC)", file=sys.stderr)
+        return 1
+    if args.step is not None and args.step > until - since:
+        print(f"--step {format_duration(args.step)} is longer than the replay ({format_duration(until - since)}): "
+              "give a shorter one", file=sys.stderr)  # fmt: skip
         return 1
 
     def load(file: Path, shown: str):
@@ -568,7 +575,11 @@ def _against(against: str, file: Path, folder: Path) -> Path | None:
     into ``folder``); None when git cannot give it (said on stderr)."""
     import subprocess
 
-    if Path(against).exists() or ":" not in against:
+    try:
+        exists = Path(against).exists()
+    except OSError:  # a name too long for a path: not one
+        exists = False
+    if exists or ":" not in against:
         return Path(against)
     path = against.partition(":")[2]
     if against.startswith("-") or not Path(path).name:
@@ -576,13 +587,15 @@ def _against(against: str, file: Path, folder: Path) -> Path | None:
         return None
     # cat-file, not show: it gives a file's bytes or fails (show would print a folder's listing), and
     # takes no option after ``--end-of-options`` (the value is never read as one, whatever it holds).
-    git = subprocess.run(["git", "cat-file", "--end-of-options", "blob", against], capture_output=True, text=True,
-                         cwd=file.resolve().parent)  # fmt: skip
+    folder_of_file = file.resolve().parent
+    git = subprocess.run(["git", "cat-file", "--end-of-options", "blob", against], capture_output=True,
+                         cwd=folder_of_file if folder_of_file.is_dir() else None)  # fmt: skip
     if git.returncode != 0:
-        print(f"--against {against}: {git.stderr.strip() or 'git cat-file failed'}", file=sys.stderr)
+        said = git.stderr.decode("utf-8", "replace").strip()
+        print(f"--against {against}: {said or 'git cat-file failed'}", file=sys.stderr)
         return None
     written = folder / Path(path).name
-    written.write_text(git.stdout)
+    written.write_bytes(git.stdout)  # as git has it: the loader says what is wrong with its bytes, if anything
     return written
 
 

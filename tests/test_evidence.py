@@ -5,6 +5,7 @@ that run when the daemon has a token (a browser opening a link from Slack sends 
 from __future__ import annotations
 
 import gzip
+import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -17,11 +18,13 @@ import yaml
 from daemons import serving
 from factories import T0, live_frame, reference_frame, write_project
 
+from monitor.checks.base import EvidenceData
 from monitor.cli import main
 from monitor.clock import FixedClock
 from monitor.daemon.evaluator import Evaluator
 from monitor.daemon.evidence import EvidenceBuilder, wanted
 from monitor.daemon.project import Project
+from monitor.evidence.reports import report_html
 from monitor.evidence.store import EvidenceStore, signature
 from monitor.storage.tables import Alert, CheckRun, Notification
 
@@ -225,3 +228,38 @@ def test_a_check_failing_on_empty_windows_links_no_report_it_would_have_nothing_
     with sqlite_engine.connect() as conn:
         [payload] = conn.scalars(sa.select(Notification.payload)).all()
     assert "evidence" not in payload["links"]
+
+
+def test_a_window_without_a_fraud_label_still_has_its_classification_report(tmp_path, sqlite_engine):
+    """No fraud labelled this hour: ROC AUC is undefined (one class of labels), the rest is shown."""
+    live = labelled(600, skill=0.2, seed=4)
+    live["is_fraud"] = 0
+    reference = reference_frame()
+    reference["is_fraud"] = (reference["score"] > 0.5).astype(int)
+    check = QUALITY | {"task": "classification", "alert": [{"when": "accuracy < 0.9", "severity": "critical"}]}
+
+    part, page = report_of(tmp_path, sqlite_engine, check, live, source={"label": "is_fraud"}, reference=reference)
+
+    assert "could not be built" not in page and said(part, "600 rows", against_reference=True) in page
+    found = titles(page)
+    assert {"Current: Model Quality Metrics", "Reference: Model Quality Metrics"} <= found
+    assert not any(title.startswith("RocAuc") for title in found), found
+
+
+def test_a_value_in_a_report_is_data_never_a_tag_of_the_page_or_of_its_charts():
+    """A value that would end evidently's data script, or that its charts (plotly) would read as a link or a
+    style, is kept as text: "<" is a JSON escape, then a zero-width space no tag name starts with."""
+    from evidently.presets import DataDriftPreset
+
+    link = '<a href="https://evil.example/">open me</a>'
+    values = ["</script><script>document.title='pwned'</script>", link, "<=50K"]
+    rng = np.random.default_rng(3)
+    current = pd.DataFrame({"country": rng.choice(values, 300)})
+    page = report_html(
+        EvidenceData([DataDriftPreset()], current, 300, pd.DataFrame({"country": rng.choice(["US", "DE"], 300)})), ""
+    )
+    data = page[page.index("<script>") + len("<script>") : page.index("\n</script>")]
+    assert "<" not in data and "</script" not in page[: page.index("\n</script>")]
+    decoded = [json.loads(line.strip().partition(" = ")[2].removesuffix(";")) for line in data.strip().splitlines()]
+    shown = json.dumps(decoded, ensure_ascii=False)
+    assert '<\u200ba href=\\"https://evil.example/\\">open me<\u200b/a>' in shown and "<\u200b=50K" in shown

@@ -18,6 +18,7 @@ import yaml
 from test_ingest_api import AUTH, LABELS, MODEL, PREDICTIONS, TOKEN, accepted_in_db, row, running, stored, write_ingest_project
 
 from monitor.client import MonitorClient
+from monitor.server.hosts import url_host
 
 NDJSON = {"Content-Type": "application/x-ndjson"}
 JSON = {"Content-Type": "application/json"}
@@ -204,6 +205,12 @@ def test_allowed_hosts_and_the_public_urls_name_admit_a_proxy(tmp_path):
             headers={"Host": "monitor.internal", "Origin": "https://monitor.internal"},
         )
         assert reached.status_code == 202 and accepted_in_db(daemon) == 1
+
+
+def test_a_public_url_names_one_host_never_any():
+    assert url_host("https://monitor.example.com:8443/ml") == ["monitor.example.com"]
+    assert url_host("http://*/") == [] and url_host("http://*.example.com/") == []  # not allowed_hosts' "*"
+    assert url_host(None) == []
 
 
 def test_the_python_client_still_delivers(with_token):

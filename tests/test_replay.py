@@ -162,7 +162,9 @@ def test_against_pairs_the_checks_by_name_and_a_check_only_one_side_has_shows_a_
         (["--against=--output=OUT:x"], "give a file, or REV:PATH"),  # never an option of git's
         (["--against", "HEAD:"], "give a file, or REV:PATH"),  # a revision's folder, not a file
         (["--since", "100000000d"], "--since reaches before 1970-01-01"),
-        (["--since", "1d", "--until", "0001-01-01T00:00"], "--since reaches before 1970-01-01"),
+        (["--since", "1d", "--until", "0001-01-08T00:00"], "--until reaches before 1970-01-01"),
+        (["--since", "1d", "--step", "99999999d"], "--step 99999999d is longer than the replay (1d)"),
+        (["--against", "HEAD:" + "a" * 5000], "--against HEAD:aaa"),  # too long for a path: git says it has none
         (["--until", "9999-12-31T23:59"], "is in the future"),
     ],
 )

@@ -330,11 +330,12 @@ def test_sql_missing_table_is_a_source_error(log_db, database_url):
         SqlSource(sql_spec(database_url, table="no_such_table")).read(START, END)
 
 
-def test_a_sqlite_source_that_is_not_there_is_said_and_never_created(tmp_path):
-    missing = tmp_path / "nowhere" / "predictions.db"
+@pytest.mark.parametrize("url", ["sqlite:///{path}", "sqlite:///{path}?uri=true", "sqlite:///file:{path}?uri=true"])
+def test_a_sqlite_source_that_is_not_there_is_said_and_never_created(tmp_path, url):
+    missing = tmp_path / "predictions.db"
     with pytest.raises(SourceError, match=f"no SQLite database at {missing} \\(url\\): create it, or change url"):
-        SqlSource(sql_spec(f"sqlite:///{missing}")).read(START, END)
-    assert not (tmp_path / "nowhere").exists()
+        SqlSource(sql_spec(url.format(path=missing))).read(START, END)
+    assert list(tmp_path.iterdir()) == []  # nothing made: not the file, not one named after the options
 
 
 def _check_file(tmp_path: Path, **source) -> Path:

@@ -485,9 +485,12 @@ def _reference_rows(reference: Reference | None) -> pd.DataFrame | None:
 
 
 def _scored_probability(prepared: _Classified) -> bool:
-    """Whether every scored row has the positive class's score."""
-    probability = prepared.probability
-    return prepared.positive is not None and probability is not None and bool(probability[prepared.used].notna().all())
+    """Whether every scored row has the positive class's score, over labels of both classes (evidently's
+    curves need both, as ROC AUC does)."""
+    probability, used = prepared.probability, prepared.used
+    if prepared.positive is None or probability is None or not bool(probability[used].notna().all()):
+        return False
+    return len({_key(v) for v in prepared.labels[used]}) == 2
 
 
 def _classes_frame(prepared: _Classified, *, probability: bool) -> pd.DataFrame:
@@ -536,16 +539,29 @@ def evidence(spec: PerformanceSpec, current: pd.DataFrame, reference: Reference 
         probability = _scored_probability(classified) and (against is None or _scored_probability(against))
         ours = _classes_frame(classified, probability=probability)
         theirs = _classes_frame(against, probability=probability) if against is not None else None
+        # evidently compares two sides only when the same classes are among their labels and decisions
+        # (else the window is shown alone), and its binary report needs both classes there (it finds the
+        # negative class among them, and a rate of each): a window of one class is shown as classes.
+        present = set(ours["label"]) | set(ours["prediction"])
+        if theirs is not None and set(theirs["label"]) | set(theirs["prediction"]) != present:
+            theirs = None
+        names = {_key(c): _key(c) for c in classified.classes.values}  # each class by its text
+        both = len(present) == 2
         task: BinaryClassification | MulticlassClassification
-        if classified.positive is not None:
+        if classified.positive is not None and both:
             task = BinaryClassification(
                 target="label",
                 prediction_labels="prediction",
                 prediction_probas="probability" if probability else None,
                 pos_label=_key(classified.positive),
+                labels=names,
             )
         else:
-            task = MulticlassClassification(target="label", prediction_labels="prediction")
+            ours, theirs = (
+                side.drop(columns="probability", errors="ignore") if side is not None else None for side in (ours, theirs)
+            )
+            probability = False
+            task = MulticlassClassification(target="label", prediction_labels="prediction", labels=names)
         definition = DataDefinition(
             classification=[task],
             categorical_columns=["label", "prediction"],

@@ -63,7 +63,7 @@ class ServerConfig(StrictModel):
     )
     public_url: str | None = Field(
         None,
-        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        pattern=r"^https?://[^\s/?#*]+(/[^\s?#]*)?$",
         description="the address people open the daemon's pages at (a proxy's, a DNS name), for the evidence links"
         " in messages; default: http:// and listen",
     )

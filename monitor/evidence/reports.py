@@ -22,7 +22,10 @@ _BODY = re.compile(r"<body[^>]*>", re.IGNORECASE)
 # ``var NAME = JSON;`` (checked, so that a page laid out otherwise is refused, never served unescaped).
 _DATA = re.compile(r"<script>\s*var ")
 _ASSIGNMENT = re.compile(r"var [A-Za-z_$][\w$]* = (.*);", re.DOTALL)
-_IN_SCRIPT = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+# "<" also takes a zero-width space after it: the charts' library (plotly) reads a few tags of its own
+# in text ("<a href>", "<span style>"), and a value must not add a link or a style to the page.
+# evidently's own data holds no "<": only values do, and they read the same.
+_IN_SCRIPT = str.maketrans({"<": "\\u003c\\u200b", ">": "\\u003e", "&": "\\u0026"})
 
 
 def heading(model: str, check: str, run_id: int, window: tuple[datetime, datetime], rows: int, *, against_reference: bool) -> str:

@@ -53,7 +53,7 @@ def url_host(url: str | None) -> list[str]:
     if not url:
         return []
     split = _split_host(urlsplit(url).netloc.rpartition("@")[2])
-    return [split[0]] if split else []
+    return [split[0]] if split and "*" not in split[0] else []  # a name, never allowed_hosts' "any"
 
 
 def _ip_literal(name: str) -> bool:

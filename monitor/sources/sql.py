@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from threading import Lock
 from typing import Any, Literal
+from urllib.parse import quote, unquote
 
 from monitor.config.types import DatabaseUrl, TableName
 from monitor.sources.base import SCHEMA, Schema, SourceContext, SourceError, SourceKind, SourceSpec, to_utc
@@ -34,13 +35,15 @@ def _read_only(url: str) -> Any:
     """The URL to open: a SQLite file read-only, so that a source that is not there is an error that says
     so, never a new empty database beside the check file (a source is only ever read)."""
     import os
-    from urllib.parse import quote
 
     import sqlalchemy as sa
 
     parsed = sa.make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:") or "uri" in parsed.query:
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return parsed
+    if "uri" in parsed.query and (parsed.database or "").startswith("file:"):  # a URI of the user's own
+        return parsed if "mode" in parsed.query else parsed.update_query_dict({"mode": "ro"})  # read-only unless told
+    parsed = parsed.difference_update_query(["uri"])  # a path, whatever uri says (sqlite would read it as a name)
     path = "file:" + quote(os.path.abspath(parsed.database or ""))
     return parsed.set(database=path, query={**parsed.query, "mode": "ro", "uri": "true"})
 
@@ -103,6 +106,8 @@ class SqlSource:
 
         parsed = sa.make_url(self.spec.url)
         file = parsed.database if parsed.get_backend_name() == "sqlite" and parsed.database != ":memory:" else None
+        if file and file.startswith("file:"):  # file:PATH?OPTIONS
+            file = unquote(file.removeprefix("file:").partition("?")[0])
         if file and not Path(file).is_file():
             return SourceError(f"no SQLite database at {file} (url): create it, or change url")
         return SourceError(
