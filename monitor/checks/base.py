@@ -241,14 +241,12 @@ class EvidenceData:
     rows: int
     reference: Any = None
 
-    @classmethod
-    def of_features(
-        cls, metrics: list[Any], current: pd.DataFrame, reference: Reference | None, features: list[str]
-    ) -> EvidenceData:
-        """``metrics`` over the ``features`` of the window's rows beside the reference's."""
-        ours = current[[f for f in features if f in current.columns]]
-        theirs = reference.frame[[f for f in features if f in reference.frame.columns]] if reference is not None else None
-        return cls(metrics, ours, len(ours), theirs)
+
+def feature_evidence(metrics: list[Any], current: pd.DataFrame, reference: Reference | None, features: list[str]) -> EvidenceData:
+    """A report of ``metrics`` over the ``features`` of the window's rows, beside the reference's."""
+    ours = current[[f for f in features if f in current.columns]]
+    theirs = reference.frame[[f for f in features if f in reference.frame.columns]] if reference is not None else None
+    return EvidenceData(metrics, ours, len(ours), theirs)
 
 
 @dataclass(frozen=True)

@@ -41,9 +41,9 @@ from monitor.checks.base import (
     CheckKind,
     CheckSpec,
     Evaluation,
-    EvidenceData,
     MetricValue,
     Window,
+    feature_evidence,
     import_evidently,
 )
 from monitor.checks.drift import EVIDENTLY_ERRORS
@@ -54,6 +54,7 @@ from monitor.sources.reference import TYPE_NAMES, ColumnType, as_type, read_type
 if TYPE_CHECKING:
     import pandas as pd
 
+    from monitor.checks.base import EvidenceData
     from monitor.sources.reference import Reference
 
 SHOWN_CATEGORIES = 10
@@ -239,7 +240,7 @@ def evidence(spec: DataQualitySpec, current: pd.DataFrame, reference: Reference 
     from evidently.presets import DataSummaryPreset
 
     columns = list(spec.features or features)
-    return EvidenceData.of_features([DataSummaryPreset(columns=columns)], current, reference, columns)
+    return feature_evidence([DataSummaryPreset(columns=columns)], current, reference, columns)
 
 
 KIND = CheckKind(

@@ -22,22 +22,14 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import Field, PositiveFloat, ValidationInfo, field_validator
 
-from monitor.checks.base import (
-    Calibration,
-    CheckKind,
-    CheckSpec,
-    Evaluation,
-    EvidenceData,
-    MetricValue,
-    SpecProblem,
-    Window,
-)
+from monitor.checks.base import Calibration, CheckKind, CheckSpec, Evaluation, MetricValue, SpecProblem, Window, feature_evidence
 from monitor.checks.effect import effect, reference_side
 from monitor.sources.reference import TYPE_NAMES, Reference, Typed, as_type
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from monitor.checks.base import EvidenceData
     from monitor.checks.fast_drift import PreparedColumn
 
 # Evidently's stat-test names for numerical and categorical columns (its legacy registry, less the
@@ -517,7 +509,7 @@ def evidence(spec: DriftSpec, current: pd.DataFrame, reference: Reference | None
     from evidently.presets import DataDriftPreset
 
     columns = list(spec.features or features)
-    return EvidenceData.of_features([DataDriftPreset(columns=columns)], current, reference, columns)
+    return feature_evidence([DataDriftPreset(columns=columns)], current, reference, columns)
 
 
 KIND = CheckKind(
