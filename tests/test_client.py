@@ -307,7 +307,7 @@ def test_5xx_and_429_are_retried_with_the_same_batch_and_retry_after_is_honoured
     ScriptedIngest.script = [(500, {}), (429, {"Retry-After": "1"}), (503, {}), (202, {})]
     ScriptedIngest.bodies, ScriptedIngest.times = [], []
     server = ThreadingHTTPServer(("127.0.0.1", 0), ScriptedIngest)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         client = MonitorClient(f"http://127.0.0.1:{server.server_address[1]}", MODEL, flush_interval=60, max_backoff=0.2)

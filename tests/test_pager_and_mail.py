@@ -226,7 +226,7 @@ def test_an_endpoint_echoing_the_url_or_key_in_any_form_or_across_the_cut_leaves
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/hook?token=S3CRET-T0KEN"
         notifier = WebhookNotifier({"fraud-team": Webhook(url=url, routing_key=ROUTING_KEY)})
