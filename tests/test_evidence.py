@@ -5,6 +5,7 @@ that run when the daemon has a token (a browser opening a link from Slack sends 
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import re
 import time
@@ -24,6 +25,7 @@ from monitor.clock import FixedClock
 from monitor.daemon.evaluator import Evaluator
 from monitor.daemon.evidence import EvidenceBuilder, wanted
 from monitor.daemon.project import Project
+from monitor.daemon.service import Daemon
 from monitor.evidence.reports import report_html
 from monitor.evidence.store import EvidenceStore, signature
 from monitor.storage.tables import Alert, CheckRun, Notification
@@ -263,3 +265,23 @@ def test_a_value_in_a_report_is_data_never_a_tag_of_the_page_or_of_its_charts():
     decoded = [json.loads(line.strip().partition(" = ")[2].removesuffix(";")) for line in data.strip().splitlines()]
     shown = json.dumps(decoded, ensure_ascii=False)
     assert '<\u200ba href=\\"https://evil.example/\\">open me<\u200b/a>' in shown and "<\u200b=50K" in shown
+
+
+def test_a_report_the_daemon_stopped_before_building_is_built_when_it_starts_again(tmp_path):
+    """Killed after the message was owed and before its report: the alert still firing, the next start
+    builds the report its link names."""
+    config = write_project(tmp_path, live=live_frame(3000, end=datetime.now(UTC), drift=True))
+    first = Daemon(Project.load(config), console=io.StringIO())
+    first.prepare()
+    model = first.project.checks.models["fraud-scorer"]
+    result = first.evaluate(model, model.check("feature-drift"))  # not serving: no report built
+    first.engine.dispose()
+    [part] = wanted(model.check("feature-drift"), result)
+    assert part.run_id is not None and not first.evidence.path(part.run_id).exists()
+
+    with serving(config) as (daemon, _):
+        deadline = time.monotonic() + 30
+        while (report := daemon.evidence.read(part.run_id)) is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert f"evidence of run #{part.run_id}" in (page := gzip.decompress(report).decode()) and "Drifted Columns" in page

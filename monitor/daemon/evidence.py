@@ -10,7 +10,11 @@ A report that fails is logged, and its link shows why: the alert stands without 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+import sqlalchemy as sa
 
 from monitor.checks import CHECKS
 from monitor.checks.base import CheckSpec
@@ -20,6 +24,7 @@ from monitor.daemon.results import RunResult
 from monitor.evidence.reports import failed_page, heading, report_html
 from monitor.evidence.store import EvidenceStore
 from monitor.logs import log_context
+from monitor.storage.tables import Alert, CheckRun, table
 
 log = logging.getLogger(__name__)
 
@@ -46,24 +51,58 @@ class EvidenceBuilder:
     def after(self, model: ModelConfig, check: CheckSpec, result: RunResult) -> None:
         """Queue the reports ``result`` owes (none for most runs)."""
         for part in wanted(check, result):
-            self._pool.submit(self._build, model, check, part)
+            assert part.run_id is not None
+            window = (part.window_start, part.window_end)
+            self._pool.submit(self._build, model, check, part.run_id, window, part.model_version or "")
 
-    def _build(self, model: ModelConfig, check: CheckSpec, part: RunResult) -> None:
-        assert part.run_id is not None
-        with log_context(model=model.model, check=check.name, run_id=part.run_id):
+    def catch_up(self, engine: sa.Engine, models: Mapping[str, ModelConfig]) -> int:
+        """Queue the reports of firing alerts that are not in the store: the daemon stopped (or was
+        killed) before it built them, or another replica built them in its own ``evidence_dir``. A
+        restart loses no report an open alert links. Returns how many were queued."""
+        alerts, runs = table(Alert), table(CheckRun)
+        fired_by = sa.and_(runs.c.model == alerts.c.model, runs.c.check == alerts.c.check,
+                           runs.c.model_version == alerts.c.model_version, runs.c.started == alerts.c.fired)  # fmt: skip
+        query = (
+            sa.select(
+                alerts.c.model,
+                alerts.c.check,
+                alerts.c.rule,
+                runs.c.id,
+                runs.c.window_start,
+                runs.c.window_end,
+                runs.c.model_version,
+            )  # fmt: skip
+            .join(runs, fired_by)
+            .where(alerts.c.state == "firing")
+            .order_by(runs.c.id)
+        )
+        with engine.connect() as conn:
+            found = conn.execute(query).all()
+        queued: set[int] = set()
+        for model_name, check_name, rule, run_id, start, end, version in found:
+            model = models.get(model_name)
+            check = next((c for c in model.checks if c.name == check_name), None) if model is not None else None
+            if model is None or check is None or CHECKS[check.kind].evidence is None or check.is_failing_rule(rule):
+                continue
+            if run_id in queued or self.store.path(run_id).exists():
+                continue
+            queued.add(run_id)
+            self._pool.submit(self._build, model, check, run_id, (start, end), version or "")
+        return len(queued)
+
+    def _build(self, model: ModelConfig, check: CheckSpec, run_id: int, window: tuple[datetime, datetime], version: str) -> None:
+        with log_context(model=model.model, check=check.name, run_id=run_id):
             try:
-                data = self.evaluator.evidence_data(model, check, part.window_start, part.window_end, part.model_version or "")
-                window = (part.window_start, part.window_end)
-                head = heading(
-                    model.model, check.name, part.run_id, window, data.rows, against_reference=data.reference is not None
-                )
-                self.store.save(part.run_id, report_html(data, head))
-                log.info("evidence of run #%d written (%s)", part.run_id, self.store.path(part.run_id))
+                data = self.evaluator.evidence_data(model, check, *window, version)
+                head = heading(model.model, check.name, run_id, window, data.rows, against_reference=data.reference is not None)
+                self.store.save(run_id, report_html(data, head))
+                log.info("evidence of run #%d written (%s)", run_id, self.store.path(run_id))
             except Exception as exc:  # the alert stands without it; the link says why there is none
                 reason = f"{type(exc).__name__}: {exc}"
-                log.warning("evidence of run #%d not built: %s", part.run_id, reason)
-                self.store.save(part.run_id, failed_page(model.model, check.name, part.run_id, reason))
+                log.warning("evidence of run #%d not built: %s", run_id, reason)
+                self.store.save(run_id, failed_page(model.model, check.name, run_id, reason))
 
     def close(self) -> None:
-        """Finish the report in hand; drop those not begun (their runs' links say there is none)."""
+        """Finish the report in hand; drop those not begun (the next start builds those of the alerts
+        still firing: :meth:`catch_up`)."""
         self._pool.shutdown(wait=True, cancel_futures=True)

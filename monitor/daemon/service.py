@@ -688,6 +688,11 @@ class Daemon:
         except (OSError, TimeoutError) as exc:
             listen = self.project.config.server.listen
             raise StartupError(f"cannot serve on {listen}: {exc}; stop what holds it, or set server.listen") from exc
+        try:  # the reports a stop (or a kill) left unbuilt, of the alerts still firing
+            if owed := self._evidence_builder.catch_up(self.engine, self.project.checks.models):
+                log.info("%d evidence report(s) of firing alerts not built before: building them", owed)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("evidence reports owed not looked for (%s): the alerts' links answer 404", why_not_recorded(exc))
         # A kind that waits on something outside (a probe, up to its timeout) has workers of its own, one
         # per such check up to APART_WORKERS: it never waits behind a drift check, nor holds up one.
         apart = sum(CHECKS[c.kind].own_workers for m in self.project.checks.models.values() for c in m.checks)
@@ -845,7 +850,7 @@ class Daemon:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
-        self._evidence_builder.close()  # the report in hand is written; the others' links say there is none
+        self._evidence_builder.close()  # the report in hand is written; the next start builds the others
         if self._workers is not None:  # after the scheduler: no run waits on them any more
             self._workers.close()
             self._workers = None
