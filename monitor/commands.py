@@ -498,10 +498,10 @@ def replay(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     try:
-        since = args.since if isinstance(args.since, datetime) else until - args.since
-    except OverflowError:
-        since = datetime.min.replace(tzinfo=UTC)
-    if since < EARLIEST:
+        since: datetime | None = args.since if isinstance(args.since, datetime) else until - args.since
+    except OverflowError:  # a span reaching before the year 1
+        since = None
+    if since is None or since < EARLIEST:
         print(f"--since reaches before {EARLIEST:%Y-%m-%d}: give a later time, or a shorter span", file=sys.stderr)
         return 1
     if since >= until:

@@ -162,6 +162,11 @@ class Condition:
             return False
         return _OPERATORS[self.op](value, limit)
 
+    @property
+    def lower_is_worse(self) -> bool:
+        """Whether the condition breaches below its limit (``<``, ``<=``): its worst value is the lowest."""
+        return self.op in BELOW
+
     def holds(self, value: float | None, anchor: float | None = None) -> bool:
         """Whether ``value`` breaches the condition, given the anchor's value for a condition on one."""
         return self.compare(value, self.limit(anchor))

@@ -50,4 +50,12 @@ CHECKS: dict[str, CheckKind] = {
     )
 }
 
+
+def has_report(check: CheckSpec, rule: str) -> bool:
+    """Whether an alert of ``rule`` (its text) of ``check`` gets an evidence report: its kind has one
+    (``CheckKind.evidence``) and the rule is on the window's values, not the check's failing rule (a
+    failing check's window had nothing to show)."""
+    return CHECKS[check.kind].evidence is not None and not check.is_failing_rule(rule)
+
+
 __all__ = ["CHECKS", "CheckSpecs", "CheckKind", "CheckSpec", "Evaluation", "MetricValue", "RuleSpec"]

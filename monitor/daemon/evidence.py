@@ -2,9 +2,10 @@
 
 A run that fires an alert of a kind with a report (``CheckKind.evidence``: drift, prediction drift, data
 quality, performance) has its notifications enqueued in its own transaction, with the link to the
-report in the message; the report is built afterwards, here, so a slow report (evidently takes about a second for a few
-thousand rows) never delays a message. Until it is written, the link answers that it is being built.
-A report that fails is logged, and its link shows why: the alert stands without it.
+report in the message; the report is built afterwards, here, so a slow report (evidently takes a
+quarter of a second to a second) never delays a message. Until it is written, the link answers that
+it is being built. A report that fails is logged, and its link shows why: the alert stands without
+it. A start builds those a stop or a kill left unbuilt, of the alerts still firing.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from monitor.checks import CHECKS
+from monitor.checks import has_report
 from monitor.checks.base import CheckSpec
 from monitor.config.models import ModelConfig
 from monitor.daemon.evaluator import Evaluator
@@ -24,7 +25,7 @@ from monitor.daemon.results import RunResult
 from monitor.evidence.reports import failed_page, heading, report_html
 from monitor.evidence.store import EvidenceStore
 from monitor.logs import log_context
-from monitor.storage.tables import Alert, CheckRun, table
+from monitor.storage.tables import Alert, CheckRun, fired_run, table
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +33,8 @@ log = logging.getLogger(__name__)
 def wanted(check: CheckSpec, result: RunResult) -> list[RunResult]:
     """The parts of ``result`` (one per model version of a split check) that fired an alert of a kind
     with a report, on the window's values (not the check's failing rule)."""
-    if CHECKS[check.kind].evidence is None:
-        return []
     firing = {
-        change.model_version or ""
-        for change in result.changes
-        if change.state == "firing" and not check.is_failing_rule(change.rule)
+        change.model_version or "" for change in result.changes if change.state == "firing" and has_report(check, change.rule)
     }
     return [part for part in result.parts if part.run_id is not None and (part.model_version or "") in firing]
 
@@ -60,8 +57,6 @@ class EvidenceBuilder:
         killed) before it built them, or another replica built them in its own ``evidence_dir``. A
         restart loses no report an open alert links. Returns how many were queued."""
         alerts, runs = table(Alert), table(CheckRun)
-        fired_by = sa.and_(runs.c.model == alerts.c.model, runs.c.check == alerts.c.check,
-                           runs.c.model_version == alerts.c.model_version, runs.c.started == alerts.c.fired)  # fmt: skip
         query = (
             sa.select(
                 alerts.c.model,
@@ -72,7 +67,7 @@ class EvidenceBuilder:
                 runs.c.window_end,
                 runs.c.model_version,
             )  # fmt: skip
-            .join(runs, fired_by)
+            .join(runs, fired_run(runs, alerts.c))
             .where(alerts.c.state == "firing")
             .order_by(runs.c.id)
         )
@@ -82,7 +77,7 @@ class EvidenceBuilder:
         for model_name, check_name, rule, run_id, start, end, version in found:
             model = models.get(model_name)
             check = next((c for c in model.checks if c.name == check_name), None) if model is not None else None
-            if model is None or check is None or CHECKS[check.kind].evidence is None or check.is_failing_rule(rule):
+            if model is None or check is None or not has_report(check, rule):
                 continue
             if run_id in queued or self.store.path(run_id).exists():
                 continue

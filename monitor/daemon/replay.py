@@ -212,7 +212,7 @@ def _peak(session: Session, alert: Alert, told: list[float]) -> float | None:
         condition = Condition.parse(alert.rule)
     except ValueError:
         return max(told, default=alert.last_value)
-    worst = sa.func.min if condition.op.startswith("<") else sa.func.max
+    worst = sa.func.min if condition.lower_is_worse else sa.func.max
     query = sa.select(worst(Metric.value)).where(
         Metric.check == alert.check, Metric.metric == condition.metric, Metric.feature == alert.feature,
         Metric.model_version == alert.model_version, Metric.time >= alert.started,
@@ -223,5 +223,5 @@ def _peak(session: Session, alert: Alert, told: list[float]) -> float | None:
     if value is not None and math.isfinite(value):
         return value
     if told:
-        return min(told) if condition.op.startswith("<") else max(told)
+        return min(told) if condition.lower_is_worse else max(told)
     return alert.last_value

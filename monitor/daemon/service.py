@@ -187,7 +187,7 @@ def _headline(check: CheckSpec) -> tuple[str | None, Literal["max", "min"] | Non
     if whole is not None or not check.alert:
         return whole, None
     first = check.alert[0].when
-    return first.metric, "min" if first.op.startswith("<") else "max"
+    return first.metric, "min" if first.lower_is_worse else "max"
 
 
 def _shown(path: Path, base: Path) -> Path:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from monitor.alerting.incidents import EpisodeNow, incident_changes
 from monitor.alerting.routing import Addressee, addressees
 from monitor.alerting.rules import SEVERITY_RANK, Observation, RuleSpec
-from monitor.checks import CHECKS
+from monitor.checks import has_report
 from monitor.checks.base import FAILING_RULE, CheckSpec
 from monitor.config.durations import format_duration
 from monitor.config.models import DaemonConfig, ModelConfig
@@ -32,7 +32,7 @@ from monitor.daemon.judging import WindowResult, kept_values
 from monitor.daemon.results import RunResult
 from monitor.notifiers.message import TOP_FEATURES, AlertMessage, format_number
 from monitor.notifiers.registry import Receivers
-from monitor.storage.tables import Alert, CheckRun, Notification, table
+from monitor.storage.tables import Alert, CheckRun, Notification, fired_run, table
 
 log = logging.getLogger(__name__)
 
@@ -108,16 +108,10 @@ class Teller:
     def _evidence_link(self, session: Session, check: CheckSpec, alert: Alert) -> str | None:
         """The link to the evidence of the run that fired ``alert`` (every message of the episode links
         it, the resolution too), for a kind with a report."""
-        if self.evidence_url is None or CHECKS[check.kind].evidence is None or alert.fired is None:
-            return None
-        if check.is_failing_rule(alert.rule):  # the window had nothing to show
+        if self.evidence_url is None or alert.fired is None or not has_report(check, alert.rule):
             return None
         runs = table(CheckRun)
-        run_id = session.scalar(  # episodes are timed by their runs' starts: the run that started when it fired
-            sa.select(runs.c.id).where(runs.c.model == alert.model, runs.c.check == alert.check,
-                                       runs.c.model_version == alert.model_version, runs.c.started == alert.fired)
-            .order_by(runs.c.id.desc()).limit(1)
-        )  # fmt: skip
+        run_id = session.scalar(sa.select(runs.c.id).where(fired_run(runs, alert)).order_by(runs.c.id.desc()).limit(1))
         return self.evidence_url(run_id) if run_id is not None else None
 
     def message(

@@ -1,8 +1,8 @@
 """Which ``Host`` and ``Origin`` headers a request to the daemon may carry.
 
 A request is refused unless its ``Host`` is an address the daemon listens on (421: DNS rebinding, a
-foreign name resolving to this daemon), a name in ``server.allowed_hosts`` or ``server.public_url``'s, and when its ``Origin``
-is another site than that ``Host`` (403: a browser page posting cross-site). :class:`HostGuard`
+foreign name resolving to this daemon), a name in ``server.allowed_hosts`` or ``server.public_url``'s,
+and when its ``Origin`` is another site than that ``Host`` (403: a browser page posting cross-site). :class:`HostGuard`
 applies the :class:`HostPolicy` to every request before it is routed.
 """
 

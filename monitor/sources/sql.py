@@ -31,6 +31,18 @@ class SqlSpec(SourceSpec):
     table: TableName
 
 
+def _sqlite_file(url: str) -> str | None:
+    """The file a SQLite URL names (a ``file:`` URI's path, without its options); None for another
+    database, or SQLite in memory."""
+    import sqlalchemy as sa
+
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    database = parsed.database or ""
+    return unquote(database.removeprefix("file:").partition("?")[0]) if database.startswith("file:") else database
+
+
 def _read_only(url: str) -> Any:
     """The URL to open: a SQLite file read-only, so that a source that is not there is an error that says
     so, never a new empty database beside the check file (a source is only ever read)."""
@@ -38,14 +50,14 @@ def _read_only(url: str) -> Any:
 
     import sqlalchemy as sa
 
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+    parsed, file = sa.make_url(url), _sqlite_file(url)
+    if file is None:
         return parsed
     if "uri" in parsed.query and (parsed.database or "").startswith("file:"):  # a URI of the user's own
         return parsed if "mode" in parsed.query else parsed.update_query_dict({"mode": "ro"})  # read-only unless told
-    parsed = parsed.difference_update_query(["uri"])  # a path, whatever uri says (sqlite would read it as a name)
-    path = "file:" + quote(os.path.abspath(parsed.database or ""))
-    return parsed.set(database=path, query={**parsed.query, "mode": "ro", "uri": "true"})
+    # A path, whatever ``uri`` says (sqlite would read a path with options as a file's name).
+    path = "file:" + quote(os.path.abspath(file))
+    return parsed.difference_update_query(["uri"]).set(database=path).update_query_dict({"mode": "ro", "uri": "true"})
 
 
 def _engine(url: str):
@@ -102,13 +114,8 @@ class SqlSource:
         return {key: t.astimezone(UTC).replace(tzinfo=None) for key, t in times.items()}
 
     def _failed(self, exc: Exception) -> SourceError:
-        import sqlalchemy as sa
-
-        parsed = sa.make_url(self.spec.url)
-        file = parsed.database if parsed.get_backend_name() == "sqlite" and parsed.database != ":memory:" else None
-        if file and file.startswith("file:"):  # file:PATH?OPTIONS
-            file = unquote(file.removeprefix("file:").partition("?")[0])
-        if file and not Path(file).is_file():
+        file = _sqlite_file(self.spec.url)
+        if file is not None and not Path(file).is_file():
             return SourceError(f"no SQLite database at {file} (url): create it, or change url")
         return SourceError(
             f"cannot read table {self.spec.table}: {type(exc).__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"

@@ -7,7 +7,7 @@ for the daemon's queries, and a test keeps the two equal.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -46,6 +46,14 @@ class Base(DeclarativeBase):
 def table(mapped: type[Base]) -> sa.Table:
     """The Core table of a mapped class, typed as one (SQLAlchemy types ``__table__`` as any FromClause)."""
     return cast(sa.Table, mapped.__table__)
+
+
+def fired_run(runs: sa.Table, alert: Any) -> sa.ColumnElement[bool]:
+    """Which of the check runs fired ``alert`` (an :class:`Alert`, or the alerts table's columns in a
+    join): the run of its check and model version that started when it fired (an episode is timed by
+    its runs' starts)."""
+    return sa.and_(runs.c.model == alert.model, runs.c.check == alert.check,
+                   runs.c.model_version == alert.model_version, runs.c.started == alert.fired)  # fmt: skip
 
 
 class CheckRun(Base):
